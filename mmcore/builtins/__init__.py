@@ -1,0 +1,44 @@
+"""The core's generic components, registered as the default plugin ``mmcore``.
+
+They go through the same hooks as any other plugin, so the registry treats them alike.
+"""
+
+from __future__ import annotations
+
+from mmcore.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def register_datasets(register: Register) -> None:
+    from mmcore.builtins.synthetic import Synthetic
+
+    register("mmcore.synthetic", Synthetic)
+
+
+@hookimpl
+def register_encoders(register: Register) -> None:
+    from mmcore.builtins.encoders import MLPEncoder, TransformerEncoder
+
+    register("mmcore.mlp", MLPEncoder)
+    register("mmcore.transformer", TransformerEncoder)
+
+
+@hookimpl
+def register_imputers(register: Register) -> None:
+    from mmcore.builtins.imputers import ZeroImputer
+
+    register("mmcore.zero", ZeroImputer)
+
+
+@hookimpl
+def register_fusions(register: Register) -> None:
+    from mmcore.builtins.fusion import ConcatFusion
+
+    register("mmcore.concat", ConcatFusion)
+
+
+@hookimpl
+def register_balancers(register: Register) -> None:
+    from mmcore.builtins.balancers import Uniform
+
+    register("mmcore.uniform", Uniform)

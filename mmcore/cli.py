@@ -1,0 +1,168 @@
+"""The ``mmcore`` command line: run, resume, validate, show, plugins, components.
+
+User mistakes end in one red line and a non-zero exit (2 for recipe errors); set
+``MMCORE_DEBUG=1`` to see the traceback instead. Plugins add their own commands through the
+``register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmcore.components import KINDS
+from mmcore.errors import MMCoreError
+from mmcore.plugins import get_plugins
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning with missing modalities.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn MMCoreError into one line on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MMCoreError as exc:
+            if os.environ.get("MMCORE_DEBUG"):
+                raise
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err_console.print("[red]interrupted[/]: the last completed epoch is in checkpoints/last; continue with `mmcore resume RUN_DIR`")
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+OverridesArg = typer.Argument(None, help="Overrides: a.b=v, +a.b=v, ~a.b, node=component.name")
+
+
+def _load(recipe: Path, overrides: Optional[list[str]]) -> dict[str, Any]:
+    from mmcore.recipe import load_recipe
+
+    return load_recipe(recipe, list(overrides or []), get_plugins().registry)
+
+
+def _print_results(results: dict[str, dict[str, dict[str, float]]], split: str) -> None:
+    from mmcore.engine.progress import results_table
+
+    console.print(results_table(f"{split} metrics per availability condition", results[split]))
+
+
+@app.command()
+@friendly_errors
+def run(
+    recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+    overrides: Optional[list[str]] = OverridesArg,
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+) -> None:
+    """Train and evaluate a recipe; writes runs/<name>/<timestamp>/."""
+    from mmcore.engine.trainer import run as run_recipe
+
+    resolved = _load(recipe, overrides)
+    result = run_recipe(resolved, console=console, show_progress=progress)
+    _print_results(result.results or {}, "test")
+    console.print(f"best epoch {result.best_epoch} by {resolved['train']['select']}; run directory: {result.run_dir}")
+
+
+@app.command()
+@friendly_errors
+def resume(
+    run_dir: Path = typer.Argument(..., help="A run directory with checkpoints/last."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+) -> None:
+    """Continue an interrupted run exactly where its last checkpoint left it."""
+    from mmcore.engine.trainer import run as run_recipe
+
+    if not (run_dir / "recipe.yaml").exists():
+        raise MMCoreError(f"{run_dir}: not a run directory (no recipe.yaml)")
+    if not (run_dir / "checkpoints" / "last").exists():
+        raise MMCoreError(f"{run_dir}: nothing to resume (no checkpoints/last)")
+    resolved = _load(run_dir / "recipe.yaml", [])
+    result = run_recipe(resolved, run_dir=run_dir, resume=True, console=console, show_progress=progress)
+    _print_results(result.results or {}, "test")
+    console.print(f"best epoch {result.best_epoch}; run directory: {result.run_dir}")
+
+
+@app.command()
+@friendly_errors
+def validate(
+    recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Check a recipe against the schema and the registered components; exit 2 on errors."""
+    resolved = _load(recipe, overrides)
+    console.print(f"[green]ok[/]: {recipe} ({resolved['name']})")
+
+
+@app.command()
+@friendly_errors
+def show(
+    recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Print the resolved recipe: overrides applied, every default filled in."""
+    from mmcore.recipe import dump_yaml
+
+    console.print(dump_yaml(_load(recipe, overrides)), end="", highlight=False, markup=False)
+
+
+@app.command()
+@friendly_errors
+def plugins() -> None:
+    """List plugins: name, version, origin, components, and any load error."""
+    table = Table(title="mmcore plugins")
+    for column in ("plugin", "version", "origin", "components"):
+        table.add_column(column)
+    for info in get_plugins().infos:
+        what = f"[red]{info.error}[/]" if info.error else ", ".join(c.split(":", 1)[1] for c in info.components)
+        table.add_row(info.name, info.version, info.origin, what)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def components(kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}.")) -> None:
+    """List registered components with their options and documentation."""
+    from mmcore.registry import REQUIRED, did_you_mean
+
+    if kind is not None and kind not in KINDS:
+        raise MMCoreError(f"unknown kind '{kind}';{did_you_mean(kind, list(KINDS))} kinds: {', '.join(KINDS)}")
+    table = Table(title="mmcore components")
+    for column in ("kind", "name", "plugin", "options", "description"):
+        table.add_column(column)
+    for comp in get_plugins().registry.all(kind):
+        opts = []
+        for opt in comp.options():
+            hint = getattr(opt.annotation, "__name__", None) or str(opt.annotation).replace("typing.", "")
+            opts.append(f"{opt.name}: {hint}" + ("" if opt.default is REQUIRED else f" = {opt.default!r}"))
+        table.add_row(comp.kind, comp.name, comp.origin, "\n".join(opts), comp.doc)
+    console.print(table)
+
+
+def _add_plugin_commands() -> None:
+    for warning in get_plugins().register_commands(app):  # a plugin's command never breaks the core CLI
+        err_console.print(f"[yellow]warning:[/] {warning}")
+
+
+_add_plugin_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The five component kinds and what the framework passes to their factories.
+
+A component is a factory (class or function) registered under a dotted name. The framework
+calls it with the *injected* keyword arguments of its kind (below) plus the user's options from
+the recipe; every other keyword parameter, with its type hint and default, is a recipe option.
+
+| kind     | injected                                  | returns                                             |
+| -------- | ----------------------------------------- | --------------------------------------------------- |
+| dataset  | —                                         | an object satisfying ``mmcore.types.Dataset``       |
+| encoder  | ``spec: ModalitySpec``, ``dim: int``      | ``nn.Module``: ``(x, lengths) -> [B, dim]``         |
+| imputer  | ``specs: list[ModalitySpec]``, ``dim``    | ``nn.Module``: ``(h, present) -> ImputerOutput``    |
+| fusion   | ``specs``, ``dim``, ``out_dim: int``      | ``nn.Module``: ``(z, present) -> [B, out_dim]``     |
+| balancer | ``modalities: list[str]``, and ``missing_rates: dict[str, float]`` if the factory asks | a ``Balancer`` |
+
+Encoders see only their own modality. ``h`` and ``z`` are ``[B, M, d]`` in dataset modality
+order and ``present`` is ``[B, M]`` bool; rows of absent modalities in ``h`` are zero.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from mmcore.types import StepStats
+
+if TYPE_CHECKING:
+    from torch import nn
+
+KINDS: tuple[str, ...] = ("dataset", "encoder", "imputer", "fusion", "balancer")
+
+# Parameters the framework supplies; they are never recipe options.
+INJECTED: dict[str, frozenset[str]] = {
+    "dataset": frozenset(),
+    "encoder": frozenset({"spec", "dim"}),
+    "imputer": frozenset({"specs", "dim"}),
+    "fusion": frozenset({"specs", "dim", "out_dim"}),
+    "balancer": frozenset({"modalities", "missing_rates"}),
+}
+
+
+class Balancer:
+    """Base class for modality-balancing strategies; the defaults do nothing.
+
+    A balancer owns the per-modality weights of one loss group (``target``), may rescale
+    gradients between backward and the optimiser step, and watches detached statistics after
+    every step. It is a plain object rather than a module because its state is a handful of
+    numbers that must survive a checkpoint as JSON.
+
+    Rules for subclasses: keep state in tensors on the device (``observe`` runs every step and
+    must not force a host sync); make ``state_dict`` JSON-able; ``load_state_dict`` must restore
+    behaviour exactly, so that a resumed run equals an uninterrupted one.
+    """
+
+    target: str = "recon"
+
+    def __init__(self, modalities: list[str], target: str = "recon") -> None:
+        self.modalities = list(modalities)
+        self.target = target
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> "Balancer":
+        """Move internal tensors; called once by the engine before training."""
+        self.device = torch.device(device)
+        return self
+
+    def weights(self) -> Tensor:
+        """``[M]`` weights of the target group's per-modality terms, on ``self.device``."""
+        return torch.ones(len(self.modalities), device=self.device)
+
+    def modulate_gradients(self, model: "nn.Module", stats: StepStats) -> None:
+        """Optionally rescale gradients after backward (e.g. OGM-GE). ``model.encoders`` is a
+        ``ModuleDict`` keyed by modality name."""
+
+    def observe(self, stats: StepStats) -> None:
+        """See the step's detached statistics (after the optimiser step)."""
+
+    def log_values(self) -> dict[str, Tensor]:
+        """Tensors to log at logging steps (read from the device only then)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""

@@ -1,0 +1,102 @@
+"""Turning a resolved recipe into objects: dataset, model, balancer, masks.
+
+Only registered components can be built; a recipe names them, never an import path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from mmcore.components import Balancer
+from mmcore.engine.model import MultimodalModel, unimodal_heads
+from mmcore.errors import MMCoreError, RecipeError
+from mmcore.missing import Condition, MissingSpec, parse_conditions, pattern_distribution
+from mmcore.registry import Registry, did_you_mean
+from mmcore.types import Dataset, ModalitySpec, TaskSpec
+
+
+def build_component(registry: Registry, kind: str, node: dict[str, Any], path: str, **injected: Any) -> Any:
+    """Build one component node ``{type: name, **options}``; factory failures become one line."""
+    component = registry.get(kind, node["type"])
+    options = {k: v for k, v in node.items() if k != "type"}
+    try:
+        return component.build(injected, options)
+    except MMCoreError:
+        raise
+    except Exception as exc:  # a factory rejecting its options: say where, not a traceback
+        raise MMCoreError(f"{path}: building {kind} '{node['type']}' failed: {type(exc).__name__}: {exc}") from exc
+
+
+def build_dataset(recipe: dict[str, Any], registry: Registry) -> Dataset:
+    dataset = build_component(registry, "dataset", recipe["dataset"], "dataset")
+    if not getattr(dataset, "modalities", None) or not isinstance(getattr(dataset, "task", None), TaskSpec):
+        raise MMCoreError(f"dataset '{recipe['dataset']['type']}' did not return modalities and a TaskSpec")
+    return dataset
+
+
+def _check_modality_keys(keys: list[str], modalities: list[str], path: str, extra: tuple[str, ...] = ()) -> list[str]:
+    allowed = list(modalities) + list(extra)
+    return [
+        f"{path}.{k}: not a modality of this dataset;{did_you_mean(k, allowed)} available: {', '.join(allowed)}"
+        for k in keys
+        if k not in allowed
+    ]
+
+
+def build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
+    """The recipe's encoders, imputer, fusion and optional unimodal heads, in modality order."""
+    model_cfg = recipe["model"]
+    dim = int(model_cfg["dim"])
+    names = [s.name for s in specs]
+    enc_cfg: dict[str, Any] = model_cfg["encoders"]
+    problems = _check_modality_keys(list(enc_cfg), names, "model.encoders", extra=("default",))
+    lacking = [m for m in names if m not in enc_cfg and "default" not in enc_cfg]
+    problems += [f"model.encoders: no encoder for modality '{m}' and no 'default'" for m in lacking]
+    if problems:
+        raise RecipeError(problems)
+    encoders = {
+        s.name: build_component(
+            registry, "encoder", enc_cfg.get(s.name, enc_cfg.get("default")), f"model.encoders.{s.name}", spec=s, dim=dim
+        )
+        for s in specs
+    }
+    imputer = build_component(registry, "imputer", model_cfg["imputer"], "model.imputer", specs=list(specs), dim=dim)
+    fusion = build_component(
+        registry, "fusion", model_cfg["fusion"], "model.fusion", specs=list(specs), dim=dim, out_dim=task.out_dim
+    )
+    heads_cfg = model_cfg.get("unimodal_heads")
+    heads: nn.ModuleDict | None = None
+    if heads_cfg:
+        heads = unimodal_heads(names, dim, task.out_dim, list(heads_cfg["layers"]), float(heads_cfg["dropout"]))
+    return MultimodalModel(specs, encoders, imputer, fusion, heads)
+
+
+def train_missing_spec(recipe: dict[str, Any], modalities: list[str]) -> MissingSpec:
+    cfg = recipe["missing"]["train"]
+    problems = _check_modality_keys(list(cfg.get("rates") or {}), modalities, "missing.train.rates")
+    if problems:
+        raise RecipeError(problems)
+    return MissingSpec(
+        rates=dict(cfg.get("rates") or {}),
+        sample_rate=cfg.get("sample_rate"),
+        policy=cfg.get("policy", "fixed"),
+        min_present=int(cfg.get("min_present", 1)),
+    )
+
+
+def eval_conditions(recipe: dict[str, Any], modalities: list[str]) -> list[Condition]:
+    return parse_conditions(recipe["missing"]["eval"]["conditions"], modalities)
+
+
+def build_balancer(recipe: dict[str, Any], modalities: list[str], spec: MissingSpec, registry: Registry) -> Balancer:
+    patterns, probs = pattern_distribution(spec, modalities)  # the realised marginals, whatever the protocol
+    absent = (~patterns).double() * probs.reshape(-1, 1)
+    rates = {m: float(absent[:, i].sum()) for i, m in enumerate(modalities)}
+    balancer = build_component(
+        registry, "balancer", recipe["balancer"], "balancer", modalities=list(modalities), missing_rates=rates
+    )
+    if not isinstance(balancer, Balancer):
+        raise MMCoreError(f"balancer '{recipe['balancer']['type']}' is not a mmcore.Balancer")
+    return balancer

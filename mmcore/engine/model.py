@@ -1,0 +1,70 @@
+"""The multimodal model the engine trains: encoders → absent rows zeroed → imputer → fusion.
+
+The engine, not the imputer, zeroes the encodings of absent modalities, so that no method can
+peek at data that is missing by construction. Encoders depend on their own modality only, which
+is what lets evaluation encode a batch once and run the imputer and fusion once per condition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mmcore.nn import mlp
+from mmcore.types import Batch, ImputerOutput, ModalitySpec
+
+
+@dataclass
+class ModelOutput:
+    """Predictions of the fusion head, of the unimodal heads, and the imputer's loss terms."""
+
+    prediction: Tensor  # [B, out_dim]
+    unimodal: Tensor | None  # [B, M, out_dim] when unimodal heads are on
+    losses: dict[str, Tensor]  # group -> [M]
+
+
+class MultimodalModel(nn.Module):
+    """Composition of the recipe's components; the order of ``specs`` is the modality order."""
+
+    def __init__(
+        self,
+        specs: list[ModalitySpec],
+        encoders: dict[str, nn.Module],
+        imputer: nn.Module,
+        fusion: nn.Module,
+        unimodal_heads: nn.ModuleDict | None = None,
+    ) -> None:
+        super().__init__()
+        self.specs = list(specs)
+        self.modalities = [s.name for s in specs]
+        self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
+        self.imputer = imputer
+        self.fusion = fusion
+        self.unimodal_heads = unimodal_heads
+
+    def encode(self, batch: Batch) -> Tensor:
+        """``[B, M, d]``: every modality encoded from its own input only."""
+        outs = [self.encoders[m](batch.features[m], batch.lengths.get(m)) for m in self.modalities]
+        return torch.stack(outs, dim=1)
+
+    def complete(self, h: Tensor, present: Tensor) -> ModelOutput:
+        """Impute and fuse, given encodings and the availability mask ``present [B, M]``."""
+        h = h * present.unsqueeze(-1).to(h.dtype)  # the no-leakage rule: absent rows are zero
+        out: ImputerOutput = self.imputer(h, present)
+        prediction = self.fusion(out.z, present)
+        unimodal = None
+        if self.unimodal_heads is not None:
+            unimodal = torch.stack(
+                [self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1
+            )
+        return ModelOutput(prediction, unimodal, dict(out.losses))
+
+    def forward(self, batch: Batch, present: Tensor) -> ModelOutput:
+        return self.complete(self.encode(batch), present)
+
+
+def unimodal_heads(modalities: list[str], dim: int, out_dim: int, layers: list[int], dropout: float) -> nn.ModuleDict:
+    """One classifier per modality on its completed latent (RedCore: d→128→128→C, ReLU)."""
+    return nn.ModuleDict({m: mlp(dim, layers, out_dim=out_dim, dropout=dropout) for m in modalities})

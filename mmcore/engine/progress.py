@@ -1,0 +1,63 @@
+"""The rich progress bar and the final table; kept apart so the training loop stays readable."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class Reporter:
+    """A progress bar over all training steps, annotated with the latest loss and validation score."""
+
+    def __init__(self, console: Console, total: int, done: int = 0, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task("train", total=total, completed=done, info="")
+        self._loss = ""
+        self._val = ""
+
+    def __enter__(self) -> "Reporter":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.__exit__(kind, exc, tb)
+
+    def advance(self, epoch: int, epochs: int) -> None:
+        self.progress.update(self.task, advance=1, description=f"epoch {epoch}/{epochs}")
+
+    def loss(self, value: float) -> None:
+        self._loss = f"loss {value:.4f}"
+        self._refresh()
+
+    def validation(self, metric: str, value: float) -> None:
+        self._val = f"val {metric} {value:.4f}"
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self.progress.update(self.task, info="  ".join(x for x in (self._loss, self._val) if x))
+
+
+def results_table(title: str, table: dict[str, dict[str, float]], metrics: list[str] | None = None) -> Table:
+    """Conditions as rows, metrics as columns; the average row last and in bold."""
+    metrics = metrics or list(next(iter(table.values())))
+    out = Table(title=title)
+    out.add_column("condition")
+    for m in metrics:
+        out.add_column(m, justify="right")
+    for condition, row in table.items():
+        style = "bold" if condition == "average" else None
+        out.add_row(condition, *[f"{row[m]:.4f}" for m in metrics], style=style)
+    return out

@@ -1,0 +1,27 @@
+"""Errors that reach the user as one clear line (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+
+class MMCoreError(Exception):
+    """Base class: the message is complete and meant for the user. Exit code 1."""
+
+    exit_code = 1
+
+
+class RecipeError(MMCoreError):
+    """One or more problems in a recipe, each already formatted with file and dotted path."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class RegistryError(MMCoreError):
+    """A component name clash or an invalid registration."""
+
+
+class DataError(MMCoreError):
+    """Dataset files missing, malformed or inconsistent."""

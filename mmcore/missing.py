@@ -1,0 +1,437 @@
+"""Missingness masks: which modalities each sample has, at training and at evaluation time.
+
+Why it is built this way:
+- A training mask is a pure function of (seed, sample id, spec) -- and of the epoch under
+  ``policy: resample`` -- so a sample keeps its pattern across epochs and runs, and the mask of
+  an id never depends on batch composition or order. The randomness is a counter-based hash
+  (splitmix64), not torch's global RNG, which other code is free to consume.
+- Each sample's whole pattern is drawn from an explicit categorical distribution over the 2^M
+  patterns, by inverse CDF with one uniform per sample. The distribution is calibrated so that
+  the realised per-modality missing rates equal the requested ones *after* the ``min_present``
+  constraint -- naive "drop independently, then repair empty samples" lowers the realised rates.
+- Masks are bool ``[N, M]``, True = present, modality order as given.
+
+The hashing and the distribution run in numpy on the host; compute a split's masks once (per
+epoch under ``resample``) and index-select them on the device rather than calling per batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmcore.errors import MMCoreError
+from mmcore.registry import did_you_mean
+
+MAX_MODALITIES = 16  # 2^16 patterns is still a small dense table
+STREAM_TRAIN = 0x7472  # hash streams keep training and evaluation draws independent
+STREAM_EVAL = 0x6576
+_MASK64 = (1 << 64) - 1
+
+# --------------------------------------------------------------------------- hashing
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """One splitmix64 step (Steele, Lea & Flood 2014; constants from Vigna's reference code).
+
+    numpy uint64 arithmetic wraps modulo 2^64 by definition, which is what the mixer needs.
+    """
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def hash_uniform(seed: int, ids: Tensor, stream: int, epoch: int = 0) -> Tensor:
+    """Uniforms in [0, 1), one per id, fixed by (seed, stream, epoch, id) alone.
+
+    Each key part is folded in with xor then a bijective mix, so for fixed (seed, stream, epoch)
+    distinct ids give distinct 64-bit states. Returns float64 on the CPU (not every accelerator
+    has float64, and the uniforms only feed the host-side inverse CDF).
+    """
+    if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        raise MMCoreError(f"sample ids must be a 1-D integer tensor, got {_describe(ids)}")
+    raw = ids.detach().to("cpu", torch.int64).numpy().view(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.full(raw.shape, int(seed) & _MASK64, dtype=np.uint64)
+        h = _splitmix64(h)
+        h = _splitmix64(h ^ np.uint64(int(stream) & _MASK64))
+        h = _splitmix64(h ^ np.uint64(int(epoch) & _MASK64))
+        h = _splitmix64(h ^ raw)
+    # The top 53 bits give every double in [0, 1) on a 2^-53 grid.
+    return torch.from_numpy((h >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return f"{type(x).__name__}"
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+@dataclass(frozen=True)
+class MissingSpec:
+    """How often modalities are missing: per-modality rates, or a sample-level rate η."""
+
+    rates: dict[str, float] = field(default_factory=dict)  # modality -> missing rate; unnamed: 0
+    sample_rate: float | None = None  # η of CPM-Net/GCNet: P(sample is incomplete)
+    policy: Literal["fixed", "resample"] = "fixed"  # fixed: a sample keeps its pattern every epoch
+    min_present: int = 1  # every sample keeps at least this many modalities
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rates, Mapping):
+            raise MMCoreError(f"missing rates must be a mapping modality -> rate, got {_describe(self.rates)}")
+        for name, rate in self.rates.items():
+            if not _is_number(rate) or not 0.0 <= float(rate) <= 1.0:
+                raise MMCoreError(f"missing rate of '{name}' must be a number in [0, 1], got {rate!r}")
+        object.__setattr__(self, "rates", {str(k): float(v) for k, v in self.rates.items()})
+        if self.sample_rate is not None:
+            if self.rates:
+                raise MMCoreError(
+                    f"give either per-modality 'rates' or a 'sample_rate', not both "
+                    f"(rates={self.rates}, sample_rate={self.sample_rate})"
+                )
+            if not _is_number(self.sample_rate) or not 0.0 <= float(self.sample_rate) <= 1.0:
+                raise MMCoreError(f"sample_rate must be a number in [0, 1], got {self.sample_rate!r}")
+            object.__setattr__(self, "sample_rate", float(self.sample_rate))
+        if self.policy not in ("fixed", "resample"):
+            raise MMCoreError(f"missing policy must be 'fixed' or 'resample', got {self.policy!r}")
+        if isinstance(self.min_present, bool) or not isinstance(self.min_present, int) or self.min_present < 0:
+            raise MMCoreError(f"min_present must be a non-negative integer, got {self.min_present!r}")
+
+    def __hash__(self) -> int:  # rates is a dict; hash its sorted items (used to cache distributions)
+        return hash((tuple(sorted(self.rates.items())), self.sample_rate, self.policy, self.min_present))
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+
+
+def _check_keys(node: Mapping, allowed: Sequence[str], where: str) -> None:
+    for key in node:
+        if key not in allowed:
+            hint = did_you_mean(str(key), list(allowed))
+            raise MMCoreError(f"{where}: unknown key '{key}';{hint} expected: {', '.join(allowed)}")
+
+
+SPEC_KEYS = ("rates", "sample_rate", "policy", "min_present")
+
+
+def parse_spec(node: Any, where: str = "missing.train", keys: Sequence[str] = SPEC_KEYS) -> MissingSpec:
+    """A ``MissingSpec`` from a recipe mapping; unknown keys are errors with a did-you-mean."""
+    if not isinstance(node, Mapping):
+        raise MMCoreError(f"{where}: expected a mapping with {', '.join(keys)}, got {_describe(node)}")
+    _check_keys(node, keys, where)
+    try:
+        return MissingSpec(**dict(node))
+    except MMCoreError as err:
+        raise MMCoreError(f"{where}: {err}") from None
+
+
+# --------------------------------------------------------------------------- pattern distribution
+
+
+def _all_patterns(m: int) -> np.ndarray:
+    """All 2^m patterns; row c has modality j present iff bit j of c is set (the fixed order)."""
+    codes = np.arange(2**m, dtype=np.int64)
+    return ((codes[:, None] >> np.arange(m)) & 1).astype(bool)
+
+
+def _check_names(spec: MissingSpec, modalities: Sequence[str]) -> None:
+    if len(modalities) == 0 or len(modalities) > MAX_MODALITIES:
+        raise MMCoreError(f"missingness supports 1 to {MAX_MODALITIES} modalities, got {len(modalities)}")
+    if len(set(modalities)) != len(modalities):
+        raise MMCoreError(f"modality names must be unique, got {list(modalities)}")
+    for name in spec.rates:
+        if name not in modalities:
+            raise MMCoreError(
+                f"missing rate for unknown modality '{name}';{did_you_mean(name, list(modalities))} "
+                f"available: {', '.join(modalities)}"
+            )
+    if spec.min_present > len(modalities):
+        raise MMCoreError(f"min_present={spec.min_present} exceeds the {len(modalities)} modalities")
+
+
+@functools.lru_cache(maxsize=64)
+def _distribution(spec: MissingSpec, modalities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    _check_names(spec, modalities)
+    x = _all_patterns(len(modalities))
+    if spec.sample_rate is not None:
+        probs = _sample_rate_probs(x, spec.sample_rate, spec.min_present)
+    else:
+        rates = np.array([spec.rates.get(n, 0.0) for n in modalities], dtype=np.float64)
+        probs = _calibrated_probs(x, rates, spec.min_present, modalities)
+    support = probs > 0
+    patterns, probs = x[support], probs[support] / probs[support].sum()
+    patterns.flags.writeable = False
+    probs.flags.writeable = False
+    return patterns, probs
+
+
+def pattern_distribution(spec: MissingSpec, modalities: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """The support of the pattern distribution (bool ``[P, M]``) and its probabilities (float64 ``[P]``).
+
+    Patterns keep the enumeration order of ``_all_patterns`` (bit j of the row index = modality
+    j present); that order is part of the reproducibility contract of the masks.
+    """
+    patterns, probs = _distribution(spec, tuple(modalities))
+    return torch.from_numpy(patterns.copy()), torch.from_numpy(probs.copy())
+
+
+def _sample_rate_probs(x: np.ndarray, eta: float, k: int) -> np.ndarray:
+    """CPM-Net/GCNet protocol: complete with prob. 1-η, else uniform over proper patterns with >= k present."""
+    count = x.sum(1)
+    full = count == x.shape[1]
+    incomplete = (count >= k) & ~full
+    if eta > 0 and not incomplete.any():
+        raise MMCoreError(
+            f"sample_rate={eta} is infeasible: with {x.shape[1]} modality(ies) and min_present={k} "
+            f"no pattern is incomplete"
+        )
+    probs = np.zeros(len(x))
+    probs[full] = 1.0 - eta
+    if incomplete.any():
+        probs[incomplete] = eta / incomplete.sum()
+    return probs
+
+
+def _calibrated_probs(x: np.ndarray, rates: np.ndarray, k: int, names: Sequence[str]) -> np.ndarray:
+    """Independent Bernoulli presence conditioned on >= k present, calibrated to the exact rates.
+
+    The family p(x) ∝ exp(θ·x) on the allowed patterns is the conditioned Bernoulli(sigmoid θ);
+    the θ whose marginals P(x_m = 1) equal 1 - r_m is the fixed point of the moment equations,
+    found here by damped Newton steps on the convex dual (log Z(θ) - θ·t). Rates of exactly 0 or
+    1 pin a modality and never enter the fit.
+    """
+    t = 1.0 - rates  # target presence probabilities
+    always, never = t >= 1.0, t <= 0.0
+    free = ~always & ~never
+    count = x.sum(1)
+    k_free = k - int(always.sum())  # presences the free modalities must still supply
+    free_sum = float(t[free].sum())
+    if free_sum < k_free - 1e-12:
+        raise MMCoreError(
+            f"missing rates {_fmt(names, rates)} are infeasible with min_present={k}: they sum to "
+            f"{rates.sum():.10g} but at most {x.shape[1] - k} of {x.shape[1]} modalities can be missing per sample"
+        )
+    allowed = x[:, always].all(1) & ~x[:, never].any(1) & (count >= k)
+    if k_free > 0 and abs(free_sum - k_free) <= 1e-12:  # boundary: every sample has exactly k present
+        allowed &= count == k
+    xf = x[allowed][:, free].astype(np.float64)
+    theta = _fit_natural_params(xf, t[free])
+    probs = np.zeros(len(x))
+    probs[allowed] = _softmax(xf @ theta)
+    err = np.abs(probs @ x - t).max()
+    if not err <= 1e-9:
+        raise MMCoreError(
+            f"could not calibrate missing rates {_fmt(names, rates)} with min_present={k} "
+            f"(marginal error {err:.2g}); the rates are too close to infeasible"
+        )
+    return probs
+
+
+def _fit_natural_params(xf: np.ndarray, target: np.ndarray, max_iter: int = 200) -> np.ndarray:
+    """Solve E_θ[x] = target for p(x) ∝ exp(θ·x) over the rows of ``xf`` (damped Newton)."""
+    with np.errstate(divide="ignore"):
+        theta = np.log(target) - np.log1p(-target)  # exact when the count constraint is inactive
+    if xf.shape[1] == 0:
+        return theta
+
+    def dual(th: np.ndarray) -> float:
+        s = xf @ th
+        return float(s.max() + np.log(np.exp(s - s.max()).sum()) - th @ target)
+
+    for _ in range(max_iter):
+        p = _softmax(xf @ theta)
+        mean = p @ xf
+        grad = mean - target
+        if np.abs(grad).max() < 1e-13:
+            break
+        hess = (xf * p[:, None]).T @ xf - np.outer(mean, mean)
+        step_dir = np.linalg.lstsq(hess, -grad, rcond=None)[0]  # H is singular on the boundary face
+        f0, slope, step = dual(theta), float(grad @ step_dir), 1.0
+        while step > 1e-12 and dual(theta + step * step_dir) > f0 + 1e-4 * step * slope + 1e-15 * abs(f0):
+            step /= 2
+        theta = theta + step * step_dir
+    return theta
+
+
+def _softmax(s: np.ndarray) -> np.ndarray:
+    e = np.exp(s - s.max())
+    return e / e.sum()
+
+
+def _fmt(names: Sequence[str], rates: np.ndarray) -> str:
+    return "{" + ", ".join(f"{n}: {r:.10g}" for n, r in zip(names, rates)) + "}"
+
+
+def _draw(spec: MissingSpec, modalities: Sequence[str], u: Tensor) -> Tensor:
+    patterns, probs = _distribution(spec, tuple(modalities))
+    cdf = np.cumsum(probs)
+    cdf[-1] = 1.0  # u < 1, so every draw lands inside the support despite rounding
+    index = np.searchsorted(cdf, u.numpy(), side="right")
+    return torch.from_numpy(patterns[np.minimum(index, len(cdf) - 1)])
+
+
+def train_masks(spec: MissingSpec, modalities: list[str], ids: Tensor, seed: int, epoch: int = 0) -> Tensor:
+    """Presence masks bool ``[N, M]`` for training, on the ids' device.
+
+    Under ``policy: fixed`` the epoch is ignored: a sample's pattern is its own, every epoch.
+    ``policy: resample`` redraws per epoch (what the RedCore reference code does in effect).
+    """
+    draw_epoch = epoch if spec.policy == "resample" else 0
+    u = hash_uniform(seed, ids, STREAM_TRAIN, draw_epoch)
+    return _draw(spec, modalities, u).to(ids.device)
+
+
+# --------------------------------------------------------------------------- evaluation conditions
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named evaluation condition: a fixed subset of present modalities, or random masks."""
+
+    name: str  # how results are reported, e.g. "a+v" or "random"
+    subset: tuple[bool, ...] | None  # present flag per modality (modality order), or None
+    random: MissingSpec | None  # random masks drawn per sample id, or None
+    seed: int = 0  # the random condition's own seed, independent of the training seed
+    modalities: tuple[str, ...] | None = None  # names the random spec refers to (set by parse_conditions)
+
+
+def all_subsets(modalities: Sequence[str]) -> list[tuple[bool, ...]]:
+    """Every non-empty subset, by size, then in modality order (lexicographic on positions)."""
+    m = len(modalities)
+    rows = [tuple(bool(b) for b in row) for row in _all_patterns(m)[1:]]
+    return sorted(rows, key=lambda r: (sum(r), [i for i in range(m) if r[i]]))
+
+
+def subset_name(subset: Sequence[bool], modalities: Sequence[str]) -> str:
+    return "+".join(n for n, on in zip(modalities, subset) if on)
+
+
+def parse_conditions(
+    value: Any, modalities: Sequence[str], where: str = "missing.eval.conditions"
+) -> list[Condition]:
+    """Evaluation conditions from the recipe.
+
+    ``"all"``: every non-empty subset (the full set included); ``"full"``: all present; a list of
+    items, each a subset written ``"a+v"`` or ``[a, v]``, or a mapping
+    ``{random: {rates: {...}, min_present: 1}, seed: 7, name: random}``.
+    Short aliases: when every modality name is one character (IEMOCAP's ``a, v, l``), a string
+    without ``+`` that is not itself a modality name is read letter by letter, so ``"av"`` is
+    ``{a, v}``.
+    """
+    modalities = list(modalities)
+    if not modalities or len(modalities) > MAX_MODALITIES:
+        raise MMCoreError(f"{where}: need 1 to {MAX_MODALITIES} modalities, got {len(modalities)}")
+    if value == "all":
+        subsets = all_subsets(modalities)
+        return [Condition(subset_name(s, modalities), s, None) for s in subsets]
+    if value == "full":
+        return [Condition(subset_name([True] * len(modalities), modalities), (True,) * len(modalities), None)]
+    items = [value] if isinstance(value, (str, Mapping)) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise MMCoreError(f"{where}: expected 'all', 'full' or a non-empty list of conditions, got {value!r}")
+    out = [_parse_item(item, modalities, f"{where}[{i}]") for i, item in enumerate(items)]
+    names = [c.name for c in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise MMCoreError(f"{where}: condition name '{name}' appears twice; give each a distinct 'name'")
+    return out
+
+
+def _parse_item(item: Any, modalities: list[str], where: str) -> Condition:
+    if isinstance(item, Mapping):
+        return _parse_random(item, modalities, where)
+    if isinstance(item, str):
+        names = _split_subset_string(item, modalities)
+    elif isinstance(item, (list, tuple)) and all(isinstance(n, str) for n in item):
+        names = list(item)
+    else:
+        raise MMCoreError(f"{where}: expected a subset like 'a+v' or [a, v], or a mapping with 'random', got {item!r}")
+    if not names:
+        raise MMCoreError(f"{where}: a condition needs at least one present modality")
+    for name in names:
+        if name not in modalities:
+            raise MMCoreError(
+                f"{where}: unknown modality '{name}';{did_you_mean(name, modalities)} "
+                f"available: {', '.join(modalities)} (or 'all' / 'full' for the whole list)"
+            )
+        if names.count(name) > 1:
+            raise MMCoreError(f"{where}: modality '{name}' is listed twice in {item!r}")
+    subset = tuple(n in names for n in modalities)
+    return Condition(subset_name(subset, modalities), subset, None)
+
+
+def _split_subset_string(text: str, modalities: list[str]) -> list[str]:
+    if "+" in text:
+        return [part.strip() for part in text.split("+")]
+    text = text.strip()
+    if text in modalities or not all(len(n) == 1 for n in modalities):
+        return [text] if text else []
+    return list(text)  # short alias: "av" -> a, v
+
+
+def _parse_random(item: Mapping, modalities: list[str], where: str) -> Condition:
+    _check_keys(item, ("random", "seed", "name"), where)
+    if "random" not in item:
+        raise MMCoreError(f"{where}: a mapping condition needs 'random' (rates or sample_rate, min_present)")
+    spec = parse_spec(item["random"], f"{where}.random", keys=("rates", "sample_rate", "min_present"))
+    try:
+        _distribution(spec, tuple(modalities))  # unknown names and infeasible rates fail here, early
+    except MMCoreError as err:
+        raise MMCoreError(f"{where}.random: {err}") from None
+    seed = item.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise MMCoreError(f"{where}.seed: expected an integer, got {seed!r}")
+    name = item.get("name", "random")
+    if not isinstance(name, str) or not name:
+        raise MMCoreError(f"{where}.name: expected a non-empty string, got {name!r}")
+    return Condition(name, None, spec, seed, tuple(modalities))
+
+
+def condition_masks(condition: Condition, ids: Tensor, num_modalities: int) -> Tensor:
+    """Presence masks bool ``[N, M]`` for one evaluation condition, on the ids' device."""
+    n = int(ids.shape[0])
+    if condition.subset is not None:
+        if len(condition.subset) != num_modalities:
+            raise MMCoreError(
+                f"condition '{condition.name}' has {len(condition.subset)} flags, expected {num_modalities}"
+            )
+        return torch.tensor(condition.subset, dtype=torch.bool, device=ids.device).expand(n, -1).clone()
+    if condition.random is None:
+        raise MMCoreError(f"condition '{condition.name}' has neither a subset nor a random spec")
+    names = condition.modalities or tuple(f"m{i}" for i in range(num_modalities))
+    if len(names) != num_modalities:
+        raise MMCoreError(f"condition '{condition.name}' refers to {len(names)} modalities, expected {num_modalities}")
+    u = hash_uniform(condition.seed, ids, STREAM_EVAL)
+    return _draw(condition.random, names, u).to(ids.device)
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def mask_hash(mask: Tensor) -> str:
+    """sha256 over the shape and the bool bytes, so the manifest pins the exact masks used."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise MMCoreError(f"mask_hash expects a bool tensor, got {_describe(mask)}")
+    h = hashlib.sha256(("bool" + str(tuple(mask.shape))).encode())
+    h.update(mask.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def realised_rates(mask: Tensor) -> list[float]:
+    """The fraction of samples missing each modality (one host sync)."""
+    if not isinstance(mask, Tensor) or mask.dim() != 2 or mask.shape[0] == 0:
+        raise MMCoreError(f"realised_rates expects a non-empty [N, M] mask, got {_describe(mask)}")
+    n = int(mask.shape[0])
+    return [1.0 - c / n for c in mask.sum(0).tolist()]

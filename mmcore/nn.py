@@ -1,0 +1,81 @@
+"""Small shared layers: an MLP builder and length-aware pooling.
+
+Feature-level datasets pad sequences to one length and carry the valid lengths beside them,
+so every sequence model needs the same two facts: which frames are real, and how to average
+over only those. They live here so that the core's encoders and any plugin agree on them
+(a mean that silently includes padding makes results depend on the batch's padded length).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+
+def mlp(
+    in_dim: int,
+    layers: list[int],
+    out_dim: int | None = None,
+    dropout: float = 0.0,
+    activation: Callable[[], nn.Module] = nn.ReLU,
+) -> nn.Sequential:
+    """``Linear -> activation -> Dropout`` for each width in ``layers``, then an optional plain
+    ``Linear`` to ``out_dim`` (no activation, so the output can be logits or a free latent).
+
+    With no ``layers`` and no ``out_dim`` the result is an empty ``Sequential`` (the identity).
+    """
+    widths = [int(w) for w in layers]
+    if in_dim < 1 or any(w < 1 for w in widths) or (out_dim is not None and out_dim < 1):
+        raise ValueError(f"mlp widths must be positive: in_dim={in_dim}, layers={widths}, out_dim={out_dim}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"mlp dropout must be in [0, 1), got {dropout}")
+    modules: list[nn.Module] = []
+    prev = in_dim
+    for width in widths:
+        modules += [nn.Linear(prev, width), activation()]
+        if dropout > 0:
+            modules.append(nn.Dropout(dropout))
+        prev = width
+    if out_dim is not None:
+        modules.append(nn.Linear(prev, out_dim))
+    return nn.Sequential(*modules)
+
+
+def length_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """``[B, max_len]`` bool, True on valid frames (position < length)."""
+    positions = torch.arange(max_len, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def masked_mean(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Mean of ``x [B, T, D]`` over the valid frames of each row -> ``[B, D]``.
+
+    Padded frames are filled with zeros before summing (so even NaN padding cannot leak), and a
+    row of length 0 gives zeros rather than 0/0. ``lengths=None`` means every frame is valid.
+    The sum runs in at least float32 so that bf16 activations over long sequences stay accurate.
+    """
+    if x.dim() != 3:
+        raise ValueError(f"masked_mean expects x of shape [B, T, D], got {tuple(x.shape)}")
+    if lengths is None:
+        return x.mean(dim=1)
+    acc = torch.promote_types(x.dtype, torch.float32)
+    mask = length_mask(lengths, x.shape[1]).unsqueeze(-1)  # [B, T, 1]
+    total = x.masked_fill(~mask, 0.0).sum(dim=1, dtype=acc)
+    count = mask.sum(dim=1).clamp(min=1).to(acc)  # min(length, T), at least 1
+    return (total / count).to(x.dtype)
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> Tensor:
+    """Fixed sine/cosine position codes ``[length, dim]`` (Vaswani et al. 2017, section 3.5).
+
+    Parameter-free, so a model trained on short sequences still runs on longer ones.
+    """
+    position = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))
+    codes = torch.zeros(length, dim, device=device)
+    codes[:, 0::2] = torch.sin(position * freq)
+    codes[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return codes

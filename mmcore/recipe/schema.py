@@ -1,0 +1,194 @@
+"""The recipe reference: every key a recipe may hold, its type, its default and what it means.
+
+These dataclasses are a declaration, read by ``checks.resolve_section``; nothing instantiates
+them. A field without a default is required; ``Annotated[...]`` adds a range or marks a
+component node, whose options come from the registered factory's signature instead of from
+here. A key left out of a recipe gets the default below in the resolved recipe that is written
+to the run directory, so a run can always be repeated from its own ``recipe.yaml``.
+
+Example (DESIGN §5)::
+
+    name: redcore-handwritten
+    dataset: {type: corpora.handwritten}
+    missing:
+      train: {rates: {fou: 0.1, kar: 0.5, pix: 0.7}, policy: fixed}
+    model:
+      encoders: {default: {type: mmcore.mlp, layers: [256]}}
+      imputer: {type: redcore.vib, kl_weight: 8.0e-4}
+      unimodal_heads: true
+    balancer: {type: redcore.relative_advantage, target: recon}
+    train: {epochs: 60, optimizer: {type: adam, lr: 2.0e-4}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from mmcore.recipe.hints import (
+    Above,
+    AtLeast,
+    Between,
+    Matches,
+    NodeOf,
+    NonEmpty,
+    StartsWith,
+    TrueMeansDefaults,
+)
+
+# Value types with a range.
+PositiveInt = Annotated[int, AtLeast(1)]
+Count = Annotated[int, AtLeast(0)]
+Rate = Annotated[float, Between(0.0, 1.0)]  # a probability
+Fraction = Annotated[float, Between(0.0, 1.0, high_open=True)]  # dropout, Adam's betas
+NonNegative = Annotated[float, AtLeast(0.0)]
+Positive = Annotated[float, Above(0.0)]
+RunName = Annotated[str, Matches(r"(?!\.\.?$)[^/\\\x00]+", "a directory name: non-empty, no '/' or '\\'")]
+Device = Annotated[str, Matches(r"auto|cpu|cuda|cuda:[0-9]+", "auto, cpu, cuda or cuda:N")]
+
+# Component nodes: {type: <registered name>, **options of that component}, or just the name.
+DatasetNode = Annotated[dict, NodeOf("dataset")]
+EncoderNode = Annotated[dict, NodeOf("encoder")]
+ImputerNode = Annotated[dict, NodeOf("imputer")]
+FusionNode = Annotated[dict, NodeOf("fusion")]
+BalancerNode = Annotated[dict, NodeOf("balancer")]
+
+
+def node(name: str) -> Any:
+    """A component-node default: ``{type: name}`` (its options' defaults are filled in too)."""
+    return field(default_factory=lambda: {"type": name})
+
+
+# ---------------------------------------------------------------- missing:
+
+
+@dataclass(kw_only=True)
+class MaskSpec:
+    """Per-sample random masks: per-modality rates, or one sample-level rate (not both)."""
+
+    rates: dict[str, Rate] = field(default_factory=dict)  # modality -> probability that a sample lacks it
+    sample_rate: Rate | None = None  # η of CPM-Net/GCNet: probability that a sample is incomplete
+    min_present: Count = 1  # every sample keeps at least this many modalities
+
+
+@dataclass(kw_only=True)
+class TrainMissing(MaskSpec):
+    """Which modalities training samples lack. A mask is a pure function of (seed, sample id, spec)."""
+
+    # fixed: a sample keeps its mask every epoch (the data is really missing);
+    # resample: masks are redrawn each epoch, as the RedCore reference code does in effect
+    policy: Literal["fixed", "resample"] = "fixed"
+
+
+@dataclass(kw_only=True)
+class RandomCondition:
+    """An evaluation condition of random masks: ``{random: {rates: {a: 0.5}}, seed: 1, name: half}``."""
+
+    random: MaskSpec  # the masks' distribution
+    seed: int = 0  # seed of these masks, independent of the training seed
+    name: str = "random"  # label in reports; give each random condition its own
+
+
+# A listed condition: a subset string ("a+v"), a list of present modalities ([a, v]), or random masks.
+Condition = str | list[str] | RandomCondition
+
+
+@dataclass(kw_only=True)
+class EvalMissing:
+    """The availability conditions that validation and test report, each separately and averaged."""
+
+    # "all": every non-empty subset; "full": everything present; one subset ("a+v"); or a list of conditions
+    conditions: str | Annotated[list[Condition], NonEmpty()] | RandomCondition = "all"
+
+
+@dataclass(kw_only=True)
+class Missing:
+    """Missing-modality protocol. Modality names are checked once the dataset is built."""
+
+    train: TrainMissing = field(default_factory=TrainMissing)
+    eval: EvalMissing = field(default_factory=EvalMissing)
+
+
+# ---------------------------------------------------------------- model:
+
+
+@dataclass(kw_only=True)
+class UnimodalHeads:
+    """A small classifier per modality on its completed latent, trained with the task loss."""
+
+    layers: list[PositiveInt] = field(default_factory=lambda: [128, 128])  # hidden widths of each head
+    dropout: Fraction = 0.0  # dropout between hidden layers
+    weight: NonNegative = 1.0  # weight of the unimodal losses in the total loss
+
+
+@dataclass(kw_only=True)
+class Model:
+    """Encoders -> imputer -> fusion, all sharing the latent width ``dim``."""
+
+    dim: PositiveInt = 128  # latent width d of every modality
+    # "default" and/or modality names -> encoder node; a named modality overrides the default
+    encoders: Annotated[dict[str, EncoderNode], NonEmpty()] = field(
+        default_factory=lambda: {"default": {"type": "mmcore.mlp"}}
+    )
+    imputer: ImputerNode = node("mmcore.zero")  # completes the latents of absent modalities
+    fusion: FusionNode = node("mmcore.concat")  # latents of all modalities -> prediction
+    # false: none; true: heads with the defaults below; or a mapping of those options
+    unimodal_heads: Annotated[bool | UnimodalHeads, TrueMeansDefaults()] = False
+
+
+# ---------------------------------------------------------------- train:
+
+
+@dataclass(kw_only=True)
+class Optimizer:
+    """The torch optimiser; options that do not apply to the chosen type are ignored."""
+
+    type: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: Positive = 1e-3  # base learning rate (the schedule scales it)
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)  # adam / adamw (torch defaults)
+    weight_decay: NonNegative = 0.0
+    momentum: Rate = 0.9  # sgd only
+
+
+@dataclass(kw_only=True)
+class Schedule:
+    """Learning-rate multiplier per step: warm-up, then hold, then decay to 0 at the last epoch."""
+
+    type: Literal["constant", "linear", "cosine"] = "constant"
+    constant_epochs: Count = 0  # epochs at the full rate before decaying (RedCore: 30 of 60)
+    warmup_epochs: Count = 0  # epochs of linear ramp from 0 at the start
+
+
+@dataclass(kw_only=True)
+class Train:
+    """The training loop. Model selection uses the validation split only."""
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    eval_batch_size: PositiveInt = 1024  # evaluation holds no gradients: bigger batches are fine
+    optimizer: Optimizer = field(default_factory=Optimizer)
+    schedule: Schedule = field(default_factory=Schedule)
+    grad_clip: Positive | None = None  # max global gradient norm; null: no clipping
+    select: Annotated[str, StartsWith("val.")] = "val.macro_f1"  # metric that picks the best checkpoint
+    log_every: PositiveInt = 50  # steps between metric lines (the only host syncs)
+    task_loss: Literal["auto", "ce", "l1", "mse"] = "auto"  # auto: ce for classification, mse for regression
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+@dataclass(kw_only=True)
+class Recipe:
+    """One training run: what data, which components, how to train. Only ``name`` and ``dataset`` are required."""
+
+    name: RunName  # the run's name; its directories go to <output>/<name>/<timestamp>/
+    seed: Count = 0  # seeds weights, batch order and training masks
+    device: Device = "auto"  # auto: cuda when available, else cpu
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast, GPU only
+    compile: bool = False  # torch.compile the model
+    output: str = "runs"  # root of the run directories
+    dataset: DatasetNode  # a registered dataset and its options
+    missing: Missing = field(default_factory=Missing)
+    model: Model = field(default_factory=Model)
+    balancer: BalancerNode = node("mmcore.uniform")  # modality balancing; mmcore.uniform leaves weights at 1
+    train: Train = field(default_factory=Train)

@@ -1,0 +1,130 @@
+"""The data types every component speaks.
+
+Components exchange a small number of plain objects: modality specs (what a dataset holds),
+a task spec (what is predicted), whole splits as tensors, and the imputer's output. Keeping
+them in one module is what lets a plugin written elsewhere line up with the engine.
+
+Conventions used throughout:
+- Modalities have a fixed order, the order of ``Dataset.modalities``. Per-modality tensors
+  are indexed by that order: latents are ``[B, M, d]``, masks ``[B, M]`` (True = present),
+  per-modality loss terms ``[M]``.
+- Sample ids are int64 and unique within a dataset (across its splits). Training masks are a
+  pure function of (seed, id, spec), so ids must be stable between runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One modality of a dataset, as encoders, imputers and fusion heads are told about it."""
+
+    name: str  # short identifier used in recipes (missing rates, per-modality encoders)
+    dim: int  # feature width D of one vector or one frame
+    sequence: bool = False  # True: features are [N, T, D] with lengths; False: [N, D]
+    max_len: int | None = None  # T for sequence modalities (padded length), None for vectors
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the model predicts. Classification gives logits over ``num_classes``; regression one value."""
+
+    kind: Literal["classification", "regression"]
+    num_classes: int | None = None  # classification only
+    class_names: tuple[str, ...] | None = None  # optional, for reports
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the fusion head's output."""
+        return int(self.num_classes) if self.kind == "classification" else 1
+
+
+@dataclass
+class SplitData:
+    """A whole split held as tensors, so that batches are index selections on the device."""
+
+    features: dict[str, Tensor]  # modality -> [N, D] (float) or [N, T, D] (float, zero padded)
+    lengths: dict[str, Tensor]  # sequence modality -> [N] int64 valid lengths (vectors: absent)
+    target: Tensor  # [N] int64 class index, or [N] float32 regression target
+    ids: Tensor  # [N] int64 sample ids, unique within the dataset
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def to(self, device: torch.device | str) -> "SplitData":
+        """Move every tensor once; the training loop then never copies data from the host."""
+        return SplitData(
+            features={k: v.to(device) for k, v in self.features.items()},
+            lengths={k: v.to(device) for k, v in self.lengths.items()},
+            target=self.target.to(device),
+            ids=self.ids.to(device),
+        )
+
+    def select(self, index: Tensor) -> "Batch":
+        """The rows ``index`` as a batch (an index selection, no Python per sample)."""
+        return Batch(
+            features={k: v.index_select(0, index) for k, v in self.features.items()},
+            lengths={k: v.index_select(0, index) for k, v in self.lengths.items()},
+            target=self.target.index_select(0, index),
+            ids=self.ids.index_select(0, index),
+        )
+
+
+@dataclass
+class Batch:
+    """A mini-batch: the same fields as ``SplitData`` for B rows."""
+
+    features: dict[str, Tensor]
+    lengths: dict[str, Tensor]
+    target: Tensor
+    ids: Tensor
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """What a dataset factory returns.
+
+    ``split(name)`` is called with ``"train"``, ``"val"`` and ``"test"``; tensors may live on the
+    CPU, the engine moves them to the device once.
+    """
+
+    modalities: list[ModalitySpec]
+    task: TaskSpec
+
+    def split(self, name: str) -> SplitData: ...
+
+
+@dataclass
+class ImputerOutput:
+    """What an imputer returns: the completed latents and its per-modality loss terms.
+
+    ``losses`` maps a loss group (``"recon"``, ``"kl"``, ...) to a ``[M]`` tensor, one term per
+    modality, already scaled by the imputer's own weights. A modality with no sample to compute
+    a term on contributes exactly 0 (never NaN). The engine adds ``Σ_m w[group, m] · L[group, m]``
+    to the loss, where ``w`` is 1 unless the balancer targets that group.
+    """
+
+    z: Tensor  # [B, M, d] completed latent per modality
+    losses: dict[str, Tensor] = field(default_factory=dict)  # group -> [M]
+
+
+@dataclass
+class StepStats:
+    """Detached per-modality statistics of one training step, given to ``Balancer.observe``.
+
+    Everything stays on the device so that observing never forces a host sync.
+    """
+
+    step: int  # optimisation steps done before this one (0 for the first)
+    losses: dict[str, Tensor]  # group -> [M] detached, unweighted by the balancer
+    present_counts: Tensor  # [M] number of samples in the batch where each modality is present
+    unimodal_confidence: Tensor | None = None  # [M] mean softmax prob. of the true class per head

@@ -1,0 +1,199 @@
+"""Your own features: one safetensors file per split, the format ``mmcore convert`` writes.
+
+``<root>/{train,val,test}.safetensors``, each holding, for N samples:
+
+    x.<modality>    [N, D] vectors or [N, T, D] zero-padded sequences (any float dtype)
+    len.<modality>  [N] int64 valid lengths, sequence modalities only (default: T)
+    target          [N] int64 class indices, or float regression targets
+    ids             [N] int64 sample ids, unique across the three files (default: the row
+                    number, counted on from train through val to test)
+
+and string metadata: ``task`` (``classification`` | ``regression``, required), ``num_classes``
+(classification, required), ``modalities`` (comma-separated order; default: sorted names),
+``class_names`` (a JSON list, optional), ``format`` (``mmcore-features/1`` when present) and
+any other keys, which are kept as provenance. safetensors holds no code, so no file can run
+anything when loaded. Headers are checked when the dataset is built; tensors load per split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mmcore.errors import DataError, MMCoreError
+from mmcore.types import Dataset, ModalitySpec, SplitData, TaskSpec
+
+from mmcore_corpora._common import DOCS, SPLITS, check_split, require
+
+NAME = "corpora.features"
+FORMAT = "mmcore-features/1"
+
+
+class Features:
+    """A user's own features in the mmcore safetensors format (train/val/test.safetensors)."""
+
+    def __init__(self, root: str) -> None:
+        base = require(Path(root).expanduser(), NAME, "features folder")
+        self.files = {s: require(base / f"{s}.safetensors", NAME, f"{s} split file") for s in SPLITS}
+        headers = {s: _read_header(path) for s, path in self.files.items()}
+        self.task, names = _task_and_modalities(headers["train"], self.files["train"])
+        self.modalities = self._specs(headers, names)
+        self.metadata: dict[str, str] = dict(headers["train"]["metadata"])  # provenance, e.g. the converter's source
+        for s in ("val", "test"):
+            other, other_names = _task_and_modalities(headers[s], self.files[s])
+            if other != self.task or other_names != names:
+                raise DataError(
+                    f"{NAME}: {self.files[s]} describes task {other.kind}/{other.num_classes} with modalities "
+                    f"{other_names}; {self.files['train']} has {self.task.kind}/{self.task.num_classes} with {names}"
+                )
+        self._ids = self._check_ids(headers)
+
+    def _specs(self, headers: dict[str, dict[str, Any]], names: list[str]) -> list[ModalitySpec]:
+        specs = []
+        for m in names:
+            shapes = {s: headers[s]["shapes"].get(f"x.{m}") for s in SPLITS}
+            ref = shapes["train"]
+            for s, shape in shapes.items():
+                if shape is None or len(shape) != len(ref) or shape[-1] != ref[-1] or len(shape) not in (2, 3):
+                    raise DataError(
+                        f"{NAME}: {self.files[s]}: 'x.{m}' has shape {shape}; expected [N, {ref[-1]}] or [N, T, "
+                        f"{ref[-1]}] like {self.files['train']} (see {DOCS})"
+                    )
+            sequence = len(ref) == 3
+            specs.append(ModalitySpec(m, int(ref[-1]), sequence, max(s[1] for s in shapes.values()) if sequence else None))
+        return specs
+
+    def _check_ids(self, headers: dict[str, dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Every split's ids (from the file, or row numbers counted on across splits), unique."""
+        out, offset, seen = {}, 0, set()
+        for s in SPLITS:
+            n = headers[s]["n"]
+            if "ids" in headers[s]["shapes"]:
+                with safe_open(self.files[s], framework="pt") as f:
+                    ids = f.get_tensor("ids").to(torch.int64)
+            else:
+                ids = torch.arange(offset, offset + n, dtype=torch.int64)
+            offset += n
+            values = ids.tolist()
+            clash = seen.intersection(values)
+            if clash or len(set(values)) != len(values):
+                example = next(iter(clash)) if clash else next(v for v in values if values.count(v) > 1)
+                raise DataError(f"{NAME}: sample id {example} of {self.files[s]} is not unique across the splits")
+            seen.update(values)
+            out[s] = ids
+        return out
+
+    def split(self, name: str) -> SplitData:
+        check_split(NAME, name)
+        path = self.files[name]
+        with safe_open(path, framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        features, lengths = {}, {}
+        for spec in self.modalities:
+            x = tensors[f"x.{spec.name}"].to(torch.float32)
+            if spec.sequence:
+                t = x.shape[1]
+                if t < spec.max_len:  # a split padded shorter than another: pad it to the common T
+                    x = torch.cat([x, x.new_zeros(x.shape[0], spec.max_len - t, x.shape[2])], dim=1)
+                raw = tensors.get(f"len.{spec.name}")
+                n_len = torch.full((x.shape[0],), t, dtype=torch.int64) if raw is None else raw.to(torch.int64)
+                if n_len.numel() and (int(n_len.min()) < 0 or int(n_len.max()) > t):
+                    raise DataError(f"{NAME}: {path}: 'len.{spec.name}' holds values outside 0..{t}")
+                lengths[spec.name] = n_len.clamp(min=1)  # an empty sequence is one zero frame, see _common
+            features[spec.name] = x
+        target = tensors["target"]
+        if self.task.kind == "classification":
+            if target.is_floating_point() and not torch.equal(target, target.round()):
+                raise DataError(f"{NAME}: {path}: 'target' holds non-integer class indices")
+            target = target.to(torch.int64)
+            if target.numel() and (int(target.min()) < 0 or int(target.max()) >= int(self.task.num_classes or 0)):
+                raise DataError(f"{NAME}: {path}: 'target' holds classes outside 0..{int(self.task.num_classes or 0) - 1}")
+        else:
+            target = target.to(torch.float32)
+        return SplitData(features=features, lengths=lengths, target=target, ids=self._ids[name])
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:
+        raise DataError(f"{NAME}: {path}: not a readable safetensors file ({exc})") from None
+    if "target" not in shapes or len(shapes["target"]) != 1:
+        raise DataError(f"{NAME}: {path}: needs a 'target' tensor of shape [N] (found {shapes.get('target')})")
+    n = shapes["target"][0]
+    for key, shape in shapes.items():
+        prefix, _, m = key.partition(".")
+        if key in ("target", "ids") or prefix == "len":
+            if list(shape) != [n]:
+                raise DataError(f"{NAME}: {path}: '{key}' has shape {shape}; expected [{n}]")
+            if prefix == "len" and len(shapes.get(f"x.{m}", [])) != 3:
+                raise DataError(f"{NAME}: {path}: '{key}' given but 'x.{m}' is not a [N, T, D] sequence")
+        elif prefix == "x" and m:
+            if not shape or shape[0] != n:
+                raise DataError(f"{NAME}: {path}: '{key}' has shape {shape}; expected {n} rows like 'target'")
+        else:
+            raise DataError(f"{NAME}: {path}: unexpected tensor '{key}'; expected x.<modality>, len.<modality>, target, ids")
+    return {"metadata": metadata, "shapes": shapes, "n": n}
+
+
+def _task_and_modalities(header: dict[str, Any], path: Path) -> tuple[TaskSpec, list[str]]:
+    meta, shapes = header["metadata"], header["shapes"]
+    if meta.get("format", FORMAT) != FORMAT:
+        raise DataError(f"{NAME}: {path}: metadata format '{meta['format']}' is not '{FORMAT}'")
+    kind = meta.get("task")
+    if kind == "regression":
+        task = TaskSpec("regression")
+    elif kind == "classification":
+        try:
+            num_classes = int(meta.get("num_classes", ""))
+            names = tuple(json.loads(meta["class_names"])) if "class_names" in meta else None
+        except ValueError:
+            raise DataError(f"{NAME}: {path}: metadata 'num_classes' must be an integer and 'class_names' a JSON list") from None
+        if num_classes < 2 or (names is not None and len(names) != num_classes):
+            raise DataError(f"{NAME}: {path}: metadata gives {num_classes} classes and class names {names}")
+        task = TaskSpec("classification", num_classes, tuple(str(c) for c in names) if names else None)
+    else:
+        raise DataError(f"{NAME}: {path}: metadata 'task' is {kind!r}; expected 'classification' or 'regression' (see {DOCS})")
+    found = sorted(k[2:] for k in shapes if k.startswith("x."))
+    order = [m.strip() for m in meta["modalities"].split(",")] if "modalities" in meta else found
+    if not found or sorted(order) != found:
+        raise DataError(f"{NAME}: {path}: metadata 'modalities' lists {order} but the file holds x.{{{','.join(found)}}}")
+    return task, order
+
+
+def write_features(dataset: Dataset, out: Path, *, metadata: dict[str, str] | None = None, force: bool = False) -> list[Path]:
+    """Write any dataset's three splits in this format; returns the files written.
+
+    Each file is written aside and renamed into place, so an interrupted conversion never
+    leaves a half-written split. Existing files are replaced only with ``force``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [out / f"{s}.safetensors" for s in SPLITS]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not force:
+        raise MMCoreError(f"{existing[0]} already exists; pass --force to replace it")
+    task = dataset.task
+    meta = {"format": FORMAT, "task": task.kind, "modalities": ",".join(m.name for m in dataset.modalities)}
+    if task.kind == "classification":
+        meta["num_classes"] = str(task.num_classes)
+        if task.class_names:
+            meta["class_names"] = json.dumps(list(task.class_names))
+    meta.update(metadata or {})
+    for split, path in zip(SPLITS, targets):
+        data = dataset.split(split)
+        tensors = {f"x.{m}": x.contiguous() for m, x in data.features.items()}
+        tensors.update({f"len.{m}": n.to(torch.int64).contiguous() for m, n in data.lengths.items()})
+        tensors["target"] = data.target.contiguous()
+        tensors["ids"] = data.ids.to(torch.int64).contiguous()
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    return targets

@@ -1,0 +1,235 @@
+"""IEMOCAP and MSP-IMPROV in the feature layout of the MMIN and RedCore code.
+
+Layout under ``root`` (facts read from AIM3-RUC/MMIN ``data/multimodal_miss_dataset.py`` and
+sunjunaimer/RedCore ``data/multimodal_miss_msp_dataset.py``)::
+
+    A/comparE.h5            utterance id -> [T, 130] ComParE frames
+    A/comparE_mean_std.h5   group "<fold>" with datasets "mean" [130] and "std" [130]
+    V/denseface.h5          utterance id -> [T, 342] DenseFace frames
+    L/bert_large.h5         utterance id -> [T, 1024] BERT-large token features
+    target/<fold>/{trn,val,tst}_label.npy     IEMOCAP: one-hot [N, 4]; MSP-IMPROV: indices [N]
+    target/<fold>/{trn,val,tst}_int2name.npy  utterance ids: IEMOCAP [N, 1] bytes; MSP-IMPROV [N] str
+
+Audio is normalised per feature with the fold's training statistics; everything is padded to
+one length per modality (the longest utterance of the fold, or ``max_len``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mmcore.errors import DataError, MMCoreError
+from mmcore.types import ModalitySpec, SplitData, TaskSpec
+
+from mmcore_corpora._common import DOCS, SPLITS, as_names, check_split, pad_sequences, require, stable_ids, to_split
+from mmcore_corpora.safe_pickle import load_npy
+
+DIMS: dict[str, int] = {"a": 130, "v": 342, "l": 1024}
+FILE_SPLITS: dict[str, str] = {"train": "trn", "val": "val", "test": "tst"}
+NUM_CLASSES = 4
+AudioNorm = Literal["file", "train", "none"]
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise DataError('reading .h5 features needs h5py: pip install "mmcore-corpora[h5]"') from None
+    return h5py
+
+
+class _MMINCorpus:
+    """Shared loader; subclasses fix the corpus name, the number of folds and the defaults."""
+
+    name = ""
+    n_folds = 0
+
+    def __init__(self, root: str, fold: int, audio: str, audio_norm: AudioNorm, max_len: int | None) -> None:
+        if not 1 <= int(fold) <= self.n_folds:
+            valid = ", ".join(str(k) for k in range(1, self.n_folds + 1))
+            raise DataError(f"{self.name}: fold {fold} does not exist; valid folds: {valid}")
+        if audio_norm not in ("file", "train", "none"):
+            raise MMCoreError(f"{self.name}: audio_norm '{audio_norm}' is not one of file, train, none")
+        if max_len is not None and int(max_len) < 1:
+            raise MMCoreError(f"{self.name}: max_len must be a positive integer or null, got {max_len}")
+        self.fold, self.audio_norm, self.max_len = int(fold), audio_norm, max_len
+        base = require(Path(root).expanduser(), self.name, "feature folder")
+        self.h5 = {
+            "a": require(base / "A" / f"{audio}.h5", self.name, "audio features"),
+            "v": require(base / "V" / "denseface.h5", self.name, "visual features"),
+            "l": require(base / "L" / "bert_large.h5", self.name, "lexical features"),
+        }
+        if audio_norm == "file":
+            self.stats_file = require(base / "A" / "comparE_mean_std.h5", self.name, "audio mean/std file")
+        target = require(base / "target" / str(self.fold), self.name, f"target folder of fold {self.fold}")
+        self.target_files = {
+            split: (
+                require(target / f"{code}_label.npy", self.name, f"{split} labels"),
+                require(target / f"{code}_int2name.npy", self.name, f"{split} utterance ids"),
+            )
+            for split, code in FILE_SPLITS.items()
+        }
+        _h5py()  # fail now, not at the first batch, when the optional dependency is missing
+        self.task = TaskSpec("classification", NUM_CLASSES)
+        self._plan: dict[str, Any] | None = None
+        self._audio_stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def modalities(self) -> list[ModalitySpec]:
+        lengths = self.plan()["max_len"]
+        return [ModalitySpec(m, DIMS[m], sequence=True, max_len=lengths[m]) for m in DIMS]
+
+    def plan(self) -> dict[str, Any]:
+        """Labels, names, ids and padded lengths of the fold, read once (feature shapes only)."""
+        if self._plan is None:
+            names, labels = {}, {}
+            for split, (label_path, names_path) in self.target_files.items():
+                labels[split] = self._labels(label_path)
+                names[split] = as_names(load_npy(names_path), self.name, names_path)
+                if len(labels[split]) != len(names[split]):
+                    raise DataError(
+                        f"{self.name}: {label_path} holds {len(labels[split])} labels but {names_path} "
+                        f"holds {len(names[split])} utterance ids"
+                    )
+            ids = stable_ids(names, self.name, f"target/{self.fold}")
+            every = [n for split in SPLITS for n in names[split]]
+            longest = {m: self._check_shapes(m, every) for m in DIMS}
+            max_len = {m: int(self.max_len or longest[m]) for m in DIMS}
+            self._plan = {"names": names, "labels": labels, "ids": ids, "max_len": max_len}
+        return self._plan
+
+    def split(self, name: str) -> SplitData:
+        check_split(self.name, name)
+        plan = self.plan()
+        names = plan["names"][name]
+        h5py = _h5py()
+        features, lengths = {}, {}
+        for m, path in self.h5.items():
+            with h5py.File(path, "r") as f:
+                seqs = [np.asarray(f[n][()], dtype=np.float32) for n in names]
+            if m == "a" and self.audio_norm != "none":
+                mean, std = self.audio_stats()
+                seqs = [(s - mean) / std for s in seqs]
+            features[m], lengths[m] = pad_sequences(seqs, DIMS[m], plan["max_len"][m])
+        ids = np.array([plan["ids"][n] for n in names], dtype=np.int64)
+        return to_split(features, lengths, plan["labels"][name], ids, regression=False)
+
+    def audio_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature mean and std of the fold's training audio: from the stats file, or
+        computed over every valid training frame (the padding never enters)."""
+        if self._audio_stats is None:
+            if self.audio_norm == "file":
+                mean, std = self._stats_from_file()
+            else:
+                total, total_sq, count = np.zeros(DIMS["a"]), np.zeros(DIMS["a"]), 0
+                with _h5py().File(self.h5["a"], "r") as f:
+                    for n in self.plan()["names"]["train"]:
+                        x = np.asarray(f[n][()], dtype=np.float64)
+                        total += x.sum(axis=0)
+                        total_sq += np.square(x).sum(axis=0)
+                        count += x.shape[0]
+                mean = total / max(count, 1)
+                std = np.sqrt(np.maximum(total_sq / max(count, 1) - np.square(mean), 0.0))
+            std = np.where(std == 0.0, 1.0, std)  # a constant feature stays at 0 instead of dividing by 0
+            self._audio_stats = (mean.astype(np.float32), std.astype(np.float32))
+        return self._audio_stats
+
+    def _stats_from_file(self) -> tuple[np.ndarray, np.ndarray]:
+        with _h5py().File(self.stats_file, "r") as f:
+            group = f.get(str(self.fold))
+            if group is None or "mean" not in group or "std" not in group:
+                found = ", ".join(sorted(f.keys())) or "none"
+                raise DataError(
+                    f"{self.name}: {self.stats_file} has no group '{self.fold}' with datasets 'mean' and 'std' "
+                    f"(groups found: {found})"
+                )
+            mean = np.asarray(group["mean"][()], dtype=np.float64).reshape(-1)
+            std = np.asarray(group["std"][()], dtype=np.float64).reshape(-1)
+        if mean.shape != (DIMS["a"],) or std.shape != (DIMS["a"],):
+            raise DataError(
+                f"{self.name}: {self.stats_file}['{self.fold}'] holds mean {list(mean.shape)} and std "
+                f"{list(std.shape)}; expected [{DIMS['a']}] each"
+            )
+        return mean, std
+
+    def _labels(self, path: Path) -> np.ndarray:
+        raw = load_npy(path)
+        if raw.ndim == 2 and raw.shape[1] == NUM_CLASSES:  # one-hot rows (IEMOCAP)
+            labels = np.argmax(raw, axis=1)
+        elif raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1):  # class indices (MSP-IMPROV)
+            labels = raw.reshape(-1)
+            if not np.all(np.equal(np.mod(labels, 1), 0)):
+                raise DataError(f"{self.name}: {path} holds non-integer class indices")
+        else:
+            raise DataError(
+                f"{self.name}: {path} has shape {list(raw.shape)}; expected one-hot [N, {NUM_CLASSES}] or indices [N]"
+            )
+        labels = labels.astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+            raise DataError(f"{self.name}: {path} holds class {int(labels.max())}; expected 0..{NUM_CLASSES - 1}")
+        return labels
+
+    def _check_shapes(self, m: str, names: list[str]) -> int:
+        """Every utterance present with [T, D] features of the right width; returns the longest T."""
+        path, dim, longest = self.h5[m], DIMS[m], 1
+        with _h5py().File(path, "r") as f:
+            missing = [n for n in names if n not in f]
+            if missing:
+                raise DataError(
+                    f"{self.name}: {len(missing)} utterance ids of fold {self.fold} are missing from {path}, "
+                    f"e.g. '{missing[0]}'"
+                )
+            for n in names:
+                shape = f[n].shape
+                if len(shape) != 2 or shape[1] != dim:
+                    raise DataError(
+                        f"{self.name}: {path}['{n}'] has shape {list(shape)}; expected [T, {dim}] (see {DOCS})"
+                    )
+                longest = max(longest, int(shape[0]))
+        return longest
+
+
+class IEMOCAP(_MMINCorpus):
+    """IEMOCAP, 4 emotion classes, 10 folds, MMIN/RedCore feature layout (modalities a, v, l).
+
+    ``audio_norm``: ``file`` uses the fold's statistics in ``A/comparE_mean_std.h5`` (as the
+    reference code does), ``train`` computes them from the fold's training frames, ``none``
+    leaves audio raw. ``max_len`` cuts every sequence to that many frames (default: the longest).
+    """
+
+    name = "corpora.iemocap"
+    n_folds = 10
+
+    def __init__(
+        self,
+        root: str,
+        fold: int = 1,
+        audio: str = "comparE",
+        audio_norm: AudioNorm = "file",
+        max_len: int | None = None,
+    ) -> None:
+        super().__init__(root, fold, audio, audio_norm, max_len)
+
+
+class MSPImprov(_MMINCorpus):
+    """MSP-IMPROV, 4 emotion classes, 12 folds, the same layout as IEMOCAP (modalities a, v, l).
+
+    Audio statistics default to ``train`` (computed from the fold's training frames); MMIN's own
+    MSP scripts read ``A/comparE_raw.h5`` (pass ``audio: comparE_raw``).
+    """
+
+    name = "corpora.msp_improv"
+    n_folds = 12
+
+    def __init__(
+        self,
+        root: str,
+        fold: int = 1,
+        audio: str = "comparE",
+        audio_norm: AudioNorm = "train",
+        max_len: int | None = None,
+    ) -> None:
+        super().__init__(root, fold, audio, audio_norm, max_len)

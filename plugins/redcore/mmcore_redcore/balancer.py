@@ -1,0 +1,195 @@
+"""``redcore.relative_advantage``: per-modality weights β that favour the modality lagging behind.
+
+Source: Sun et al., "RedCore", AAAI 2024, and the authors' code (sunjunaimer/RedCore,
+``models/redcore_mmin_model.py``, ``backward``), from which every default below was read.
+
+Each step, with L_m the step's loss of the target group (``recon`` by default) for modality m:
+
+    L̄_m ← (1−ρ)·L̄_m + ρ·L_m                      (ρ = 0.7; skipped if m had no present sample)
+    ra_m = (mean_k L̄_k − L̄_m) / mean_k L̄_k       (relative advantage; Σ_m ra_m = 0)
+    η ← η·growth           when step % eta_every == 0  (0.1, ×1.5 every 500 steps)
+    β ← P(β − η·ra)        when step % interval == 0   (every 3 steps)
+
+P is clamp-at-β_min-then-normalise (the reference) or the exact projection onto
+{‖β‖₂ = 1, β ≥ β_min}. A modality reconstructed worse than average has ra < 0, so its β grows.
+
+Matching the reference, and where we differ:
+- η also grows at step 0 (0 % 500 == 0), so the first β update already uses η = 0.15.
+- L̄ starts at 0 for every modality, as in the reference.
+- β starts at 1 for every modality (‖β‖ = √M until the first update).
+- One step of lag: the reference updates β from the current batch's loss *before* weighting that
+  same loss; here ``observe`` runs after the optimiser step, so β built from step t weighs step
+  t+1. Step 0 is therefore weighted by β = 1.
+- The reference skips the EMA only when a modality's loss is exactly 0 (a batch with no present
+  sample would give it NaN); we skip exactly when ``present_counts`` is 0 or the loss is not finite.
+- The observed losses are the imputer's terms, already multiplied by its ``recon_weight``.
+  Relative advantage is invariant to a common scale, so β evolves as with the unscaled losses;
+  only the logged L̄ carries the factor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from mmcore.components import Balancer
+from mmcore.errors import MMCoreError
+from mmcore.types import StepStats
+from mmcore_redcore.projection import clamp_normalize, project_exact
+
+NAME = "redcore.relative_advantage"
+
+
+class RelativeAdvantage(Balancer):
+    """RedCore's relative-advantage weights for one loss group (default ``recon``).
+
+    β moves against each modality's relative advantage every ``interval`` steps and stays on the
+    unit sphere with floor ``beta_min``. ``projection: exact`` uses the true Euclidean projection
+    instead of the reference's clamp-then-normalise.
+    """
+
+    def __init__(
+        self,
+        modalities: list[str],
+        target: str = "recon",
+        rho: float = 0.7,
+        interval: int = 3,
+        eta: float = 0.1,
+        eta_growth: float = 1.5,
+        eta_every: int = 500,
+        beta_min: float = 0.1,
+        projection: Literal["clamp", "exact"] = "clamp",
+    ) -> None:
+        super().__init__(modalities, target=target)
+        m = len(self.modalities)
+        _check(m >= 1, "needs at least one modality")
+        _check(0.0 < rho <= 1.0, f"rho must be in (0, 1], got {rho}")
+        _check(interval >= 1, f"interval must be a positive number of steps, got {interval}")
+        _check(eta_every >= 1, f"eta_every must be a positive number of steps, got {eta_every}")
+        _check(eta >= 0.0 and eta_growth > 0.0, f"eta must be ≥ 0 and eta_growth > 0, got {eta} and {eta_growth}")
+        limit = 1.0 / math.sqrt(m)
+        _check(
+            0.0 <= beta_min <= limit,
+            f"beta_min must be in [0, 1/sqrt(M)] = [0, {limit:.4g}] for {m} modalities "
+            f"(a larger floor leaves no unit vector), got {beta_min}",
+        )
+        _check(projection in ("clamp", "exact"), f"projection must be 'clamp' or 'exact', got {projection!r}")
+        self.rho = float(rho)
+        self.interval = int(interval)
+        self.eta = float(eta)  # Python number: it changes on a schedule known on the host
+        self.eta_growth = float(eta_growth)
+        self.eta_every = int(eta_every)
+        self.beta_min = float(beta_min)
+        self.projection = projection
+        self.step = 0  # observations so far (= optimisation steps)
+        self.beta = torch.ones(m)
+        self.ema = torch.zeros(m)  # L̄, starts at 0 as in the reference
+
+    def to(self, device: torch.device | str) -> "RelativeAdvantage":
+        super().to(device)
+        self.beta = self.beta.to(self.device)
+        self.ema = self.ema.to(self.device)
+        return self
+
+    def weights(self) -> Tensor:
+        # Updates replace the tensor rather than writing into it, so a β captured by autograd
+        # for this step's backward is never modified behind its back.
+        return self.beta
+
+    def observe(self, stats: StepStats) -> None:
+        if self.target not in stats.losses:
+            raise MMCoreError(
+                f"{NAME}: target loss group '{self.target}' is not produced by the imputer "
+                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); pick an imputer with that group "
+                f"or set balancer.target"
+            )
+        losses = stats.losses[self.target].detach().to(self.device, torch.float32)
+        counts = stats.present_counts.detach().to(self.device, torch.float32)
+        losses, counts = _average_across_ranks(losses, counts)
+
+        seen = (counts > 0) & torch.isfinite(losses)
+        blended = (1.0 - self.rho) * self.ema + self.rho * losses
+        self.ema = torch.where(seen, blended, self.ema)
+
+        if self.step % self.eta_every == 0:  # includes step 0, as the reference does
+            self.eta *= self.eta_growth
+        if self.step % self.interval == 0:
+            self.beta = self._project(self.beta - self.eta * relative_advantage(self.ema))
+        self.step += 1
+
+    def _project(self, v: Tensor) -> Tensor:
+        if self.projection == "exact":
+            return project_exact(v, self.beta_min)
+        return clamp_normalize(v, self.beta_min)
+
+    def log_values(self) -> dict[str, Tensor]:
+        # [M] tensors: the engine writes them as "beta.<modality>" and "<target>_ema.<modality>".
+        return {"beta": self.beta, f"{self.target}_ema": self.ema}
+
+    def state_dict(self) -> dict[str, Any]:
+        # float32 -> Python float -> JSON text -> float -> float32 is exact, so resume is exact.
+        return {
+            "modalities": list(self.modalities),
+            "target": self.target,
+            "beta": [float(x) for x in self.beta.cpu().tolist()],
+            "ema": [float(x) for x in self.ema.cpu().tolist()],
+            "eta": self.eta,
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        expected = {"modalities", "target", "beta", "ema", "eta", "step"}
+        missing = expected - set(state)
+        _check(not missing, f"checkpoint state lacks {', '.join(sorted(missing))}")
+        _check(
+            list(state["modalities"]) == self.modalities,
+            f"checkpoint was saved for modalities {state['modalities']}, this run has {self.modalities}",
+        )
+        _check(state["target"] == self.target, f"checkpoint targets '{state['target']}', this run '{self.target}'")
+        m = len(self.modalities)
+        _check(
+            len(state["beta"]) == m and len(state["ema"]) == m,
+            f"checkpoint beta/ema must have {m} entries, got {len(state['beta'])} and {len(state['ema'])}",
+        )
+        self.beta = torch.tensor(state["beta"], dtype=torch.float32, device=self.device)
+        self.ema = torch.tensor(state["ema"], dtype=torch.float32, device=self.device)
+        self.eta = float(state["eta"])
+        self.step = int(state["step"])
+
+
+# Configurations the core's contract suite (mmcore.testing) builds and checks.
+RelativeAdvantage.contract_options = [{}, {"projection": "exact", "interval": 1, "eta_every": 2}]  # type: ignore[attr-defined]
+
+
+def relative_advantage(ema: Tensor) -> Tensor:
+    """ra_m = (mean L̄ − L̄_m) / mean L̄; all zeros while every L̄ is still 0 (the reference divides by 0)."""
+    mean = ema.mean()
+    ra = (mean - ema) / mean.clamp_min(torch.finfo(ema.dtype).tiny)
+    return torch.where(mean > 0, ra, torch.zeros_like(ra))
+
+
+def _average_across_ranks(losses: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+    """Under data parallelism, pool the per-rank losses weighted by their present counts.
+
+    Each rank's term is a mean over its own present samples, so Σ_r n_r·L_r / Σ_r n_r is the mean
+    over every present sample of the global batch — what one process with that batch would see —
+    and every rank then applies the same β.
+    """
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return losses, counts
+    finite = torch.isfinite(losses)
+    weight = torch.where(finite, counts, torch.zeros_like(counts))
+    packed = torch.stack([torch.where(finite, losses, torch.zeros_like(losses)) * weight, weight, counts])
+    dist.all_reduce(packed)
+    pooled = packed[0] / packed[1].clamp_min(1.0)
+    pooled = torch.where(packed[1] > 0, pooled, torch.full_like(pooled, float("nan")))  # no finite term anywhere
+    return pooled, packed[2]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise MMCoreError(f"{NAME}: {message}")

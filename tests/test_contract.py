@@ -1,0 +1,292 @@
+"""The contract suite on every installed component, and on broken components it must reject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from mmcore.builtins.balancers import Uniform
+from mmcore.builtins.encoders import MLPEncoder
+from mmcore.builtins.imputers import ZeroImputer
+from mmcore.builtins.synthetic import Synthetic
+from mmcore.components import Balancer
+from mmcore.plugins import get_registry
+from mmcore.registry import Registry
+from mmcore.testing import (
+    ContractSkip,
+    check_balancer,
+    check_dataset,
+    check_encoder,
+    check_fusion,
+    check_imputer,
+    contract_cases,
+    option_sets,
+    run_contract,
+)
+from mmcore.types import ImputerOutput, ModalitySpec
+
+CASES = contract_cases(get_registry())
+
+
+@pytest.mark.parametrize("kind,name", CASES, ids=[f"{k}:{n}" for k, n in CASES])
+def test_registered_component_meets_contract(kind: str, name: str) -> None:
+    try:
+        run_contract(get_registry(), kind, name)
+    except ContractSkip as skip:  # e.g. a corpus that needs a data path: reported, not hidden
+        pytest.skip(str(skip))
+
+
+def test_cases_cover_the_builtins_and_filter_by_origin() -> None:
+    builtin = set(contract_cases(get_registry(), origin="mmcore"))
+    assert builtin == {
+        ("dataset", "mmcore.synthetic"),
+        ("encoder", "mmcore.mlp"),
+        ("encoder", "mmcore.transformer"),
+        ("imputer", "mmcore.zero"),
+        ("fusion", "mmcore.concat"),
+        ("balancer", "mmcore.uniform"),
+    }
+    assert builtin <= set(CASES)
+    assert contract_cases(get_registry(), origin="no-such-plugin") == []
+
+
+def test_run_contract_rejects_unknown_kind() -> None:
+    with pytest.raises(AssertionError, match="unknown component kind 'decoder'"):
+        run_contract(get_registry(), "decoder", "mmcore.mlp")
+
+
+# ------------------------------------------------------------------ broken encoders
+
+
+class WrongWidth(nn.Module):
+    def __init__(self, spec: ModalitySpec, dim: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(spec.dim, dim + 1)
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        return self.lin(x if x.dim() == 2 else x.mean(1))
+
+
+class MeanOverPadding(WrongWidth):
+    """Averages padded frames too: the bug RedCore's reference encoder has."""
+
+    def __init__(self, spec: ModalitySpec, dim: int) -> None:
+        nn.Module.__init__(self)
+        self.lin = nn.Linear(spec.dim, dim)
+
+
+class NanOnEmpty(MeanOverPadding):
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        if x.dim() == 2:
+            return self.lin(x)
+        return self.lin(x.sum(1) / lengths.unsqueeze(1))  # 0/0 for a length-0 row
+
+
+class UnsavedBuffer(MeanOverPadding):
+    """A random projection kept out of the state_dict: a checkpoint cannot restore it."""
+
+    def __init__(self, spec: ModalitySpec, dim: int) -> None:
+        super().__init__(spec, dim)
+        self.register_buffer("proj", torch.randn(dim, dim), persistent=False)
+
+    contract_modalities = ("vector",)
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        return self.lin(x) @ self.proj
+
+
+@pytest.mark.parametrize(
+    "factory,message",
+    [
+        (WrongWidth, "output shape"),
+        (MeanOverPadding, "extra zero padding past lengths changes the output"),
+        (NanOnEmpty, "a row of length 0 gives a non-finite output"),
+        (UnsavedBuffer, "eval outputs differ after a state_dict round trip"),
+    ],
+)
+def test_check_encoder_rejects(factory: Any, message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_encoder(factory)
+
+
+# ------------------------------------------------------------------ broken imputers
+
+
+class LeakyImputer(ZeroImputer):
+    """Present latents shifted by the mean of all rows, absent ones included: a leak."""
+
+    def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
+        return ImputerOutput(z=h + h.mean(dim=1, keepdim=True))
+
+
+class NanLossImputer(ZeroImputer):
+    """Mean squared latent over present samples: 0/0 for a modality absent from the batch."""
+
+    def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
+        per_m = (h.square().sum(-1) * present).sum(0) / present.sum(0)
+        return ImputerOutput(z=h, losses={"recon": per_m})
+
+
+class BatchMixer(ZeroImputer):
+    """Shifts every row by the batch's presence rates, so a row's z depends on its neighbours."""
+
+    def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
+        return ImputerOutput(z=h + present.float().mean(dim=0)[None, :, None])
+
+
+class NoisyEval(ZeroImputer):
+    def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
+        return ImputerOutput(z=h + torch.randn_like(h))
+
+
+class ScalarLoss(ZeroImputer):
+    def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
+        return ImputerOutput(z=h, losses={"kl": h.square().mean()})
+
+
+@pytest.mark.parametrize(
+    "factory,message",
+    [
+        (LeakyImputer, "depends on the h rows of absent modalities"),
+        (NanLossImputer, "loss 'recon' is not finite"),
+        (BatchMixer, "depends on other rows of the batch"),
+        (NoisyEval, "eval mode is not deterministic"),
+        (ScalarLoss, r"loss 'kl' has shape \(\)"),
+    ],
+)
+def test_check_imputer_rejects(factory: Any, message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_imputer(factory)
+
+
+def test_check_fusion_rejects_a_fixed_width_head() -> None:
+    def fixed_width(specs: list[ModalitySpec], dim: int, out_dim: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(len(specs) * dim, 3))
+
+    class Wrap(nn.Module):
+        def __init__(self, specs: list[ModalitySpec], dim: int, out_dim: int) -> None:
+            super().__init__()
+            self.net = fixed_width(specs, dim, out_dim)
+
+        def forward(self, z: Tensor, present: Tensor) -> Tensor:
+            return self.net(z)
+
+    with pytest.raises(AssertionError, match=r"out_dim=1"):
+        check_fusion(Wrap)
+
+
+# ------------------------------------------------------------------ broken balancers
+
+
+class TensorState(Uniform):
+    def state_dict(self) -> dict[str, Any]:
+        return {"w": torch.ones(3)}
+
+
+class Forgetful(Balancer):
+    """Counts steps but does not restore the count."""
+
+    def __init__(self, modalities: list[str]) -> None:
+        super().__init__(modalities)
+        self.seen = 0
+
+    def observe(self, stats: Any) -> None:
+        self.seen += 1
+
+    def weights(self) -> Tensor:
+        return torch.full((len(self.modalities),), float(self.seen))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seen": self.seen}
+
+
+class NegativeWeights(Uniform):
+    def weights(self) -> Tensor:
+        return -super().weights()
+
+
+@pytest.mark.parametrize(
+    "factory,message",
+    [
+        (TensorState, "not JSON-serialisable"),
+        (Forgetful, "weights differ after load_state_dict"),
+        (NegativeWeights, "weights must be finite and >= 0"),
+        (lambda modalities: {"weights": [1.0] * len(modalities)}, "returned dict, not an mmcore.Balancer"),
+    ],
+)
+def test_check_balancer_rejects(factory: Any, message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_balancer(factory)
+
+
+# ------------------------------------------------------------------ broken datasets and options
+
+
+class DuplicateIds(Synthetic):
+    contract_options = {"samples": 40, "classes": 2, "dim": 3}
+
+    def split(self, name: str) -> Any:
+        data = super().split(name)
+        data.ids = torch.arange(len(data))  # restarts at 0 in every split
+        return data
+
+
+class DirtyPadding(Synthetic):
+    contract_options = {"samples": 40, "classes": 2, "dim": 3, "sequence": True, "max_len": 6}
+
+    def split(self, name: str) -> Any:
+        data = super().split(name)
+        data.features["m0"] = data.features["m0"] + 1.0
+        return data
+
+
+@pytest.mark.parametrize(
+    "factory,message",
+    [(DuplicateIds, "ids are not unique"), (DirtyPadding, "is not zero past its lengths")],
+)
+def test_check_dataset_rejects(factory: Any, message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_dataset(factory)
+
+
+def test_check_dataset_rejects_seed_dependent_data() -> None:
+    def unstable(samples: int = 40) -> Synthetic:
+        return Synthetic(samples=samples, classes=2, dim=3, seed=int(torch.randint(0, 1000, ())))
+
+    with pytest.raises(AssertionError, match="building twice"):
+        check_dataset(unstable)
+
+
+def test_required_option_without_contract_options_skips() -> None:
+    def needs_path(path: str, scale: float = 1.0) -> Synthetic:
+        return Synthetic()
+
+    with pytest.raises(ContractSkip, match=r"needs options \['path'\]"):
+        check_dataset(needs_path)
+    needs_path.contract_options = lambda: {"path": "unused"}  # type: ignore[attr-defined]
+    assert option_sets(get_registry().get("dataset", "mmcore.synthetic")) == Synthetic.contract_options
+    registry = Registry()
+    component = registry.register("dataset", "test.path", needs_path, origin="test")
+    assert option_sets(component) == [{"path": "unused"}]
+
+
+def test_every_contract_option_set_is_built() -> None:
+    built: list[dict[str, Any]] = []
+
+    def recording(spec: ModalitySpec, dim: int, layers: list[int] = [4]) -> nn.Module:  # noqa: B006
+        built.append({"spec": spec.sequence, "layers": layers})
+        return MLPEncoder(spec, dim, layers=layers)
+
+    recording.contract_options = [{"layers": [3]}, {"layers": []}]  # type: ignore[attr-defined]
+    check_encoder(recording)
+    assert {(b["spec"], tuple(b["layers"])) for b in built} == {
+        (False, (3,)), (True, (3,)), (False, ()), (True, ())
+    }
+
+
+def test_bad_build_is_reported_with_its_options() -> None:
+    with pytest.raises(AssertionError, match=r"building with options \{'layers': \[0\]\} failed: MMCoreError"):
+        check_encoder(MLPEncoder, options={"layers": [0]})
