@@ -124,8 +124,10 @@ def show(
 def plugins() -> None:
     """List plugins: name, version, origin, components, and any load error."""
     table = Table(title="mmcore plugins")
-    for column in ("plugin", "version", "origin", "components"):
-        table.add_column(column)
+    for column in ("plugin", "version"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("origin")
+    table.add_column("components")
     for info in get_plugins().infos:
         what = f"[red]{info.error}[/]" if info.error else ", ".join(c.split(":", 1)[1] for c in info.components)
         table.add_row(info.name, info.version, info.origin, what)
@@ -136,20 +138,20 @@ def plugins() -> None:
 @friendly_errors
 def components(kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}.")) -> None:
     """List registered components with their options and documentation."""
+    from mmcore.recipe import type_name
     from mmcore.registry import REQUIRED, did_you_mean
 
     if kind is not None and kind not in KINDS:
         raise MMCoreError(f"unknown kind '{kind}';{did_you_mean(kind, list(KINDS))} kinds: {', '.join(KINDS)}")
-    table = Table(title="mmcore components")
-    for column in ("kind", "name", "plugin", "options", "description"):
-        table.add_column(column)
+    current = None
     for comp in get_plugins().registry.all(kind):
-        opts = []
+        if comp.kind != current:
+            current = comp.kind
+            console.rule(f"[bold]{current}", align="left")
+        console.print(f"[bold cyan]{comp.name}[/]  [dim]({comp.origin})[/]  {comp.doc}", highlight=False, soft_wrap=True)
         for opt in comp.options():
-            hint = getattr(opt.annotation, "__name__", None) or str(opt.annotation).replace("typing.", "")
-            opts.append(f"{opt.name}: {hint}" + ("" if opt.default is REQUIRED else f" = {opt.default!r}"))
-        table.add_row(comp.kind, comp.name, comp.origin, "\n".join(opts), comp.doc)
-    console.print(table)
+            default = "required" if opt.default is REQUIRED else f"= {opt.default!r}"
+            console.print(f"    {opt.name}: {type_name(opt.annotation)} {default}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _add_plugin_commands() -> None:

@@ -98,10 +98,18 @@ class UnsavedBuffer(MeanOverPadding):
         return self.lin(x) @ self.proj
 
 
+class Detached(UnsavedBuffer):
+    """Gradients never reach the weights."""
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        return self.lin(x).detach()
+
+
 @pytest.mark.parametrize(
     "factory,message",
     [
         (WrongWidth, "output shape"),
+        (Detached, "not connected to the module's parameters"),
         (MeanOverPadding, "extra zero padding past lengths changes the output"),
         (NanOnEmpty, "a row of length 0 gives a non-finite output"),
         (UnsavedBuffer, "eval outputs differ after a state_dict round trip"),

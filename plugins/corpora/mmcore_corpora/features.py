@@ -76,7 +76,10 @@ class Features:
             n = headers[s]["n"]
             if "ids" in headers[s]["shapes"]:
                 with safe_open(self.files[s], framework="pt") as f:
-                    ids = f.get_tensor("ids").to(torch.int64)
+                    ids = f.get_tensor("ids")
+                if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+                    raise DataError(f"{NAME}: {self.files[s]}: 'ids' has dtype {ids.dtype}; expected integers (int64)")
+                ids = ids.to(torch.int64)
             else:
                 ids = torch.arange(offset, offset + n, dtype=torch.int64)
             offset += n

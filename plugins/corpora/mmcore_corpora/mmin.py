@@ -33,11 +33,11 @@ NUM_CLASSES = 4
 AudioNorm = Literal["file", "train", "none"]
 
 
-def _h5py() -> Any:
+def _h5py(dataset: str = "corpora") -> Any:
     try:
         import h5py
     except ImportError:
-        raise DataError('reading .h5 features needs h5py: pip install "mmcore-corpora[h5]"') from None
+        raise DataError(f'{dataset}: reading .h5 features needs h5py: pip install "mmcore-corpora[h5]"') from None
     return h5py
 
 
@@ -72,7 +72,7 @@ class _MMINCorpus:
             )
             for split, code in FILE_SPLITS.items()
         }
-        _h5py()  # fail now, not at the first batch, when the optional dependency is missing
+        _h5py(self.name)  # fail now, not at the first batch, when the optional dependency is missing
         self.task = TaskSpec("classification", NUM_CLASSES)
         self._plan: dict[str, Any] | None = None
         self._audio_stats: tuple[np.ndarray, np.ndarray] | None = None

@@ -5,8 +5,8 @@ Layout (facts read from thuiar/MMSA ``src/MMSA/data_loader.py`` and its
 dict with splits ``train``, ``valid`` and ``test``; each split a dict of
 
     text               [N, T, Dt]  BERT features (Dt = 768; GloVe releases: 300)
-    audio              [N, T, Da]  MOSI: COVAREP 5-d, MOSEI: 74-d
-    vision             [N, T, Dv]  MOSI: Facet 20-d, MOSEI: 35-d
+    audio              [N, T, Da]  acoustic features, MOSI: 5-d, MOSEI: 74-d
+    vision             [N, T, Dv]  facial features, MOSI: 20-d, MOSEI: 35-d
     id                 [N]         "<video>$_$<clip>" strings
     regression_labels  [N]         sentiment score in [-3, 3]
     audio_lengths, vision_lengths [N]   unaligned files only

@@ -99,6 +99,7 @@ def test_missing_files(tmp_path):
         ({"len.img": torch.zeros(3, dtype=torch.int64)}, r"'len.img' given but 'x.img' is not a \[N, T, D\] sequence"),
         ({"weights": torch.zeros(3)}, r"unexpected tensor 'weights'"),
         ({"ids": torch.zeros(2, dtype=torch.int64)}, r"'ids' has shape \[2\]; expected \[3\]"),
+        ({"ids": torch.tensor([7.0, 8.0, 9.0])}, r"'ids' has dtype torch.float32; expected integers"),
     ],
 )
 def test_malformed_test_file(tmp_path, change, message):

@@ -159,3 +159,12 @@ def test_duplicate_utterance_across_splits(mmin_layout):
     np.save(root / "target" / "1" / "tst_int2name.npy", np.array([[dup.encode()], [b"Ses05M_script03_F011"]]))
     with pytest.raises(DataError, match=rf"sample id '{dup}' appears twice \(train and test\)"):
         _ = IEMOCAP(str(root)).modalities
+
+
+def test_missing_h5py_is_a_clear_error(mmin_layout, monkeypatch):
+    import sys
+
+    root, _ = mmin_layout("iemocap")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # makes `import h5py` fail as if not installed
+    with pytest.raises(DataError, match=r'corpora.iemocap: reading .h5 features needs h5py: pip install "mmcore-corpora\[h5\]"'):
+        IEMOCAP(str(root))
