@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mmcore.components import KINDS
@@ -37,7 +38,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("MMCORE_DEBUG"):
                 raise
             for line in str(exc).splitlines() or [type(exc).__name__]:
-                err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+                err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/]: the last completed epoch is in checkpoints/last; continue with `mmcore resume RUN_DIR`")
@@ -94,6 +95,31 @@ def resume(
     result = run_recipe(resolved, run_dir=run_dir, resume=True, console=console, show_progress=progress)
     _print_results(result.results or {}, "test")
     console.print(f"best epoch {result.best_epoch}; run directory: {result.run_dir}")
+
+
+@app.command()
+@friendly_errors
+def sweep(
+    recipe: Path = typer.Argument(..., help="The recipe YAML file."),
+    overrides: Optional[list[str]] = OverridesArg,
+    grid: list[str] = typer.Option([], "--grid", help="KEY=V1,V2,... (repeatable); split on top-level commas."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2 or 0-4 (default: the recipe's seed)."),
+    jobs: int = typer.Option(1, help="Runs at a time (Ray: tasks in flight)."),
+    out: Optional[Path] = typer.Option(None, help="Sweep directory (default: <output>/<name>-sweep)."),
+    backend: str = typer.Option("local", help="local (process pool) or ray."),
+    ray_address: Optional[str] = typer.Option(None, help="ray.init address; none starts a local Ray."),
+    ray_gpus: float = typer.Option(0.0, help="GPUs per run on Ray (Ray hides GPUs from tasks without)."),
+    metrics: Optional[str] = typer.Option(None, help="Table columns, e.g. macro_f1,accuracy (default: all)."),
+) -> None:
+    """Run a recipe over a grid × seeds; finished runs are skipped on restart; mean ± std table."""
+    from mmcore.sweep import run_sweep
+
+    result = run_sweep(
+        recipe, list(overrides or []), grid, seeds=seeds, jobs=jobs, out=out, backend=backend,
+        ray_address=ray_address, ray_gpus=ray_gpus, metrics=metrics, console=console,
+    )
+    if result.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -45,6 +45,8 @@ def test_cases_cover_the_builtins_and_filter_by_origin() -> None:
         ("dataset", "mmcore.synthetic"),
         ("encoder", "mmcore.mlp"),
         ("encoder", "mmcore.transformer"),
+        ("encoder", "mmcore.lstm"),
+        ("encoder", "mmcore.textcnn"),
         ("imputer", "mmcore.zero"),
         ("fusion", "mmcore.concat"),
         ("balancer", "mmcore.uniform"),

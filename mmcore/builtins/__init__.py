@@ -17,10 +17,13 @@ def register_datasets(register: Register) -> None:
 
 @hookimpl
 def register_encoders(register: Register) -> None:
+    from mmcore.builtins import recurrent, textcnn
     from mmcore.builtins.encoders import MLPEncoder, TransformerEncoder
 
     register("mmcore.mlp", MLPEncoder)
     register("mmcore.transformer", TransformerEncoder)
+    register("mmcore.lstm", recurrent.LSTMEncoder)
+    register("mmcore.textcnn", textcnn.TextCNN)
 
 
 @hookimpl

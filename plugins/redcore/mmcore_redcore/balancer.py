@@ -161,7 +161,10 @@ class RelativeAdvantage(Balancer):
 
 
 # Configurations the core's contract suite (mmcore.testing) builds and checks.
-RelativeAdvantage.contract_options = [{}, {"projection": "exact", "interval": 1, "eta_every": 2}]  # type: ignore[attr-defined]
+RelativeAdvantage.contract_options = [  # type: ignore[attr-defined]
+    {},
+    {"projection": "exact", "interval": 1, "eta_every": 2},
+]
 
 
 def relative_advantage(ema: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ Source: Sun et al., "RedCore", AAAI 2024, and the authors' code (sunjunaimer/Red
 
 For every modality m, with h_m the encoder feature:
 
-    μ_m, log σ²_m = Linear(act(h_m))          act = sigmoid, as in the reference encoder
+    μ_m, log σ²_m = Linear(act(h_m))          act = identity (``activation: sigmoid`` as the reference)
     z_m = μ_m + ε·σ_m  (training)      z_m = μ_m  (evaluation)
     ĝ_m = P_m([z_k for k ≠ m])          absent z_k replaced by a learned embedding (or zeros)
     z̃_m = z_m if m is present, else ĝ_m
@@ -31,7 +31,19 @@ How this relates to the reference code:
   learned``, initialised at zero), which is the same kind of input without touching the encoder.
 - Predictors read the others' *sampled* z during training, as in the reference; the recon
   target z_m is not detached by default (as in the reference), ``detach_target`` changes that.
-- Linear layers use Kaiming-normal weights (fan-in) and zero biases, as the reference's init.
+- The reference's encoder squashes its pooled feature with a sigmoid right before the μ/log σ²
+  layer. That sigmoid belongs to its encoder, and mmcore's encoders end without one, so by
+  default the head reads h_m as it is; ``activation: sigmoid`` puts it back. (In small synthetic
+  runs the sigmoid slowed learning markedly: at init it leaves μ a large constant plus the
+  signal scaled by sigmoid'(0) = ¼.)
+- Linear layers use Kaiming-normal weights (fan-in) and zero biases, as the reference's init,
+  except that by default (``zero_init``) the last layer of every residual branch and of the
+  predictor's output head start at zero, so ĝ = 0 at initialisation. With the reference's init
+  the 5-block residual stack amplifies its input roughly fifty-fold (each block adds a branch
+  about √2 times its input), the initial recon term is ~10⁴ times the task loss and its gradient
+  swamps the shared encoders; in small synthetic runs that cost far more accuracy than the
+  imputation won back.
+  ``zero_init: false`` restores the reference's init.
 """
 
 from __future__ import annotations
@@ -98,19 +110,24 @@ class VIBImputer(nn.Module):
         kl_reduction: Literal["present", "batch"] = "present",
         detach_target: bool = False,
         absent_input: Literal["learned", "zero"] = "learned",
-        activation: Literal["sigmoid", "none"] = "sigmoid",
+        activation: Literal["none", "sigmoid"] = "none",
+        zero_init: bool = True,
     ) -> None:
         super().__init__()
         names = [s.name for s in specs]
         _check(len(specs) >= 2, f"needs at least two modalities to predict one from the others, got {names}")
         _check(dim >= 1, f"dim must be positive, got {dim}")
         hidden = list(hidden)
-        _check(len(hidden) >= 1 and all(int(n) == n and n >= 1 for n in hidden), f"hidden must be a non-empty list of positive sizes, got {hidden}")
+        sizes_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hidden)
+        _check(len(hidden) >= 1 and sizes_ok, f"hidden must be a non-empty list of positive sizes, got {hidden}")
         _check(blocks >= 1, f"blocks must be ≥ 1, got {blocks}")
-        _check(kl_weight >= 0 and recon_weight >= 0, f"kl_weight and recon_weight must be ≥ 0, got {kl_weight} and {recon_weight}")
+        _check(
+            kl_weight >= 0 and recon_weight >= 0,
+            f"kl_weight and recon_weight must be ≥ 0, got {kl_weight} and {recon_weight}",
+        )
         _check(kl_reduction in ("present", "batch"), f"kl_reduction must be 'present' or 'batch', got {kl_reduction!r}")
         _check(absent_input in ("learned", "zero"), f"absent_input must be 'learned' or 'zero', got {absent_input!r}")
-        _check(activation in ("sigmoid", "none"), f"activation must be 'sigmoid' or 'none', got {activation!r}")
+        _check(activation in ("none", "sigmoid"), f"activation must be 'none' or 'sigmoid', got {activation!r}")
         self.names = names
         self.dim = dim
         self.kl_weight = float(kl_weight)
@@ -128,17 +145,23 @@ class VIBImputer(nn.Module):
             self.absent = nn.Parameter(torch.zeros(m, dim))
         else:
             self.register_buffer("absent", torch.zeros(m, dim))
-        self._init_linear()
+        self._init_weights(zero_init)
 
-    def _init_linear(self) -> None:
+    def _init_weights(self, zero_init: bool) -> None:
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")  # the reference's init
                 nn.init.zeros_(module.bias)
+        if zero_init:  # residual branches and the output start at zero: ĝ = 0 at init
+            for pred in self.predictors:
+                for decoder in pred.decoders:
+                    nn.init.zeros_(decoder[-1].weight)
+                nn.init.zeros_(pred.head[-1].weight)
 
     def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
         b, m, d = h.shape
-        _check(m == len(self.names) and d == self.dim, f"expected h of shape [B, {len(self.names)}, {self.dim}], got {list(h.shape)}")
+        expected = f"[B, {len(self.names)}, {self.dim}]"
+        _check(m == len(self.names) and d == self.dim, f"expected h of shape {expected}, got {list(h.shape)}")
         _check(present.shape == (b, m), f"expected present of shape [{b}, {m}], got {list(present.shape)}")
         present = present.bool()
         keep = present.unsqueeze(-1)  # [B, M, 1]
@@ -154,7 +177,8 @@ class VIBImputer(nn.Module):
 
         counts = present.sum(0).to(torch.float32)  # [M]
         per_present = counts.clamp_min(1.0)
-        kl_sample = self.kl_scale * (mu.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).sum(-1)  # [B, M]
+        mu32, logvar32 = mu.float(), logvar.float()  # loss terms in float32, also under autocast
+        kl_sample = self.kl_scale * (mu32.pow(2) + logvar32.exp() - 1.0 - logvar32).sum(-1)  # [B, M]
         kl_sum = torch.where(present, kl_sample, torch.zeros_like(kl_sample)).sum(0)
         kl = kl_sum / (per_present if self.kl_reduction == "present" else float(b))
 
@@ -169,7 +193,9 @@ class VIBImputer(nn.Module):
 # with every non-default switch.
 VIBImputer.contract_options = [  # type: ignore[attr-defined]
     {"hidden": [16, 8], "blocks": 2},
-    {"hidden": [8], "blocks": 1, "kl_half": False, "kl_reduction": "batch", "detach_target": True, "absent_input": "zero", "activation": "none"},
+    {"hidden": [8], "blocks": 1, "kl_half": False, "kl_reduction": "batch"},
+    {"hidden": [8], "blocks": 1, "detach_target": True, "absent_input": "zero"},
+    {"hidden": [8], "blocks": 1, "activation": "sigmoid", "zero_init": False},
 ]
 
 

@@ -13,7 +13,8 @@ from mmcore.types import ImputerOutput, ModalitySpec
 from mmcore_redcore.imputer import ResidualPredictor, VIBImputer
 
 SPECS = [ModalitySpec("a", 5), ModalitySpec("b", 3, sequence=True, max_len=4), ModalitySpec("c", 7)]
-SMALL = {"hidden": [16, 8], "blocks": 2}
+# zero_init off: a predictor that already depends on its inputs, as after some training
+SMALL = {"hidden": [16, 8], "blocks": 2, "zero_init": False}
 
 
 def build(dim: int = 6, **options) -> VIBImputer:
@@ -55,7 +56,8 @@ def test_kl_matches_the_closed_form_by_hand() -> None:
     h = torch.tensor([[[0.5, -1.0], [0.0, 0.0], [1.0, 1.0]], [[1.0, 0.0], [2.0, 0.0], [0.0, 0.0]]])
     present = torch.tensor([[True, False, True], [True, True, False]])
     kl = imp(h, present).losses["kl"]
-    # per sample ½ Σ_j (μ² + σ² − 1 − log σ²) with σ² = 2: ½ Σ_j μ² + ½·2·(1 − ln 2) = ½ Σ_j μ² + 0.3068528
+    # per sample ½ Σ_j (μ² + σ² − 1 − log σ²) with σ² = 2 over 2 dims:
+    # ½ Σ_j μ² + ½·2·(1 − ln 2) = ½ Σ_j μ² + 0.3068528
     # a: samples 0, 1: ½(1.25) + 0.3068528 = 0.9318528, ½(1) + 0.3068528 = 0.8068528 -> mean 0.8693528
     # b: sample 1 only: ½(4) + 0.3068528 = 2.3068528;  c: sample 0 only: ½(2) + 0.3068528 = 1.3068528
     expected = 1.6e-3 * torch.tensor([0.8693528, 2.3068528, 1.3068528])
@@ -63,7 +65,8 @@ def test_kl_matches_the_closed_form_by_hand() -> None:
 
     # the same from torch.distributions, per present sample
     mu, std = h, torch.full_like(h, math.sqrt(2.0))
-    per = torch.distributions.kl_divergence(torch.distributions.Normal(mu, std), torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    normal = torch.distributions.Normal
+    per = torch.distributions.kl_divergence(normal(mu, std), normal(0.0, 1.0)).sum(-1)
     mean_present = (per * present).sum(0) / present.sum(0)
     assert torch.allclose(kl, 1.6e-3 * mean_present, rtol=1e-6)
 
@@ -101,7 +104,7 @@ def test_recon_is_the_squared_error_of_the_prediction_on_present_samples() -> No
 
 
 def test_completed_latent_is_mu_where_present_and_prediction_where_absent() -> None:
-    imp = build(activation="none", recon_weight=1.0)
+    imp = build(activation="none")
     set_identity_heads(imp)
     imp.eval()
     h, present = inputs()
@@ -216,8 +219,10 @@ def test_residual_predictor_wiring_and_sizes() -> None:
     assert torch.allclose(pred(x), pred.head(x1 + out1))
 
 
-def test_reference_sizes_and_initialisation() -> None:
-    imp = VIBImputer(SPECS, 128)  # the reference's defaults: d = 128, 5 blocks of 256-128-64
+@pytest.mark.parametrize("zero_init", [True, False])
+def test_reference_sizes_and_initialisation(zero_init: bool) -> None:
+    torch.manual_seed(0)
+    imp = VIBImputer(SPECS, 128, zero_init=zero_init)  # the reference's sizes: d = 128, 5 blocks of 256-128-64
     pred = imp.predictors[0]
     assert len(pred.encoders) == 5
     assert [l.out_features for l in pred.encoders[0] if isinstance(l, nn.Linear)] == [256, 128, 64]
@@ -225,6 +230,24 @@ def test_reference_sizes_and_initialisation() -> None:
     assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in imp.modules() if isinstance(m, nn.Linear))
     w = pred.encoders[0][0].weight.detach()  # Kaiming normal, fan-in 256: std √(2/256) = 0.0884
     assert abs(float(w.std()) - math.sqrt(2 / 256)) < 0.01
+    zeroed = [pred.head[2].weight] + [dec[-1].weight for dec in pred.decoders]
+    assert all(bool((p == 0).all()) == zero_init for p in zeroed)
+
+
+def test_zero_init_predicts_zero_so_recon_is_the_latent_norm() -> None:
+    imp = build(activation="none", zero_init=True).eval()
+    set_identity_heads(imp)
+    h, present = inputs()
+    out = imp(h, present)
+    assert torch.equal(out.z[~present], torch.zeros_like(out.z[~present]))  # ĝ = 0 at init
+    # recon_m = 0.15 · mean over present samples of ‖0 − μ‖² = 0.15 · mean ‖h‖²
+    expected = 0.15 * torch.stack([h[present[:, m], m].pow(2).sum(-1).mean() for m in range(3)])
+    assert torch.allclose(out.losses["recon"], expected, rtol=1e-6)
+    # The reference's init: a residual stack that amplifies its input.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        amplified = VIBImputer(SPECS, 6, hidden=[16, 8], blocks=5, zero_init=False).eval()(h, present)
+    assert float(amplified.z[~present].abs().mean()) > 5 * float(h[present].abs().mean())
 
 
 @pytest.mark.parametrize(

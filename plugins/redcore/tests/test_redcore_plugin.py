@@ -41,7 +41,8 @@ def test_options_are_read_from_the_signatures() -> None:
         "kl_reduction": "present",
         "detach_target": False,
         "absent_input": "learned",
-        "activation": "sigmoid",
+        "activation": "none",
+        "zero_init": True,
     }
     balancer = {o.name: o.default for o in REGISTRY.get("balancer", "redcore.relative_advantage").options()}
     assert balancer == {

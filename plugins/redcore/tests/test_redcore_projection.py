@@ -16,7 +16,8 @@ def t(values: list[float], dtype: torch.dtype = torch.float64) -> torch.Tensor:
 
 def test_clamp_normalize_by_hand() -> None:
     # [−0.5, 0.05, 2] -> clamp [0.1, 0.1, 2] -> / √4.02 = 2.00499377
-    assert torch.allclose(clamp_normalize(t([-0.5, 0.05, 2.0]), 0.1), t([0.04987547, 0.04987547, 0.99750234]), atol=1e-8)
+    out = clamp_normalize(t([-0.5, 0.05, 2.0]), 0.1)
+    assert torch.allclose(out, t([0.04987547, 0.04987547, 0.99750234]), atol=1e-8)
 
 
 @pytest.mark.parametrize(

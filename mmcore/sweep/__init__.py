@@ -1,0 +1,275 @@
+"""``mmcore sweep``: a recipe over a grid × seeds, one process per run, mean ± std at the end.
+
+    mmcore sweep recipes/quickstart.yaml train.epochs=5 \\
+        --grid balancer=mmcore.uniform,redcore.relative_advantage --seeds 0-4 --jobs 4
+
+The sweep directory (``<output>/<name>-sweep/`` or ``--out``) holds::
+
+    sweep.json                   the recipe, base overrides, grid, seeds and every point's runs
+    sweep.log                    what each invocation did: skipped, started, resumed, done, failed
+    points/<slug>/seed<s>/       a normal run directory (recipe.yaml, eval.json, checkpoints/, ...)
+    logs/<slug>/seed<s>.log      the run's stdout and stderr
+    results.csv                  mean, std (ddof=1) and n over seeds per point, split, condition, metric
+
+Starting the same command again skips finished runs and resumes interrupted ones, so a sweep
+can be extended (add a grid value or a seed) or recovered after a crash at no extra cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.text import Text
+
+from mmcore.errors import MMCoreError
+from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
+from mmcore.registry import Registry
+from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, results_table, write_csv
+from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values, split_top_level
+from mmcore.sweep.runner import Outcome, Run, check_existing, plan_runs, prepare, run_local, run_ray
+
+__all__ = ["Axis", "Interrupted", "Outcome", "Point", "Row", "Run", "SweepResult", "run_sweep", "sweep_dir_for"]
+
+BACKENDS = ("local", "ray")
+
+
+class Interrupted(MMCoreError):
+    """Ctrl-C during a sweep: one line on how to continue, and the shell's exit code for SIGINT."""
+
+    exit_code = 130
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    runs: list[Run]
+    outcomes: list[Outcome]  # one per run, in run order
+    rows: list[Row]  # what results.csv holds
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "interrupted")]
+
+
+def sweep_dir_for(base_recipe: dict, out: Path | None) -> Path:
+    return Path(out) if out is not None else Path(base_recipe["output"]) / f"{base_recipe['name']}-sweep"
+
+
+class _EventLog:
+    """Lines to the screen and to sweep.log, safe to call from the pool's threads."""
+
+    def __init__(self, path: Path, console: Console, total: int) -> None:
+        self.path, self.console, self.total, self.count = path, console, total, 0
+        self.lock = threading.Lock()
+
+    def line(self, text: str, style: str = "", counted: bool = False) -> None:
+        with self.lock:
+            if counted:
+                self.count += 1
+                text = f"[{self.count}/{self.total}] {text}"
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            self.console.print(Text(text, style=style), soft_wrap=True)  # Text: no markup in paths or errors
+
+    def outcome(self, o: Outcome) -> None:
+        if o.status == "skipped":
+            self.line(f"skipped (finished): {o.run.name}", "dim", counted=True)
+        elif o.status == "done":
+            self.line(f"{'resumed, done' if o.resumed else 'done'}: {o.run.name} ({o.seconds:.1f} s)", counted=True)
+        elif o.status == "interrupted":
+            self.line(f"interrupted: {o.run.name} (continues when the sweep is started again)", "yellow", counted=True)
+        else:
+            self.line(f"failed: {o.run.name} ({o.seconds:.1f} s; reasons at the end)", "red", counted=True)
+
+
+def run_sweep(
+    recipe_path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    grid: Sequence[str] = (),
+    *,
+    seeds: str | None = None,
+    jobs: int = 1,
+    out: Path | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    ray_gpus: float = 0.0,
+    metrics: str | None = None,
+    console: Console | None = None,
+    registry: Registry | None = None,
+) -> SweepResult:
+    """Plan, run (skipping finished runs), aggregate and print a sweep; failures are in the result.
+
+    Every recipe problem of every point is raised before anything runs (``RecipeError``).
+    ``seeds`` defaults to the recipe's own seed; ``metrics`` (comma-separated) picks the table's
+    columns, all metrics by default.
+    """
+    console = console or Console()
+    if registry is None:
+        from mmcore.plugins import get_registry
+
+        registry = get_registry()
+    if backend not in BACKENDS:
+        raise MMCoreError(f"--backend: '{backend}' is not a backend; expected one of: {', '.join(BACKENDS)}")
+    if jobs < 1:
+        raise MMCoreError(f"--jobs: expected an integer >= 1, got {jobs}")
+    if ray_gpus < 0:
+        raise MMCoreError(f"--ray-gpus: expected a number >= 0, got {ray_gpus}")
+    axes = parse_axes(list(grid))
+    source = os.fspath(recipe_path)
+    tree = load_yaml(recipe_path)
+    base = validate_recipe(apply_overrides(tree, list(overrides)), registry, source)
+    seed_list = parse_seeds(seeds) if seeds is not None else [int(base["seed"])]
+    points = expand(axes)
+    sweep_dir = sweep_dir_for(base, out)
+    runs = plan_runs(tree, source, list(overrides), points, seed_list, sweep_dir, registry)
+    plan = _Plan(sweep_dir, source, list(overrides), base, axes, points, seed_list, runs)
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with _SweepLock(sweep_dir / "sweep.lock"):
+        check_existing(runs)
+        _write_sweep_json(plan)
+        log = _EventLog(sweep_dir / "sweep.log", console, len(runs))
+        outcomes = _execute(plan, log, jobs, backend, ray_address, ray_gpus)
+        per_point = [
+            (p, [read_results(o.run.run_dir) for o in outcomes if o.run.point == p and o.status in ("skipped", "done")])
+            for p in points
+        ]
+        rows = aggregate(per_point)
+        write_csv(sweep_dir / "results.csv", rows, [a.key for a in axes])
+        _print_summary(console, log, rows, plan, metrics, outcomes)
+    return SweepResult(sweep_dir, runs, outcomes, rows)
+
+
+@dataclass
+class _Plan:
+    """Everything decided before a run starts."""
+
+    sweep_dir: Path
+    source: str  # the recipe file as given
+    overrides: list[str]  # base overrides, applied before each point's
+    base: dict[str, Any]  # the recipe with the base overrides, before grid and seed
+    axes: list[Axis]
+    points: list[Point]
+    seeds: list[int]
+    runs: list[Run]
+
+
+def _execute(
+    plan: _Plan, log: _EventLog, jobs: int, backend: str, ray_address: str | None, ray_gpus: float
+) -> list[Outcome]:
+    """Skip finished runs, prepare and run the others; one outcome per run, in plan order."""
+    states = {id(run): prepare(run) for run in plan.runs}
+    todo = [(run, states[id(run)] == "resume") for run in plan.runs if states[id(run)] != "finished"]
+    log.line(
+        f"sweep {plan.sweep_dir}: {len(plan.points)} point(s) × {len(plan.seeds)} seed(s) = {len(plan.runs)} runs; "
+        f"{len(plan.runs) - len(todo)} finished, {sum(r for _, r in todo)} to resume, "
+        f"{sum(not r for _, r in todo)} to start; backend {backend}, {jobs} at a time"
+    )
+    outcomes: dict[int, Outcome] = {}
+    for run in plan.runs:
+        if states[id(run)] == "finished":
+            outcomes[id(run)] = Outcome(run, "skipped")
+            log.outcome(outcomes[id(run)])
+    try:
+        if backend == "ray":
+            done = run_ray(todo, jobs, ray_address, ray_gpus, log.outcome)
+        else:
+            done = run_local(todo, jobs, log.outcome)
+    except KeyboardInterrupt:
+        log.line("interrupted (Ctrl-C)", "yellow")
+        raise Interrupted(
+            "sweep interrupted: start the same command again; finished runs are skipped, interrupted ones resume"
+        ) from None
+    outcomes.update({id(o.run): o for o in done})
+    return [outcomes[id(run)] for run in plan.runs]
+
+
+class _SweepLock:
+    """One sweep process per directory: two would delete each other's half-made run directories.
+
+    The lock file holds the owner's pid; a lock whose process is gone (a killed sweep) is taken over.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> "_SweepLock":
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = self.path.read_text().strip()
+                if owner.isdigit() and _alive(int(owner)):
+                    raise MMCoreError(
+                        f"{self.path.parent}: another sweep (pid {owner}) is running in this directory; "
+                        f"wait for it, or delete {self.path.name} if that process is not a sweep"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its sweep was killed
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise MMCoreError(f"{self.path}: cannot take the sweep lock")
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _write_sweep_json(plan: _Plan) -> None:
+    """What this sweep is, for people and scripts; rewritten by each invocation (the grid may grow)."""
+    data = {
+        "recipe": str(Path(plan.source).resolve()),
+        "overrides": plan.overrides,
+        "base_recipe": plan.base,
+        "grid": {a.key: list(a.values) for a in plan.axes},
+        "seeds": plan.seeds,
+        "points": [
+            {
+                "slug": p.slug,
+                "overrides": p.overrides,
+                "values": parsed_values(p),
+                "runs": {str(r.seed): str(r.run_dir.relative_to(plan.sweep_dir)) for r in plan.runs if r.point == p},
+            }
+            for p in plan.points
+        ],
+    }
+    (plan.sweep_dir / "sweep.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+
+def _print_summary(
+    console: Console, log: _EventLog, rows: list[Row], plan: _Plan, metrics: str | None, outcomes: list[Outcome]
+) -> None:
+    available = metric_names(rows)
+    chosen = available
+    if metrics is not None:
+        chosen = [m for m in split_top_level(metrics, "--metrics") if m]
+        unknown = [m for m in chosen if m not in available]
+        if unknown and available:  # a typo must not cost the table of a finished sweep
+            console.print(f"[yellow]unknown metric(s) {', '.join(unknown)}; available: {', '.join(available)}[/]")
+            chosen = [m for m in chosen if m in available] or available
+    if rows:
+        console.print(results_table(rows, plan.points, [a.key for a in plan.axes], chosen))
+    failed = [o for o in outcomes if o.status in ("failed", "interrupted")]
+    summary = f"results: {plan.sweep_dir / 'results.csv'}"
+    if failed:
+        summary += f"; {len(failed)} of {len(outcomes)} runs failed (excluded from the table):"
+    log.line(summary, "red" if failed else "")
+    for o in failed:
+        log.line(f"  {o.run.name}: {o.error}\n    log: {o.run.log}", "red")

@@ -1,0 +1,281 @@
+"""Planning and running a sweep's runs: fixed directories, skip/resume/fresh, local pool or Ray.
+
+Every run has a fixed directory, ``<sweep>/points/<slug>/seed<s>/``, so a sweep started again
+knows each run's state from the disk alone:
+
+- ``eval.json`` exists: finished, skipped;
+- ``checkpoints/last`` exists: interrupted, resumed from that checkpoint;
+- anything else: started fresh (a half-made directory without a checkpoint is deleted).
+
+Before anything runs, the resolved recipe of every run is compared with the ``recipe.yaml``
+already in its directory: a sweep restarted after the recipe file changed would otherwise
+count old results as new ones. Each run is a separate process (``mmcore.sweep.worker``) whose
+stdout and stderr go to ``<sweep>/logs/<slug>/seed<s>.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from mmcore.errors import MMCoreError, RecipeError
+from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
+from mmcore.registry import Registry
+from mmcore.sweep.grid import Point
+
+State = Literal["finished", "resume", "fresh"]
+
+
+@dataclass
+class Run:
+    """One (grid point, seed): where it lives and the resolved recipe it trains."""
+
+    point: Point
+    seed: int
+    run_dir: Path
+    log: Path
+    recipe: dict[str, Any] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.point.slug}/seed{self.seed}"
+
+
+@dataclass
+class Outcome:
+    """What happened to a run in this invocation of the sweep."""
+
+    run: Run
+    status: Literal["skipped", "done", "failed", "interrupted"]
+    resumed: bool = False
+    seconds: float = 0.0
+    error: str | None = None  # for a failure: the last line of its log, or the backend's error
+
+
+def run_paths(sweep_dir: Path, point: Point, seed: int) -> tuple[Path, Path]:
+    """``(run directory, log file)`` of a run: a pure function of the sweep directory, slug and seed."""
+    return sweep_dir / "points" / point.slug / f"seed{seed}", sweep_dir / "logs" / point.slug / f"seed{seed}.log"
+
+
+def plan_runs(
+    tree: dict[str, Any],
+    source: str,
+    base_overrides: list[str],
+    points: list[Point],
+    seeds: list[int],
+    sweep_dir: Path,
+    registry: Registry,
+) -> list[Run]:
+    """Resolve the recipe of every (point, seed); every problem of every point is reported at once."""
+    runs: list[Run] = []
+    problems: list[str] = []
+    for point in points:
+        for seed in seeds:
+            overrides = [*base_overrides, *point.overrides, f"seed={seed}"]
+            where = source if not point.assignments else f"{source} (grid point {point.label})"
+            try:
+                recipe = validate_recipe(apply_overrides(tree, overrides), registry, where)
+            except RecipeError as error:
+                problems += [p for p in error.problems if p not in problems]  # seeds repeat the same problem
+                continue
+            runs.append(Run(point, seed, *run_paths(sweep_dir, point, seed), recipe=recipe))
+    if problems:
+        raise RecipeError(problems)
+    return runs
+
+
+def run_state(run_dir: Path) -> State:
+    if (run_dir / "eval.json").is_file():
+        return "finished"
+    if (run_dir / "checkpoints" / "last").is_dir() and (run_dir / "recipe.yaml").is_file():
+        return "resume"
+    return "fresh"
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
+    """The dotted path of the first value that differs between two recipe trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            if key not in old or key not in new:
+                return f"{path}.{key}".lstrip(".")
+            found = _first_difference(old[key], new[key], f"{path}.{key}")
+            if found is not None:
+                return found.lstrip(".")
+        return None
+    return None if old == new else (path.lstrip(".") or "(top level)")
+
+
+def check_existing(runs: list[Run]) -> None:
+    """Refuse to reuse a run directory whose saved recipe differs from the one planned for it."""
+    stale: list[str] = []
+    for run in runs:
+        saved = run.run_dir / "recipe.yaml"
+        if run_state(run.run_dir) == "fresh" or not saved.is_file():
+            continue
+        planned = parse_yaml(dump_yaml(run.recipe), "planned")  # the same round trip the saved file went through
+        difference = _first_difference(parse_yaml(saved.read_text(encoding="utf-8"), str(saved)), planned)
+        if difference is not None:
+            stale.append(f"{run.run_dir}: its recipe.yaml differs at '{difference}' from this sweep's recipe")
+    if stale:
+        stale.append(
+            "the recipe or base overrides changed since these runs were made: "
+            "use another --out directory, or delete those runs to redo them"
+        )
+        raise MMCoreError("\n".join(stale))
+
+
+def prepare(run: Run) -> State:
+    """Make a run ready to start: a fresh run gets a clean directory holding its recipe.yaml."""
+    state = run_state(run.run_dir)
+    if state == "fresh":
+        if run.run_dir.exists():
+            shutil.rmtree(run.run_dir)  # half-made by an earlier attempt, nothing to resume
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "recipe.yaml").write_text(dump_yaml(run.recipe), encoding="utf-8")
+    run.log.parent.mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def worker_command(run_dir: Path, resume: bool) -> list[str]:
+    return [sys.executable, "-m", "mmcore.sweep.worker", str(run_dir), *(["--resume"] if resume else [])]
+
+
+def execute(
+    run_dir: str, resume: bool, log: str, env: dict[str, str] | None = None,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> int:
+    """Run the worker for one run in a child process, appending its output to ``log``; its exit code.
+
+    Module-level and argument-only so that a Ray task can call it on another machine. ``started``
+    receives the child process (the local pool keeps it to pass Ctrl-C on). Any exception here
+    (a Ray cancel arrives as KeyboardInterrupt) kills the child: no orphaned training.
+    """
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resume else 'start'} {run_dir}\n")
+        fh.flush()
+        command = worker_command(Path(run_dir), resume)
+        with subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}) as child:
+            if started is not None:
+                started(child)
+            try:
+                return child.wait()
+            except BaseException:
+                child.kill()
+                raise
+
+
+def last_log_line(log: Path) -> str:
+    """The last non-empty line of a log (usually the error), for the failure report."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"
+
+
+def thread_env(jobs: int) -> dict[str, str]:
+    """Split the CPU threads between parallel runs unless the user chose a thread count.
+
+    N runs that each use every core spend their time contending; torch reads OMP_NUM_THREADS.
+    """
+    if "OMP_NUM_THREADS" in os.environ or jobs <= 1:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+
+
+Report = Callable[[Outcome], None]
+
+
+def finish(run: Run, resume: bool, code: int, seconds: float, error: str | None = None) -> Outcome:
+    """The outcome of a worker's exit code. Ctrl-C ends Python with SIGINT (-2): interrupted, not broken."""
+    if code == 0:
+        return Outcome(run, "done", resume, seconds)
+    if code in (-signal.SIGINT, 128 + signal.SIGINT):
+        return Outcome(run, "interrupted", resume, seconds, "interrupted (SIGINT); continues when started again")
+    return Outcome(run, "failed", resume, seconds, error or f"exit code {code}: {last_log_line(run.log)}")
+
+
+def run_local(todo: list[tuple[Run, bool]], jobs: int, report: Report) -> list[Outcome]:
+    """Run ``(run, resume)`` pairs as child processes, ``jobs`` at a time; ``report`` sees each outcome."""
+    env = thread_env(jobs)
+    lock = threading.Lock()
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = threading.Event()
+
+    def one(run: Run, resume: bool) -> Outcome:
+        if stopping.is_set():
+            return Outcome(run, "interrupted", resume, 0.0, "not started: the sweep was interrupted")
+        start = time.monotonic()
+        code = execute(str(run.run_dir), resume, str(run.log), env, started=children.append)
+        outcome = finish(run, resume, code, time.monotonic() - start)
+        with lock:
+            report(outcome)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, run, resume) for run, resume in todo]
+        try:
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:  # stop the queue, pass Ctrl-C on (a terminal sends it to them anyway)
+            stopping.set()
+            for f in futures:
+                f.cancel()
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            raise
+
+
+def run_ray(
+    todo: list[tuple[Run, bool]], jobs: int, address: str | None, gpus_per_run: float, report: Report
+) -> list[Outcome]:
+    """The same runs as Ray tasks (one per run, at most ``jobs`` in flight), each calling ``execute``.
+
+    On a cluster the sweep directory must be on a file system every node sees, and every node
+    needs mmcore and the recipe's plugins installed. Ray hides GPUs from tasks that ask for none,
+    so GPU runs need ``gpus_per_run`` > 0.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise MMCoreError("--backend ray needs the 'ray' package: pip install 'mmcore[ray]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, log_to_driver=False)
+    task = ray.remote(execute).options(num_cpus=1, num_gpus=gpus_per_run)
+    queue, pending, outcomes = list(todo), {}, []
+    try:
+        while queue or pending:
+            while queue and len(pending) < max(1, jobs):
+                run, resume = queue.pop(0)
+                # absolute paths: a Ray worker's working directory is not ours; Ray sets OMP_NUM_THREADS
+                ref = task.remote(str(run.run_dir.resolve()), resume, str(run.log.resolve()))
+                pending[ref] = (run, resume, time.monotonic())
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                run, resume, start = pending.pop(ref)
+                try:
+                    code, error = ray.get(ref), None
+                except Exception as exc:  # the task itself died (node lost, worker crash)
+                    code, error = -1, f"ray task failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                outcome = finish(run, resume, code, time.monotonic() - start, error)
+                report(outcome)
+                outcomes.append(outcome)
+    except KeyboardInterrupt:
+        for ref in pending:  # arrives in the task as KeyboardInterrupt; execute() then kills its child
+            ray.cancel(ref)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+    order = {id(run): i for i, (run, _) in enumerate(todo)}
+    return sorted(outcomes, key=lambda o: order[id(o.run)])

@@ -1,0 +1,103 @@
+"""``baselines.inverse_rate``: fixed per-modality weights ∝ 1/(1 − missing rate), mean 1.
+
+The obvious answer to imbalanced missing rates, and so the one a learned balancer must beat: a
+modality present in a fraction 1 − r_m of the training samples is up-weighted by the inverse
+of that fraction, so a modality seen half as often weighs twice as much:
+
+    w_m = M · (1/(1 − r_m)) / Σ_k 1/(1 − r_k)
+
+Normalising to mean 1 (Σ_m w_m = M) keeps the target group's total weight what it is under
+``mmcore.uniform``, so a comparison changes *how* the weight is shared, not how much of it
+there is; equal rates give exactly the uniform weights. The rates are the training missing
+rates the engine injects (the realised per-modality marginals of ``missing.train``).
+
+Target group: ``recon`` by default (``redcore.vib`` and ``baselines.mmin`` produce it, so the
+comparison with ``redcore.relative_advantage`` is like for like). Imputers without a
+reconstruction (``mmcore.zero``, ``baselines.missing_token``, ``baselines.mean``) have no
+``recon`` group: use ``balancer.target: unimodal`` with ``model.unimodal_heads`` on. A target
+group the model does not produce is an error at the first step, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mmcore.components import Balancer
+from mmcore.errors import MMCoreError
+from mmcore.types import StepStats
+
+NAME = "baselines.inverse_rate"
+
+
+def inverse_rate_weights(modalities: list[str], missing_rates: dict[str, float]) -> list[float]:
+    """The normalised weights in modality order; a clear error for a missing or impossible rate."""
+    lacking = [m for m in modalities if m not in missing_rates]
+    _check(not lacking, f"no missing rate for modalities {lacking} (rates given: {sorted(missing_rates)})")
+    for m in modalities:
+        rate = float(missing_rates[m])
+        _check(
+            0.0 <= rate < 1.0,
+            f"modality '{m}' has missing rate {rate}; it must be in [0, 1) — a modality missing from every "
+            f"training sample has no inverse rate (lower missing.train.rates.{m} or drop the modality)",
+        )
+    inverse = [1.0 / (1.0 - float(missing_rates[m])) for m in modalities]
+    total = sum(inverse)
+    return [len(modalities) * x / total for x in inverse]
+
+
+class InverseRate(Balancer):
+    """Fixed weights ∝ 1/(1 − missing rate) on the target group, normalised to mean 1.
+
+    Logged as ``weight.<modality>``.
+    """
+
+    def __init__(self, modalities: list[str], missing_rates: dict[str, float], target: str = "recon") -> None:
+        super().__init__(modalities, target=target)
+        _check(len(self.modalities) >= 1, "needs at least one modality")
+        self.values = inverse_rate_weights(self.modalities, missing_rates)  # validates the rates
+        self.rates = [float(missing_rates[m]) for m in self.modalities]
+        self.w = torch.tensor(self.values, dtype=torch.float32)
+
+    def to(self, device: torch.device | str) -> "InverseRate":
+        super().to(device)
+        self.w = self.w.to(self.device)
+        return self
+
+    def weights(self) -> Tensor:
+        return self.w
+
+    def observe(self, stats: StepStats) -> None:
+        if self.target not in stats.losses:
+            raise MMCoreError(
+                f"{NAME}: target loss group '{self.target}' is not produced by this model "
+                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); set balancer.target to one of them "
+                f"(e.g. 'unimodal' with model.unimodal_heads on) or use an imputer with a '{self.target}' group"
+            )
+
+    def log_values(self) -> dict[str, Tensor]:
+        return {"weight": self.w}
+
+    def state_dict(self) -> dict[str, Any]:
+        # The weights follow from the recipe; saving the rates lets a resume check they still agree.
+        return {"modalities": list(self.modalities), "missing_rates": list(self.rates)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = {"modalities", "missing_rates"} - set(state)
+        _check(not missing, f"checkpoint state lacks {', '.join(sorted(missing))}")
+        same = list(state["modalities"]) == self.modalities and [float(r) for r in state["missing_rates"]] == self.rates
+        _check(
+            same,
+            f"checkpoint was saved with missing rates {dict(zip(state['modalities'], state['missing_rates']))}, "
+            f"this run has {dict(zip(self.modalities, self.rates))}",
+        )
+
+
+InverseRate.contract_options = [{}, {"target": "unimodal"}]  # type: ignore[attr-defined]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise MMCoreError(f"{NAME}: {message}")

@@ -1,0 +1,178 @@
+"""``baselines.mmin``: MMIN's cascade residual autoencoder imagines absent latents from present ones.
+
+Source: Zhao, Li and Jin, "Missing Modality Imagination Network for Emotion Recognition with
+Uncertain Missing Modalities", ACL 2021, and the authors' code (github AIM3-RUC/MMIN:
+``models/networks/autoencoder.py`` ``ResidualAE``, ``models/mmin_model.py``, ``scripts/mmin.sh``),
+from which the architecture and the defaults were read.
+
+The network (the reference's ResidualAE). With x the concatenation of the M latents, absent
+ones zeroed, and blocks i = 1 … n, each an MLP encoder (in→hidden…, LeakyReLU between layers)
+and a mirrored decoder (…→in, ReLU between layers):
+
+    x_1 = x,   out_0 = 0,   x_i = x_{i−1} + out_{i−1},   out_i = decoder_i(encoder_i(x_i))
+    imagined = transition(x_n + out_n)          transition = Linear → ReLU → Linear
+
+Losses, one term per modality (groups ``recon`` and, with ``cycle_weight > 0``, ``cycle``):
+
+    recon_m = (recon_weight / M) · mean over samples where m is present of ‖imagined_m − h_m‖² / d
+    cycle_m = (cycle_weight / M) · mean over samples where m was visible of ‖back_m − x_m‖² / d
+
+``back = backward_AE(imagined)`` is MMIN's cycle: a second autoencoder maps the imagined vector
+back to the autoencoder's input. Dividing by M·d makes ``recon_weight`` and ``cycle_weight`` the
+reference's ``mse_weight`` (4) and ``cycle_weight`` (2), which weigh an ``nn.MSELoss`` over
+the whole concatenated vector. The completed latent is h_m where m is present, imagined_m where absent.
+
+How the training signal is adapted — MMIN assumes complete training data:
+- MMIN trains on complete data: it hides modalities itself (each sample gets one of the
+  patterns with at least one modality present and one hidden, redrawn every epoch) and its
+  target is a *pretrained, frozen* full-modality encoder's embedding of the hidden modalities.
+  With missing training data there is no complete sample and no such teacher. The target here
+  is the model's own encoding h_m, which exists only where m is present, so ``recon`` is
+  averaged over present samples and is exactly 0 for a modality absent from the whole batch.
+- To keep MMIN's "imagine what is hidden" task, training hides each *present* modality of a
+  row from the autoencoder's input with probability ``hide_rate`` (0.5 by default: a
+  modality's chance of being hidden under MMIN's six uniform patterns for three modalities);
+  a row whose every present modality was drawn stays unhidden. The recon target of a
+  hidden modality is its real encoding, so those terms teach imagination; visible ones teach
+  the autoencoder to pass its input through. With ``hide_rate: 0`` the input holds every
+  target and the autoencoder can satisfy ``recon`` by copying: it then learns little about
+  absent modalities. Evaluation hides nothing.
+- The teacher is frozen in MMIN (its embeddings are computed under no_grad); ``detach_target``
+  (default true) does the same to h_m. The input x is not detached: the encoders learn from
+  both the task and the reconstruction, as MMIN's encoders (initialised from the teacher) do.
+- MMIN's target for a *visible* modality is the teacher's embedding of an all-zero input (it
+  encodes only the hidden part of each sample); here it is the modality's own encoding.
+- MMIN's classifier reads the concatenated bottlenecks of the autoencoder blocks; here the
+  recipe's fusion head reads the completed latents, like every other imputer in mmcore.
+- MMIN's cycle term also asks the backward autoencoder to output zeros at hidden positions;
+  here it is computed on visible positions only, so every per-modality term is 0 for a
+  modality with no visible sample. MMIN's scripts initialise weights with ``--init_type normal``
+  (gain 0.012 by default); here PyTorch's default initialisation is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mmcore.errors import DataError, MMCoreError
+from mmcore.types import ImputerOutput, ModalitySpec
+
+NAME = "baselines.mmin"
+
+
+def _layers(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    """Linear layers through ``sizes``, ``activation`` between them and none after the last."""
+    modules: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i > 0:
+            modules.append(activation())
+        modules.append(nn.Linear(a, b))
+    return nn.Sequential(*modules)
+
+
+class ResidualAutoencoder(nn.Module):
+    """MMIN's ResidualAE: ``blocks`` MLP autoencoders in cascade, each reading the previous
+    block's input plus its output, then a two-layer transition back to the input width."""
+
+    def __init__(self, width: int, hidden: list[int], blocks: int) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleList(_layers([width, *hidden], nn.LeakyReLU) for _ in range(blocks))
+        self.decoders = nn.ModuleList(_layers([*reversed(hidden), width], nn.ReLU) for _ in range(blocks))
+        self.transition = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.zeros_like(x)
+        for encoder, decoder in zip(self.encoders, self.decoders):
+            x = x + out
+            out = decoder(encoder(x))
+        return self.transition(x + out)
+
+
+class MMINImputer(nn.Module):
+    """MMIN's imagination module: a cascade residual autoencoder reads every latent (absent ones
+    zeroed) and imagines all of them; absent latents are replaced by their imagined values.
+
+    Trained by reconstructing present latents, some of which are hidden from its input during
+    training (``hide_rate``), plus MMIN's optional cycle term.
+    """
+
+    def __init__(
+        self,
+        specs: list[ModalitySpec],
+        dim: int,
+        hidden: list[int] = [256, 128, 64],  # noqa: B006 - copied; MMIN scripts: AE_layers 256,128,64
+        blocks: int = 5,  # MMIN scripts: n_blocks 5
+        recon_weight: float = 4.0,  # MMIN scripts: mse_weight 4
+        cycle_weight: float = 2.0,  # MMIN scripts: cycle_weight 2; 0 removes the backward autoencoder
+        hide_rate: float = 0.5,
+        detach_target: bool = True,
+    ) -> None:
+        super().__init__()
+        names = [s.name for s in specs]
+        hidden = [int(n) for n in hidden]
+        _check(len(specs) >= 2, f"needs at least two modalities to imagine one from the others, got {names}")
+        _check(dim >= 1, f"dim must be >= 1, got {dim}")
+        _check(bool(hidden) and all(n >= 1 for n in hidden), f"hidden must be a non-empty list of sizes >= 1, got {hidden}")
+        _check(blocks >= 1, f"blocks must be >= 1, got {blocks}")
+        _check(recon_weight >= 0 and cycle_weight >= 0, f"recon_weight and cycle_weight must be >= 0, got {recon_weight} and {cycle_weight}")
+        _check(0.0 <= hide_rate < 1.0, f"hide_rate must be in [0, 1), got {hide_rate}")
+        self.names = names
+        self.dim = dim
+        self.recon_weight = float(recon_weight)
+        self.cycle_weight = float(cycle_weight)
+        self.hide_rate = float(hide_rate)
+        self.detach_target = bool(detach_target)
+        width = len(specs) * dim
+        self.forward_ae = ResidualAutoencoder(width, hidden, blocks)
+        # MMIN's netAE_cycle (its share_weight flag off, as in its scripts); absent when unused.
+        self.backward_ae = ResidualAutoencoder(width, hidden, blocks) if cycle_weight > 0 else None
+
+    def visible(self, present: Tensor) -> Tensor:
+        """``[B, M]`` modalities the autoencoder may read: present, minus those hidden in training."""
+        if not self.training or self.hide_rate == 0.0:
+            return present
+        hidden = torch.rand(present.shape, device=present.device) < self.hide_rate
+        kept = present & ~hidden
+        return torch.where(kept.any(1, keepdim=True), kept, present)  # never hide every present modality of a row
+
+    def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
+        m, d = len(self.names), self.dim
+        if h.dim() != 3 or tuple(h.shape[1:]) != (m, d) or tuple(present.shape) != tuple(h.shape[:2]):
+            raise DataError(
+                f"{NAME} expects h [B, {len(self.names)}, {self.dim}] and present [B, {len(self.names)}], "
+                f"got {tuple(h.shape)} and {tuple(present.shape)}"
+            )
+        present = present.bool()
+        visible = self.visible(present)
+        zero = torch.zeros((), dtype=h.dtype, device=h.device)
+        x = torch.where(visible.unsqueeze(-1), h, zero)  # [B, M, d]: hidden and absent rows are zero
+        imagined = self.forward_ae(x.flatten(1)).view_as(h)
+        z = torch.where(present.unsqueeze(-1), h, imagined)
+
+        target = h.detach() if self.detach_target else h
+        losses = {"recon": self.recon_weight * _masked_mse(imagined, target, present)}
+        if self.backward_ae is not None:
+            back = self.backward_ae(imagined.flatten(1)).view_as(h)
+            losses["cycle"] = self.cycle_weight * _masked_mse(back, x.detach(), visible)
+        return ImputerOutput(z=z, losses=losses)
+
+
+def _masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """``[M]``: mean over rows where ``mask [B, M]`` of ‖prediction − target‖² / d, divided by M;
+    exactly 0 for a column with no such row (``where`` keeps NaN and inf of other rows out)."""
+    per_row = (prediction.float() - target.float()).pow(2).mean(-1)  # [B, M]
+    total = torch.where(mask, per_row, torch.zeros_like(per_row)).sum(0)
+    return total / mask.sum(0).clamp_min(1).to(total.dtype) / mask.shape[1]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise MMCoreError(f"{NAME}: {message}")
+
+
+# Configurations the core's contract suite builds: small, and with every switch flipped.
+MMINImputer.contract_options = [  # type: ignore[attr-defined]
+    {"hidden": [16, 8], "blocks": 2},
+    {"hidden": [8], "blocks": 1, "cycle_weight": 0.0, "hide_rate": 0.0, "detach_target": False},
+]

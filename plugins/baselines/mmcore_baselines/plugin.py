@@ -1,0 +1,28 @@
+"""The hooks through which mmcore finds the baselines (entry point ``baselines``).
+
+Imports happen inside the hooks so that listing plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+from mmcore import hookimpl
+from mmcore.hookspecs import Register
+
+
+@hookimpl
+def register_imputers(register: Register) -> None:
+    from mmcore_baselines.fill import MissingToken, RunningMean
+    from mmcore_baselines.mmin import MMINImputer
+
+    register("baselines.missing_token", MissingToken)
+    register("baselines.mean", RunningMean)
+    register("baselines.mmin", MMINImputer)
+
+
+@hookimpl
+def register_balancers(register: Register) -> None:
+    from mmcore_baselines.inverse_rate import InverseRate
+    from mmcore_baselines.ogm_ge import OGMGE
+
+    register("baselines.ogm_ge", OGMGE)
+    register("baselines.inverse_rate", InverseRate)

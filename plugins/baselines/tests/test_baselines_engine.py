@@ -1,0 +1,89 @@
+"""The baselines inside real (tiny) runs: the rates the engine injects, exact resume with the
+RNG-using components, the mean buffer in the checkpoint, and the OGM-GE error without heads."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmcore.engine.build import build_balancer, train_missing_spec
+from mmcore.engine.trainer import run
+from mmcore.errors import MMCoreError
+from mmcore.plugins import get_registry
+from mmcore.recipe import apply_overrides, validate_recipe
+
+TINY: dict[str, Any] = {
+    "name": "baselines-tiny",
+    "seed": 0,
+    "device": "cpu",
+    "dataset": {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 300, "dim": 8},
+    "missing": {"train": {"rates": {"m0": 0.2, "m1": 0.5, "m2": 0.6}}, "eval": {"conditions": "all"}},
+    "model": {
+        "dim": 8,
+        "encoders": {"default": {"type": "mmcore.mlp", "layers": [16]}},
+        "imputer": {"type": "baselines.mmin", "hidden": [8], "blocks": 2},
+        "fusion": {"type": "mmcore.concat", "layers": [16]},
+        "unimodal_heads": {"layers": [8]},
+    },
+    "balancer": {"type": "baselines.ogm_ge", "alpha": 0.5},
+    "train": {"epochs": 2, "batch_size": 64, "optimizer": {"type": "adam", "lr": 3e-3}, "log_every": 2},
+}
+
+
+def recipe(tmp_path: Path, *overrides: str) -> dict[str, Any]:
+    tree = copy.deepcopy(TINY)
+    tree["output"] = str(tmp_path / "runs")
+    return validate_recipe(apply_overrides(tree, list(overrides)), get_registry(), "baselines-tiny")
+
+
+def test_inverse_rate_gets_the_training_rates_from_the_recipe(tmp_path: Path) -> None:
+    r = recipe(tmp_path, "balancer=baselines.inverse_rate")
+    names = ["m0", "m1", "m2"]
+    bal = build_balancer(r, names, train_missing_spec(r, names), get_registry())
+    # with min_present 1 the realised rates are a little below the nominal ones; weights follow them
+    rates = dict(zip(names, bal.rates))
+    inverse = torch.tensor([1 / (1 - rates[m]) for m in names])
+    assert torch.allclose(bal.weights(), 3 * inverse / inverse.sum())
+    assert bal.weights()[0] < bal.weights()[1] < bal.weights()[2]  # the most-missing modality weighs most
+
+
+# mmin hides modalities and OGM-GE adds noise, both from the global RNG; the mean imputer keeps a buffer.
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        (),
+        ("model.imputer=baselines.mean", "balancer=baselines.inverse_rate", "+balancer.target=unimodal"),
+        ("model.imputer=baselines.missing_token", "balancer.ge=false", "balancer.end_step=4"),
+    ],
+    ids=["mmin+ogm_ge", "mean+inverse_rate", "missing_token+ogm"],
+)
+def test_resume_equals_straight_run(tmp_path: Path, overrides: tuple[str, ...]) -> None:
+    r = recipe(tmp_path, *overrides)
+    straight = run(r, show_progress=False)
+    half = run(r, stop_after_steps=3, show_progress=False)  # mid-epoch (5 steps an epoch)
+    resumed = run(r, run_dir=half.run_dir, resume=True, show_progress=False)
+    a = load_file(str(straight.run_dir / "checkpoints" / "last" / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "checkpoints" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.results == straight.results
+    lines = (straight.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert lines == (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    logged = json.loads(lines[0])
+    if not overrides:
+        assert {"recon.m0", "cycle.m2", "ogm_coef.m1", "ogm_ratio.m2"} <= set(logged)
+    if "model.imputer=baselines.mean" in overrides:
+        assert {"weight.m0", "weight.m2"} <= set(logged)
+        mean = a["imputer.mean"]
+        assert mean.shape == (3, 8) and bool((mean != 0).all()) and a["imputer.seen"].min() > 0
+
+
+def test_ogm_ge_without_unimodal_heads_stops_at_the_first_step(tmp_path: Path) -> None:
+    r = recipe(tmp_path, "model.unimodal_heads=false")
+    with pytest.raises(MMCoreError, match="set 'model.unimodal_heads: true'"):
+        run(r, show_progress=False)
