@@ -90,17 +90,32 @@ def test_kl_variants_keep_the_reference_objective() -> None:
 
 
 def test_recon_is_the_squared_error_of_the_prediction_on_present_samples() -> None:
-    imp = build().eval()
+    # Training mode with σ ≈ 0 (log σ² = −60): z = μ = h up to 1e-13, so recon is known exactly.
+    imp = build(activation="none", zero_init=False)
+    set_identity_heads(imp, logvar=-60.0)
+    imp.train()
     h, present = inputs()
     out = imp(h, present)
+    imp.eval()
     for m in range(3):
         # marking m absent everywhere exposes ĝ_m for every sample (ĝ_m never reads m itself)
         hidden = present.clone()
         hidden[:, m] = False
         g = imp(h * hidden.unsqueeze(-1), hidden).z[:, m]
         rows = present[:, m]
-        expected = 0.15 * (g[rows] - out.z[rows, m]).pow(2).sum(-1).mean()
+        expected = 0.15 * (g[rows] - h[rows, m]).pow(2).sum(-1).mean()
         assert torch.allclose(out.losses["recon"][m], expected, rtol=1e-5)
+
+
+def test_evaluation_predicts_only_absent_rows_and_reports_no_recon() -> None:
+    imp = build().eval()
+    h, present = inputs()
+    out = imp(h, present)
+    assert torch.equal(out.losses["recon"], torch.zeros(3))
+    # each absent row equals the prediction made for that row alone
+    for row in range(h.shape[0]):
+        alone = imp(h[row : row + 1], present[row : row + 1]).z
+        assert torch.allclose(out.z[row : row + 1], alone, atol=1e-6)
 
 
 def test_completed_latent_is_mu_where_present_and_prediction_where_absent() -> None:
@@ -235,8 +250,9 @@ def test_reference_sizes_and_initialisation(zero_init: bool) -> None:
 
 
 def test_zero_init_predicts_zero_so_recon_is_the_latent_norm() -> None:
-    imp = build(activation="none", zero_init=True).eval()
-    set_identity_heads(imp)
+    imp = build(activation="none", zero_init=True)
+    set_identity_heads(imp, logvar=-60.0)  # σ ≈ 0: training-mode z equals μ = h
+    imp.train()
     h, present = inputs()
     out = imp(h, present)
     assert torch.equal(out.z[~present], torch.zeros_like(out.z[~present]))  # ĝ = 0 at init
