@@ -7,44 +7,22 @@ User mistakes end in one red line and a non-zero exit (2 for recipe errors); set
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mmcore.clitools import err_console, friendly_errors
 from mmcore.components import KINDS
 from mmcore.errors import MMCoreError
 from mmcore.plugins import get_plugins
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning with missing modalities.")
 console = Console()
-err_console = Console(stderr=True)
-
-
-def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn MMCoreError into one line on stderr and its exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MMCoreError as exc:
-            if os.environ.get("MMCORE_DEBUG"):
-                raise
-            for line in str(exc).splitlines() or [type(exc).__name__]:
-                err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code)
-        except KeyboardInterrupt:
-            err_console.print("[red]interrupted[/]: the last completed epoch is in checkpoints/last; continue with `mmcore resume RUN_DIR`")
-            raise typer.Exit(130)
-
-    return wrapper
 
 
 OverridesArg = typer.Argument(None, help="Overrides: a.b=v, +a.b=v, ~a.b, node=component.name")
@@ -53,7 +31,11 @@ OverridesArg = typer.Argument(None, help="Overrides: a.b=v, +a.b=v, ~a.b, node=c
 def _load(recipe: Path, overrides: Optional[list[str]]) -> dict[str, Any]:
     from mmcore.recipe import load_recipe
 
-    return load_recipe(recipe, list(overrides or []), get_plugins().registry)
+    plugins = get_plugins()
+    for info in plugins.failures:  # skipped plugins are worth one line before anything runs
+        if info.error != "disabled by MMCORE_DISABLE_PLUGINS":
+            err_console.print(f"[yellow]warning:[/] plugin '{info.name}' skipped: {escape(info.error or '')}", highlight=False)
+    return load_recipe(recipe, list(overrides or []), plugins.registry)
 
 
 def _print_results(results: dict[str, dict[str, dict[str, float]]], split: str) -> None:

@@ -8,16 +8,13 @@ padding, non-finite replacement, class derivation) already applied and recorded 
 
 from __future__ import annotations
 
-import functools
-import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
-from mmcore.errors import MMCoreError
+from mmcore.clitools import friendly_errors
 from mmcore.types import Dataset
-
 from mmcore_corpora.features import write_features
 
 convert_app = typer.Typer(
@@ -27,22 +24,6 @@ convert_app = typer.Typer(
 
 OutOption = typer.Option(..., "--out", help="Folder to write train/val/test.safetensors into.")
 ForceOption = typer.Option(False, "--force", help="Replace existing files in --out.")
-
-
-def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A user's mistake ends in one line on stderr and the error's exit code (MMCORE_DEBUG=1: traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MMCoreError as exc:
-            if os.environ.get("MMCORE_DEBUG"):
-                raise
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code)
-
-    return wrapper
 
 
 def _write(dataset: Dataset, out: Path, force: bool, source: str, extra: dict[str, str] | None = None) -> None:
@@ -61,7 +42,7 @@ def _mmin(corpus: str, root: Path, fold: int, out: Path, max_len: Optional[int],
 
 
 @convert_app.command("iemocap")
-@_one_line_errors
+@friendly_errors
 def iemocap(
     root: Path = typer.Argument(..., help="The MMIN feature folder (A/, V/, L/, target/)."),
     out: Path = OutOption,
@@ -74,7 +55,7 @@ def iemocap(
 
 
 @convert_app.command("msp-improv")
-@_one_line_errors
+@friendly_errors
 def msp_improv(
     root: Path = typer.Argument(..., help="The MMIN feature folder (A/, V/, L/, target/)."),
     out: Path = OutOption,
@@ -87,7 +68,7 @@ def msp_improv(
 
 
 @convert_app.command("mmsa")
-@_one_line_errors
+@friendly_errors
 def mmsa(
     file: Path = typer.Argument(..., help="An MMSA feature pickle (aligned_50.pkl, unaligned_50.pkl)."),
     out: Path = OutOption,
