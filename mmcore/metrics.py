@@ -37,7 +37,12 @@ METRICS_DIRECTION: dict[str, str] = {
     "f1_2_nz": "max",
     "acc7": "max",
     "acc5": "max",
-    "loss": "min",  # the evaluation loss, when the engine reports it
+}
+
+# The metrics each task kind reports, i.e. what ``train.select`` may name.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"),
+    "regression": ("mae", "mse", "corr", "acc2", "f1_2", "acc2_nz", "f1_2_nz", "acc7", "acc5"),
 }
 
 

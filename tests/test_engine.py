@@ -104,6 +104,10 @@ def test_bad_select_and_unknown_rate_modality_are_one_line_errors(make_recipe):
         run(make_recipe("train.select=val.zz.accuracy"), show_progress=False)
     with pytest.raises(RecipeError, match=r"missing.train.rates.m9: not a modality of this dataset"):
         run(make_recipe("+missing.train.rates.m9=0.5"), show_progress=False)
+    with pytest.raises(MMCoreError, match="'macro_f' is not a classification metric; did you mean 'macro_f1'"):
+        run(make_recipe("train.select=val.macro_f"), show_progress=False)
+    with pytest.raises(MMCoreError, match="'mae' is not a classification metric"):
+        run(make_recipe("train.select=val.mae"), show_progress=False)
 
 
 def test_evaluation_conditions_follow_sample_ids():

@@ -26,10 +26,11 @@ from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.progress import Reporter
 from mmcore.engine.rundir import new_run_dir, split_checksum, write_manifest
 from mmcore.errors import MMCoreError
-from mmcore.metrics import better
+from mmcore.metrics import TASK_METRICS, better
 from mmcore.missing import mask_hash, train_masks
 from mmcore.plugins import Plugins, get_plugins
-from mmcore.types import StepStats
+from mmcore.registry import did_you_mean
+from mmcore.types import StepStats, TaskSpec
 
 SPLITS = ("train", "val", "test")
 
@@ -52,14 +53,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def parse_select(select: str, conditions: list[str]) -> tuple[str, str]:
-    """``val.macro_f1`` → (average, macro_f1); ``val.<condition>.<metric>`` → (condition, metric)."""
+def parse_select(select: str, conditions: list[str], task: TaskSpec) -> tuple[str, str]:
+    """``val.macro_f1`` → (average, macro_f1); ``val.<condition>.<metric>`` → (condition, metric).
+
+    Checked before training, so that a typo never surfaces after the first epoch.
+    """
     parts = select.split(".")
     if parts[0] != "val" or len(parts) not in (2, 3):
         raise MMCoreError(f"train.select: '{select}' must be 'val.<metric>' or 'val.<condition>.<metric>'")
     if len(parts) == 3 and parts[1] not in conditions:
         raise MMCoreError(f"train.select: unknown condition '{parts[1]}'; available: {', '.join(conditions)}")
-    return (parts[1], parts[2]) if len(parts) == 3 else (AVERAGE, parts[1])
+    metric = parts[-1]
+    allowed = TASK_METRICS[task.kind]
+    if metric not in allowed:
+        raise MMCoreError(
+            f"train.select: '{metric}' is not a {task.kind} metric;{did_you_mean(metric, list(allowed))}"
+            f" available: {', '.join(allowed)}"
+        )
+    return (parts[1], metric) if len(parts) == 3 else (AVERAGE, metric)
 
 
 def run(
@@ -94,7 +105,7 @@ def run(
     spec = train_missing_spec(recipe, names)
     conditions = eval_conditions(recipe, names)
     eval_masks = {s: condition_mask_table(conditions, splits[s], len(names)) for s in ("val", "test")}
-    select_condition, select_metric = parse_select(cfg["select"], [c.name for c in conditions])
+    select_condition, select_metric = parse_select(cfg["select"], [c.name for c in conditions], task)
 
     torch.manual_seed(seed)  # model initialisation does not depend on how the data was made
     model = build_model(recipe, specs, task, registry).to(device)

@@ -171,7 +171,7 @@ class Train:
     grad_clip: Positive | None = None  # max global gradient norm; null: no clipping
     select: Annotated[str, StartsWith("val.")] = "val.macro_f1"  # metric that picks the best checkpoint
     log_every: PositiveInt = 50  # steps between metric lines (the only host syncs)
-    task_loss: Literal["auto", "ce", "l1", "mse"] = "auto"  # auto: ce for classification, mse for regression
+    task_loss: Literal["auto", "ce", "l1", "mse"] = "auto"  # auto: ce for classification, l1 for regression
 
 
 # ---------------------------------------------------------------- the recipe
