@@ -212,7 +212,8 @@ def run(
 
                 val = evaluate(model, splits["val"], eval_masks["val"], task, int(cfg["eval_batch_size"]), autocast)
                 value = val[select_condition][select_metric]
-                metrics_file.write(json.dumps({"epoch": epoch + 1, "step": step, "val": val[AVERAGE]}) + "\n")
+                epoch_line = {"epoch": epoch + 1, "step": step, "val": val[AVERAGE], cfg["select"]: value}
+                metrics_file.write(json.dumps(epoch_line) + "\n")
                 metrics_file.flush()
                 reporter.validation(select_metric, value)
                 if state["best_value"] is None or better(select_metric, value, state["best_value"]):
