@@ -358,3 +358,40 @@ def test_ray_backend_runs_the_same_worker(recipe, tmp_path):
     assert [o.status for o in result.outcomes] == ["done"], result.outcomes[0].error
     assert run_state(result.runs[0].run_dir) == "finished"
     assert {r["n"] for r in read_csv(tmp_path / "sw" / "results.csv")} == {1}
+
+
+def test_sigterm_to_a_background_sweep_stops_its_workers(recipe: Path, tmp_path: Path) -> None:
+    """A shell starts background jobs with SIGINT ignored; `kill` (SIGTERM) must still stop the
+    sweep *and* its workers, so that no orphan keeps writing to a run that a restart resumes."""
+    import signal
+    import time
+
+    out = tmp_path / "sw"
+    command = [sys.executable, "-m", "mmcore.cli", "sweep", str(recipe), "train.epochs=200", "dataset.samples=2000"]
+    command += ["--grid", "model.dim=8,9", "--jobs", "2", "--out", str(out)]
+    sweep = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(out.glob("points/*/seed*/metrics.jsonl"))) < 2:
+        time.sleep(0.2)
+    assert len(list(out.glob("points/*/seed*/metrics.jsonl"))) == 2, "the workers never started"
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=60) == 130
+    assert _processes_mentioning(str(out)) == []
+    assert "interrupted" in (out / "sweep.log").read_text()
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Pids whose command line contains ``text`` (Linux /proc; elsewhere nothing is checked)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if text.encode() in (entry / "cmdline").read_bytes():
+                found.append(entry.name)
+        except OSError:  # the process ended while we looked
+            continue
+    return found

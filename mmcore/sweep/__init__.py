@@ -33,7 +33,7 @@ from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.registry import Registry
 from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, results_table, write_csv
 from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values, split_top_level
-from mmcore.sweep.runner import Outcome, Run, check_existing, plan_runs, prepare, run_local, run_ray
+from mmcore.sweep.runner import Outcome, Run, check_existing, interruptible, plan_runs, prepare, run_local, run_ray
 
 __all__ = ["Axis", "Interrupted", "Outcome", "Point", "Row", "Run", "SweepResult", "run_sweep", "sweep_dir_for"]
 
@@ -178,10 +178,11 @@ def _execute(
             outcomes[id(run)] = Outcome(run, "skipped")
             log.outcome(outcomes[id(run)])
     try:
-        if backend == "ray":
-            done = run_ray(todo, jobs, ray_address, ray_gpus, log.outcome)
-        else:
-            done = run_local(todo, jobs, log.outcome)
+        with interruptible():
+            if backend == "ray":
+                done = run_ray(todo, jobs, ray_address, ray_gpus, log.outcome)
+            else:
+                done = run_local(todo, jobs, log.outcome)
     except KeyboardInterrupt:
         log.line("interrupted (Ctrl-C)", "yellow")
         raise Interrupted(

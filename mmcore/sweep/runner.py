@@ -15,6 +15,7 @@ stdout and stderr go to ``<sweep>/logs/<slug>/seed<s>.log``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
@@ -199,9 +200,32 @@ def finish(run: Run, resume: bool, code: int, seconds: float, error: str | None 
     """The outcome of a worker's exit code. Ctrl-C ends Python with SIGINT (-2): interrupted, not broken."""
     if code == 0:
         return Outcome(run, "done", resume, seconds)
-    if code in (-signal.SIGINT, 128 + signal.SIGINT):
-        return Outcome(run, "interrupted", resume, seconds, "interrupted (SIGINT); continues when started again")
+    if code in (-signal.SIGINT, 128 + signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGTERM):
+        return Outcome(run, "interrupted", resume, seconds, "interrupted; continues when started again")
     return Outcome(run, "failed", resume, seconds, error or f"exit code {code}: {last_log_line(run.log)}")
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM both stop the sweep through KeyboardInterrupt, even in the background.
+
+    A shell starts background jobs with SIGINT ignored, and Python then installs no Ctrl-C
+    handler; ``kill`` sends SIGTERM, which would end the sweep without stopping its children.
+    Only the main thread may set handlers; elsewhere (a test's thread) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_local(todo: list[tuple[Run, bool]], jobs: int, report: Report) -> list[Outcome]:
@@ -229,9 +253,13 @@ def run_local(todo: list[tuple[Run, bool]], jobs: int, report: Report) -> list[O
             stopping.set()
             for f in futures:
                 f.cancel()
+            # SIGTERM, not SIGINT: a sweep started in the background hands its children an ignored
+            # SIGINT. Then wait, so that no orphan keeps writing to a run a restart would resume.
             for child in children:
                 if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
+                    child.terminate()
+            for child in children:
+                child.wait()
             raise
 
 

@@ -42,6 +42,17 @@ TINY: dict[str, Any] = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine torch's
+    default two threads contend with other processes: these runs took minutes instead of
+    seconds. One thread for this module, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def make_recipe(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """``make_recipe("train.epochs=3", ...)``: the tiny recipe with overrides, resolved, under tmp_path."""
