@@ -54,7 +54,7 @@ def results_table(title: str, table: dict[str, dict[str, float]], metrics: list[
     """Conditions as rows, metrics as columns; the average row last and in bold."""
     metrics = metrics or list(next(iter(table.values())))
     out = Table(title=title)
-    out.add_column("condition")
+    out.add_column("condition", overflow="fold")  # never cut a condition name
     for m in metrics:
         out.add_column(m, justify="right")
     for condition, row in table.items():
