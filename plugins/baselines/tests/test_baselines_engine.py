@@ -3,7 +3,6 @@ RNG-using components, the mean buffer in the checkpoint, and the OGM-GE error wi
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -16,30 +15,24 @@ from mmcore.engine.build import build_balancer, train_missing_spec
 from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError
 from mmcore.plugins import get_registry
-from mmcore.recipe import apply_overrides, validate_recipe
+from mmcore.testing import tiny_recipe
 
-TINY: dict[str, Any] = {
-    "name": "baselines-tiny",
-    "seed": 0,
-    "device": "cpu",
+# The core's tiny recipe (mmcore.testing.tiny_recipe) with 300 samples (4 steps an epoch), MMIN
+# and OGM-GE, and imbalanced rates.
+NODES: dict[str, Any] = {
     "dataset": {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 300, "dim": 8},
     "missing": {"train": {"rates": {"m0": 0.2, "m1": 0.5, "m2": 0.6}}, "eval": {"conditions": "all"}},
-    "model": {
-        "dim": 8,
-        "encoders": {"default": {"type": "mmcore.mlp", "layers": [16]}},
-        "imputer": {"type": "baselines.mmin", "hidden": [8], "blocks": 2},
-        "fusion": {"type": "mmcore.concat", "layers": [16]},
-        "unimodal_heads": {"layers": [8]},
-    },
+    "dim": 8,
+    "encoders": {"default": {"type": "mmcore.mlp", "layers": [16]}},
+    "imputer": {"type": "baselines.mmin", "hidden": [8], "blocks": 2},
+    "fusion": {"type": "mmcore.concat", "layers": [16]},
+    "unimodal_heads": {"layers": [8]},
     "balancer": {"type": "baselines.ogm_ge", "alpha": 0.5},
-    "train": {"epochs": 2, "batch_size": 64, "optimizer": {"type": "adam", "lr": 3e-3}, "log_every": 2},
 }
 
 
 def recipe(tmp_path: Path, *overrides: str) -> dict[str, Any]:
-    tree = copy.deepcopy(TINY)
-    tree["output"] = str(tmp_path / "runs")
-    return validate_recipe(apply_overrides(tree, list(overrides)), get_registry(), "baselines-tiny")
+    return tiny_recipe(tmp_path / "runs", "train.epochs=2", *overrides, **NODES)
 
 
 def test_inverse_rate_gets_the_training_rates_from_the_recipe(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ uniform-balancer ablation. Tiny sizes (400 synthetic samples, 5 steps an epoch),
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -14,31 +13,19 @@ import torch
 from safetensors.torch import load_file
 
 from mmcore.engine.trainer import run
-from mmcore.plugins import get_registry
-from mmcore.recipe import apply_overrides, validate_recipe
+from mmcore.testing import tiny_recipe
 from mmcore.types import StepStats
 from mmcore_redcore import RelativeAdvantage
 
 NAMES = ["m0", "m1", "m2"]
 
-# The core's tiny test recipe (tests/conftest.py) with RedCore's components: 280 training
-# samples, batch 64 → 5 steps an epoch. β updates every 2 steps and η grows every 3 (instead of
-# 3 and 500) so that both change many times within a 10–15 step run.
-TINY: dict[str, Any] = {
-    "name": "tiny-redcore",
-    "seed": 0,
-    "device": "cpu",
-    "dataset": {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 400, "dim": 8},
+# The core's tiny test recipe (mmcore.testing.tiny_recipe: 280 training samples, batch 64 → 5
+# steps an epoch) with RedCore's components. β updates every 2 steps and η grows every 3 (instead
+# of 3 and 500) so that both change many times within a 10–15 step run.
+NODES: dict[str, Any] = {
     "missing": {"train": {"rates": {"m0": 0.2, "m1": 0.4, "m2": 0.6}}, "eval": {"conditions": "all"}},
-    "model": {
-        "dim": 16,
-        "encoders": {"default": {"type": "mmcore.mlp", "layers": [32], "dropout": 0.1}},
-        "imputer": {"type": "redcore.vib", "hidden": [16, 8], "blocks": 2},
-        "fusion": {"type": "mmcore.concat", "layers": [32], "dropout": 0.2},
-        "unimodal_heads": {"layers": [16]},
-    },
+    "imputer": {"type": "redcore.vib", "hidden": [16, 8], "blocks": 2},
     "balancer": {"type": "redcore.relative_advantage", "interval": 2, "eta_every": 3},
-    "train": {"epochs": 2, "batch_size": 64, "optimizer": {"type": "adam", "lr": 3e-3}, "log_every": 2},
 }
 
 
@@ -58,9 +45,7 @@ def make_recipe(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """``make_recipe("train.epochs=3", ...)``: the tiny recipe with overrides, resolved, under tmp_path."""
 
     def make(*overrides: str) -> dict[str, Any]:
-        tree = copy.deepcopy(TINY)
-        tree["output"] = str(tmp_path / "runs")
-        return validate_recipe(apply_overrides(tree, list(overrides)), get_registry(), "tiny-redcore")
+        return tiny_recipe(tmp_path / "runs", "train.epochs=2", *overrides, **NODES)
 
     return make
 

@@ -1,0 +1,133 @@
+"""Shared pieces of the contract checks: tiny sizes, the failure context, eval and round-trip checks."""
+
+from __future__ import annotations
+
+import unittest
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+
+from mmcore.registry import Component
+from mmcore.types import (
+    ModalitySpec,
+)
+
+BATCH, FEATURES, STEPS, DIM, OUT_DIM = 6, 5, 7, 16, 3
+# Modalities for imputers, fusion heads and balancers: mixed widths and kinds, as in real data.
+SPECS = [ModalitySpec("a", 5), ModalitySpec("b", 3, sequence=True, max_len=STEPS), ModalitySpec("c", 4)]
+MISSING_RATES = {"a": 0.1, "b": 0.5, "c": 0.7}
+CLOSE = {"atol": 1e-5, "rtol": 1e-4}  # for outputs recomputed in a batch of another shape
+
+Factory = Callable[..., Any]
+
+
+class ContractSkip(unittest.SkipTest):
+    """The component cannot be built without options the suite cannot invent (e.g. a data path)."""
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class _Ctx:
+    """The component under check and the situation, so every failure names both."""
+
+    c: Component
+    where: str = ""
+
+    def expect(self, condition: bool, message: str) -> None:
+        if not condition:
+            where = f" ({self.where})" if self.where else ""
+            raise AssertionError(f"{self.c.kind} '{self.c.name}' (plugin {self.c.origin}): {message}{where}")
+
+    def build(self, injected: dict[str, Any], opts: dict[str, Any], seed: int) -> Any:
+        torch.manual_seed(seed)  # seeds differ between builds, so a state round trip means something
+        try:
+            return self.c.build(injected, dict(opts))
+        except Exception as exc:
+            self.expect(False, f"building with options {opts} failed: {type(exc).__name__}: {exc}")
+
+
+def _as_component(obj: Component | Factory, kind: str) -> Component:
+    """Accept a registered ``Component`` or a bare factory (handy before registering it)."""
+    if isinstance(obj, Component):
+        if obj.kind != kind:
+            raise AssertionError(f"{obj.kind} '{obj.name}' given to the {kind} check")
+        return obj
+    return Component(kind, getattr(obj, "__qualname__", repr(obj)), obj, origin="local")
+
+
+def option_sets(c: Component, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The option dicts a check builds ``c`` with (see the module docstring)."""
+    raw: Any = options if options is not None else getattr(c.factory, "contract_options", None)
+    if callable(raw):
+        raw = raw()
+    sets = [{}] if raw is None else [raw] if isinstance(raw, dict) else list(raw)
+    for opts in sets:
+        missing = [o.name for o in c.options() if o.required and o.name not in opts]
+        if missing:
+            raise ContractSkip(
+                f"{c.kind} '{c.name}' (plugin {c.origin}) needs options {missing} that the contract suite "
+                f"cannot invent; set {getattr(c.factory, '__qualname__', 'factory')}.contract_options to test it"
+            )
+    return sets
+
+
+def _finite(t: Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+def _check_backward(ctx: _Ctx, module: nn.Module, total: Tensor, *, must_reach: bool = True) -> None:
+    """Gradients are finite and (if ``must_reach``) reach at least one parameter."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    module.zero_grad()
+    if not total.requires_grad:
+        ctx.expect(not params or not must_reach, "output is not connected to the module's parameters (no gradient)")
+        return
+    total.backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    ctx.expect(not params or not must_reach or bool(grads), "no parameter received a gradient")
+    ctx.expect(all(_finite(g) for g in grads), "non-finite gradients")
+
+
+def _check_eval(
+    ctx: _Ctx, module: nn.Module, run: Callable[[nn.Module], Tensor], rerun_row0: Callable[[nn.Module], Tensor]
+) -> None:
+    """Eval mode is deterministic and row 0's output ignores the other rows of its batch."""
+    module.eval()
+    with torch.no_grad():
+        ref = run(module)
+        ctx.expect(torch.equal(ref, run(module)), "eval mode is not deterministic (use the mean of stochastic parts)")
+        independent = torch.allclose(rerun_row0(module), ref[0], **CLOSE)
+        ctx.expect(independent, "a row's output depends on other rows of the batch")
+
+
+def _check_state_round_trip(ctx: _Ctx, first: nn.Module, second: nn.Module, run: Callable[[nn.Module], Tensor]) -> None:
+    """``first``'s state through safetensors into a differently seeded ``second``: identical eval outputs."""
+    state = first.state_dict()
+    bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
+    ctx.expect(not bad, f"state_dict entries {bad} are not tensors (checkpoints are safetensors)")
+    second.load_state_dict(st_load(st_save({k: v.detach().clone().contiguous() for k, v in state.items()})))
+    first.eval(), second.eval()
+    with torch.no_grad():
+        ctx.expect(torch.equal(run(first), run(second)), "eval outputs differ after a state_dict round trip")
+
+
+def present_masks(batch: int, m: int, gen: torch.Generator) -> dict[str, Tensor]:
+    """Named ``[batch, m]`` masks, each row with at least one present modality."""
+    mixed = torch.rand(batch, m, generator=gen) < 0.5
+    if m > 1:
+        mixed[:, m - 1] = False  # one modality absent from the whole batch
+        mixed[0] = False
+        mixed[0, 1 if m > 2 else 0] = True  # a row with a single present modality
+    mixed[~mixed.any(1), 0] = True
+    single = torch.zeros(batch, m, dtype=torch.bool)
+    single[torch.arange(batch), torch.arange(batch) % m] = True
+    only_first = torch.zeros(batch, m, dtype=torch.bool)
+    only_first[:, 0] = True
+    everything = torch.ones(batch, m, dtype=torch.bool)
+    return {"mixed": mixed, "all present": everything, "one per row": single, "only the first": only_first}

@@ -1,0 +1,102 @@
+"""Contract check of balancers: weights, JSON state round trip, identical continuation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmcore.components import Balancer
+from mmcore.registry import Component
+from mmcore.testing._common import (
+    BATCH,
+    MISSING_RATES,
+    SPECS,
+    Factory,
+    _as_component,
+    _Ctx,
+    _finite,
+    option_sets,
+)
+from mmcore.types import (
+    StepStats,
+)
+
+# --------------------------------------------------------------------------------------- balancer
+
+
+def step_stats(step: int, target: str, m: int, gen: torch.Generator) -> StepStats:
+    """Plausible detached statistics of one step; in odd steps the last modality is absent from the batch."""
+    counts = torch.randint(1, BATCH + 1, (m,), generator=gen)
+    losses = {"kl": torch.rand(m, generator=gen), target: torch.rand(m, generator=gen) + 0.1}
+    if step % 2 == 1:
+        counts[-1] = 0
+        losses[target][-1] = 0.0
+    return StepStats(step=step, losses=losses, present_counts=counts, unimodal_confidence=torch.rand(m, generator=gen))
+
+
+class _TinyModel(nn.Module):
+    """What ``modulate_gradients`` sees: a model with ``encoders`` keyed by modality."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict({n: nn.Linear(4, 4) for n in names})
+
+
+def _modulated_grads(balancer: Balancer, names: list[str], stats: StepStats) -> list[Tensor]:
+    torch.manual_seed(0)
+    model = _TinyModel(names)
+    sum(enc(torch.ones(2, 4)).square().sum() for enc in model.encoders.values()).backward()
+    balancer.modulate_gradients(model, stats)
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def check_balancer(component: Component | Factory, *, options: dict[str, Any] | None = None, steps: int = 5) -> None:
+    """A ``Balancer`` with finite non-negative ``[M]`` weights through several observed steps
+    (some with a modality absent from the batch), and a JSON-serialisable ``state_dict`` that,
+    loaded into a fresh balancer, gives the same weights, the same gradient modulation, and the
+    same weights and state again after one more ``observe``."""
+    c = _as_component(component, "balancer")
+    with torch.random.fork_rng(devices=[]):
+        for opts in option_sets(c, options):
+            _check_balancer_with(_Ctx(c, f"options {opts}"), opts, steps)
+
+
+def _check_balancer_with(ctx: _Ctx, opts: dict[str, Any], steps: int) -> None:
+    names = [s.name for s in SPECS]
+    injected = {"modalities": names, "missing_rates": dict(MISSING_RATES)}
+    gen = torch.Generator().manual_seed(0)
+    bal = ctx.build(injected, opts, seed=0)
+    ctx.expect(isinstance(bal, Balancer), f"factory returned {type(bal).__name__}, not an mmcore.Balancer")
+    ctx.expect(isinstance(bal.target, str) and bool(bal.target), f"target must be a non-empty str, got {bal.target!r}")
+    ctx.expect(bal.to("cpu") is bal, "to() must return the balancer itself")
+    for step in range(steps):
+        w = bal.weights()
+        shape = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+        ctx.expect(shape == (len(names),), f"weights() shape {shape}, expected ({len(names)},)")
+        ok = _finite(w) and bool((w >= 0).all())
+        ctx.expect(ok, f"weights must be finite and >= 0, got {w.tolist()} at step {step}")
+        bal.observe(step_stats(step, bal.target, len(names), gen))
+        logged = bal.log_values()
+        ok = all(isinstance(k, str) and isinstance(v, Tensor) for k, v in logged.items())
+        ctx.expect(ok, "log_values() must map str -> Tensor")
+    try:
+        text = json.dumps(bal.state_dict())
+    except (TypeError, ValueError) as exc:
+        ctx.expect(False, f"state_dict() is not JSON-serialisable: {exc}")
+    fresh = ctx.build(injected, opts, seed=1)
+    fresh.load_state_dict(json.loads(text))
+    same = torch.equal(fresh.weights(), bal.weights())
+    ctx.expect(same, f"weights differ after load_state_dict: {fresh.weights().tolist()} vs {bal.weights().tolist()}")
+    stats = step_stats(steps, bal.target, len(names), gen)
+    grads, fresh_grads = _modulated_grads(bal, names, stats), _modulated_grads(fresh, names, stats)
+    ctx.expect(all(_finite(g) for g in grads), "modulate_gradients produced non-finite gradients")
+    same = all(torch.equal(a, b) for a, b in zip(grads, fresh_grads))
+    ctx.expect(same, "modulate_gradients differs after load_state_dict")
+    bal.observe(stats)
+    fresh.observe(stats)
+    ctx.expect(torch.equal(fresh.weights(), bal.weights()), "weights diverge one observe() after load_state_dict")
+    same_state = json.dumps(fresh.state_dict()) == json.dumps(bal.state_dict())
+    ctx.expect(same_state, "state_dict diverges one observe() after load_state_dict")

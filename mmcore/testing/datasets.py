@@ -1,0 +1,97 @@
+"""Contract check of datasets: split shapes, unique ids, padding, determinism."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mmcore.registry import Component
+from mmcore.testing._common import (
+    Factory,
+    _as_component,
+    _Ctx,
+    _finite,
+    option_sets,
+)
+from mmcore.types import (
+    Dataset,
+    ModalitySpec,
+    SplitData,
+    TaskSpec,
+)
+
+# ---------------------------------------------------------------------------------------- dataset
+
+
+def check_dataset(component: Component | Factory, *, options: dict[str, Any] | None = None) -> None:
+    """Modality and task specs, every split's tensors (shapes, dtypes, zero padding, valid
+    targets), ids unique across splits, and the same tensors when built twice."""
+    c = _as_component(component, "dataset")
+    with torch.random.fork_rng(devices=[]):
+        for opts in option_sets(c, options):
+            _check_dataset_with(_Ctx(c, f"options {opts}"), opts)
+
+
+def _check_dataset_with(ctx: _Ctx, opts: dict[str, Any]) -> None:
+    ds = ctx.build({}, opts, seed=0)
+    ctx.expect(isinstance(ds, Dataset), "result lacks modalities, task or split()")
+    specs = ds.modalities
+    ok = bool(specs) and all(isinstance(s, ModalitySpec) for s in specs)
+    ctx.expect(ok, "modalities must be a non-empty list of ModalitySpec")
+    names = [s.name for s in specs]
+    ctx.expect(len(set(names)) == len(names), f"modality names are not unique: {names}")
+    plain = all(n and "." not in n and not any(ch.isspace() for ch in n) for n in names)
+    ctx.expect(plain, f"modality names must be plain words without dots (recipes use them as keys): {names}")
+    for s in specs:
+        ok = s.dim >= 1 and (not s.sequence or (s.max_len or 0) >= 1)
+        ctx.expect(ok, f"modality '{s.name}' needs dim >= 1 (and max_len >= 1 if a sequence)")
+    task = ds.task
+    ctx.expect(isinstance(task, TaskSpec), f"task is {type(task).__name__}, not TaskSpec")
+    if task.kind == "classification":
+        classes = task.num_classes or 0
+        ctx.expect(classes >= 2, f"a classification task needs num_classes >= 2, got {task.num_classes}")
+        names_ok = task.class_names is None or len(task.class_names) == classes
+        ctx.expect(names_ok, "class_names must have num_classes entries")
+    splits = {name: _check_split(ctx, ds, name) for name in ("train", "val", "test")}
+    ids = torch.cat([s.ids for s in splits.values()])
+    unique = int(torch.unique(ids).numel()) == int(ids.numel())
+    ctx.expect(unique, "sample ids are not unique across train, val and test")
+    again, train = ctx.build({}, opts, seed=1).split("train"), splits["train"]
+    same = torch.equal(again.ids, train.ids) and torch.equal(again.target, train.target)
+    same = same and all(torch.equal(again.features[k], v) for k, v in train.features.items())
+    ctx.expect(same, "building twice gives different train tensors (masks follow ids: data must be stable)")
+
+
+def _check_split(ctx: _Ctx, ds: Dataset, name: str) -> SplitData:
+    sd = ds.split(name)
+    ctx.expect(isinstance(sd, SplitData), f"split('{name}') returned {type(sd).__name__}, not SplitData")
+    n = len(sd)
+    ctx.expect(n > 0, f"split '{name}' is empty")
+    names = sorted(s.name for s in ds.modalities)
+    ctx.expect(sorted(sd.features) == names, f"split '{name}' features {sorted(sd.features)} != modalities {names}")
+    seq = sorted(s.name for s in ds.modalities if s.sequence)
+    ctx.expect(sorted(sd.lengths) == seq, f"split '{name}' lengths {sorted(sd.lengths)} != sequence modalities {seq}")
+    for spec in ds.modalities:
+        x, at = sd.features[spec.name], f"split '{name}' modality '{spec.name}'"
+        shape = (n, spec.max_len, spec.dim) if spec.sequence else (n, spec.dim)
+        ok = tuple(x.shape) == shape and x.is_floating_point()
+        ctx.expect(ok, f"{at}: {x.dtype} {tuple(x.shape)}, expected float {shape}")
+        ctx.expect(_finite(x), f"{at} has non-finite features")
+        if spec.sequence:
+            lengths = sd.lengths[spec.name]
+            ctx.expect(lengths.dtype == torch.int64 and tuple(lengths.shape) == (n,), f"{at}: lengths must be int64 [{n}]")
+            in_range = bool(((lengths >= 0) & (lengths <= x.shape[1])).all())
+            ctx.expect(in_range, f"{at}: lengths outside [0, {x.shape[1]}]")
+            padding = torch.arange(x.shape[1]).unsqueeze(0) >= lengths.unsqueeze(1)
+            ctx.expect(bool((x[padding] == 0).all()), f"{at} is not zero past its lengths")
+    ctx.expect(sd.ids.dtype == torch.int64 and tuple(sd.ids.shape) == (n,), f"split '{name}' ids must be int64 [{n}]")
+    ctx.expect(tuple(sd.target.shape) == (n,), f"split '{name}' target shape {tuple(sd.target.shape)}, expected ({n},)")
+    if ds.task.kind == "classification":
+        classes = int(ds.task.num_classes or 0)
+        ok = sd.target.dtype == torch.int64 and bool(((sd.target >= 0) & (sd.target < classes)).all())
+        ctx.expect(ok, f"split '{name}' targets must be int64 class indices in [0, {classes})")
+    else:
+        ok = sd.target.is_floating_point() and _finite(sd.target)
+        ctx.expect(ok, f"split '{name}' regression targets must be finite floats")
+    return sd
