@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mmcore.conditions import condition_masks, parse_conditions
 from mmcore.engine.build import build_dataset, build_model
 from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError, RecipeError
-from mmcore.missing import condition_masks, parse_conditions
 from mmcore.plugins import get_registry
 
 

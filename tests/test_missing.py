@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from mmcore.conditions import Condition, condition_masks, parse_conditions
 from mmcore.errors import MMCoreError
 from mmcore.missing import (
     STREAM_EVAL,
     STREAM_TRAIN,
-    Condition,
     MissingSpec,
-    condition_masks,
     hash_uniform,
     mask_hash,
-    parse_conditions,
     parse_spec,
     pattern_distribution,
     realised_rates,

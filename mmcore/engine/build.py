@@ -10,9 +10,10 @@ from typing import Any
 from torch import nn
 
 from mmcore.components import Balancer
+from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.model import MultimodalModel, unimodal_heads
 from mmcore.errors import MMCoreError, RecipeError
-from mmcore.missing import Condition, MissingSpec, parse_conditions, pattern_distribution
+from mmcore.missing import MissingSpec, pattern_distribution
 from mmcore.registry import Registry, did_you_mean
 from mmcore.types import Dataset, ModalitySpec, TaskSpec
 

@@ -17,9 +17,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from mmcore.conditions import Condition, condition_masks
 from mmcore.engine.model import MultimodalModel
 from mmcore.metrics import classification_metrics, regression_metrics
-from mmcore.missing import Condition, condition_masks
 from mmcore.types import SplitData, TaskSpec
 
 AVERAGE = "average"

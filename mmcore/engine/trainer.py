@@ -19,8 +19,18 @@ import torch
 from rich.console import Console
 
 from mmcore.engine import losses
-from mmcore.engine.build import build_balancer, build_dataset, build_model, eval_conditions, train_missing_spec
-from mmcore.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from mmcore.engine.build import (
+    build_balancer,
+    build_dataset,
+    build_model,
+    eval_conditions,
+    train_missing_spec,
+)
+from mmcore.engine.checkpoint import (
+    load_checkpoint,
+    load_model_weights,
+    save_checkpoint,
+)
 from mmcore.engine.evaluate import AVERAGE, condition_mask_table, evaluate, write_eval
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.progress import Reporter

@@ -1,0 +1,152 @@
+"""Evaluation conditions: the named availability patterns a model is scored under.
+
+A condition is either a fixed subset of modalities (every sample alike: ``"a+v"``), or random
+masks at given rates with their own seed -- drawn, like training masks, as a pure function of
+(seed, sample id, spec) on a separate hash stream, so they are the same for every training seed
+and every method. ``"all"`` expands to every non-empty subset, which is how results are reported
+per condition and averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mmcore.errors import MMCoreError
+from mmcore.missing import (
+    MAX_MODALITIES,
+    STREAM_EVAL,
+    MissingSpec,
+    _all_patterns,
+    _check_keys,
+    _distribution,
+    _draw,
+    hash_uniform,
+    parse_spec,
+)
+from mmcore.registry import did_you_mean
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named evaluation condition: a fixed subset of present modalities, or random masks."""
+
+    name: str  # how results are reported, e.g. "a+v" or "random"
+    subset: tuple[bool, ...] | None  # present flag per modality (modality order), or None
+    random: MissingSpec | None  # random masks drawn per sample id, or None
+    seed: int = 0  # the random condition's own seed, independent of the training seed
+    modalities: tuple[str, ...] | None = None  # names the random spec refers to (set by parse_conditions)
+
+
+def all_subsets(modalities: Sequence[str]) -> list[tuple[bool, ...]]:
+    """Every non-empty subset, by size, then in modality order (lexicographic on positions)."""
+    m = len(modalities)
+    rows = [tuple(bool(b) for b in row) for row in _all_patterns(m)[1:]]
+    return sorted(rows, key=lambda r: (sum(r), [i for i in range(m) if r[i]]))
+
+
+def subset_name(subset: Sequence[bool], modalities: Sequence[str]) -> str:
+    return "+".join(n for n, on in zip(modalities, subset) if on)
+
+
+def parse_conditions(
+    value: Any, modalities: Sequence[str], where: str = "missing.eval.conditions"
+) -> list[Condition]:
+    """Evaluation conditions from the recipe.
+
+    ``"all"``: every non-empty subset (the full set included); ``"full"``: all present; a list of
+    items, each a subset written ``"a+v"`` or ``[a, v]``, or a mapping
+    ``{random: {rates: {...}, min_present: 1}, seed: 7, name: random}``.
+    Short aliases: when every modality name is one character (IEMOCAP's ``a, v, l``), a string
+    without ``+`` that is not itself a modality name is read letter by letter, so ``"av"`` is
+    ``{a, v}``.
+    """
+    modalities = list(modalities)
+    if not modalities or len(modalities) > MAX_MODALITIES:
+        raise MMCoreError(f"{where}: need 1 to {MAX_MODALITIES} modalities, got {len(modalities)}")
+    if value == "all":
+        subsets = all_subsets(modalities)
+        return [Condition(subset_name(s, modalities), s, None) for s in subsets]
+    if value == "full":
+        return [Condition(subset_name([True] * len(modalities), modalities), (True,) * len(modalities), None)]
+    items = [value] if isinstance(value, (str, Mapping)) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise MMCoreError(f"{where}: expected 'all', 'full' or a non-empty list of conditions, got {value!r}")
+    out = [_parse_item(item, modalities, f"{where}[{i}]") for i, item in enumerate(items)]
+    names = [c.name for c in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise MMCoreError(f"{where}: condition name '{name}' appears twice; give each a distinct 'name'")
+    return out
+
+
+def _parse_item(item: Any, modalities: list[str], where: str) -> Condition:
+    if isinstance(item, Mapping):
+        return _parse_random(item, modalities, where)
+    if isinstance(item, str):
+        names = _split_subset_string(item, modalities)
+    elif isinstance(item, (list, tuple)) and all(isinstance(n, str) for n in item):
+        names = list(item)
+    else:
+        raise MMCoreError(f"{where}: expected a subset like 'a+v' or [a, v], or a mapping with 'random', got {item!r}")
+    if not names:
+        raise MMCoreError(f"{where}: a condition needs at least one present modality")
+    for name in names:
+        if name not in modalities:
+            raise MMCoreError(
+                f"{where}: unknown modality '{name}';{did_you_mean(name, modalities)} "
+                f"available: {', '.join(modalities)} (or 'all' / 'full' for the whole list)"
+            )
+        if names.count(name) > 1:
+            raise MMCoreError(f"{where}: modality '{name}' is listed twice in {item!r}")
+    subset = tuple(n in names for n in modalities)
+    return Condition(subset_name(subset, modalities), subset, None)
+
+
+def _split_subset_string(text: str, modalities: list[str]) -> list[str]:
+    if "+" in text:
+        return [part.strip() for part in text.split("+")]
+    text = text.strip()
+    if text in modalities or not all(len(n) == 1 for n in modalities):
+        return [text] if text else []
+    return list(text)  # short alias: "av" -> a, v
+
+
+def _parse_random(item: Mapping, modalities: list[str], where: str) -> Condition:
+    _check_keys(item, ("random", "seed", "name"), where)
+    if "random" not in item:
+        raise MMCoreError(f"{where}: a mapping condition needs 'random' (rates or sample_rate, min_present)")
+    spec = parse_spec(item["random"], f"{where}.random", keys=("rates", "sample_rate", "min_present"))
+    try:
+        _distribution(spec, tuple(modalities))  # unknown names and infeasible rates fail here, early
+    except MMCoreError as err:
+        raise MMCoreError(f"{where}.random: {err}") from None
+    seed = item.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise MMCoreError(f"{where}.seed: expected an integer, got {seed!r}")
+    name = item.get("name", "random")
+    if not isinstance(name, str) or not name:
+        raise MMCoreError(f"{where}.name: expected a non-empty string, got {name!r}")
+    return Condition(name, None, spec, seed, tuple(modalities))
+
+
+def condition_masks(condition: Condition, ids: Tensor, num_modalities: int) -> Tensor:
+    """Presence masks bool ``[N, M]`` for one evaluation condition, on the ids' device."""
+    n = int(ids.shape[0])
+    if condition.subset is not None:
+        if len(condition.subset) != num_modalities:
+            raise MMCoreError(
+                f"condition '{condition.name}' has {len(condition.subset)} flags, expected {num_modalities}"
+            )
+        return torch.tensor(condition.subset, dtype=torch.bool, device=ids.device).expand(n, -1).clone()
+    if condition.random is None:
+        raise MMCoreError(f"condition '{condition.name}' has neither a subset nor a random spec")
+    names = condition.modalities or tuple(f"m{i}" for i in range(num_modalities))
+    if len(names) != num_modalities:
+        raise MMCoreError(f"condition '{condition.name}' refers to {len(names)} modalities, expected {num_modalities}")
+    u = hash_uniform(condition.seed, ids, STREAM_EVAL)
+    return _draw(condition.random, names, u).to(ids.device)
