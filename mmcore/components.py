@@ -26,6 +26,8 @@ from torch import Tensor
 from mmcore.types import StepStats
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from torch import nn
 
 KINDS: tuple[str, ...] = ("dataset", "encoder", "imputer", "fusion", "balancer")
@@ -85,3 +87,29 @@ class Balancer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+class Logger:
+    """Base class for loggers: where the scalars of a run go besides the terminal.
+
+    The engine calls a logger on the main rank only, in this order: ``open`` once (with the run
+    directory and, on resume, the step the run continues from), then ``log_step`` at every
+    logging step and ``log_epoch`` after every validation, and ``close`` once, also when the
+    run fails. Values are plain Python numbers already read from the device, so a logger never
+    forces a host sync. ``mmcore.jsonl`` (the run's record, ``metrics.jsonl``) is one of these.
+    """
+
+    def open(self, run_dir: "Path", resume_step: int | None = None) -> None:
+        """Start writing under ``run_dir``; ``resume_step`` is set when a run is resumed, and a
+        logger whose record has lines past it drops them (they were written after the
+        checkpoint the run continues from)."""
+
+    def log_step(self, step: int, scalars: dict[str, float]) -> None:
+        """Mean losses, learning rate and balancer values since the previous logging step."""
+
+    def log_epoch(self, epoch: int, step: int, scalars: dict[str, float]) -> None:
+        """Validation results of one epoch (``val.<metric>`` averaged over conditions, and the
+        selection value)."""
+
+    def close(self) -> None:
+        """Flush and release files; called once, also when training fails."""
