@@ -107,6 +107,10 @@ class Logger:
     def log_step(self, step: int, scalars: dict[str, float]) -> None:
         """Mean losses, learning rate and balancer values since the previous logging step."""
 
+    def progress(self, step: int, total: int, epoch: int, epochs: int) -> None:
+        """Called after every optimisation step with plain integers (no device values), for
+        progress displays; ``step`` counts the steps done, out of ``total``."""
+
     def log_epoch(self, epoch: int, step: int, scalars: dict[str, float]) -> None:
         """Validation results of one epoch (``val.<metric>`` averaged over conditions, and the
         selection value)."""
