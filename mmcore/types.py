@@ -20,6 +20,10 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+SPLITS: tuple[str, ...] = ("train", "val", "test")  # the splits a dataset provides, in this order
+EVAL_SPLITS: tuple[str, ...] = ("val", "test")  # the splits evaluation reports
+UNIMODAL_GROUP = "unimodal"  # the loss group the engine adds when unimodal heads are on
+
 
 @dataclass(frozen=True)
 class ModalitySpec:
@@ -53,6 +57,10 @@ class SplitData:
     lengths: dict[str, Tensor]  # sequence modality -> [N] int64 valid lengths (vectors: absent)
     target: Tensor  # [N] int64 class index, or [N] float32 regression target
     ids: Tensor  # [N] int64 sample ids, unique within the dataset
+    # [N, M] bool in modality order, True where a row's features of that modality are unusable
+    # (non-finite in the files) and must be treated as absent; set by mmcore.datacheck under
+    # `data.nonfinite: absent`, whose rows are zeroed. None: every row is usable.
+    unusable: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -64,6 +72,7 @@ class SplitData:
             lengths={k: v.to(device) for k, v in self.lengths.items()},
             target=self.target.to(device),
             ids=self.ids.to(device),
+            unusable=None if self.unusable is None else self.unusable.to(device),
         )
 
     def select(self, index: Tensor) -> "Batch":
@@ -73,6 +82,7 @@ class SplitData:
             lengths={k: v.index_select(0, index) for k, v in self.lengths.items()},
             target=self.target.index_select(0, index),
             ids=self.ids.index_select(0, index),
+            unusable=None if self.unusable is None else self.unusable.index_select(0, index),
         )
 
 
@@ -84,6 +94,7 @@ class Batch:
     lengths: dict[str, Tensor]
     target: Tensor
     ids: Tensor
+    unusable: Tensor | None = None  # [B, M] bool, as in SplitData: AND its negation into the present mask
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -128,3 +139,4 @@ class StepStats:
     losses: dict[str, Tensor]  # group -> [M] detached, unweighted by the balancer
     present_counts: Tensor  # [M] number of samples in the batch where each modality is present
     unimodal_confidence: Tensor | None = None  # [M] mean softmax prob. of the true class per head
+    batch_size: int = 0  # rows of the (global) batch these statistics describe

@@ -335,7 +335,8 @@ def test_required_keys(registry: Registry) -> None:
 def test_defaults_are_filled_in(registry: Registry) -> None:
     resolved = validate_recipe({"name": "d", "dataset": "mmcore.synthetic"}, registry, "d.yaml")
     assert list(resolved) == [
-        "name", "seed", "device", "precision", "compile", "output", "dataset", "missing", "model", "balancer", "train",
+        "name", "seed", "device", "precision", "compile", "output", "dataset", "data", "missing", "model", "balancer",
+        "train",
     ]  # fmt: skip
     assert resolved["dataset"] == {"type": "mmcore.synthetic", "samples": 100, "noise": 1.0, "seed": 0}
     assert resolved["missing"] == {

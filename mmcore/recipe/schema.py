@@ -174,6 +174,18 @@ class Train:
     task_loss: Literal["auto", "ce", "l1", "mse"] = "auto"  # auto: ce for classification, l1 for regression
 
 
+# ---------------------------------------------------------------- data:
+
+
+@dataclass(kw_only=True)
+class Data:
+    """How the loaded splits are checked before training (``mmcore.datacheck.check_splits``)."""
+
+    # error: NaN or inf in any feature stops the run with the split, modality and row count;
+    # absent: a row whose features of a modality are non-finite counts as missing that modality
+    nonfinite: Literal["error", "absent"] = "error"
+
+
 # ---------------------------------------------------------------- the recipe
 
 
@@ -188,6 +200,7 @@ class Recipe:
     compile: bool = False  # torch.compile the model
     output: str = "runs"  # root of the run directories
     dataset: DatasetNode  # a registered dataset and its options
+    data: Data = field(default_factory=Data)  # checks of the loaded data
     missing: Missing = field(default_factory=Missing)
     model: Model = field(default_factory=Model)
     balancer: BalancerNode = node("mmcore.uniform")  # modality balancing; mmcore.uniform leaves weights at 1

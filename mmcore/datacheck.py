@@ -1,0 +1,235 @@
+"""Checking a dataset's loaded splits against its own description, once, before training.
+
+A dataset plugin returns ``modalities``, a ``task`` and tensors per split; nothing forces the
+tensors to agree with the description. When they do not, a run either crashes deep inside the
+model (a shape error, ``torch.cat`` of nothing, a division by zero on an empty split), asks for
+absurd memory (``num_classes: 1000000000``) or, worst, finishes and reports metrics computed on
+NaN features. ``check_splits`` turns each of these into one line naming the dataset, the split,
+the modality and how many rows are affected, raised as ``DataError`` (exit code 1).
+
+It runs on the CPU tensors the dataset returned, before they are moved to the device, so its
+cost (one pass over every tensor) is paid once per run and never inside the training loop.
+
+Non-finite features have two policies, chosen by the recipe key ``data.nonfinite``:
+
+- ``error`` (default): any NaN or ±inf in a split's features is a ``DataError``.
+- ``absent``: a row whose features of modality ``m`` hold any non-finite value is treated as a
+  row where ``m`` is missing. The returned split has those rows' features of ``m`` set to zero
+  and ``SplitData.unusable`` set, a ``[N, M]`` bool in modality order (True = unusable); the
+  engine ANDs ``~unusable`` into the present mask of every batch, for training and evaluation
+  alike. A row with no usable modality at all is still an error: nothing could be predicted
+  from it, and dropping it silently would change the evaluation set.
+
+Targets are never repaired: a non-finite regression target or a class index outside
+``0..num_classes-1`` is an error under both policies.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Mapping
+
+import torch
+from torch import Tensor
+
+from mmcore.errors import DataError
+from mmcore.types import ModalitySpec, SplitData, TaskSpec
+
+NonFinite = Literal["error", "absent"]
+NONFINITE_POLICIES: tuple[str, ...] = ("error", "absent")
+
+
+def check_splits(
+    dataset_type: str,
+    splits: dict[str, SplitData],
+    specs: list[ModalitySpec],
+    task: TaskSpec,
+    *,
+    nonfinite: NonFinite = "error",
+    sources: Mapping[str, object] | None = None,
+) -> dict[str, SplitData]:
+    """The splits, checked (and under ``nonfinite="absent"`` with unusable rows recorded).
+
+    ``sources`` optionally maps a split name to the file it was read from (a dataset's
+    ``files`` attribute, when it has one), so that the message names the file too.
+    Raises ``DataError`` with one line for the first problem found.
+    """
+    if nonfinite not in NONFINITE_POLICIES:
+        raise DataError(f"data.nonfinite: expected one of {', '.join(NONFINITE_POLICIES)}, got {nonfinite!r}")
+    _check_description(dataset_type, specs, task)
+    out: dict[str, SplitData] = {}
+    seen_ids: dict[str, Tensor] = {}
+    for name, split in splits.items():
+        where = _where(dataset_type, name, sources)
+        if not isinstance(split, SplitData):
+            raise DataError(f"{where}: split() returned {type(split).__name__}; expected mmcore.SplitData")
+        n = _check_rows(where, split)
+        for spec in specs:
+            _check_features(where, split, spec, n)
+        _check_target(where, split.target, task, n)
+        out[name] = _nonfinite(where, split, specs, n, nonfinite)
+        seen_ids[name] = split.ids
+    _check_unique_ids(dataset_type, seen_ids)
+    _check_num_classes(dataset_type, task, out)
+    return out
+
+
+# ---------------------------------------------------------------- the description itself
+
+
+def _check_description(dataset: str, specs: list[ModalitySpec], task: TaskSpec) -> None:
+    names = [s.name for s in specs]
+    if not specs:
+        raise DataError(f"dataset {dataset}: declares no modalities")
+    if len(set(names)) != len(names):
+        raise DataError(f"dataset {dataset}: modality names must be unique, got {names}")
+    for s in specs:
+        if not isinstance(s.dim, int) or isinstance(s.dim, bool) or s.dim < 1:
+            raise DataError(f"dataset {dataset}, modality '{s.name}': dim must be an integer >= 1, got {s.dim!r}")
+        if s.sequence and (not isinstance(s.max_len, int) or isinstance(s.max_len, bool) or s.max_len < 1):
+            raise DataError(
+                f"dataset {dataset}, modality '{s.name}': a sequence needs max_len, an integer >= 1, got {s.max_len!r}"
+            )
+    if task.kind == "classification":
+        k = task.num_classes
+        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+            raise DataError(f"dataset {dataset}: classification needs num_classes, an integer >= 2, got {k!r}")
+        if task.class_names is not None and len(task.class_names) != k:
+            raise DataError(f"dataset {dataset}: {len(task.class_names)} class names for {k} classes")
+    elif task.kind != "regression":
+        raise DataError(f"dataset {dataset}: task kind {task.kind!r}; expected 'classification' or 'regression'")
+
+
+# ---------------------------------------------------------------- one split
+
+
+def _where(dataset: str, split: str, sources: Mapping[str, object] | None) -> str:
+    source = (sources or {}).get(split)
+    return f"dataset {dataset}, split '{split}'" + (f" ({source})" if source is not None else "")
+
+
+def _check_rows(where: str, split: SplitData) -> int:
+    ids = split.ids
+    if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
+        raise DataError(f"{where}: ids must be a [N] int64 tensor, got {_describe(ids)}")
+    n = int(ids.shape[0])
+    if n == 0:
+        raise DataError(f"{where}: the split is empty (0 rows); every split needs at least one sample")
+    if int(torch.unique(ids).numel()) != n:
+        raise DataError(f"{where}: {n - int(torch.unique(ids).numel())} of {n} sample ids are repeated; ids must be unique")
+    return n
+
+
+def _check_features(where: str, split: SplitData, spec: ModalitySpec, n: int) -> None:
+    here = f"{where}, modality '{spec.name}'"
+    x = split.features.get(spec.name)
+    if x is None:
+        extra = sorted(set(split.features) - {spec.name})
+        raise DataError(f"{here}: no features (the split holds {', '.join(extra) or 'none'})")
+    if not isinstance(x, Tensor):
+        raise DataError(f"{here}: features must be a tensor, got {type(x).__name__}")
+    if x.dtype != torch.float32:
+        raise DataError(f"{here}: features have dtype {x.dtype}; expected torch.float32 (convert them in the loader)")
+    expected = f"[{n}, {spec.max_len}, {spec.dim}] (a sequence)" if spec.sequence else f"[{n}, {spec.dim}] (a vector)"
+    shape = list(x.shape)
+    want = [n, spec.max_len, spec.dim] if spec.sequence else [n, spec.dim]
+    if shape != want:
+        raise DataError(f"{here}: features have shape {shape}; the dataset declares {expected}")
+    if not spec.sequence:
+        return
+    lengths = split.lengths.get(spec.name)
+    if not isinstance(lengths, Tensor) or lengths.dtype != torch.int64 or list(lengths.shape) != [n]:
+        raise DataError(f"{here}: lengths must be a [{n}] int64 tensor, got {_describe(lengths)}")
+    bad = int(((lengths < 0) | (lengths > int(spec.max_len))).sum())  # type: ignore[arg-type]
+    if bad:
+        raise DataError(
+            f"{here}: {bad} of {n} rows have lengths outside 0..{spec.max_len} "
+            f"(found {int(lengths.min())}..{int(lengths.max())})"
+        )
+
+
+def _check_target(where: str, target: object, task: TaskSpec, n: int) -> None:
+    if not isinstance(target, Tensor) or list(target.shape) != [n]:
+        raise DataError(f"{where}: target must be a [{n}] tensor, got {_describe(target)}")
+    if task.kind == "regression":
+        if target.dtype != torch.float32:
+            raise DataError(f"{where}: regression targets have dtype {target.dtype}; expected torch.float32")
+        bad = int((~torch.isfinite(target)).sum())
+        if bad:
+            raise DataError(f"{where}: {bad} of {n} regression targets are NaN or inf")
+        return
+    if target.dtype != torch.int64:
+        raise DataError(f"{where}: class targets have dtype {target.dtype}; expected torch.int64 class indices")
+    k = int(task.num_classes or 0)
+    bad = int(((target < 0) | (target >= k)).sum())
+    if bad:
+        raise DataError(
+            f"{where}: {bad} of {n} targets are outside 0..{k - 1} for num_classes={k} "
+            f"(found {int(target.min())}..{int(target.max())})"
+        )
+
+
+def _nonfinite(where: str, split: SplitData, specs: list[ModalitySpec], n: int, policy: str) -> SplitData:
+    """The split unchanged, or with rows of non-finite features zeroed and marked unusable."""
+    unusable = torch.zeros(n, len(specs), dtype=torch.bool)
+    features = dict(split.features)
+    for j, spec in enumerate(specs):
+        x = features[spec.name]
+        bad_rows = ~torch.isfinite(x).reshape(n, -1).all(dim=1)
+        count = int(bad_rows.sum())
+        if not count:
+            continue
+        if policy == "error":
+            raise DataError(
+                f"{where}, modality '{spec.name}': {count} of {n} rows hold NaN or inf features; fix the data "
+                f"or set data.nonfinite: absent to treat those rows' modality as missing"
+            )
+        shape = (n,) + (1,) * (x.dim() - 1)
+        features[spec.name] = torch.where(bad_rows.reshape(shape), torch.zeros((), dtype=x.dtype), x)
+        unusable[:, j] = bad_rows
+    if not bool(unusable.any()):
+        return split
+    if split.unusable is not None:
+        unusable |= split.unusable.to(torch.bool)
+    hopeless = int(unusable.all(dim=1).sum())
+    if hopeless:
+        raise DataError(
+            f"{where}: {hopeless} of {n} rows hold NaN or inf in every modality; no prediction can be made "
+            f"from them, so fix or remove them"
+        )
+    return SplitData(features=features, lengths=dict(split.lengths), target=split.target, ids=split.ids, unusable=unusable)
+
+
+# ---------------------------------------------------------------- across splits
+
+
+def _check_unique_ids(dataset: str, ids: dict[str, Tensor]) -> None:
+    names = list(ids)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = int(torch.isin(ids[a], ids[b]).sum())
+            if shared:
+                raise DataError(
+                    f"dataset {dataset}: {shared} sample ids appear in both split '{a}' and split '{b}'; "
+                    f"ids must be unique across splits (training masks are drawn from them)"
+                )
+
+
+def _check_num_classes(dataset: str, task: TaskSpec, splits: dict[str, SplitData]) -> None:
+    """More classes than samples cannot be learnt or evaluated; it is a metadata mistake that
+    would otherwise size the output layer and the confusion matrices (e.g. 10^9 classes)."""
+    if task.kind != "classification":
+        return
+    total = sum(len(s) for s in splits.values())
+    k = int(task.num_classes or 0)
+    if k > total:
+        seen = max(int(s.target.max()) for s in splits.values()) + 1
+        raise DataError(
+            f"dataset {dataset}: num_classes={k} is implausible for {total} samples "
+            f"(the targets use {seen} classes); check the dataset's metadata"
+        )
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, Tensor):
+        return f"{x.dtype} tensor of shape {list(x.shape)}"
+    return "nothing" if x is None else type(x).__name__
