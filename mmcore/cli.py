@@ -112,7 +112,8 @@ def validate(
 ) -> None:
     """Check a recipe against the schema and the registered components; exit 2 on errors."""
     resolved = _load(recipe, overrides)
-    console.print(f"[green]ok[/]: {recipe} ({resolved['name']})")
+    # soft_wrap: rich's line wrapping is slow on long words (a 100,000-character name took minutes)
+    console.print(f"[green]ok[/]: {escape(str(recipe))} ({escape(resolved['name'])})", soft_wrap=True, highlight=False)
 
 
 @app.command()

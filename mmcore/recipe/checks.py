@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -87,10 +88,15 @@ def resolve_value(value: Any, annotation: Any, path: str, registry: Registry | N
     if annotation is bool:
         return _simple(value, isinstance(value, bool), annotation, path)
     if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            return value, [_at(path, f"expected int within the 64-bit range (|x| < 2^63), got {value.bit_length()} bits")]
         return _simple(value, isinstance(value, int) and not isinstance(value, bool), annotation, path)
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value), []
+            number = _as_float(value)
+            if number is None or not math.isfinite(number):
+                return value, [_at(path, f"expected a finite float, got {show(value)}")]
+            return number, []
         return value, [_mismatch(path, annotation, value)]
     if annotation is str:
         return _simple(value, isinstance(value, str), annotation, path)
@@ -104,6 +110,23 @@ def resolve_value(value: Any, annotation: Any, path: str, registry: Registry | N
         key_type, value_type = args if args else (Any, Any)
         return _mapping(value, key_type, value_type, annotation, path, registry)
     return _copy(value), []  # a class or typing construct YAML cannot express: the factory decides
+
+
+# torch and numpy hold seeds, sizes and indices in int64: a larger int overflows in the run.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _as_float(value: int | float) -> float | None:
+    """``float(value)``, or None for an int too large for a float (over about 10^308).
+
+    No recipe number means NaN or infinity: a learning rate of ``.inf`` or a weight of ``.nan``
+    would train without an error and report meaningless metrics, so non-finite floats are
+    refused everywhere, in the core's schema and in every component's options alike.
+    """
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _copy(value: Any) -> Any:

@@ -8,6 +8,12 @@ mapping that repeats a key is an error rather than silently keeping the last val
 
 Writing uses a dumper that quotes every string a YAML 1.1 *or* 1.2 reader could mistake for
 another type, so a resolved recipe reads back identically here and in other tools.
+
+Small hostile inputs are bounded before they can cost time or memory: a recipe is at most
+``MAX_BYTES`` of text, nests at most ``MAX_DEPTH`` levels, and expands to at most ``MAX_VALUES``
+values once aliases are followed (a 500-byte "billion laughs" document of nested aliases would
+otherwise expand to 10^9 values during validation). Only plain-data tags are constructed: no
+``!!binary``, ``!!timestamp``, ``!!set``, ``!!omap`` or ``!!pairs``, whose values JSON cannot hold.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from mmcore.errors import RecipeError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+# Bounds far above any real recipe (the shipped ones are under 3 KB, 6 levels, 200 values).
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
 
 # The YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution), written so
 # that int and float never match the same text: a float needs a dot or an exponent.
@@ -62,14 +73,28 @@ for _tag, _regex, _first in _RESOLVERS:
 def _construct_int(loader: yaml.SafeLoader, node: ScalarNode) -> int:
     """1.2 integers: ``012`` is twelve (1.1 made it octal ten); octal is spelt ``0o12``."""
     text = str(loader.construct_scalar(node))
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text, 10)
+    try:
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
+    except ValueError:  # Python refuses to convert more than 4300 digits (CVE-2020-10735)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer of {len(text)} digits is too large", node.start_mark
+        ) from None
+
+
+def _refuse(loader: yaml.SafeLoader, node: Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in a recipe (plain data only)",
+        node.start_mark,
+    )
 
 
 RecipeLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+for _tag in ("binary", "timestamp", "set", "omap", "pairs"):
+    RecipeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 
 
 class RecipeDumper(yaml.SafeDumper):
@@ -143,27 +168,113 @@ def _yaml_problem(error: yaml.YAMLError, source: str) -> str:
     return f"{source}: invalid YAML: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
 
 
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` outside quotes and comments, in one pass over the text.
+
+    Checked before parsing because PyYAML's scanner slows down quadratically with flow depth
+    (200 KB of ``[`` takes minutes). Brackets inside plain scalars count too, which can only
+    over-estimate; no real recipe comes near the bound.
+    """
+    depth = deepest = 0
+    quote = ""
+    comment = False
+    previous = "\n"
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+        elif quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and previous in " \t\n":
+            comment = True
+        elif ch == "\n":
+            quote = ""
+        previous = ch
+    return deepest
+
+
+def _check_size(root: Node, source: str) -> None:
+    """Refuse documents that nest deeper than ``MAX_DEPTH`` or expand to over ``MAX_VALUES``
+    values when aliases are followed (and alias cycles), without expanding anything."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[Node] = []
+        if isinstance(node, SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            active.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            if size[key] > MAX_VALUES:
+                raise RecipeError([
+                    f"{source}: the document expands to more than {MAX_VALUES} values once its aliases "
+                    f"(*name) are followed; a recipe is far smaller"
+                ])
+            if depth[key] > MAX_DEPTH:
+                raise RecipeError([f"{source}: invalid YAML: nested deeper than {MAX_DEPTH} levels"])
+            continue
+        if key in size:
+            continue
+        if key in active:
+            raise RecipeError([f"{source}:{node.start_mark.line + 1}: an alias refers to a value that contains it (a cycle)"])
+        active.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def _reader_problem(error: yaml.reader.ReaderError, text: str, source: str) -> str:
+    """A forbidden character (NUL, most control characters) as ``file:line: ...``."""
+    line = text.count("\n", 0, max(error.position, 0)) + 1
+    char = error.character
+    code = f"#x{char:04x}" if isinstance(char, int) else repr(char)
+    return f"{source}:{line}: invalid YAML: the control character {code} is not allowed (position {error.position})"
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """Parse one YAML document with the recipe rules; ``source`` names it in error messages.
 
     Raises ``RecipeError`` for syntax errors (one line with the line number), duplicate keys
-    (all of them) and tags that would construct anything but plain data.
+    (all of them), tags that would construct anything but plain data, control characters, and
+    documents over the size bounds of this module.
     """
-    loader = RecipeLoader(text)
+    if len(text) > MAX_BYTES:
+        raise RecipeError([f"{source}: {len(text)} characters is too large for a recipe (at most {MAX_BYTES})"])
+    if _flow_depth(text) > MAX_DEPTH:
+        raise RecipeError([f"{source}: invalid YAML: brackets nested deeper than {MAX_DEPTH} levels"])
+    loader: RecipeLoader | None = None
     try:
+        loader = RecipeLoader(text)  # the reader rejects control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
+        _check_size(node, source)
         duplicates = _duplicate_keys(node, source)
         if duplicates:
             raise RecipeError(duplicates)
         return loader.construct_document(node)
+    except yaml.reader.ReaderError as error:
+        raise RecipeError([_reader_problem(error, text, source)]) from None
     except yaml.YAMLError as error:
         raise RecipeError([_yaml_problem(error, source)]) from None
     except RecursionError:
         raise RecipeError([f"{source}: invalid YAML: nested too deeply"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -43,7 +43,10 @@ Rate = Annotated[float, Between(0.0, 1.0)]  # a probability
 Fraction = Annotated[float, Between(0.0, 1.0, high_open=True)]  # dropout, Adam's betas
 NonNegative = Annotated[float, AtLeast(0.0)]
 Positive = Annotated[float, Above(0.0)]
-RunName = Annotated[str, Matches(r"(?!\.\.?$)[^/\\\x00]+", "a directory name: non-empty, no '/' or '\\'")]
+# NAME_MAX, the longest file name Linux and macOS file systems take, is 255 bytes.
+RunName = Annotated[
+    str, Matches(r"(?!\.\.?$)[^/\\\x00-\x1f\x7f]{1,255}", "a directory name: 1 to 255 characters, no '/', '\\' or control characters")
+]
 Device = Annotated[str, Matches(r"auto|cpu|cuda|cuda:[0-9]+", "auto, cpu, cuda or cuda:N")]
 
 # Component nodes: {type: <registered name>, **options of that component}, or just the name.
@@ -144,7 +147,8 @@ class Optimizer:
     """The torch optimiser; options that do not apply to the chosen type are ignored."""
 
     type: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: Positive = 1e-3  # base learning rate (the schedule scales it)
+    # base learning rate (the schedule scales it); above 10 no optimiser here converges
+    lr: Annotated[Positive, Between(0.0, 10.0)] = 1e-3
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)  # adam / adamw (torch defaults)
     weight_decay: NonNegative = 0.0
     momentum: Rate = 0.9  # sgd only
