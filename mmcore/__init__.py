@@ -1,24 +1,87 @@
 """mmcore: learning with missing modalities, as a plugin framework.
 
-The public API for plugin authors is small: the hook markers, the ``Balancer`` base class and
-the data types. Everything else is reached through the CLI or ``mmcore.engine``.
+The public API for plugin authors is what this module exports, plus ``mmcore.data`` (loader
+helpers for dataset plugins) and ``mmcore.testing`` (the contract suite and its pytest plugin).
+A plugin needs nothing deeper; what is exported here changes only after a deprecation period.
+
+- writing hooks: ``hookimpl``, ``Register`` (the type of the ``register`` callback);
+- base classes and the data types components speak: ``Balancer``, ``Logger``, ``Dataset``,
+  ``ModalitySpec``, ``TaskSpec``, ``SplitData``, ``Batch``, ``ImputerOutput``, ``StepStats``;
+- errors that reach the user as one line: ``MMCoreError``, ``DataError``, ``RecipeError``,
+  ``RegistryError``;
+- ranges for option signatures: the markers ``AtLeast``, ``Above``, ``Between``, ``Finite``
+  and the named ranges ``PositiveInt``, ``Count``, ``Rate``, ``Fraction``, ``NonNegative``,
+  ``Positive`` (``dropout: Fraction = 0.1``);
+- the contract suite's entry points, loaded on first use: ``run_contract``, ``contract_cases``,
+  ``parametrize_with_contracts``, ``tiny_recipe``.
 """
 
-from mmcore.components import Balancer
-from mmcore.hookspecs import hookimpl, hookspec
-from mmcore.types import Batch, ImputerOutput, ModalitySpec, SplitData, StepStats, TaskSpec
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+from mmcore.components import Balancer, Logger
+from mmcore.errors import DataError, MMCoreError, RecipeError, RegistryError
+from mmcore.hookspecs import Register, hookimpl
+from mmcore.recipe.hints import (
+    Above,
+    AtLeast,
+    Between,
+    Count,
+    Finite,
+    Fraction,
+    NonNegative,
+    Positive,
+    PositiveInt,
+    Rate,
+)
+from mmcore.types import Batch, Dataset, ImputerOutput, ModalitySpec, SplitData, StepStats, TaskSpec
 
 __version__ = "0.1.0"
 
+_TESTING = ("contract_cases", "parametrize_with_contracts", "run_contract", "tiny_recipe")
+# Names exported before that no plugin needs: still reachable, with a warning naming the replacement.
+_DEPRECATED = {"hookspec": ("mmcore.hookspecs", "hookspec")}
+
 __all__ = [
+    "Above",
+    "AtLeast",
     "Balancer",
     "Batch",
+    "Between",
+    "Count",
+    "DataError",
+    "Dataset",
+    "Finite",
+    "Fraction",
     "ImputerOutput",
+    "Logger",
+    "MMCoreError",
     "ModalitySpec",
+    "NonNegative",
+    "Positive",
+    "PositiveInt",
+    "Rate",
+    "RecipeError",
+    "Register",
+    "RegistryError",
     "SplitData",
     "StepStats",
     "TaskSpec",
     "__version__",
     "hookimpl",
-    "hookspec",
+    *_TESTING,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The testing entry points on first use (they import the recipe machinery), and deprecated names."""
+    if name in _TESTING:
+        return getattr(importlib.import_module("mmcore.testing"), name)
+    if name in _DEPRECATED:
+        module, attr = _DEPRECATED[name]
+        warnings.warn(f"mmcore.{name} is deprecated; use {module}.{attr}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'mmcore' has no attribute '{name}'")

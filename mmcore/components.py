@@ -1,4 +1,4 @@
-"""The five component kinds and what the framework passes to their factories.
+"""The component kinds, what the framework passes to their factories, and the base classes.
 
 A component is a factory (class or function) registered under a dotted name. The framework
 calls it with the *injected* keyword arguments of its kind (below) plus the user's options from
@@ -11,6 +11,7 @@ the recipe; every other keyword parameter, with its type hint and default, is a 
 | imputer  | ``specs: list[ModalitySpec]``, ``dim``    | ``nn.Module``: ``(h, present) -> ImputerOutput``    |
 | fusion   | ``specs``, ``dim``, ``out_dim: int``      | ``nn.Module``: ``(z, present) -> [B, out_dim]``     |
 | balancer | ``modalities: list[str]``, and ``missing_rates: dict[str, float]`` if the factory asks | a ``Balancer`` |
+| logger   | —                                         | a ``Logger``                                        |
 
 Encoders see only their own modality. ``h`` and ``z`` are ``[B, M, d]`` in dataset modality
 order and ``present`` is ``[B, M]`` bool; rows of absent modalities in ``h`` are zero.
@@ -18,28 +19,59 @@ order and ``present`` is ``[B, M]`` bool; rows of absent modalities in ``h`` are
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor
 
-from mmcore.types import StepStats
+from mmcore.types import Dataset, StepStats
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from torch import nn
 
-KINDS: tuple[str, ...] = ("dataset", "encoder", "imputer", "fusion", "balancer")
+
+@dataclass(frozen=True)
+class Kind:
+    """One component kind: the single declaration the hooks, registry, schema and contract
+    suite derive their tables from (``KIND_TABLE`` below)."""
+
+    name: str  # "encoder": the registry's kind and the recipe reference's word for it
+    hook: str  # "register_encoders": the hook through which plugins register this kind
+    injected: frozenset[str]  # parameters the framework supplies; never recipe options
+    node: str  # "EncoderNode": the alias ``mmcore.recipe.schema`` declares for a node of this kind
+    returns: str  # what a factory must return, in words, for messages and the manual
+    accepts: Callable[[Any], bool]  # whether a built object is one (checked by Component.build)
+
+
+def _kind(name: str, plural: str, injected: tuple[str, ...], returns: str, accepts: Callable[[Any], bool]) -> Kind:
+    return Kind(name, f"register_{plural}", frozenset(injected), f"{name.capitalize()}Node", returns, accepts)
+
+
+def _is_module(obj: Any) -> bool:
+    from torch import nn
+
+    return isinstance(obj, nn.Module)
+
+
+# The one table of component kinds (DESIGN §3). Adding a kind here and writing its hookspec in
+# ``mmcore.hookspecs`` and its check in ``mmcore.testing`` is all it takes; a test keeps them in step.
+KIND_TABLE: tuple[Kind, ...] = (
+    _kind("dataset", "datasets", (), "an mmcore.Dataset (modalities, task, split())", lambda o: isinstance(o, Dataset)),
+    _kind("encoder", "encoders", ("spec", "dim"), "an nn.Module", _is_module),
+    _kind("imputer", "imputers", ("specs", "dim"), "an nn.Module", _is_module),
+    _kind("fusion", "fusions", ("specs", "dim", "out_dim"), "an nn.Module", _is_module),
+    _kind("balancer", "balancers", ("modalities", "missing_rates"), "an mmcore.Balancer", lambda o: isinstance(o, Balancer)),
+    _kind("logger", "loggers", (), "an mmcore.Logger", lambda o: isinstance(o, Logger)),
+)
+
+KIND: dict[str, Kind] = {k.name: k for k in KIND_TABLE}
+KINDS: tuple[str, ...] = tuple(KIND)
 
 # Parameters the framework supplies; they are never recipe options.
-INJECTED: dict[str, frozenset[str]] = {
-    "dataset": frozenset(),
-    "encoder": frozenset({"spec", "dim"}),
-    "imputer": frozenset({"specs", "dim"}),
-    "fusion": frozenset({"specs", "dim", "out_dim"}),
-    "balancer": frozenset({"modalities", "missing_rates"}),
-}
+INJECTED: dict[str, frozenset[str]] = {k.name: k.injected for k in KIND_TABLE}
 
 
 class Balancer:

@@ -11,7 +11,16 @@ Each ``register_*`` hook receives a ``register`` callback::
 
 ``factory`` is a class or function; its keyword parameters (type hints and defaults) are the
 recipe options of the component, except the parameters the framework injects for its kind
-(see ``mmcore.components``). Registering a name twice is an error that names both origins.
+(see ``mmcore.components``). Ranges go in the hints too (``Annotated[float, Between(0, 1)]``,
+or the aliases ``mmcore.PositiveInt``, ``mmcore.Fraction``, ...), so they are checked before
+anything is built and shown by ``mmcore components NAME``; the help of an option is its line in
+the docstring's ``Args:`` section. Registering a name twice is an error that names both origins.
+
+Rules checked when a plugin loads (a plugin that breaks one is skipped, with its error):
+a hook name must be one of the specs below (``register_imputer`` is rejected with the nearest
+name); every component name must start with ``<plugin>.``; a factory's signature must be
+inspectable. The component kinds and their hooks are declared once, in
+``mmcore.components.KIND_TABLE``; each kind has one ``register_*`` hook here.
 """
 
 from __future__ import annotations
@@ -43,8 +52,14 @@ def register_encoders(register: Register) -> None:
 @hookspec
 def register_imputers(register: Register) -> None:
     """Register imputer factories ``(specs, dim, **options) -> nn.Module`` whose forward is
-    ``(h [B, M, d], present [B, M]) -> ImputerOutput``. Absent rows of ``h`` are already zero;
-    an imputer must not try to recover them from anything but the present modalities."""
+    ``(h [B, M, d], present [B, M]) -> ImputerOutput``.
+
+    The no-leakage rule, precisely: every output (``z`` at present *and* absent positions, and
+    every loss term) is a function of the present rows of ``h`` and of ``present`` only. The
+    engine zeroes absent rows before the call, but an imputer must not rely on that: one that
+    feeds ``h`` whole to a network (MMIN's autoencoder reads the zero-filled concatenation)
+    masks it itself, ``torch.where(present[..., None], h, 0)``. The contract suite fills absent
+    rows with noise and expects identical outputs."""
 
 
 @hookspec
@@ -57,6 +72,21 @@ def register_fusions(register: Register) -> None:
 def register_balancers(register: Register) -> None:
     """Register balancer factories ``(modalities, **options) -> mmcore.Balancer``. A factory
     that declares a ``missing_rates`` parameter receives the training missing rates."""
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register logger factories ``(**options) -> mmcore.Logger``: where a run's scalars go
+    besides ``metrics.jsonl`` (a dashboard, a remote tracker). Nothing is injected; every keyword
+    parameter is a recipe option of the ``logging`` list.
+
+    The engine calls a logger on the main rank only: ``open(run_dir, resume_step)`` once (on
+    resume ``resume_step`` is the step the run continues from, and anything the logger recorded
+    past it must be dropped), ``log_step(step, scalars)`` at every logging step,
+    ``log_epoch(epoch, step, scalars)`` after every validation, and ``close()`` once, also when
+    training fails. Scalars are plain floats already read from the device; a logger never
+    touches tensors. A logger whose backend is an optional dependency imports it in ``open``
+    and raises ``mmcore.MMCoreError`` naming the extra to install when it is missing."""
 
 
 @hookspec

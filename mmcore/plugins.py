@@ -3,7 +3,12 @@
 Bundled method plugins (``plugins/redcore`` and others) are installed packages like any
 third-party one; the core never imports them by name. A plugin that fails to import or to
 register is reported with its error and skipped, so one broken package never takes the rest
-down. ``MMCORE_DISABLE_PLUGINS=a,b`` blocks plugins by name.
+down: that includes ``sys.exit`` at import and ``KeyboardInterrupt`` or any other
+``BaseException`` raised by a hook. ``MMCORE_DISABLE_PLUGINS=a,b`` blocks plugins by name.
+
+Load-time rules (pluggy's ``check_pending`` idea, applied per plugin so that only the culprit is
+skipped): every hook a plugin implements must have a spec (the error names the nearest one), and
+every component it registers must be named ``<plugin>.<name>``.
 """
 
 from __future__ import annotations
@@ -17,20 +22,16 @@ from typing import Any
 import pluggy
 
 from mmcore import hookspecs
-from mmcore.errors import MMCoreError
-from mmcore.registry import Registry
+from mmcore.components import KIND_TABLE
+from mmcore.errors import MMCoreError, RegistryError
+from mmcore.registry import Registry, did_you_mean
 
 ENTRY_POINT_GROUP = "mmcore"
 CORE_PLUGIN = "mmcore"
+DISABLED = "disabled by MMCORE_DISABLE_PLUGINS"
 
-# hook name -> component kind
-REGISTER_HOOKS: dict[str, str] = {
-    "register_datasets": "dataset",
-    "register_encoders": "encoder",
-    "register_imputers": "imputer",
-    "register_fusions": "fusion",
-    "register_balancers": "balancer",
-}
+# hook name -> component kind, from the one table of kinds
+REGISTER_HOOKS: dict[str, str] = {k.hook: k.name for k in KIND_TABLE}
 
 
 @dataclass
@@ -41,7 +42,12 @@ class PluginInfo:
     version: str
     origin: str  # "builtin" or "<distribution> (entry point <value>)"
     error: str | None = None  # set when the plugin was skipped
-    components: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)  # "kind:name"
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``mmcore plugins --json`` prints for this plugin."""
+        listed = [dict(zip(("kind", "name"), c.split(":", 1))) for c in self.components]
+        return {"name": self.name, "version": self.version, "origin": self.origin, "error": self.error, "components": listed}
 
 
 @dataclass
@@ -62,7 +68,7 @@ class Plugins:
         for impl in self.manager.hook.register_commands.get_hookimpls():
             try:
                 impl.function(app=app)
-            except Exception as exc:
+            except BaseException as exc:  # noqa: B036 - a plugin's sys.exit must not end the CLI
                 warnings.append(f"plugin '{impl.plugin_name}' failed to add its commands: {type(exc).__name__}: {exc}")
         return warnings
 
@@ -79,6 +85,24 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _error(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, MMCoreError) else f"{type(exc).__name__}: {exc}"
+
+
+def check_hook_names(pm: pluggy.PluginManager, plugin: Any) -> None:
+    """Every ``hookimpl``-marked attribute of ``plugin`` names a hook with a spec."""
+    specs = sorted(n for n, caller in vars(pm.hook).items() if caller.has_spec())
+    for attr in dir(plugin):
+        if attr.startswith("__") or attr in specs:
+            continue
+        try:
+            marked = pm.parse_hookimpl_opts(plugin, attr) is not None
+        except Exception:  # an attribute that cannot even be read is not a hook
+            marked = False
+        if marked:
+            raise RegistryError(f"hook '{attr}' has no spec;{did_you_mean(attr, specs)} hooks: {', '.join(specs)}")
+
+
 def _register_plugin(pm: pluggy.PluginManager, registry: Registry, name: str) -> list[str]:
     """Run one plugin's register hooks; on any error undo its registrations and re-raise."""
     names: list[str] = []
@@ -89,11 +113,15 @@ def _register_plugin(pm: pluggy.PluginManager, registry: Registry, name: str) ->
                     continue
 
                 def register(cname: str, factory: Any, *, description: str | None = None, _kind: str = kind) -> None:
+                    if not (isinstance(cname, str) and cname.startswith(f"{name}.")):
+                        raise RegistryError(
+                            f"{_kind} {cname!r} is outside the plugin's namespace: plugin '{name}' registers '{name}.<name>'"
+                        )
                     registry.register(_kind, cname, factory, origin=name, description=description)
                     names.append(f"{_kind}:{cname}")
 
                 impl.function(register=register)
-    except Exception:
+    except BaseException:  # noqa: B036 - see load_plugins
         registry.remove_origin(name)
         raise
     return names
@@ -132,25 +160,36 @@ def load_plugins(entry_points: list[md.EntryPoint] | None = None, extra: dict[st
         info = PluginInfo(name, version, origin)
         infos.append(info)
         if name in blocked:
-            info.error = "disabled by MMCORE_DISABLE_PLUGINS"
-            continue
-        if name in seen:
+            info.error = DISABLED
+        elif name in seen:
             info.error = f"a plugin named '{name}' is already loaded"
-            continue
-        try:
-            plugin = load()
-            pm.register(plugin, name=name)
-        except Exception as exc:  # import errors, bad hook names: report and go on
-            info.error = f"failed to load: {type(exc).__name__}: {exc}"
-            continue
-        try:
-            info.components = _register_plugin(pm, registry, name)
-        except Exception as exc:
-            pm.unregister(name=name)
-            info.error = f"failed to register: {exc}" if isinstance(exc, MMCoreError) else f"failed to register: {type(exc).__name__}: {exc}"
-            continue
-        seen.add(name)
+        else:
+            info.error, info.components = _load_one(pm, registry, name, load)
+        if info.error is None:
+            seen.add(name)
+        elif name not in seen:
+            registry.failed[name] = info.error
     return Plugins(pm, registry, infos)
+
+
+def _load_one(pm: pluggy.PluginManager, registry: Registry, name: str, load: Any) -> tuple[str | None, list[str]]:
+    """Import, check and register one plugin: ``(error or None, its components)``.
+
+    ``BaseException`` is caught on purpose: a plugin that calls ``sys.exit`` at import or raises
+    ``KeyboardInterrupt`` in a hook is as broken as one raising ``ImportError``, and must not take
+    ``mmcore plugins`` down with it.
+    """
+    try:
+        plugin = load()
+        check_hook_names(pm, plugin)
+        pm.register(plugin, name=name)
+    except BaseException as exc:  # noqa: B036
+        return f"failed to load: {_error(exc)}", []
+    try:
+        return None, _register_plugin(pm, registry, name)
+    except BaseException as exc:  # noqa: B036
+        pm.unregister(name=name)
+        return f"failed to register: {_error(exc)}", []
 
 
 _cached: Plugins | None = None

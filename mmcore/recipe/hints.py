@@ -1,13 +1,18 @@
 """Markers for ``Annotated`` type hints in recipe schemas, and type hints in the words of messages.
 
 ``Annotated[int, AtLeast(1)]`` reads as ``int >= 1`` in an error and in the reference; the
-markers carry no behaviour beyond ``ok`` and ``describe``, so a plugin may use them too.
+markers carry no behaviour beyond ``ok`` and ``describe``. The registry keeps them on a
+factory's parameters, so a plugin's ``power: Annotated[float, Above(0)]`` is checked by
+``validate`` before anything is built and shown by ``mmcore components``, exactly like the
+core's own ranges. The common ranges have names (``PositiveInt``, ``Fraction``, ...), exported
+by ``mmcore``; a range is written once, in the signature, and the factory does not repeat it.
 """
 
 from __future__ import annotations
 
 import collections.abc as abc
 import dataclasses
+import math
 import re
 import types
 from dataclasses import dataclass
@@ -95,6 +100,27 @@ class NonEmpty(Constraint):
 
     def describe(self) -> str:
         return "(non-empty)"
+
+
+@dataclass(frozen=True)
+class Finite(Constraint):
+    """Not NaN and not infinite (``AtLeast``/``Between`` already exclude NaN; this is for open ranges)."""
+
+    def ok(self, value: Any) -> bool:
+        return math.isfinite(value)
+
+    def describe(self) -> str:
+        return "(finite)"
+
+
+# ---------------------------------------------------------------- named ranges
+
+PositiveInt = Annotated[int, AtLeast(1)]
+Count = Annotated[int, AtLeast(0)]
+Rate = Annotated[float, Between(0.0, 1.0)]  # a probability
+Fraction = Annotated[float, Between(0.0, 1.0, high_open=True)]  # dropout, Adam's betas
+NonNegative = Annotated[float, AtLeast(0.0), Finite()]
+Positive = Annotated[float, Above(0.0), Finite()]
 
 
 @dataclass(frozen=True)

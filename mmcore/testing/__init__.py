@@ -1,4 +1,6 @@
-"""The component contract suite: checks any plugin package can run on its own components.
+"""The component contract suite: checks any plugin package can run on its own components, and a
+pytest plugin (``mmcore.testing.pytest_plugin``, entry point group ``pytest11``) with the same
+suite as one decorator plus fixtures for a tiny recipe and a short training run.
 
 Every check builds the component the way the engine does (``Component.build`` with the injected
 arguments of its kind), at tiny sizes, and raises ``AssertionError`` with a message naming the
@@ -20,22 +22,28 @@ a zero-argument callable returning either (a dataset can write tiny fixture file
 
 A component with a required option that ``contract_options`` does not supply cannot be built
 here; its check raises ``ContractSkip`` (a ``unittest.SkipTest``, so pytest reports a skip).
+A component that needs an optional dependency names its top-level modules in
+``contract_requires = ("tensorboard",)``; where one is not installed, its check is skipped.
 Encoders are checked on a vector and on a sequence modality; an encoder that supports only one
 declares ``contract_modalities = ("sequence",)`` (or ``("vector",)``) on its factory.
 
 Layout: ``_common`` (sizes, helpers), ``modules`` (encoder, imputer, fusion), ``balancers``,
-``datasets``; ``recipes.tiny_recipe`` gives plugin tests a resolved recipe that trains in seconds.
+``datasets``, ``loggers``; ``recipes.tiny_recipe`` gives plugin tests a resolved recipe that
+trains in seconds, and ``pytest_plugin`` the fixtures. Every kind of ``mmcore.components.KIND_TABLE``
+has its check in ``CHECKS`` (a test keeps them in step).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from mmcore.components import KINDS
 from mmcore.registry import Component, Registry
 from mmcore.testing._common import ContractSkip, option_sets, present_masks
 from mmcore.testing.balancers import check_balancer, step_stats
 from mmcore.testing.datasets import check_dataset
+from mmcore.testing.loggers import check_logger
 from mmcore.testing.modules import check_encoder, check_fusion, check_imputer
 from mmcore.testing.recipes import tiny_recipe
 
@@ -46,7 +54,10 @@ __all__ = [
     "check_encoder",
     "check_fusion",
     "check_imputer",
+    "check_logger",
+    "ContractCase",
     "contract_cases",
+    "parametrize_with_contracts",
     "option_sets",
     "present_masks",
     "run_contract",
@@ -54,9 +65,33 @@ __all__ = [
     "tiny_recipe",
 ]
 
+
+CHECKS: dict[str, Callable[[Component], None]] = {
+    "dataset": check_dataset,
+    "encoder": check_encoder,
+    "imputer": check_imputer,
+    "fusion": check_fusion,
+    "balancer": check_balancer,
+    "logger": check_logger,
+}
+
+
 def contract_cases(registry: Registry, origin: str | None = None) -> list[tuple[str, str]]:
-    """``(kind, name)`` of every registered component (of plugin ``origin`` if given), to parametrize over."""
-    return [(c.kind, c.name) for c in registry.all() if origin is None or c.origin == origin]
+    """``(kind, name)`` of every registered component (of plugin ``origin`` if given), to parametrize over.
+
+    With ``origin``, a plugin that is missing, was skipped or registers nothing raises
+    ``AssertionError`` (with the plugin's load error when there is one): a plugin's suite
+    must not go green with nothing checked.
+    """
+    cases = [(c.kind, c.name) for c in registry.all() if origin is None or c.origin == origin]
+    if origin is not None and not cases:
+        if origin in registry.failed:
+            raise AssertionError(f"plugin '{origin}' was skipped, so none of its components can be checked: {registry.failed[origin]}")
+        loaded = sorted({c.origin for c in registry.all()})
+        raise AssertionError(
+            f"plugin '{origin}' registered no components (is it installed? plugins with components: {', '.join(loaded)})"
+        )
+    return cases
 
 
 def run_contract(registry: Registry, kind: str, name: str) -> None:
@@ -66,10 +101,30 @@ def run_contract(registry: Registry, kind: str, name: str) -> None:
     CHECKS[kind](registry.get(kind, name))
 
 
-CHECKS: dict[str, Callable[[Component], None]] = {
-    "dataset": check_dataset,
-    "encoder": check_encoder,
-    "imputer": check_imputer,
-    "fusion": check_fusion,
-    "balancer": check_balancer,
-}
+@dataclass(frozen=True)
+class ContractCase:
+    """One component to check, as ``parametrize_with_contracts`` hands it to a test."""
+
+    kind: str
+    name: str
+
+    def run(self, registry: Registry | None = None) -> None:
+        """Run the contract check of this component's kind (``ContractSkip`` becomes a pytest skip)."""
+        from mmcore.plugins import get_registry
+
+        run_contract(registry or get_registry(), self.kind, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def parametrize_with_contracts(origin: str, argname: str = "case") -> Any:
+    """A ``pytest.mark.parametrize`` over every component of plugin ``origin`` (in the spirit of
+    scikit-learn's ``parametrize_with_checks``): the test receives a ``ContractCase`` and calls
+    ``case.run()``. Collection fails with the plugin's error if it is missing or was skipped."""
+    import pytest
+
+    from mmcore.plugins import get_registry
+
+    cases = [ContractCase(k, n) for k, n in contract_cases(get_registry(), origin=origin)]
+    return pytest.mark.parametrize(argname, cases, ids=[str(c) for c in cases])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import unittest
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -11,6 +12,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
+from mmcore.errors import RegistryError
 from mmcore.registry import Component
 from mmcore.types import (
     ModalitySpec,
@@ -48,6 +50,8 @@ class _Ctx:
         torch.manual_seed(seed)  # seeds differ between builds, so a state round trip means something
         try:
             return self.c.build(injected, dict(opts))
+        except RegistryError as exc:  # out-of-range options or the wrong type: it names the component already
+            raise AssertionError(f"{exc} ({self.where})" if self.where else str(exc)) from None
         except Exception as exc:
             self.expect(False, f"building with options {opts} failed: {type(exc).__name__}: {exc}")
 
@@ -63,6 +67,9 @@ def _as_component(obj: Component | Factory, kind: str) -> Component:
 
 def option_sets(c: Component, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The option dicts a check builds ``c`` with (see the module docstring)."""
+    absent = [m for m in getattr(c.factory, "contract_requires", ()) if importlib.util.find_spec(m) is None]
+    if absent:  # an optional dependency (an extra) that is not installed here
+        raise ContractSkip(f"{c.kind} '{c.name}' (plugin {c.origin}) needs {', '.join(absent)}, which is not installed")
     raw: Any = options if options is not None else getattr(c.factory, "contract_options", None)
     if callable(raw):
         raw = raw()
