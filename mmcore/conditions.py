@@ -28,7 +28,9 @@ from mmcore.missing import (
     hash_uniform,
     parse_spec,
 )
-from mmcore.registry import did_you_mean
+from mmcore.text import did_you_mean
+
+AVERAGE = "average"  # the row that averages every condition; reserved, no condition may take it
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ def _parse_random(item: Mapping, modalities: list[str], where: str) -> Condition
     name = item.get("name", "random")
     if not isinstance(name, str) or not name:
         raise MMCoreError(f"{where}.name: expected a non-empty string, got {name!r}")
+    if name == AVERAGE:
+        raise MMCoreError(f"{where}.name: '{AVERAGE}' is reserved for the row that averages the conditions")
     return Condition(name, None, spec, seed, tuple(modalities))
 
 

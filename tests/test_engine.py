@@ -42,7 +42,7 @@ def test_run_directory_layout(make_recipe):
     assert manifest["plugins"][0]["name"] == "mmcore"
     lines = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     step_lines = [x for x in lines if "loss" in x]
-    epoch_lines = [x for x in lines if "val" in x]
+    epoch_lines = [x for x in lines if "val.accuracy" in x]
     assert [x["epoch"] for x in epoch_lines] == [1, 2]
     assert {"unimodal.m0", "unimodal.m2", "task_loss", "lr"} <= set(step_lines[0])
     rows = list(csv.DictReader(open(d / "eval.csv")))
@@ -81,7 +81,7 @@ def _weights(run_dir, ckpt="last"):
 def test_resume_equals_straight_run(make_recipe, stop):
     recipe = make_recipe("train.epochs=2", "train.schedule.type=linear", "missing.train.policy=resample")
     straight = run(recipe, show_progress=False)
-    half = run(recipe, stop_after_steps=stop, show_progress=False)
+    half = run({**recipe, "train": {**recipe["train"], "max_steps": stop}}, show_progress=False)
     assert half.stopped_early and half.results is None and half.step == stop
     resumed = run(recipe, run_dir=half.run_dir, resume=True, show_progress=False)
     assert resumed.step == straight.step == 10

@@ -195,9 +195,9 @@ def run_recipe(recipe: str, overrides: list[str]) -> tuple[RunResult, dict[str, 
 
 
 def epoch_lines(run_dir: Path) -> list[dict[str, Any]]:
-    """The per-epoch validation records of metrics.jsonl (step lines have no "val")."""
+    """The per-epoch validation records of metrics.jsonl (step lines have no "val.<metric>" keys)."""
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [line for line in lines if "val" in line]
+    return [line for line in lines if any(k.startswith("val.") for k in line)]
 
 
 # --------------------------------------------------------------------------- through the engine
@@ -234,7 +234,7 @@ def test_mosei_regression_recipe_selects_the_lowest_validation_mae(tmp_path, mos
 
     # MAE is lower-is-better: the chosen epoch has the smallest validation MAE of metrics.jsonl,
     # and the reloaded checkpoint reproduces that number on validation.
-    maes = [line["val"]["mae"] for line in epoch_lines(result.run_dir)]
+    maes = [line["val.mae"] for line in epoch_lines(result.run_dir)]
     assert len(maes) == 4 and len(set(maes)) > 1  # distinct values: argmin and argmax differ
     best = 1 + maes.index(min(maes))
     assert ev["best_epoch"] == result.best_epoch == best
@@ -282,7 +282,7 @@ def test_three_classes_from_features_and_padding_is_ignored(tmp_path):
             for row in ev["results"][split].values():
                 assert set(row) == {"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"}
                 assert all(0 <= v <= 1 for v in row.values())
-        uas = [line["val"]["balanced_accuracy"] for line in epoch_lines(result.run_dir)]
+        uas = [line["val.balanced_accuracy"] for line in epoch_lines(result.run_dir)]
         assert len(uas) == 3 and ev["best_epoch"] == 1 + uas.index(max(uas))
         assert ev["results"]["val"]["average"]["balanced_accuracy"] == pytest.approx(max(uas), rel=1e-6)
     (clean, clean_log), (noisy, noisy_log) = outcomes

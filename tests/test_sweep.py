@@ -282,7 +282,8 @@ def test_two_by_two_sweep_resumes_restarts_and_then_skips(recipe, tmp_path):
     interrupted, half_made = runs[0], runs[3]
     prepare(interrupted)  # stopped after one of its three steps: checkpoints/last, no eval.json
     stopped = train(
-        interrupted.recipe, run_dir=interrupted.run_dir, stop_after_steps=1, console=quiet(), show_progress=False
+        {**interrupted.recipe, "train": {**interrupted.recipe["train"], "max_steps": 1}},
+        run_dir=interrupted.run_dir, console=quiet(), show_progress=False,
     )
     assert stopped.stopped_early and run_state(interrupted.run_dir) == "resume"
     half_made.run_dir.mkdir(parents=True)

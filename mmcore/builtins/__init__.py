@@ -45,3 +45,12 @@ def register_balancers(register: Register) -> None:
     from mmcore.builtins.balancers import Uniform
 
     register("mmcore.uniform", Uniform)
+
+
+@hookimpl
+def register_loggers(register: Register) -> None:
+    from mmcore.builtins.loggers import ConsoleLogger, JsonlLogger, TensorBoardLogger
+
+    register("mmcore.jsonl", JsonlLogger, description="metrics.jsonl, the run's record")
+    register("mmcore.console", ConsoleLogger, description="the progress bar")
+    register("mmcore.tensorboard", TensorBoardLogger, description="TensorBoard event files (extra 'tensorboard')")

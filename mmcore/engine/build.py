@@ -9,12 +9,13 @@ from typing import Any
 
 from torch import nn
 
-from mmcore.components import Balancer
+from mmcore.components import Balancer, Logger
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.model import MultimodalModel, unimodal_heads
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.missing import MissingSpec, pattern_distribution
-from mmcore.registry import Registry, did_you_mean
+from mmcore.registry import Registry
+from mmcore.text import did_you_mean
 from mmcore.types import Dataset, ModalitySpec, TaskSpec
 
 
@@ -89,6 +90,27 @@ def train_missing_spec(recipe: dict[str, Any], modalities: list[str]) -> Missing
 
 def eval_conditions(recipe: dict[str, Any], modalities: list[str]) -> list[Condition]:
     return parse_conditions(recipe["missing"]["eval"]["conditions"], modalities)
+
+
+DEFAULT_LOGGING: tuple[dict[str, Any], ...] = ({"type": "mmcore.jsonl"}, {"type": "mmcore.console"})
+PROGRESS_LOGGERS = frozenset({"mmcore.console"})  # left out when a caller turns progress off
+
+
+def build_loggers(recipe: dict[str, Any], registry: Registry, show_progress: bool = True, console: Any = None) -> list[Logger]:
+    """The recipe's ``logging`` list (default: the ``metrics.jsonl`` record and the progress bar)."""
+    nodes = recipe.get("logging")
+    nodes = [dict(n) for n in (DEFAULT_LOGGING if nodes is None else nodes)]
+    out = []
+    for i, node in enumerate(nodes):
+        if not show_progress and node["type"] in PROGRESS_LOGGERS:
+            continue
+        logger = build_component(registry, "logger", node, f"logging[{i}]")
+        if not isinstance(logger, Logger):
+            raise MMCoreError(f"logging[{i}]: logger '{node['type']}' is not a mmcore.Logger")
+        if console is not None and hasattr(logger, "use_console"):
+            logger.use_console(console)
+        out.append(logger)
+    return out
 
 
 def build_balancer(recipe: dict[str, Any], modalities: list[str], spec: MissingSpec, registry: Registry) -> Balancer:

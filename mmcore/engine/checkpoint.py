@@ -1,14 +1,20 @@
-"""Checkpoints without pickle: tensors in safetensors, everything else in JSON.
+"""Checkpoints without pickle that survive any crash.
 
 A checkpoint directory holds ``model.safetensors``, ``optimizer.safetensors`` (the optimiser's
 per-parameter tensors flattened to ``state.<param index>.<key>``), ``rng.safetensors`` (the RNG
-states) and ``state.json`` (step, epoch, selection, balancer state, optimiser hyper-parameters).
-It is written into a sibling temporary directory and renamed into place, so a crash leaves
-either the old checkpoint or the new one, never half of one.
+states) and ``state.json``: the ``TrainState``, the optimiser's hyper-parameters, and the sha256
+and size of each tensor file, which loading verifies.
+
+Writing: every file goes into a sibling ``.<name>.tmp-<pid>`` directory and is fsynced; the old
+checkpoint is renamed aside to ``.<name>.old-<pid>``, the new one into place, and the old one is
+removed. A crash therefore leaves at least one complete checkpoint, possibly under a temporary
+name; ``recover`` (run before every resume and load) puts the newest complete one back in place
+and removes the leftovers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,16 +22,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
 
 STATE_FILE = "state.json"
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+NAMES = ("last", "best")
 
 
+class CheckpointError(MMCoreError):
+    """A checkpoint file is missing, damaged or does not match the model."""
+
+
+# --- optimiser and RNG as tensors + JSON ---------------------------------------------------------
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimiser state dict into tensors (for safetensors) and JSON."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -64,51 +78,202 @@ def set_rng_state(states: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Write a complete checkpoint at ``path`` atomically (write aside, then rename)."""
+# --- writing ------------------------------------------------------------------------------------
+def _digest(path: Path) -> dict[str, Any]:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return {"sha256": sha.hexdigest(), "size": path.stat().st_size}
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+    """Write a complete checkpoint at ``path``: aside, fsynced, then renamed into place.
+
+    Any OS error (disk full, read-only folder) leaves the previous checkpoint as it was, removes
+    the partial one and becomes a one-line ``CheckpointError``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    model_tensors = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
-    save_file(model_tensors, str(tmp / "model.safetensors"))
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    save_file({k: v.contiguous() for k, v in rng_state().items()}, str(tmp / "rng.safetensors"))
-    (tmp / STATE_FILE).write_text(json.dumps({**state, "optimizer": opt_meta}, indent=1))
     old = path.parent / f".{path.name}.old-{os.getpid()}"
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    if old.exists():
-        shutil.rmtree(old)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+        tensors = {
+            "model.safetensors": {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()},
+            "optimizer.safetensors": opt_tensors,
+            "rng.safetensors": {k: v.contiguous() for k, v in rng_state().items()},
+        }
+        files = {}
+        for name, content in tensors.items():
+            save_file(content, str(tmp / name))
+            _fsync(tmp / name)
+            files[name] = _digest(tmp / name)
+        payload = {**state.to_json(), "optimizer": opt_meta, "files": files}
+        with open(tmp / STATE_FILE, "w") as fh:
+            fh.write(json.dumps(payload, indent=1))
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not path.exists():
+            old.rename(path)  # put the previous checkpoint back
+        raise CheckpointError(f"{path}: could not write the checkpoint: {exc.strerror or exc}") from exc
 
 
-def load_model_weights(path: Path, model: nn.Module) -> None:
-    """Load ``model.safetensors`` strictly: every key must match the model."""
-    file = Path(path) / "model.safetensors"
-    if not file.exists():
-        raise MMCoreError(f"{file}: no such checkpoint file")
-    tensors = load_file(str(file))
+# --- recovery and verification ------------------------------------------------------------------
+def _read_state(path: Path) -> dict[str, Any]:
+    file = path / STATE_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing (not a complete checkpoint)")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{file}: unreadable or not JSON ({type(exc).__name__})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict) or not isinstance(data.get("optimizer"), dict):
+        raise CheckpointError(f"{file}: not a checkpoint state (expected an object with 'files' and 'optimizer')")
+    return data
+
+
+def verify(path: Path) -> dict[str, Any]:
+    """The checkpoint's state after checking every tensor file's size and sha256."""
+    path = Path(path)
+    data = _read_state(path)
+    for name in TENSOR_FILES:
+        file = path / name
+        expected = data["files"].get(name)
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing")
+        if not isinstance(expected, dict) or "sha256" not in expected or "size" not in expected:
+            raise CheckpointError(f"{path / STATE_FILE}: no checksum recorded for {name}")
+        actual = _digest(file)
+        if actual["size"] != expected["size"]:
+            raise CheckpointError(f"{file}: {actual['size']} bytes, the checkpoint recorded {expected['size']} (truncated or damaged)")
+        if actual["sha256"] != expected["sha256"]:
+            raise CheckpointError(f"{file}: sha256 does not match the checkpoint's record (damaged)")
+    return data
+
+
+def _is_complete(path: Path) -> bool:
+    try:
+        verify(path)
+        return True
+    except CheckpointError:
+        return False
+
+
+def recover(ckpt_dir: Path) -> list[str]:
+    """Put the newest complete checkpoint of each name in place; remove temporary leftovers.
+
+    A crash between the two renames of ``save_checkpoint`` leaves ``.<name>.old-PID`` (the
+    previous checkpoint) and ``.<name>.tmp-PID`` (the new one, complete when its files verify)
+    and no ``<name>``. Returns one line per action, for the log.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    actions = []
+    for name in NAMES:
+        target = ckpt_dir / name
+        leftovers = sorted(ckpt_dir.glob(f".{name}.tmp-*")) + sorted(ckpt_dir.glob(f".{name}.old-*"))
+        if not target.exists():
+            complete = [p for p in leftovers if _is_complete(p)]
+            # the newest complete one: a finished tmp is newer than any old
+            if complete:
+                newest = max(complete, key=lambda p: (int(_read_state(p).get("step", -1)), ".tmp-" in p.name))
+                newest.rename(target)
+                actions.append(f"recovered checkpoints/{name} from {newest.name}")
+        for leftover in leftovers:
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+                actions.append(f"removed leftover {leftover.name}")
+    return actions
+
+
+# --- loading ------------------------------------------------------------------------------------
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({type(exc).__name__}: {exc})") from exc
+
+
+def load_model_weights(path: Path, model: nn.Module, *, verified: bool = False) -> None:
+    """Load ``model.safetensors`` strictly (every key and shape must match the model).
+
+    The checkpoint is verified first unless the caller just did; weights saved on a GPU load
+    on the CPU (safetensors files hold plain tensors, ``load_state_dict`` copies to the model's device).
+    """
+    path = Path(path)
+    if not verified:
+        verify(path)
+    file = path / "model.safetensors"
+    tensors = _load_tensors(file)
+    _check_shapes(model, tensors, file)
     result = model.load_state_dict(tensors, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise MMCoreError(
+        raise CheckpointError(
             f"{file}: does not match the model (missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
         )
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model, optimiser and RNG; return the JSON state (without the optimiser part)."""
+def _check_shapes(model: nn.Module, tensors: dict[str, torch.Tensor], file: Path) -> None:
+    own = model.state_dict()
+    for key, value in tensors.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"{file}: '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
+            )
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
+    """Restore model, optimiser and RNG from a verified checkpoint; return its ``TrainState``."""
     path = Path(path)
-    if not (path / STATE_FILE).exists():
-        raise MMCoreError(f"{path}: not a checkpoint (no {STATE_FILE})")
-    load_model_weights(path, model)
-    state = json.loads((path / STATE_FILE).read_text())
+    data = verify(path)
+    state = TrainState.from_json({k: v for k, v in data.items() if k not in ("optimizer", "files")}, str(path / STATE_FILE))
+    load_model_weights(path, model, verified=True)
     # Loaded on the CPU: the optimiser moves its state to each parameter's device itself, and
     # Adam wants its ``step`` counters to stay on the CPU unless it is capturable.
-    opt_tensors = load_file(str(path / "optimizer.safetensors"))
-    optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state.pop("optimizer")))
-    set_rng_state(load_file(str(path / "rng.safetensors")))
+    opt_file = path / "optimizer.safetensors"
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(_load_tensors(opt_file), data["optimizer"]))
+    except CheckpointError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{opt_file}: does not match this run's optimiser ({type(exc).__name__}: {exc})") from exc
+    rng_file = path / "rng.safetensors"
+    rng = _load_tensors(rng_file)
+    if "torch" not in rng or rng["torch"].dtype != torch.uint8:
+        raise CheckpointError(f"{rng_file}: no CPU RNG state in it")
+    try:
+        set_rng_state(rng)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{rng_file}: not a valid RNG state ({exc})") from exc
     return state
+
+
+def describe_resumable(ckpt_dir: Path) -> str:
+    """What can be resumed, stated truthfully (for interrupt messages and refusals)."""
+    last, best = Path(ckpt_dir) / "last", Path(ckpt_dir) / "best"
+    parts = []
+    for ckpt in (last, best):
+        if ckpt.exists():
+            try:
+                parts.append(f"checkpoints/{ckpt.name} holds step {int(verify(ckpt).get('step', 0))}")
+            except CheckpointError as exc:
+                parts.append(f"checkpoints/{ckpt.name} is damaged ({exc})")
+    return "; ".join(parts) if parts else "no checkpoint was written yet"

@@ -17,18 +17,25 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from mmcore.conditions import Condition, condition_masks
+from mmcore.conditions import AVERAGE, Condition, condition_masks
 from mmcore.engine.model import MultimodalModel
+from mmcore.engine.runtime import Runtime
 from mmcore.metrics import classification_metrics, regression_metrics
 from mmcore.types import SplitData, TaskSpec
 
-AVERAGE = "average"
 ROWS_PER_CALL = 16384  # rows (samples × conditions) given to the imputer and fusion at once
 
 
 def condition_mask_table(conditions: list[Condition], split: SplitData, num_modalities: int) -> dict[str, Tensor]:
-    """Masks of every condition for a whole split, computed once (they depend on ids only)."""
-    return {c.name: condition_masks(c, split.ids, num_modalities).to(split.ids.device) for c in conditions}
+    """Masks of every condition for a whole split, computed once (they depend on ids only).
+
+    Rows whose features were unusable (``data.nonfinite: absent``) are absent under every condition.
+    """
+    unusable = getattr(split, "unusable", None)
+    table = {c.name: condition_masks(c, split.ids, num_modalities).to(split.ids.device) for c in conditions}
+    if unusable is not None:
+        table = {name: mask & ~unusable.to(mask.device) for name, mask in table.items()}
+    return table
 
 
 @torch.no_grad()
@@ -38,8 +45,11 @@ def predict(
     masks: dict[str, Tensor],
     batch_size: int,
     autocast: Callable[[], AbstractContextManager[Any]],
+    rows: tuple[int, int] | None = None,
 ) -> dict[str, Tensor]:
     """Fusion outputs ``[N, out_dim]`` per condition, in split order. Leaves the model in eval mode.
+
+    ``rows`` restricts the work to rows ``[start, stop)`` of the split (one rank's share).
 
     A batch is encoded once; its encodings are then repeated once per condition and the imputer
     and fusion run on all conditions together (in chunks of about ``batch_size`` rows), which
@@ -47,11 +57,11 @@ def predict(
     (the contract suite checks it), so this gives the same outputs as one call per condition.
     """
     model.eval()
-    n, names = len(split), list(masks)
-    rows = max(batch_size, ROWS_PER_CALL)
-    per_call = max(1, rows // max(1, min(n, batch_size)))  # conditions per imputer call
+    first_row, n = rows if rows is not None else (0, len(split))
+    names = list(masks)
+    per_call = max(1, max(batch_size, ROWS_PER_CALL) // max(1, min(n - first_row, batch_size)))  # conditions per call
     outputs: dict[str, list[Tensor]] = {name: [] for name in names}
-    for start in range(0, n, batch_size):
+    for start in range(first_row, n, batch_size):
         index = torch.arange(start, min(n, start + batch_size), device=split.ids.device)
         batch = split.select(index)
         with autocast():
@@ -62,6 +72,8 @@ def predict(
                 prediction = model.complete(h.repeat(len(group), 1, 1), stacked).prediction.float()
                 for name, chunk in zip(group, prediction.split(len(index))):
                     outputs[name].append(chunk)
+    if first_row >= n:  # an empty share of rows: nothing to predict
+        return {name: torch.empty(0, device=split.ids.device) for name in names}
     return {name: torch.cat(chunks) for name, chunks in outputs.items()}
 
 
@@ -85,8 +97,17 @@ def evaluate(
     task: TaskSpec,
     batch_size: int,
     autocast: Callable[[], AbstractContextManager[Any]],
+    runtime: Runtime | None = None,
 ) -> dict[str, dict[str, float]]:
-    return score(predict(model, split, masks, batch_size, autocast), split.target, task)
+    """Metrics per condition and averaged. Under data parallelism every rank predicts its share
+    of the rows and the predictions are gathered in order, so every rank scores the same
+    predictions one process would have made."""
+    if runtime is None or not runtime.distributed:
+        return score(predict(model, split, masks, batch_size, autocast), split.target, task)
+    n = len(split)
+    local = predict(model, split, masks, batch_size, autocast, rows=runtime.rows(n))
+    gathered = {k: runtime.all_gather_rows(v.reshape(-1, task.out_dim), n) for k, v in local.items()}
+    return score(gathered, split.target, task)
 
 
 def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], extra: dict[str, Any]) -> None:

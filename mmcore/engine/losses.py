@@ -67,3 +67,16 @@ def combine(
         weights = balancer_weights if name == balanced_group else torch.ones_like(terms)
         total = total + (weights.to(terms.dtype) * terms).sum()
     return total, task, groups
+
+
+def encoder_grad_norms(model: torch.nn.Module, modalities: list[str]) -> Tensor:
+    """``[M]`` L2 norm of each modality encoder's gradient, on the device (no host sync).
+
+    Read at logging steps only: the standard signal of modality imbalance (a modality whose
+    encoder gets small gradients is under-trained).
+    """
+    norms = []
+    for m in modalities:
+        grads = [p.grad.detach().float().norm() for p in model.encoders[m].parameters() if p.grad is not None]
+        norms.append(torch.stack(grads).norm() if grads else torch.zeros((), device=next(model.parameters()).device))
+    return torch.stack(norms)

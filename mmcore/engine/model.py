@@ -51,7 +51,8 @@ class MultimodalModel(nn.Module):
 
     def complete(self, h: Tensor, present: Tensor) -> ModelOutput:
         """Impute and fuse, given encodings and the availability mask ``present [B, M]``."""
-        h = h * present.unsqueeze(-1).to(h.dtype)  # the no-leakage rule: absent rows are zero
+        # the no-leakage rule: absent rows are zero (a select, so a NaN there cannot survive as NaN × 0)
+        h = torch.where(present.unsqueeze(-1), h, torch.zeros((), dtype=h.dtype, device=h.device))
         out: ImputerOutput = self.imputer(h, present)
         prediction = self.fusion(out.z, present)
         unimodal = None

@@ -15,6 +15,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mmcore.conditions import AVERAGE
+
 
 class Reporter:
     """A progress bar over all training steps, annotated with the latest loss and validation score."""
@@ -42,8 +44,9 @@ class Reporter:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.progress.__exit__(kind, exc, tb)
 
-    def advance(self, epoch: int, epochs: int) -> None:
-        self.progress.update(self.task, advance=1, description=f"epoch {epoch}/{epochs}")
+    def set(self, done: int, epoch: int, epochs: int) -> None:
+        """``done`` steps finished, in (1-based) ``epoch`` of ``epochs``."""
+        self.progress.update(self.task, completed=done, description=f"epoch {epoch}/{epochs}")
 
     def loss(self, value: float) -> None:
         self._loss = f"loss {value:.4f}"
@@ -65,6 +68,6 @@ def results_table(title: str, table: dict[str, dict[str, float]], metrics: list[
     for m in metrics:
         out.add_column(m, justify="right")
     for condition, row in table.items():
-        style = "bold" if condition == "average" else None
+        style = "bold" if condition == AVERAGE else None
         out.add_row(condition, *[f"{row[m]:.4f}" for m in metrics], style=style)
     return out

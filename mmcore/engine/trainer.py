@@ -1,16 +1,20 @@
-"""One training run, top to bottom: build, train with per-sample masks, select on validation,
-test once with the selected weights.
+"""One training run, top to bottom: a session, then the loop, then the selected weights on test.
 
-Speed rules followed here: whole splits live on the device, a batch is an index selection,
-masks are looked up by row, and nothing reads a value back to the host inside a step — losses
-accumulate on the device and are read only at logging steps and epoch ends.
+``run`` builds what a recipe asks for (runtime, session) and calls ``train``; ``train`` is the
+loop, written to be read in one sitting (torchtune's style): per step, select the batch, look up
+its masks, forward, combine the losses, backward, let the balancer modulate and observe, step.
+
+Speed rules: whole splits live on the device, a batch is an index selection, masks are looked
+up by row, and nothing reads a value back to the host inside a step — losses accumulate on the
+device and are read at logging steps and at epoch ends (where divergence is checked).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
+import resource
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,69 +22,44 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from mmcore.conditions import AVERAGE
 from mmcore.engine import losses
-from mmcore.engine.build import (
-    build_balancer,
-    build_dataset,
-    build_model,
-    eval_conditions,
-    train_missing_spec,
-)
+from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import (
+    describe_resumable,
     load_checkpoint,
     load_model_weights,
+    recover,
     save_checkpoint,
 )
-from mmcore.engine.evaluate import AVERAGE, condition_mask_table, evaluate, write_eval
+from mmcore.engine.evaluate import evaluate, write_eval
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
-from mmcore.engine.progress import Reporter
 from mmcore.engine.rundir import new_run_dir, split_checksum, write_manifest
+from mmcore.engine.runtime import Runtime, runtime_for
+from mmcore.engine.session import Session, build_session
+from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
-from mmcore.metrics import TASK_METRICS, better
+from mmcore.metrics import better
 from mmcore.missing import mask_hash, train_masks
-from mmcore.plugins import Plugins, get_plugins
-from mmcore.registry import did_you_mean
-from mmcore.types import StepStats, TaskSpec
+from mmcore.plugins import Plugins
+from mmcore.types import EVAL_SPLITS, SPLITS, StepStats
 
-SPLITS = ("train", "val", "test")
+
+class RunInterrupted(MMCoreError):
+    """Ctrl-C or SIGTERM during training; the message says what can be resumed."""
+
+    exit_code = 130
 
 
 @dataclass
 class RunResult:
+    """What a training call returns (also the documented test-level API)."""
+
     run_dir: Path
-    step: int
-    stopped_early: bool  # True when ``stop_after_steps`` ended the run before its last epoch
+    step: int  # optimisation steps done in total
+    stopped_early: bool  # True when ``train.max_steps`` ended the run before its last epoch
     best_epoch: int | None
-    results: dict[str, dict[str, dict[str, float]]] | None  # split -> condition -> metric
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MMCoreError(f"device: '{name}' requested but CUDA is not available; use device=auto or cpu")
-    return device
-
-
-def parse_select(select: str, conditions: list[str], task: TaskSpec) -> tuple[str, str]:
-    """``val.macro_f1`` → (average, macro_f1); ``val.<condition>.<metric>`` → (condition, metric).
-
-    Checked before training, so that a typo never surfaces after the first epoch.
-    """
-    parts = select.split(".")
-    if parts[0] != "val" or len(parts) not in (2, 3):
-        raise MMCoreError(f"train.select: '{select}' must be 'val.<metric>' or 'val.<condition>.<metric>'")
-    if len(parts) == 3 and parts[1] not in conditions:
-        raise MMCoreError(f"train.select: unknown condition '{parts[1]}'; available: {', '.join(conditions)}")
-    metric = parts[-1]
-    allowed = TASK_METRICS[task.kind]
-    if metric not in allowed:
-        raise MMCoreError(
-            f"train.select: '{metric}' is not a {task.kind} metric;{did_you_mean(metric, list(allowed))}"
-            f" available: {', '.join(allowed)}"
-        )
-    return (parts[1], metric) if len(parts) == 3 else (AVERAGE, metric)
+    results: dict[str, dict[str, dict[str, float]]] | None  # split -> condition -> metric; None if stopped early
 
 
 def run(
@@ -93,101 +72,106 @@ def run(
     console: Console | None = None,
     show_progress: bool = True,
 ) -> RunResult:
-    """Train and evaluate a resolved recipe. ``resume`` continues ``run_dir`` from ``checkpoints/last``."""
-    plugins = plugins or get_plugins()
-    registry = plugins.registry
-    console = console or Console()
-    seed, cfg = int(recipe["seed"]), recipe["train"]
-    device = resolve_device(recipe["device"])
-    use_bf16 = recipe["precision"] == "bf16" and device.type == "cuda"
-    if recipe["precision"] == "bf16" and not use_bf16:
-        console.print("[yellow]precision: bf16 needs a CUDA device; running in fp32[/]")
+    """Train and evaluate a resolved recipe. ``resume`` continues ``run_dir`` from ``checkpoints/last``.
 
-    def autocast() -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    ``stop_after_steps`` is deprecated: set ``train.max_steps`` in the recipe instead.
+    """
+    if stop_after_steps is not None:
+        warnings.warn(
+            "run(stop_after_steps=N) is deprecated; set recipe['train']['max_steps'] = N (train.max_steps=N)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        recipe = {**recipe, "train": {**recipe["train"], "max_steps": int(stop_after_steps)}}
+    with runtime_for(recipe) as runtime:
+        session = build_session(recipe, runtime, plugins)
+        return train(session, run_dir=run_dir, resume=resume, console=console, show_progress=show_progress)
 
-    # --- data, masks and model -------------------------------------------------------------
-    torch.manual_seed(seed)
-    dataset = build_dataset(recipe, registry)
-    specs, task = list(dataset.modalities), dataset.task
-    names = [s.name for s in specs]
-    splits = {name: dataset.split(name).to(device) for name in SPLITS}
-    spec = train_missing_spec(recipe, names)
-    conditions = eval_conditions(recipe, names)
-    eval_masks = {s: condition_mask_table(conditions, splits[s], len(names)) for s in ("val", "test")}
-    select_condition, select_metric = parse_select(cfg["select"], [c.name for c in conditions], task)
 
-    torch.manual_seed(seed)  # model initialisation does not depend on how the data was made
-    model = build_model(recipe, specs, task, registry).to(device)
-    forward = torch.compile(model) if recipe["compile"] else model
+def train(
+    session: Session,
+    *,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> RunResult:
+    """The training loop over a built session; see the module docstring."""
+    recipe, rt, model, task = session.recipe, session.runtime, session.model, session.task
+    names, seed, cfg = session.names, int(recipe["seed"]), recipe["train"]
+    forward = rt.wrap(model)
+    if recipe["compile"]:
+        forward = torch.compile(forward)
     optimizer = build_optimizer(cfg["optimizer"], model)
-    balancer = build_balancer(recipe, names, spec, registry).to(device)
+    balancer = build_balancer(recipe, names, session.train_spec, session.plugins.registry).to(rt.device)
     loss_kind = losses.task_loss_kind(task, cfg["task_loss"])
     heads = recipe["model"]["unimodal_heads"]
     unimodal_weight = float(heads["weight"]) if heads else 0.0
 
-    train = splits["train"]
-    n, batch_size, epochs = len(train), int(cfg["batch_size"]), int(cfg["epochs"])
-    steps_per_epoch = math.ceil(n / batch_size)
+    data = session.splits["train"]
+    n, batch_size, epochs = len(data), int(cfg["batch_size"]), int(cfg["epochs"])
+    steps_per_epoch, log_every = math.ceil(n / batch_size), int(cfg["log_every"])
+    total_steps = steps_per_epoch * epochs
+    max_steps = int(cfg.get("max_steps") or total_steps)
     base_lr, factor = float(cfg["optimizer"]["lr"]), lr_factor(cfg["schedule"], steps_per_epoch, epochs)
-    fixed_masks = train_masks(spec, names, train.ids, seed) if spec.policy == "fixed" else None
+    spec = session.train_spec
+    fixed_masks = _usable(train_masks(spec, names, data.ids, seed), data) if spec.policy == "fixed" else None
 
     # --- run directory and state -------------------------------------------------------------
-    state: dict[str, Any] = {"step": 0, "best_value": None, "best_epoch": None}
+    state = TrainState()
     if resume:
         if run_dir is None:
             raise MMCoreError("resume needs a run directory")
-        state = load_checkpoint(run_dir / "checkpoints" / "last", model, optimizer)
-        balancer.load_state_dict(state["balancer"])
+        if rt.is_main:
+            recover(run_dir / "checkpoints")
+        _barrier(rt)
+        last = run_dir / "checkpoints" / "last"
+        if not last.exists():
+            raise MMCoreError(f"{run_dir}: nothing to resume ({describe_resumable(run_dir / 'checkpoints')})")
+        state = load_checkpoint(last, model, optimizer)
+        balancer.load_state_dict(state.balancer)
     else:
-        run_dir = run_dir or new_run_dir(recipe)
-        write_manifest(
-            run_dir,
-            plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in plugins.infos],
-            device=device,
-            checksums={s: split_checksum(splits[s]) for s in SPLITS},
-            mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
-            extra={"train_mask_policy": spec.policy, "seed": seed},
-        )
+        run_dir = Path(rt.broadcast_object(str(run_dir or new_run_dir(recipe)) if rt.is_main else None))
+        if rt.is_main:
+            _write_manifest(session, run_dir, fixed_masks)
     ckpt_dir = run_dir / "checkpoints"
-    step = int(state["step"])
-    log_sums: dict[str, torch.Tensor] = {}
-    log_count = int(state.get("log_count", 0))
-    for key, value in state.get("log_sums", {}).items():
-        log_sums[key] = torch.tensor(value, device=device, dtype=torch.float32)
+    step = state.step
+    log_sums = {k: torch.tensor(v, device=rt.device, dtype=torch.float32) for k, v in state.log_sums.items()}
+    log_count = state.log_count
+    epoch_loss = torch.tensor(state.epoch_loss_sum, device=rt.device)
+    grad_norms: torch.Tensor | None = None
 
-    def checkpoint_state(epoch: int) -> dict[str, Any]:
-        return {
-            "step": step,
-            "epoch": epoch,
-            "best_value": state["best_value"],
-            "best_epoch": state["best_epoch"],
-            "balancer": balancer.state_dict(),
-            "log_count": log_count,
-            "log_sums": {k: v.tolist() for k, v in log_sums.items()},
-        }
+    def snapshot(epoch: int) -> TrainState:
+        return TrainState(
+            step, epoch, state.best_value, state.best_epoch, log_count,
+            {k: v.tolist() for k, v in log_sums.items()}, float(epoch_loss), balancer.state_dict(),
+        )
 
-    metrics_file = open(run_dir / "metrics.jsonl", "a")
-    reporter = Reporter(console, total=steps_per_epoch * epochs, done=step, enabled=show_progress)
-    start_epoch = step // steps_per_epoch
+    loggers = build_loggers(recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
+    for logger in loggers:
+        logger.open(run_dir, state.step if resume else None)
+    started, trained = time.perf_counter(), 0
     try:
-        with reporter:
-            for epoch in range(start_epoch, epochs):
-                model.train()
-                order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-                order = order.to(device)
-                masks = fixed_masks if fixed_masks is not None else train_masks(spec, names, train.ids, seed, epoch)
-                for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
-                    index = order[position * batch_size : (position + 1) * batch_size]
-                    batch, present = train.select(index), masks.index_select(0, index)
-                    set_lr(optimizer, base_lr, factor(step))
-                    with autocast():
-                        out = forward(batch, present)
-                    weights = balancer.weights()
-                    loss, task_loss, groups = losses.combine(
-                        out, batch.target, loss_kind, unimodal_weight, balancer.target, weights
-                    )
-                    stats = StepStats(
+        for epoch in range(step // steps_per_epoch, epochs):
+            model.train()
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(rt.device)
+            masks = fixed_masks if fixed_masks is not None else _usable(train_masks(spec, names, data.ids, seed, epoch), data)
+            for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
+                if step >= max_steps:
+                    _check_finite(rt, epoch_loss, step)
+                    _save(rt, ckpt_dir / "last", model, optimizer, snapshot(epoch))
+                    return RunResult(run_dir, step, True, state.best_epoch, None)
+                index = rt.shard(order[position * batch_size : (position + 1) * batch_size])
+                batch, present = data.select(index), masks.index_select(0, index)
+                set_lr(optimizer, base_lr, factor(step))
+                with rt.autocast():
+                    out = forward(batch, present)
+                weights = balancer.weights()
+                loss, task_loss, groups = losses.combine(
+                    out, batch.target, loss_kind, unimodal_weight, balancer.target, weights
+                )
+                stats = rt.pool_stats(
+                    StepStats(
                         step=step,
                         losses={g: t.detach().float() for g, t in groups.items()},
                         present_counts=present.sum(0),
@@ -196,53 +180,100 @@ def run(
                             if out.unimodal is not None and task.kind == "classification"
                             else None
                         ),
+                        batch_size=len(index),
                     )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    balancer.modulate_gradients(model, stats)
-                    if cfg["grad_clip"]:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
-                    optimizer.step()
-                    balancer.observe(stats)
-                    step += 1
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                logging_step = (step + 1) % log_every == 0
+                if logging_step:  # the field's imbalance signal, before any balancer touches it
+                    grad_norms = losses.encoder_grad_norms(model, names)
+                balancer.modulate_gradients(model, stats)
+                if cfg["grad_clip"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+                optimizer.step()
+                balancer.observe(stats)
+                step += 1
+                trained += len(index)
 
-                    _accumulate(log_sums, {"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses})
-                    log_count += 1
-                    if step % int(cfg["log_every"]) == 0:
-                        line = _log_line(log_sums, log_count, names, step, epoch, optimizer, balancer)
-                        metrics_file.write(json.dumps(line) + "\n")
-                        metrics_file.flush()
-                        log_sums, log_count = {}, 0
-                        reporter.loss(line["loss"])
-                    reporter.advance(epoch + 1, epochs)
-                    last_of_epoch = position == steps_per_epoch - 1
-                    if stop_after_steps is not None and step >= stop_after_steps and not last_of_epoch:
-                        save_checkpoint(ckpt_dir / "last", model, optimizer, checkpoint_state(epoch))
-                        return RunResult(run_dir, step, True, state["best_epoch"], None)
+                epoch_loss = epoch_loss + loss.detach().float()
+                _accumulate(log_sums, {"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses})
+                log_count += 1
+                if logging_step:
+                    line = _log_line(rt, log_sums, log_count, names, epoch, optimizer, balancer, grad_norms)
+                    for logger in loggers:
+                        logger.log_step(step, line)
+                    log_sums, log_count = {}, 0
+                for logger in loggers:
+                    logger.progress(step, total_steps, epoch + 1, epochs)
 
-                val = evaluate(model, splits["val"], eval_masks["val"], task, int(cfg["eval_batch_size"]), autocast)
-                value = val[select_condition][select_metric]
-                epoch_line = {"epoch": epoch + 1, "step": step, "val": val[AVERAGE], cfg["select"]: value}
-                metrics_file.write(json.dumps(epoch_line) + "\n")
-                metrics_file.flush()
-                reporter.validation(select_metric, value)
-                if state["best_value"] is None or better(select_metric, value, state["best_value"]):
-                    state["best_value"], state["best_epoch"] = value, epoch + 1
-                    save_checkpoint(ckpt_dir / "best", model, optimizer, checkpoint_state(epoch + 1))
-                save_checkpoint(ckpt_dir / "last", model, optimizer, checkpoint_state(epoch + 1))
-                if stop_after_steps is not None and step >= stop_after_steps and epoch + 1 < epochs:
-                    return RunResult(run_dir, step, True, state["best_epoch"], None)
+            _check_finite(rt, epoch_loss, step)
+            epoch_loss = torch.zeros((), device=rt.device)
+            val = evaluate(model, session.splits["val"], session.eval_masks["val"], task, int(cfg["eval_batch_size"]), rt.autocast, rt)
+            value = val[session.select[0]][session.select[1]]
+            scalars = {f"val.{k}": v for k, v in val[AVERAGE].items()} | {f"select.{cfg['select']}": value}
+            for logger in loggers:
+                logger.log_epoch(epoch + 1, step, scalars)
+            if state.best_value is None or better(session.select[1], value, state.best_value):
+                state.best_value, state.best_epoch = value, epoch + 1
+                _save(rt, ckpt_dir / "best", model, optimizer, snapshot(epoch + 1))
+            _save(rt, ckpt_dir / "last", model, optimizer, snapshot(epoch + 1))
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"interrupted at step {step}: {describe_resumable(ckpt_dir)}; "
+            + (f"continue with: mmcore resume {run_dir}" if (ckpt_dir / "last").exists() else "nothing to resume")
+        ) from None
     finally:
-        metrics_file.close()
+        for logger in loggers:
+            logger.close()
+    seconds = time.perf_counter() - started
 
-    # --- the selected weights, evaluated once on test --------------------------------------------
+    # --- the selected weights, evaluated once on test ----------------------------------------
+    _barrier(rt)
     load_model_weights(ckpt_dir / "best", model)
+    started = time.perf_counter()
     results = {
-        s: evaluate(model, splits[s], eval_masks[s], task, int(cfg["eval_batch_size"]), autocast)
-        for s in ("val", "test")
+        s: evaluate(model, session.splits[s], session.eval_masks[s], task, int(cfg["eval_batch_size"]), rt.autocast, rt)
+        for s in EVAL_SPLITS
     }
-    write_eval(run_dir, results, {"best_epoch": state["best_epoch"], "select": cfg["select"]})
-    return RunResult(run_dir, step, False, state["best_epoch"], results)
+    eval_seconds = time.perf_counter() - started
+    if rt.is_main:
+        items = sum(len(session.splits[s]) * len(session.eval_masks[s]) for s in EVAL_SPLITS)
+        cost = _cost(session, balancer, trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
+        write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost})
+    return RunResult(run_dir, step, False, state.best_epoch, results)
+
+
+# --- helpers the loop calls -------------------------------------------------------------------
+def _usable(masks: torch.Tensor, split: Any) -> torch.Tensor:
+    """Masks with rows whose features were unusable (``data.nonfinite: absent``) marked absent."""
+    unusable = getattr(split, "unusable", None)
+    return masks if unusable is None else masks & ~unusable.to(masks.device)
+
+
+def _barrier(rt: Runtime) -> None:
+    rt.all_agree(True)
+
+
+def _check_finite(rt: Runtime, epoch_loss: torch.Tensor, step: int) -> None:
+    """Divergence, checked at epoch ends (one host sync), before anything is saved."""
+    if not rt.all_agree(bool(torch.isfinite(epoch_loss))):
+        raise MMCoreError(
+            f"training diverged: the loss became {float(epoch_loss)} before step {step} "
+            "(checkpoints keep the last finite epoch); lower train.optimizer.lr or set train.grad_clip"
+        )
+
+
+def _save(rt: Runtime, path: Path, model: torch.nn.Module, optimizer: Any, state: TrainState) -> None:
+    """Rank 0 writes; every rank learns whether it worked, so all stop together on failure."""
+    error: MMCoreError | None = None
+    if rt.is_main:
+        try:
+            save_checkpoint(path, model, optimizer, state)
+        except MMCoreError as exc:
+            error = exc
+    if not rt.all_agree(error is None):
+        raise error or MMCoreError(f"{path}: rank 0 could not write the checkpoint")
 
 
 def _accumulate(sums: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
@@ -252,22 +283,64 @@ def _accumulate(sums: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) 
 
 
 def _log_line(
-    sums: dict[str, torch.Tensor], count: int, names: list[str], step: int, epoch: int, optimizer: Any, balancer: Any
+    rt: Runtime,
+    sums: dict[str, torch.Tensor],
+    count: int,
+    names: list[str],
+    epoch: int,
+    optimizer: Any,
+    balancer: Any,
+    grad_norms: torch.Tensor | None,
 ) -> dict[str, Any]:
-    """One metrics.jsonl line: mean losses since the last line, per-modality terms, balancer values."""
-    line: dict[str, Any] = {"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-    host = {k: (v / count).tolist() for k, v in sums.items()}  # the one host sync of a log interval
-    for key, value in host.items():
-        if isinstance(value, list):
-            line.update({f"{key}.{m}": x for m, x in zip(names, value)})
-        else:
-            line[key] = value
-    for key, value in balancer.log_values().items():
+    """One logging step: mean losses since the last one (over ranks), per-modality terms, balancer values."""
+    line: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+    values: dict[str, Any] = {k: rt.all_reduce_mean(v) / count for k, v in sums.items()}
+    values |= dict(balancer.log_values())
+    if grad_norms is not None:
+        values["grad_norm"] = grad_norms
+    for key, value in values.items():  # the one host sync of a log interval
         value = value.tolist() if isinstance(value, torch.Tensor) else value
         if isinstance(value, list):
             line.update({f"{key}.{m}": x for m, x in zip(names, value)})
         else:
             line[key] = value
     if not math.isfinite(line["loss"]):
-        raise MMCoreError(f"training diverged: loss is {line['loss']} at step {step}; lower train.optimizer.lr?")
+        raise MMCoreError(
+            f"training diverged: loss is {line['loss']} at epoch {epoch + 1}; lower train.optimizer.lr or set train.grad_clip"
+        )
     return line
+
+
+def _write_manifest(session: Session, run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
+    plugins = session.plugins
+    write_manifest(
+        run_dir,
+        plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in plugins.infos],
+        device=session.runtime.device,
+        checksums={s: split_checksum(session.splits[s]) for s in SPLITS},
+        mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
+        extra={
+            "train_mask_policy": session.train_spec.policy,
+            "seed": int(session.recipe["seed"]),
+            "world_size": session.runtime.world_size,
+            "precision": session.runtime.precision,
+        },
+    )
+
+
+def _cost(session: Session, balancer: Any, train_rate: float, eval_rate: float) -> dict[str, Any]:
+    """Cost figures for ``eval.json``: parameters per component, throughput, peak memory."""
+    model = session.model
+    parts = {"encoders": model.encoders, "imputer": model.imputer, "fusion": model.fusion}
+    if model.unimodal_heads is not None:
+        parts["unimodal_heads"] = model.unimodal_heads
+    cost: dict[str, Any] = {
+        "parameters": {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items()},
+        "train_samples_per_s": round(train_rate, 2),
+        "eval_items_per_s": round(eval_rate, 2),
+        "peak_host_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "world_size": session.runtime.world_size,
+    }
+    if session.runtime.device.type == "cuda":
+        cost["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(session.runtime.device) / 2**20, 1)
+    return cost

@@ -19,11 +19,12 @@ from typing import Any
 
 from rich.table import Table
 
+from mmcore.conditions import AVERAGE
 from mmcore.errors import MMCoreError
 from mmcore.sweep.grid import Point
+from mmcore.types import EVAL_SPLITS
 
-AVERAGE = "average"  # the condition that averages all others (mmcore.engine.evaluate.AVERAGE)
-SPLITS = ("test", "val")  # test first: it is what a results table reports
+SPLITS = tuple(reversed(EVAL_SPLITS))  # test first: it is what a results table reports
 Results = dict[str, dict[str, dict[str, float]]]  # split -> condition -> metric -> value
 
 

@@ -59,7 +59,7 @@ def test_inverse_rate_gets_the_training_rates_from_the_recipe(tmp_path: Path) ->
 def test_resume_equals_straight_run(tmp_path: Path, overrides: tuple[str, ...]) -> None:
     r = recipe(tmp_path, *overrides)
     straight = run(r, show_progress=False)
-    half = run(r, stop_after_steps=3, show_progress=False)  # mid-epoch (5 steps an epoch)
+    half = run({**r, "train": {**r["train"], "max_steps": 3}}, show_progress=False)  # mid-epoch (5 steps an epoch)
     resumed = run(r, run_dir=half.run_dir, resume=True, show_progress=False)
     a = load_file(str(straight.run_dir / "checkpoints" / "last" / "model.safetensors"))
     b = load_file(str(resumed.run_dir / "checkpoints" / "last" / "model.safetensors"))

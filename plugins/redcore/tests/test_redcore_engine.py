@@ -82,7 +82,7 @@ def test_resume_mid_interval_equals_straight_run(make_recipe, interval, eta_ever
         "train.epochs=3", f"balancer.interval={interval}", f"balancer.eta_every={eta_every}", *extra
     )
     straight = run(recipe, show_progress=False)
-    half = run(recipe, stop_after_steps=stop, show_progress=False)
+    half = run({**recipe, "train": {**recipe["train"], "max_steps": stop}}, show_progress=False)
     assert half.stopped_early and half.step == stop and straight.step == 15
 
     # The stopped run's balancer has moved: β off its start, η grown more than once, L̄ > 0.
@@ -109,7 +109,7 @@ def test_resume_with_a_different_balancer_state_would_differ(make_recipe) -> Non
     """The equality above is not vacuous: a resumed run that forgets β ends with other weights."""
     recipe = make_recipe("train.epochs=3")
     straight = run(recipe, show_progress=False)
-    half = run(recipe, stop_after_steps=7, show_progress=False)
+    half = run({**recipe, "train": {**recipe["train"], "max_steps": 7}}, show_progress=False)
     path = half.run_dir / "checkpoints" / "last" / "state.json"
     state = json.loads(path.read_text())
     state["balancer"]["beta"] = [1.0, 1.0, 1.0]

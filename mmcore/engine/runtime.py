@@ -1,0 +1,213 @@
+"""Device, precision and distribution behind one small object the training loop calls.
+
+In the spirit of Lightning Fabric (written here, not copied): the loop asks the runtime for an
+autocast context, for its shard of a batch, to wrap the model, to pool statistics across ranks
+and whether it is the process that writes. A single process is the same object with identity
+collectives, so the loop has no ``if distributed`` branches.
+
+Distribution follows torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+``MASTER_ADDR``/``MASTER_PORT``): NCCL on CUDA, gloo on the CPU. ``train.batch_size`` is the
+global batch; each rank takes an equal contiguous share of the same global index order, so a
+2-process run sees exactly the samples a 1-process run sees at every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from mmcore.errors import MMCoreError
+from mmcore.types import UNIMODAL_GROUP, StepStats
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` is the local rank's GPU when CUDA is available, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MMCoreError(f"device: '{name}' requested but CUDA is not available; use device=auto or cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+@dataclass
+class Runtime:
+    """Where and how the loop runs. Build it with ``Runtime.create``."""
+
+    device: torch.device
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast on CUDA and on the CPU)
+    rank: int = 0
+    world_size: int = 1
+    owns_process_group: bool = False  # True when ``create`` initialised torch.distributed
+
+    @classmethod
+    def create(cls, device: str = "auto", precision: str = "fp32") -> "Runtime":
+        """One process, or one rank of a torchrun job when ``WORLD_SIZE`` > 1 is set."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls(resolve_device(device), precision)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        target = resolve_device(device, local_rank)
+        owns = False
+        if not dist.is_initialized():
+            backend = "nccl" if target.type == "cuda" else "gloo"
+            if target.type == "cuda":
+                torch.cuda.set_device(target)
+            dist.init_process_group(backend=backend)
+            owns = True
+        return cls(target, precision, dist.get_rank(), dist.get_world_size(), owns)
+
+    # --- who does what -------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """The rank that creates the run directory and writes every file."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast when asked for (CUDA or CPU); a no-op context otherwise."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def shard(self, index: Tensor) -> Tensor:
+        """This rank's contiguous share of a global batch's row indices.
+
+        Shares differ by at most one row. The mean of the per-rank losses then weights every
+        sample equally when the global batch divides by the world size (the equivalence test
+        uses such a batch); otherwise the samples of smaller shares weigh slightly more.
+        """
+        if not self.distributed:
+            return index
+        return index.tensor_split(self.world_size)[self.rank]
+
+    def rows(self, n: int) -> tuple[int, int]:
+        """``[start, stop)`` of this rank's share of ``n`` rows (sharded evaluation)."""
+        bounds = torch.arange(n).tensor_split(self.world_size)[self.rank]
+        if len(bounds) == 0:
+            return n, n
+        return int(bounds[0]), int(bounds[-1]) + 1
+
+    # --- the model -----------------------------------------------------------------------------
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """DistributedDataParallel around the model under torchrun; the model itself otherwise.
+
+        ``find_unused_parameters`` is on because a component may leave parameters out of a
+        step's graph (a modality absent from the whole local batch, a head that is skipped).
+        """
+        if not self.distributed:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+    # --- collectives (identity on one process) -------------------------------------------------
+    def all_reduce_sum(self, tensor: Tensor) -> Tensor:
+        if not self.distributed:
+            return tensor
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
+    def all_reduce_mean(self, tensor: Tensor) -> Tensor:
+        return self.all_reduce_sum(tensor) / self.world_size if self.distributed else tensor
+
+    def all_gather_rows(self, tensor: Tensor, n: int) -> Tensor:
+        """Concatenate every rank's ``rows(n)`` share of a ``[rows, ...]`` tensor, in rank order."""
+        if not self.distributed:
+            return tensor
+        sizes = [len(t) for t in torch.arange(n).tensor_split(self.world_size)]
+        width = max(sizes)
+        padded = torch.zeros((width, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+    def broadcast_object(self, value: Any) -> Any:
+        """Rank 0's value on every rank (a run directory's path, say)."""
+        if not self.distributed:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_agree(self, ok: bool) -> bool:
+        """True on every rank iff ``ok`` is True on every rank (so all ranks stop together)."""
+        if not self.distributed:
+            return ok
+        flag = torch.tensor([0.0 if ok else 1.0], device=self.device)
+        dist.all_reduce(flag)
+        return bool(flag.item() == 0.0)
+
+    def pool_stats(self, stats: StepStats) -> StepStats:
+        """The statistics one process with the whole global batch would have seen.
+
+        The engine's rule, so that no balancer calls ``torch.distributed`` itself and every
+        balancer's state stays identical on every rank: per-modality loss terms are means over
+        each rank's present samples, so they are pooled weighted by the present counts
+        (Σ_r n_r·L_r / Σ_r n_r; NaN where no rank has a finite term), counts are summed, and
+        unimodal confidences (means over each rank's batch) are averaged weighted by batch size.
+        One packed all-reduce per step, with no host sync.
+        """
+        if not self.distributed:
+            return stats
+        groups = sorted(stats.losses)
+        counts = stats.present_counts.float()
+        rows = torch.full_like(counts[:1], float(stats.batch_size))
+        parts: list[Tensor] = [counts, rows]
+        for g in groups:
+            term = stats.losses[g].float()
+            finite = torch.isfinite(term)
+            # unimodal heads' terms are means over every row of the batch, the others over
+            # the rows where the modality is present
+            base = rows.expand_as(counts) if g == UNIMODAL_GROUP else counts
+            weight = torch.where(finite, base, torch.zeros_like(counts))
+            parts += [torch.where(finite, term, torch.zeros_like(term)) * weight, weight]
+        if stats.unimodal_confidence is not None:
+            parts.append(stats.unimodal_confidence.float() * float(stats.batch_size))
+        packed = self.all_reduce_sum(torch.cat(parts))
+        m = counts.numel()
+        pooled_counts, total_rows = packed[:m], packed[m]
+        offset, losses = m + 1, {}
+        for g in groups:
+            weighted, weight = packed[offset : offset + m], packed[offset + m : offset + 2 * m]
+            mean = weighted / weight.clamp_min(1.0)
+            losses[g] = torch.where(weight > 0, mean, torch.full_like(mean, float("nan")))
+            offset += 2 * m
+        confidence = None
+        if stats.unimodal_confidence is not None:
+            confidence = packed[offset : offset + m] / total_rows
+        return StepStats(
+            step=stats.step,
+            losses=losses,
+            present_counts=pooled_counts.round().to(stats.present_counts.dtype),
+            unimodal_confidence=confidence,
+            batch_size=stats.batch_size * self.world_size,
+        )
+
+    def close(self) -> None:
+        """Tear down the process group this runtime created (never one a caller made)."""
+        if self.owns_process_group and dist.is_initialized():
+            dist.destroy_process_group()
+            self.owns_process_group = False
+
+
+@contextlib.contextmanager
+def runtime_for(recipe: dict[str, Any]) -> Iterator[Runtime]:
+    """The runtime a recipe asks for, closed on exit."""
+    runtime = Runtime.create(recipe["device"], recipe["precision"])
+    try:
+        yield runtime
+    finally:
+        runtime.close()
