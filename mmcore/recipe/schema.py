@@ -25,36 +25,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from mmcore.recipe.hints import (
-    Above,
-    AtLeast,
-    Between,
+from mmcore.components import KIND_TABLE
+from mmcore.recipe.hints import (  # the named ranges live in hints, where plugins import them too
+    Count,
+    Fraction,
     Matches,
     NodeOf,
     NonEmpty,
+    NonNegative,
+    Positive,
+    PositiveInt,
+    Rate,
     StartsWith,
     TrueMeansDefaults,
 )
+from mmcore.recipe.hints import Between  # the learning rate's plausible range
 
-# Value types with a range.
-PositiveInt = Annotated[int, AtLeast(1)]
-Count = Annotated[int, AtLeast(0)]
-Rate = Annotated[float, Between(0.0, 1.0)]  # a probability
-Fraction = Annotated[float, Between(0.0, 1.0, high_open=True)]  # dropout, Adam's betas
-NonNegative = Annotated[float, AtLeast(0.0)]
-Positive = Annotated[float, Above(0.0)]
 # NAME_MAX, the longest file name Linux and macOS file systems take, is 255 bytes.
 RunName = Annotated[
     str, Matches(r"(?!\.\.?$)[^/\\\x00-\x1f\x7f]{1,255}", "a directory name: 1 to 255 characters, no '/', '\\' or control characters")
 ]
 Device = Annotated[str, Matches(r"auto|cpu|cuda|cuda:[0-9]+", "auto, cpu, cuda or cuda:N")]
 
-# Component nodes: {type: <registered name>, **options of that component}, or just the name.
-DatasetNode = Annotated[dict, NodeOf("dataset")]
-EncoderNode = Annotated[dict, NodeOf("encoder")]
-ImputerNode = Annotated[dict, NodeOf("imputer")]
-FusionNode = Annotated[dict, NodeOf("fusion")]
-BalancerNode = Annotated[dict, NodeOf("balancer")]
+# Component nodes: {type: <registered name>, **options of that component}, or just the name;
+# one per kind of mmcore.components.KIND_TABLE, each under the alias name the table gives it.
+NODE: dict[str, Any] = {k.name: Annotated[dict, NodeOf(k.name)] for k in KIND_TABLE}
+DatasetNode = NODE["dataset"]
+EncoderNode = NODE["encoder"]
+ImputerNode = NODE["imputer"]
+FusionNode = NODE["fusion"]
+BalancerNode = NODE["balancer"]
+LoggerNode = NODE["logger"]
 
 
 def node(name: str) -> Any:
@@ -176,6 +177,9 @@ class Train:
     select: Annotated[str, StartsWith("val.")] = "val.macro_f1"  # metric that picks the best checkpoint
     log_every: PositiveInt = 50  # steps between metric lines (the only host syncs)
     task_loss: Literal["auto", "ce", "l1", "mse"] = "auto"  # auto: ce for classification, l1 for regression
+    # stop (resumably) once this many optimisation steps are done in total; the schedule still
+    # spans ``epochs``, so `mmcore resume RUN train.max_steps=...` continues exactly. null: no limit
+    max_steps: PositiveInt | None = None
 
 
 # ---------------------------------------------------------------- data:
@@ -200,7 +204,7 @@ class Recipe:
     name: RunName  # the run's name; its directories go to <output>/<name>/<timestamp>/
     seed: Count = 0  # seeds weights, batch order and training masks
     device: Device = "auto"  # auto: cuda when available, else cpu
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast, GPU only
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (CUDA, or the CPU's bf16 autocast)
     compile: bool = False  # torch.compile the model
     output: str = "runs"  # root of the run directories
     dataset: DatasetNode  # a registered dataset and its options
@@ -209,3 +213,5 @@ class Recipe:
     model: Model = field(default_factory=Model)
     balancer: BalancerNode = node("mmcore.uniform")  # modality balancing; mmcore.uniform leaves weights at 1
     train: Train = field(default_factory=Train)
+    # where scalars go (main rank only): the metrics.jsonl record and the progress bar by default
+    logging: list[LoggerNode] = field(default_factory=lambda: [{"type": "mmcore.jsonl"}, {"type": "mmcore.console"}])
