@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mmcore.components import KIND_TABLE
-from mmcore.components import KIND_TABLE
 from mmcore.recipe.hints import (  # the named ranges live in hints, where plugins import them too
     Count,
     Fraction,
@@ -40,7 +39,9 @@ from mmcore.recipe.hints import (  # the named ranges live in hints, where plugi
     StartsWith,
     TrueMeansDefaults,
 )
+from mmcore.recipe.hints import Between  # the learning rate's plausible range
 
+# NAME_MAX, the longest file name Linux and macOS file systems take, is 255 bytes.
 RunName = Annotated[
     str, Matches(r"(?!\.\.?$)[^/\\\x00-\x1f\x7f]{1,255}", "a directory name: 1 to 255 characters, no '/', '\\' or control characters")
 ]
