@@ -49,3 +49,10 @@ def summarize(rates: Sequence[float], values: Sequence[float], full: float) -> R
     mean = auc / (rates[-1] - rates[0])
     relative = mean / full if full and math.isfinite(full) else math.nan
     return Robustness(auc, mean, relative, full)
+
+
+CURVE_FILE = "curve.json"  # written by ``mmcore eval --curve`` under RUN/evals/<label>/, read by reports
+"""Layout: ``{"split", "metrics", "draws", "min_present", "full": {metric: v}, "curves": {name:
+{"rates": [...], "mean": {metric: [...]}, "std": {metric: [...]}, "robustness": {metric: {"auc",
+"mean", "relative"}}}}}`` where ``name`` is ``uniform`` (every modality at the rate) or a
+modality (that modality at the rate, the others present)."""

@@ -1,0 +1,158 @@
+"""The report of a sweep: configurations compared over seeds.
+
+Sections: the configuration × metric table (mean ± std over seeds, from results.csv); paired
+tests over seeds between every pair of configurations on the test average (paired t-test and
+Wilcoxon signed-rank, Holm-corrected across the pairs, effect sizes; ``mmcore.stats``);
+win/tie/loss per condition; a condition × configuration heatmap; robustness curves overlaid
+(mean over seeds of each configuration's ``evals/*/curve.json``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmcore import stats
+from mmcore.conditions import AVERAGE
+from mmcore.errors import MMCoreError
+from mmcore.metrics import METRICS_DIRECTION
+from mmcore.report import figures
+from mmcore.report.html import Document
+from mmcore.report.sources import later_evals, read_eval, read_json, select_metric
+from mmcore.sweep.aggregate import read_csv
+
+SPLIT = "test"
+
+
+def _label(point: dict[str, Any]) -> str:
+    values = point.get("values") or {}
+    def text(v: Any) -> str:  # a node as it was written on the command line: {type: x, target: y}
+        return yaml.safe_dump(v, default_flow_style=True, width=10**6).strip() if isinstance(v, (dict, list)) else str(v)
+
+    return ", ".join(f"{k}={text(v)}" for k, v in values.items()) or str(point["slug"])
+
+
+def load_points(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """sweep.json and, per point, its label and the per-seed test results of its finished runs."""
+    info = read_json(sweep_dir / "sweep.json")
+    if not isinstance(info, dict) or not isinstance(info.get("points"), list):
+        raise MMCoreError(f"{sweep_dir / 'sweep.json'}: expected a sweep description with 'points'")
+    points = []
+    for p in info["points"]:
+        seeds: dict[int, dict[str, dict[str, float]]] = {}
+        curves: dict[int, dict[str, Any]] = {}
+        for seed, rel in (p.get("runs") or {}).items():
+            run_dir = sweep_dir / rel
+            if (run_dir / "eval.json").is_file():
+                seeds[int(seed)] = read_eval(run_dir / "eval.json")["results"].get(SPLIT, {})
+            for label, entry in later_evals(run_dir).items():
+                if entry["curve"] is not None:
+                    curves.setdefault(int(seed), {})[label] = entry["curve"]
+        points.append({"slug": p["slug"], "label": _label(p), "seeds": seeds, "curves": curves})
+    return info, points
+
+
+def sweep_document(sweep_dir: Path, metric: str | None = None) -> Document:
+    info, points = load_points(sweep_dir)
+    rows = read_csv(sweep_dir / "results.csv") if (sweep_dir / "results.csv").is_file() else []
+    metric = metric or select_metric(info.get("base_recipe") or {}) or next((r["metric"] for r in rows), None)
+    doc = Document(f"mmcore sweep report: {sweep_dir.name}")
+    doc.text(f"Sweep directory {sweep_dir}; recipe {info.get('recipe', '?')}; seeds {info.get('seeds', '?')}; "
+             f"{len(points)} configurations. Split: {SPLIT}. Paired tests pair runs by seed.")
+    _table(doc, rows, points)
+    if metric is None or not any(p["seeds"] for p in points):
+        doc.text("No finished runs: nothing to compare.", note=True)
+        return doc
+    higher = METRICS_DIRECTION.get(metric, "max") == "max"
+    _paired(doc, points, metric, higher)
+    _win_tie_loss(doc, points, metric, higher)
+    _heatmap(doc, rows, points, metric)
+    _curves(doc, points, metric)
+    return doc
+
+
+def _table(doc: Document, rows: list[dict[str, Any]], points: list[dict[str, Any]]) -> None:
+    doc.heading("Configurations: test average over conditions, mean ± std over seeds")
+    if not rows:
+        doc.text("No results.csv: the sweep has not aggregated any run yet.", note=True)
+        return
+    metrics = list(dict.fromkeys(r["metric"] for r in rows if r["split"] == SPLIT and r["condition"] == AVERAGE))
+    cell = {(r["point"], r["metric"]): r for r in rows if r["split"] == SPLIT and r["condition"] == AVERAGE}
+    body = []
+    for p in points:
+        line: list[Any] = [p["label"]]
+        for m in metrics:
+            r = cell.get((p["slug"], m))
+            line += [r["mean"], r["std"]] if r else ["—", "—"]
+        line.append(max((cell[(p["slug"], m)]["n"] for m in metrics if (p["slug"], m) in cell), default=0))
+        body.append(line)
+    header = ["configuration", *[f"{m} {s}" for m in metrics for s in ("mean", "std")], "n"]
+    doc.table(header, body, "configurations")
+
+
+def _values(points: list[dict[str, Any]], condition: str, metric: str) -> dict[str, dict[int, float]]:
+    return {p["label"]: {s: float(r[condition][metric]) for s, r in p["seeds"].items()
+                         if condition in r and metric in r[condition]} for p in points}
+
+
+def _paired(doc: Document, points: list[dict[str, Any]], metric: str, higher: bool) -> None:
+    doc.heading(f"Paired tests over seeds: test {metric}, average over conditions")
+    comparisons = stats.compare_all(_values(points, AVERAGE, metric))
+    body = []
+    for c in comparisons:
+        if c.t is None or c.w is None:
+            body.append([c.a, c.b, len(c.seeds), "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
+            continue
+        body.append([c.a, c.b, len(c.seeds), c.mean_diff, c.t.p, c.p_holm, c.w.p, c.t.cohen_dz, c.w.rank_biserial,
+                     stats.verdict(c.mean_diff, c.p_holm, higher)])
+    doc.table(["A", "B", "seeds", f"Δ {metric} (A − B)", "t-test p", "Holm p", "Wilcoxon p", "Cohen's d_z",
+               "rank-biserial r", "A's verdict (Holm, 5 %)"], body, "paired")
+    doc.text("Paired t-test and Wilcoxon signed-rank test (two-sided) on the per-seed differences; Holm's correction "
+             "across all pairs above; d_z = mean(d)/sd(d); r = (W+ − W−)/(W+ + W−). With n seeds the smallest exact "
+             "Wilcoxon p is 2/2^n (0.0625 for 5 seeds). Formulas and sources: mmcore.stats.", note=True)
+
+
+def _win_tie_loss(doc: Document, points: list[dict[str, Any]], metric: str, higher: bool) -> None:
+    doc.heading(f"Win / tie / loss per condition ({metric}, paired t-test at 5 %, uncorrected)")
+    conditions = list(dict.fromkeys(c for p in points for r in p["seeds"].values() for c in r if c != AVERAGE))
+    per = {p["label"]: {c: _values([p], c, metric)[p["label"]] for c in conditions} for p in points}
+    body = []
+    labels = list(per)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            counts = stats.win_tie_loss(per[a], per[b], higher)
+            body.append([a, b, len(counts["win"]), len(counts["tie"]), len(counts["loss"]), len(counts["n/a"])])
+    doc.table(["A", "B", "A wins", "ties", "A loses", "n/a"], body, "win-tie-loss")
+
+
+def _heatmap(doc: Document, rows: list[dict[str, Any]], points: list[dict[str, Any]], metric: str) -> None:
+    cell = {(r["point"], r["condition"]): r["mean"] for r in rows if r["split"] == SPLIT and r["metric"] == metric}
+    conditions = list(dict.fromkeys(r["condition"] for r in rows if r["split"] == SPLIT and r["metric"] == metric))
+    if not conditions:
+        return
+    doc.heading(f"Test {metric} per condition and configuration (mean over seeds)")
+    matrix = [[cell.get((p["slug"], c), math.nan) for p in points] for c in conditions]
+    doc.figure(f"heatmap-{metric}", figures.heatmap(matrix, conditions, [p["label"] for p in points],
+                                                    f"test {metric}: condition × configuration"))
+
+
+def _curves(doc: Document, points: list[dict[str, Any]], metric: str) -> None:
+    doc.heading("Robustness curves (uniform missing rate), mean ± std over seeds")
+    series = {}
+    for p in points:
+        per_seed = [c for by_label in p["curves"].values() for c in by_label.values()
+                    if "uniform" in c.get("curves", {}) and metric in c["curves"]["uniform"]["mean"]]
+        if not per_seed:
+            continue
+        rates = per_seed[0]["curves"]["uniform"]["rates"]
+        same = [c["curves"]["uniform"]["mean"][metric] for c in per_seed if c["curves"]["uniform"]["rates"] == rates]
+        mean = [sum(v) / len(v) for v in zip(*same)]
+        std = [math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0 for v, m in zip(zip(*same), mean)]
+        series[p["label"]] = (rates, mean, std)
+    if not series:
+        doc.text("No robustness curves found (run `mmcore eval RUN --curve` on the sweep's runs).", note=True)
+        return
+    doc.figure(f"curves-{metric}", figures.curves(series, f"test {metric} against the uniform missing rate", "missing rate", metric))
