@@ -60,12 +60,12 @@ from pathlib import Path
 
 import yaml
 
+from mmcore import stats as paired_stats
+
 METRICS = ("macro_f1", "accuracy")
 NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
 AVERAGE = "average"
 REDCORE = ("redcore.vib", "redcore.relative_advantage")
-# Two-sided 5 % critical values of Student's t by degrees of freedom (any t table).
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def load_sweep(sweep_dir):
@@ -152,17 +152,12 @@ def grid_tables(points, imputers, balancers):
 
 
 def paired(a, b, condition, metric):
-    """Mean of a − b over shared seeds and its verdict by a two-sided paired t-test at 5 %."""
-    shared = sorted(set(a["seeds"]) & set(b["seeds"]))
-    diffs = [a["seeds"][s][condition][metric] - b["seeds"][s][condition][metric] for s in shared]
-    if len(diffs) < 2:
+    """Mean of a − b over shared seeds and its verdict by a two-sided paired t-test at 5 % (mmcore.stats)."""
+    c = paired_stats.compare("a", {s: r[condition][metric] for s, r in a["seeds"].items()},
+                      "b", {s: r[condition][metric] for s, r in b["seeds"].items()})
+    if c.t is None:
         return math.nan, "n/a"
-    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
-    if sd == 0:
-        return mean, "tie" if mean == 0 else ("win" if mean > 0 else "loss")
-    t = mean / (sd / math.sqrt(len(diffs)))
-    crit = T95.get(len(diffs) - 1, 1.96)
-    return mean, ("win" if t > crit else "loss" if t < -crit else "tie")
+    return c.mean_diff, paired_stats.verdict(c.mean_diff, c.t.p)
 
 
 def conditions_of(points):
