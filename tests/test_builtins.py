@@ -97,16 +97,29 @@ def test_synthetic_sequences_are_padded_with_signal_in_valid_frames() -> None:
     "options,message",
     [
         ({"signal": [1.0, 2.0]}, "'signal' needs one strength per modality \\(3 values\\), got 2"),
-        ({"signal": [1.0, -1.0, 2.0]}, "'signal' strengths must be >= 0"),
-        ({"classes": 1}, "'classes' must be >= 2"),
         ({"val_fraction": 0.6, "test_fraction": 0.5}, "sum below 1"),
         ({"samples": 10}, "too few for classes=4"),
-        ({"noise": 0.0}, "'noise' must be > 0"),
     ],
 )
 def test_synthetic_rejects_bad_options(options: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
         Synthetic(**options)
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"signal": [1.0, -1.0, 2.0]}, r"signal.1: expected float >= 0.0 \(finite\), got float -1.0"),
+        ({"classes": 1}, "classes: expected int >= 2, got int 1"),
+        ({"noise": 0.0}, r"noise: expected float > 0.0 \(finite\), got float 0.0"),
+    ],
+)
+def test_synthetic_ranges_are_in_its_signature(options: dict, message: str) -> None:
+    from mmcore.errors import RegistryError
+    from mmcore.plugins import get_registry
+
+    with pytest.raises(RegistryError, match=rf"^dataset 'mmcore.synthetic' \(plugin mmcore\): {message}$"):
+        get_registry().get("dataset", "mmcore.synthetic").build({}, options)
 
 
 def test_synthetic_unknown_split_is_a_clear_error() -> None:
@@ -250,8 +263,10 @@ def test_uniform_balancer() -> None:
 
 def test_builtin_options_are_read_from_signatures() -> None:
     registry = get_registry()
-    options = {o.name: (o.annotation, o.default) for o in registry.get("encoder", "mmcore.mlp").options()}
-    assert options == {"layers": (list[int], [256]), "dropout": (float, 0.0)}
+    from mmcore.recipe import type_name
+
+    options = {o.name: (type_name(o.annotation), o.default) for o in registry.get("encoder", "mmcore.mlp").options()}
+    assert options == {"layers": ("list[int >= 1]", [256]), "dropout": ("float in [0, 1)", 0.0)}  # ranges kept
     names = [o.name for o in registry.get("dataset", "mmcore.synthetic").options()]
     assert names[:4] == ["modalities", "classes", "samples", "dim"] and "signal" in names
     fusion = {o.name for o in registry.get("fusion", "mmcore.concat").options()}

@@ -146,17 +146,21 @@ def test_gradients_reach_every_lstm_and_conv_parameter() -> None:
 @pytest.mark.parametrize(
     "factory,opts,message",
     [
-        (LSTMEncoder, {"pooling": "attention"}, "pooling must be 'last', 'mean' or 'max'"),
-        (LSTMEncoder, {"hidden": 0}, "must be >= 1"),
-        (LSTMEncoder, {"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
-        (TextCNN, {"kernels": []}, "kernels must be a non-empty list"),
-        (TextCNN, {"kernels": [3, 0]}, "kernels must be a non-empty list"),
-        (TextCNN, {"channels": 0}, "must be >= 1"),
+        ("mmcore.lstm", {"pooling": "attention"}, "pooling: expected 'last' | 'mean' | 'max', got str 'attention'"),
+        ("mmcore.lstm", {"hidden": 0}, "hidden: expected int >= 1, got int 0"),
+        ("mmcore.lstm", {"dropout": 1.0}, r"dropout: expected float in \[0, 1\), got float 1.0"),
+        ("mmcore.lstm", {"dropout": float("nan")}, "dropout: expected a finite float, got float nan"),
+        ("mmcore.textcnn", {"kernels": []}, r"kernels: expected list\[int >= 1\] \(non-empty\), got list \[\]"),
+        ("mmcore.textcnn", {"kernels": [3, 0]}, "kernels.1: expected int >= 1, got int 0"),
+        ("mmcore.textcnn", {"channels": 0}, "channels: expected int >= 1, got int 0"),
     ],
 )
 def test_bad_options_are_one_line_errors(factory, opts, message) -> None:
-    with pytest.raises(MMCoreError, match=message):
-        factory(SEQ, 12, **opts)
+    """The ranges live in the signatures: checked by the registry before the factory runs."""
+    from mmcore.plugins import get_registry
+
+    with pytest.raises(MMCoreError, match=rf"^encoder '{factory}' \(plugin mmcore\): {message}$"):
+        get_registry().get("encoder", factory).build({"spec": SEQ, "dim": 12}, opts)
 
 
 @pytest.mark.parametrize("factory,name", [(LSTMEncoder, "mmcore.lstm"), (TextCNN, "mmcore.textcnn")])

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcore.errors import DataError, MMCoreError
+from mmcore.recipe.hints import Fraction, PositiveInt
 from mmcore.nn import length_mask, masked_mean, mlp, sinusoidal_positions
 from mmcore.types import ModalitySpec
 
@@ -26,24 +27,19 @@ def _check_input(name: str, spec: ModalitySpec, x: Tensor) -> None:
 class MLPEncoder(nn.Module):
     """MLP per vector or per frame, then a mean over valid frames.
 
-    ``layers`` are the hidden widths (ReLU, then dropout); a final linear layer maps to ``dim``.
+    Args:
+        layers: hidden widths, each followed by ReLU and dropout; a final linear layer maps to ``dim``.
+        dropout: dropout probability after each hidden layer.
     """
 
     def __init__(
         self,
         spec: ModalitySpec,
         dim: int,
-        layers: list[int] = [256],  # noqa: B006 - never mutated; a list default shows in the recipe schema
-        dropout: float = 0.0,
+        layers: list[PositiveInt] = [256],  # noqa: B006 - never mutated; a list default shows in the recipe schema
+        dropout: Fraction = 0.0,
     ) -> None:
         super().__init__()
-        if dim < 1:
-            raise MMCoreError(f"mmcore.mlp: latent dim must be >= 1, got {dim}")
-        if any(int(w) < 1 for w in layers) or not 0.0 <= dropout < 1.0:
-            raise MMCoreError(
-                f"mmcore.mlp for modality '{spec.name}': layers must be positive widths and dropout in "
-                f"[0, 1); got layers={list(layers)}, dropout={dropout}"
-            )
         self.spec = spec
         self.net = mlp(spec.dim, list(layers), out_dim=dim, dropout=dropout)
 
@@ -82,29 +78,30 @@ class TransformerEncoder(nn.Module):
     A vector is treated as a sequence of length 1. Defaults are smaller than RedCore's reference
     encoder (3 blocks, 8 heads, MLP x4, ReLU, dropout 0.1, attention dropout 0.2, no positions);
     unlike it, padding is masked here.
+
+    Args:
+        layers: number of transformer blocks.
+        heads: attention heads; must divide the latent ``dim``.
+        ff_mult: width of the feed-forward layer as a multiple of ``dim``.
+        dropout: dropout on the residual branches and inside the feed-forward layer.
+        attn_dropout: dropout on the attention weights.
+        positional: add sinusoidal position codes (order then matters).
     """
 
     def __init__(
         self,
         spec: ModalitySpec,
         dim: int,
-        layers: int = 2,
-        heads: int = 4,
-        ff_mult: int = 4,
-        dropout: float = 0.1,
-        attn_dropout: float = 0.1,
+        layers: PositiveInt = 2,
+        heads: PositiveInt = 4,
+        ff_mult: PositiveInt = 4,
+        dropout: Fraction = 0.1,
+        attn_dropout: Fraction = 0.1,
         positional: bool = False,
     ) -> None:
         super().__init__()
-        problems = []
-        if layers < 1 or heads < 1 or ff_mult < 1:
-            problems.append(f"layers, heads and ff_mult must be >= 1 (got {layers}, {heads}, {ff_mult})")
-        elif dim % heads != 0:
-            problems.append(f"latent dim {dim} must be divisible by heads={heads}")
-        if not (0.0 <= dropout < 1.0 and 0.0 <= attn_dropout < 1.0):
-            problems.append(f"dropout and attn_dropout must be in [0, 1) (got {dropout}, {attn_dropout})")
-        if problems:
-            raise MMCoreError(f"mmcore.transformer for modality '{spec.name}': " + "; ".join(problems))
+        if dim % heads != 0:  # ranges are in the signature; this invariant spans two values
+            raise MMCoreError(f"mmcore.transformer for modality '{spec.name}': latent dim {dim} must be divisible by heads={heads}")
         self.spec = spec
         self.dim = dim
         self.positional = positional

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import DataError
+from mmcore.recipe.hints import Fraction, PositiveInt
 from mmcore.nn import mlp
 from mmcore.types import ModalitySpec
 
@@ -14,6 +15,10 @@ class ConcatFusion(nn.Module):
 
     Defaults follow RedCore's fusion classifier: hidden widths 128, 128 and dropout 0.5.
     ``present`` is not used: absent modalities arrive already imputed (or zero).
+
+    Args:
+        layers: hidden widths of the MLP on the concatenated latents.
+        dropout: dropout probability after each hidden layer.
     """
 
     def __init__(
@@ -21,15 +26,10 @@ class ConcatFusion(nn.Module):
         specs: list[ModalitySpec],
         dim: int,
         out_dim: int,
-        layers: list[int] = [128, 128],  # noqa: B006 - never mutated; a list default shows in the recipe schema
-        dropout: float = 0.5,
+        layers: list[PositiveInt] = [128, 128],  # noqa: B006 - never mutated; a list default shows in the recipe schema
+        dropout: Fraction = 0.5,
     ) -> None:
         super().__init__()
-        if any(int(w) < 1 for w in layers) or not 0.0 <= dropout < 1.0:
-            raise MMCoreError(
-                f"mmcore.concat: layers must be positive widths and dropout in [0, 1); "
-                f"got layers={list(layers)}, dropout={dropout}"
-            )
         self.num_modalities = len(specs)
         self.dim = dim
         self.net = mlp(len(specs) * dim, list(layers), out_dim=out_dim, dropout=dropout)

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import DataError
+from mmcore.recipe.hints import Fraction, PositiveInt
 from mmcore.nn import length_mask, masked_mean
 from mmcore.types import ModalitySpec
 
@@ -31,28 +32,26 @@ class LSTMEncoder(nn.Module):
 
     ``last`` concatenates the final states of both directions when ``bidirectional``. A vector
     is a sequence of length 1. A row of length 0 pools to zeros (its output is the bias).
+
+    Args:
+        hidden: LSTM hidden units per direction.
+        layers: stacked LSTM layers.
+        bidirectional: run a second LSTM backwards in time.
+        dropout: dropout between stacked layers and before the final linear map.
+        pooling: how frames become one vector: final state, mean or max over valid frames.
     """
 
     def __init__(
         self,
         spec: ModalitySpec,
         dim: int,
-        hidden: int = 128,  # MMIN: embd_size 128
-        layers: int = 1,
+        hidden: PositiveInt = 128,  # MMIN: embd_size 128
+        layers: PositiveInt = 1,
         bidirectional: bool = False,
-        dropout: float = 0.0,
+        dropout: Fraction = 0.0,
         pooling: Literal["last", "mean", "max"] = "max",  # MMIN's scripts: embd_method maxpool
     ) -> None:
         super().__init__()
-        problems = []
-        if dim < 1 or hidden < 1 or layers < 1:
-            problems.append(f"dim, hidden and layers must be >= 1 (got {dim}, {hidden}, {layers})")
-        if not 0.0 <= dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1) (got {dropout})")
-        if pooling not in ("last", "mean", "max"):
-            problems.append(f"pooling must be 'last', 'mean' or 'max' (got {pooling!r})")
-        if problems:
-            raise MMCoreError(f"{NAME} for modality '{spec.name}': " + "; ".join(problems))
         self.spec = spec
         self.pooling = pooling
         # nn.LSTM applies its dropout between stacked layers only (and warns with one layer).

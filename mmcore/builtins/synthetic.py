@@ -21,11 +21,14 @@ down, so the same strengths are easier there.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor
 
 from mmcore.errors import DataError
 from mmcore.nn import length_mask
+from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -43,14 +46,14 @@ class Synthetic:
 
     def __init__(
         self,
-        modalities: int = 3,
-        classes: int = 4,
-        samples: int = 1200,
-        dim: int = 16,
+        modalities: PositiveInt = 3,
+        classes: Annotated[int, AtLeast(2)] = 4,
+        samples: PositiveInt = 1200,
+        dim: PositiveInt = 16,
         sequence: bool = False,
-        max_len: int = 12,
-        signal: list[float] | None = None,
-        noise: float = 1.0,
+        max_len: PositiveInt = 12,
+        signal: list[NonNegative] | None = None,
+        noise: Positive = 1.0,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         seed: int = 0,
@@ -100,20 +103,11 @@ def _check_options(
     val_fraction: float,
     test_fraction: float,
 ) -> Tensor:
-    """Validate the options and return the per-modality signal strengths ``[M]``."""
+    """Check what spans several options (single-option ranges are in the signature) and return
+    the per-modality signal strengths ``[M]``."""
     problems = []
-    if modalities < 1:
-        problems.append(f"'modalities' must be >= 1, got {modalities}")
-    if classes < 2:
-        problems.append(f"'classes' must be >= 2, got {classes}")
     if samples < classes:
         problems.append(f"'samples' ({samples}) must be at least 'classes' ({classes})")
-    if dim < 1:
-        problems.append(f"'dim' must be >= 1, got {dim}")
-    if sequence and max_len < 1:
-        problems.append(f"'max_len' must be >= 1 in sequence mode, got {max_len}")
-    if not noise > 0:
-        problems.append(f"'noise' must be > 0, got {noise}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         problems.append(
             f"'val_fraction' and 'test_fraction' must be in (0, 1) with a sum below 1, "
@@ -121,8 +115,6 @@ def _check_options(
         )
     if signal is not None and len(signal) != modalities:
         problems.append(f"'signal' needs one strength per modality ({modalities} values), got {len(signal)}")
-    elif signal is not None and any(not float(s) >= 0 for s in signal):
-        problems.append(f"'signal' strengths must be >= 0, got {list(signal)}")
     if problems:
         raise DataError("mmcore.synthetic: " + "; ".join(problems))
     if signal is None:

@@ -15,11 +15,14 @@ is the plain linear map (latents can be negative, like the other encoders') and 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import DataError
+from mmcore.recipe.hints import Fraction, NonEmpty, PositiveInt
 from mmcore.nn import length_mask
 from mmcore.types import ModalitySpec
 
@@ -28,27 +31,24 @@ NAME = "mmcore.textcnn"
 
 class TextCNN(nn.Module):
     """Convolutions of widths ``kernels`` over time (ReLU), masked max-pooling, concatenation,
-    dropout, linear to ``dim``. A vector is a sequence of length 1; a row of length 0 pools to zeros."""
+    dropout, linear to ``dim``. A vector is a sequence of length 1; a row of length 0 pools to zeros.
+
+    Args:
+        kernels: convolution widths in frames, one set of ``channels`` filters each.
+        channels: filters per kernel width.
+        dropout: dropout on the pooled features before the linear map.
+    """
 
     def __init__(
         self,
         spec: ModalitySpec,
         dim: int,
-        kernels: list[int] = [3, 4, 5],  # noqa: B006 - copied, never mutated; MMIN's kernel_heights
-        channels: int = 128,  # MMIN: out_channels 128
-        dropout: float = 0.0,
+        kernels: Annotated[list[PositiveInt], NonEmpty()] = [3, 4, 5],  # noqa: B006 - copied, never mutated; MMIN's kernel_heights
+        channels: PositiveInt = 128,  # MMIN: out_channels 128
+        dropout: Fraction = 0.0,
     ) -> None:
         super().__init__()
         kernels = [int(k) for k in kernels]
-        problems = []
-        if dim < 1 or channels < 1:
-            problems.append(f"dim and channels must be >= 1 (got {dim}, {channels})")
-        if not kernels or any(k < 1 for k in kernels):
-            problems.append(f"kernels must be a non-empty list of widths >= 1 (got {kernels})")
-        if not 0.0 <= dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1) (got {dropout})")
-        if problems:
-            raise MMCoreError(f"{NAME} for modality '{spec.name}': " + "; ".join(problems))
         self.spec = spec
         self.kernels = kernels
         self.convs = nn.ModuleList(nn.Conv1d(spec.dim, channels, k) for k in kernels)
