@@ -40,7 +40,18 @@ Register = Callable[..., None]
 def register_datasets(register: Register) -> None:
     """Register dataset factories. A factory returns an object with ``modalities`` (list of
     ``ModalitySpec``), ``task`` (``TaskSpec``) and ``split(name) -> SplitData`` for ``train``,
-    ``val`` and ``test``. Never download at run time: read files the user points to."""
+    ``val`` and ``test``. Never download at run time: read files the user points to.
+
+    Splits are checked once after loading (``mmcore.datacheck.check_splits``): features float32
+    and shaped as the specs say, lengths in ``0..max_len``, ids int64 and unique, targets in
+    range, no split empty, and no NaN or inf unless the recipe sets ``data.nonfinite: absent``.
+
+    Optional, so that ``mmcore validate`` can check modality names, ``min_present``, rates,
+    conditions and ``train.select`` before any data is loaded: give the factory a ``describe``
+    attribute (a classmethod on a class) taking the same options and returning
+    ``(modalities, task)``, the ``ModalitySpec`` list (or just the names, in order) and the
+    ``TaskSpec`` (or None). It must be cheap (options or file headers, never tensors). Without
+    it, or if it raises (files not there yet), validation skips those checks; the run makes them."""
 
 
 @hookspec

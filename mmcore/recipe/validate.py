@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from mmcore.errors import RecipeError
 from mmcore.recipe.checks import resolve_value
+from mmcore.recipe.crosschecks import cross_problems
 from mmcore.recipe.loader import load_yaml
 from mmcore.recipe.overrides import apply_overrides
 from mmcore.recipe.schema import Recipe
@@ -44,6 +45,8 @@ def validate_recipe(tree: dict[str, Any], registry: Registry | None = None, sour
     resolved, problems = resolve_value(tree, Recipe, "", registry)
     if not problems:
         problems = _cross_checks(resolved)
+    if not problems:
+        problems = cross_problems(resolved, registry)
     if problems:
         raise RecipeError([f"{source}: {p}" for p in problems])
     return resolved

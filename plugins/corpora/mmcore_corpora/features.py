@@ -54,6 +54,12 @@ class Features:
                 )
         self._ids = self._check_ids(headers)
 
+    @classmethod
+    def describe(cls, root: str) -> tuple[list[ModalitySpec], TaskSpec]:
+        """Modalities and task from the three files' headers and ids, no features (for ``validate``)."""
+        dataset = cls(root)
+        return dataset.modalities, dataset.task
+
     def _specs(self, headers: dict[str, dict[str, Any]], names: list[str]) -> list[ModalitySpec]:
         specs = []
         for m in names:

