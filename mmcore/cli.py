@@ -50,33 +50,55 @@ def run(
     recipe: Path = typer.Argument(..., help="The recipe YAML file."),
     overrides: Optional[list[str]] = OverridesArg,
     progress: bool = typer.Option(True, help="Show the progress bar."),
+    nproc: int = typer.Option(1, min=1, help="Processes on this machine (DDP through torchrun): one per GPU, or gloo on the CPU."),
 ) -> None:
     """Train and evaluate a recipe; writes runs/<name>/<timestamp>/."""
+    from mmcore.engine.launch import launch_local, under_torchrun
     from mmcore.engine.trainer import run as run_recipe
 
-    resolved = _load(recipe, overrides)
-    result = run_recipe(resolved, console=console, show_progress=progress)
-    _print_results(result.results or {}, "test")
-    console.print(f"best epoch {result.best_epoch} by {resolved['train']['select']}; run directory: {result.run_dir}")
+    resolved = _load(recipe, overrides)  # validated once here, so a bad recipe never starts N processes
+    if nproc > 1 and not under_torchrun():
+        argv = ["run", str(recipe), *(overrides or []), "--progress" if progress else "--no-progress"]
+        raise typer.Exit(launch_local(nproc, argv))
+    _report(run_recipe(resolved, console=console, show_progress=progress), resolved)
 
 
 @app.command()
 @friendly_errors
 def resume(
     run_dir: Path = typer.Argument(..., help="A run directory with checkpoints/last."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Only train.max_steps, logging, device, compile."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
+    nproc: int = typer.Option(1, min=1, help="Processes on this machine (DDP through torchrun)."),
 ) -> None:
-    """Continue an interrupted run exactly where its last checkpoint left it."""
+    """Continue an interrupted or stopped run exactly where its last checkpoint left it."""
+    from mmcore.engine.launch import check_resume_overrides, launch_local, under_torchrun
     from mmcore.engine.trainer import run as run_recipe
 
-    if not (run_dir / "recipe.yaml").exists():
+    if not (run_dir / "recipe.yaml").is_file():
         raise MMCoreError(f"{run_dir}: not a run directory (no recipe.yaml)")
-    if not (run_dir / "checkpoints" / "last").exists():
-        raise MMCoreError(f"{run_dir}: nothing to resume (no checkpoints/last)")
-    resolved = _load(run_dir / "recipe.yaml", [])
-    result = run_recipe(resolved, run_dir=run_dir, resume=True, console=console, show_progress=progress)
+    check_resume_overrides(list(overrides or []))
+    resolved = _load(run_dir / "recipe.yaml", overrides)
+    if nproc > 1 and not under_torchrun():
+        argv = ["resume", str(run_dir), *(overrides or []), "--progress" if progress else "--no-progress"]
+        raise typer.Exit(launch_local(nproc, argv))
+    _report(run_recipe(resolved, run_dir=run_dir, resume=True, console=console, show_progress=progress), resolved)
+
+
+def _report(result: Any, recipe: dict[str, Any]) -> None:
+    """Test metrics and where the run is, printed by the main process only."""
+    from mmcore.engine.launch import is_main_process
+
+    if not is_main_process():
+        return
+    if result.stopped_early:
+        console.print(
+            f"stopped at step {result.step} (train.max_steps); continue with: "
+            f"mmcore resume {result.run_dir} train.max_steps=null"
+        )
+        return
     _print_results(result.results or {}, "test")
-    console.print(f"best epoch {result.best_epoch}; run directory: {result.run_dir}")
+    console.print(f"best epoch {result.best_epoch} by {recipe['train']['select']}; run directory: {result.run_dir}")
 
 
 @app.command()
@@ -163,15 +185,18 @@ def components(kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.j
             console.print(f"    {opt.name}: {type_name(opt.annotation)} {default}", highlight=False, soft_wrap=True, markup=False)
 
 
+from mmcore.after.commands import add_commands as _add_after_training  # noqa: E402  (eval, predict, report)
+
+_add_after_training(app)
+
+
 def _add_plugin_commands() -> None:
     for warning in get_plugins().register_commands(app):  # a plugin's command never breaks the core CLI
         err_console.print(f"[yellow]warning:[/] {warning}")
 
 
-_add_plugin_commands()
-
-
 def main() -> None:
+    _add_plugin_commands()  # here, not at import: importing the CLI loads no plugin
     app()
 
 

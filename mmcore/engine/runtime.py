@@ -164,7 +164,8 @@ class Runtime:
             return stats
         groups = sorted(stats.losses)
         counts = stats.present_counts.float()
-        rows = torch.full_like(counts[:1], float(stats.batch_size))
+        weight_of_rank = float(stats.batch_size or 1)  # batch size unknown: every rank weighs the same
+        rows = torch.full_like(counts[:1], weight_of_rank)
         parts: list[Tensor] = [counts, rows]
         for g in groups:
             term = stats.losses[g].float()
@@ -175,7 +176,7 @@ class Runtime:
             weight = torch.where(finite, base, torch.zeros_like(counts))
             parts += [torch.where(finite, term, torch.zeros_like(term)) * weight, weight]
         if stats.unimodal_confidence is not None:
-            parts.append(stats.unimodal_confidence.float() * float(stats.batch_size))
+            parts.append(stats.unimodal_confidence.float() * weight_of_rank)
         packed = self.all_reduce_sum(torch.cat(parts))
         m = counts.numel()
         pooled_counts, total_rows = packed[:m], packed[m]
