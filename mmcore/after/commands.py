@@ -1,0 +1,104 @@
+"""The after-training commands: ``mmcore eval``, ``mmcore predict``, ``mmcore report``.
+
+They live here, added to the core CLI by ``add_commands(app)``, so that ``mmcore/cli.py`` stays a
+list of commands; each imports its machinery only when run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mmcore.clitools import err_console, friendly_errors
+from mmcore.errors import MMCoreError
+
+console = Console()
+
+
+def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise MMCoreError(f"{what}: expected comma-separated numbers such as 0,0.1,0.2, got '{text}'") from None
+
+
+def eval_command(
+    run_dir: Path = typer.Argument(..., help="A run directory (runs/<name>/<timestamp>)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Protocol overrides, e.g. 'missing.eval.conditions=[a, a+v]'."),
+    split: str = typer.Option("test", help="test or val."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    label: Optional[str] = typer.Option(None, help="Folder under RUN/evals/ (default: derived from the protocol)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, ... (default: the recipe's)."),
+    curve: bool = typer.Option(False, "--curve", help="Also a robustness curve over missing rates."),
+    rates: Optional[str] = typer.Option(None, help="Curve rates, comma-separated (default 0,0.1,...,0.9)."),
+    draws: int = typer.Option(3, help="Seeded mask draws per curve rate."),
+    min_present: int = typer.Option(1, help="Curve masks keep at least this many modalities."),
+) -> None:
+    """Evaluate a saved run under any protocol; results go to RUN/evals/<label>/."""
+    from mmcore.after.evaluation import evaluate_run
+    from mmcore.engine.progress import results_table
+
+    result = evaluate_run(run_dir, list(overrides or []), split=split, checkpoint=checkpoint, label=label, device=device,
+                          curve=curve, rates=_floats(rates, "--rates"), draws=draws, min_present=min_present)
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    console.print(results_table(f"{split} metrics per availability condition", result.results))
+    if result.curve is not None:
+        _print_curve(result.curve)
+    console.print(f"written: {result.out_dir}", highlight=False, soft_wrap=True)
+
+
+def _print_curve(curve: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    metric = curve.get("select") if curve.get("select") in curve["metrics"] else curve["metrics"][0]
+    table = Table(title=f"robustness ({metric}): AUC by the trapezoid rule, relative = mean level / full ({curve['full'][metric]:.4f})")
+    for column in ("curve", "rates", "AUC", "mean level", "relative"):
+        table.add_column(column, justify="left" if column in ("curve", "rates") else "right")
+    for name, c in curve["curves"].items():
+        r = c["robustness"][metric]
+        table.add_row(name, f"{c['rates'][0]:g}–{c['rates'][-1]:g}", f"{r['auc']:.4f}", f"{r['mean']:.4f}", f"{r['relative']:.4f}")
+    console.print(table)
+
+
+def predict_command(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    input_path: Path = typer.Option(..., "--input", help="A .safetensors file (x.<modality>, ids) or a features folder."),
+    out: Path = typer.Option(..., "--out", help="The CSV to write."),
+    absent: Optional[str] = typer.Option(None, help="Modalities to treat as absent, comma-separated (e.g. a,l)."),
+    split: str = typer.Option("test", help="With a features folder: which split file to read."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, ... (default: the recipe's)."),
+) -> None:
+    """Predict new inputs with a saved run; absent modalities are explicit."""
+    from mmcore.after.predict import predict_file
+
+    names = [m.strip() for m in (absent or "").split(",") if m.strip()]
+    n = predict_file(run_dir, input_path, out, absent=names, checkpoint=checkpoint, device=device, split=split)
+    console.print(f"{n} predictions written to {out}", highlight=False, soft_wrap=True)
+
+
+def report_command(
+    path: Path = typer.Argument(..., help="A run directory or a sweep directory."),
+    out: Path = typer.Option(Path("report.html"), "-o", "--out", help="The HTML file; figures go to <stem>_figures/."),
+    metric: Optional[str] = typer.Option(None, help="The metric of charts and tests (default: the recipe's train.select)."),
+) -> None:
+    """A self-contained HTML report (figures embedded, also written as PNG files)."""
+    from mmcore.report import build_report
+
+    written = build_report(path, out, metric)
+    console.print(f"report: {written[0]} ({len(written) - 1} figures in {written[0].parent / (written[0].stem + '_figures')})",
+                  highlight=False, soft_wrap=True)
+
+
+def add_commands(app: typer.Typer) -> None:
+    """Register the three commands on the core CLI."""
+    app.command("eval")(friendly_errors(eval_command))
+    app.command("predict")(friendly_errors(predict_command))
+    app.command("report")(friendly_errors(report_command))

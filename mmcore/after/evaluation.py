@@ -1,0 +1,181 @@
+"""``mmcore eval RUN``: a saved run under any evaluation protocol, and robustness curves.
+
+Results never touch the run's own ``eval.json``: they go to ``RUN/evals/<label>/`` as
+``eval.json``/``eval.csv`` (the engine's format, one split) plus ``protocol.json`` — the
+overrides, the conditions, the split, the checkpoint and its sha256 — so an evaluation can be
+told apart and repeated. ``--curve`` adds ``curve.json`` (layout in ``mmcore.robustness``).
+
+The curve: for each missing rate r (0 to 0.9 by default) and each of ``draws`` seeds, random
+masks with every modality missing at rate r (``uniform``), and per modality masks with only that
+modality missing at rate r (the others present); mean ± std (ddof=1) over the draws, then the
+area under the curve and relative robustness of ``mmcore.robustness``. Masks are drawn by the
+engine's evaluation conditions (per sample id, calibrated so the realised per-modality rates
+equal r under ``min_present``), so every method and training seed sees the same masks. Rates
+that ``min_present`` makes infeasible (uniform r > (M − min_present)/M) are left out and said so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmcore.after.runs import OpenRun, open_run
+from mmcore.conditions import Condition, parse_conditions
+from mmcore.errors import MMCoreError
+from mmcore.robustness import CURVE_FILE, summarize
+
+SPLITS = ("test", "val")
+DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(10))  # 0.0 … 0.9
+UNIFORM = "uniform"
+
+
+@dataclass
+class EvalResult:
+    out_dir: Path
+    results: dict[str, dict[str, float]]  # condition -> metric -> value (the chosen split)
+    curve: dict[str, Any] | None
+    notes: list[str]
+
+
+def default_label(overrides: list[str], split: str, checkpoint: str, curve: bool) -> str:
+    """``curve``, ``best-test`` or a readable slug of the overrides plus a short hash of them."""
+    base = "curve" if curve else f"{checkpoint}-{split}"
+    if curve and (split, checkpoint) != ("test", "best"):
+        base = f"curve-{checkpoint}-{split}"
+    if not overrides:
+        return base
+    text = re.sub(r"[^A-Za-z0-9+.=_-]+", "-", "_".join(o.rpartition(".")[2] for o in overrides)).strip("-")[:48]
+    return f"{base}-{text}-{hashlib.sha1(' '.join(overrides).encode()).hexdigest()[:6]}"
+
+
+def _check_label(label: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9+.=_-]{0,127}", label):
+        raise MMCoreError(f"--label: '{label}' must be 1-128 letters, digits or + . = _ - (it names a folder under evals/)")
+    return label
+
+
+def evaluate_run(
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    *,
+    split: str = "test",
+    checkpoint: str = "best",
+    label: str | None = None,
+    device: str | None = None,
+    curve: bool = False,
+    rates: list[float] | None = None,
+    draws: int = 3,
+    min_present: int = 1,
+    per_modality: bool = True,
+) -> EvalResult:
+    """Evaluate a saved run; see the module docstring. Writes ``RUN/evals/<label>/``."""
+    if split not in SPLITS:
+        raise MMCoreError(f"--split: '{split}' is not one of: {', '.join(SPLITS)}")
+    if draws < 1:
+        raise MMCoreError(f"--draws: expected an integer >= 1, got {draws}")
+    overrides = list(overrides or [])
+    label = _check_label(label or default_label(overrides, split, checkpoint, curve))
+    with open_run(run_dir, overrides, checkpoint, device) as run:
+        notes = list(run.warnings)
+        plan = None
+        if curve:  # checked before any evaluation runs
+            plan = curve_conditions(run.session.names, sorted(set(rates or DEFAULT_RATES)), draws, min_present, per_modality, notes)
+        conditions = list(run.session.conditions)
+        results = _evaluate(run, conditions, split)  # its average is over the protocol's conditions only
+        out = Path(run_dir) / "evals" / label
+        out.mkdir(parents=True, exist_ok=True)
+        _write(run, out, split, results, overrides, conditions)
+        curve_data = None
+        if plan is not None:
+            points = _evaluate(run, plan["conditions"], split)
+            curve_data = summarize_curve(plan, points, run.session.names, split, draws, min_present)
+            curve_data["select"] = run.session.select[1]  # the metric the run was selected by
+            (out / CURVE_FILE).write_text(json.dumps(curve_data, indent=1))
+    return EvalResult(out, results, curve_data, notes)
+
+
+def _evaluate(run: OpenRun, conditions: list[Condition], split: str) -> dict[str, dict[str, float]]:
+    from mmcore.engine.evaluate import condition_mask_table, evaluate
+
+    s = run.session
+    data = s.splits[split]
+    masks = condition_mask_table(conditions, data, len(s.names))
+    batch = int(s.recipe["train"]["eval_batch_size"])
+    return evaluate(s.model, data, masks, s.task, batch, s.runtime.autocast, s.runtime)
+
+
+def _write(run: OpenRun, out: Path, split: str, results: dict, overrides: list[str], conditions: list[Condition]) -> None:
+    from mmcore.engine.evaluate import write_eval
+
+    protocol = {
+        "split": split,
+        "overrides": overrides,
+        "conditions": run.recipe["missing"]["eval"]["conditions"],
+        "evaluated": [c.name for c in conditions],
+        "checkpoint": str(run.checkpoint.relative_to(run.run_dir)),
+        "model_sha256": run.model_sha256,
+        "checkpoint_verified": run.verified,
+        "device": str(run.session.runtime.device),
+        "precision": run.session.runtime.precision,
+    }
+    write_eval(out, {split: results}, {"split": split, "checkpoint": protocol["checkpoint"]})
+    (out / "protocol.json").write_text(json.dumps(protocol, indent=1))
+
+
+def _rate_name(curve: str, rate: float, seed: int) -> str:
+    return f"{curve}@{rate:g}#{seed}"
+
+
+def curve_conditions(
+    names: list[str], rates: list[float], draws: int, min_present: int, per_modality: bool, notes: list[str]
+) -> dict[str, Any]:
+    """The random conditions of every curve point and draw, with infeasible rates left out."""
+    if not rates or any(not 0.0 <= r <= 1.0 for r in rates):
+        raise MMCoreError(f"--rates: expected missing rates in [0, 1], got {rates}")
+    if len(rates) < 2:
+        raise MMCoreError(f"--rates: a curve needs at least two rates, got {rates}")
+    curves = {UNIFORM: {m: 1.0 for m in names}} | ({m: {m: 1.0} for m in names} if per_modality and len(names) > 1 else {})
+    conditions: list[Condition] = []
+    kept: dict[str, list[float]] = {}
+    for curve, which in curves.items():
+        kept[curve] = []
+        for rate in rates:
+            items = [{"random": {"rates": {m: rate for m in which}, "min_present": min_present}, "seed": seed,
+                      "name": _rate_name(curve, rate, seed)} for seed in range(draws)]
+            try:
+                conditions += parse_conditions(items, names, where=f"curve {curve} at rate {rate:g}")
+            except MMCoreError:
+                continue  # infeasible under min_present
+            kept[curve].append(rate)
+        dropped = [r for r in rates if r not in kept[curve]]
+        if dropped and curve == UNIFORM:
+            notes.append(f"rates {', '.join(f'{r:g}' for r in dropped)} left out of the uniform curve: infeasible with "
+                         f"min_present={min_present} over {len(names)} modalities (--min-present 0 allows them)")
+        if len(kept[curve]) < 2:
+            del kept[curve]
+    full = parse_conditions("full", names)[0]
+    return {"conditions": [full, *conditions], "rates": kept, "full": full.name}
+
+
+def summarize_curve(plan: dict[str, Any], results: dict[str, dict[str, float]], names: list[str], split: str,
+                    draws: int, min_present: int) -> dict[str, Any]:
+    """Mean ± std over draws per rate, and the robustness measures per metric (curve.json)."""
+    full = results[plan["full"]]
+    metrics = [m for m in full]
+    curves: dict[str, Any] = {}
+    for curve, rates in plan["rates"].items():
+        entry: dict[str, Any] = {"rates": rates, "mean": {}, "std": {}, "robustness": {}}
+        for metric in metrics:
+            per_rate = [[results[_rate_name(curve, r, s)][metric] for s in range(draws)] for r in rates]
+            entry["mean"][metric] = [statistics.fmean(v) for v in per_rate]
+            entry["std"][metric] = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_rate]
+            r = summarize(rates, entry["mean"][metric], full[metric])
+            entry["robustness"][metric] = {"auc": r.auc, "mean": r.mean, "relative": r.relative}
+        curves[curve] = entry
+    return {"split": split, "metrics": metrics, "draws": draws, "min_present": min_present,
+            "modalities": names, "full": full, "curves": curves}

@@ -1,0 +1,109 @@
+"""Opening a saved run for evaluation or prediction: its recipe, a session, verified weights.
+
+The recipe is the run's own ``recipe.yaml`` with the caller's overrides on top (an evaluation
+protocol, a device); ``build_session`` then builds exactly what training built, and the
+selected checkpoint's weights are loaded after their sha256 is checked. Weights saved on a GPU
+load on the CPU. A checkpoint written before checksums were recorded loads unverified, and the
+caller is told so; a damaged or foreign checkpoint is a one-line error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from mmcore.errors import MMCoreError
+
+CHECKPOINTS = ("best", "last")
+
+
+@dataclass
+class OpenRun:
+    run_dir: Path
+    recipe: dict[str, Any]  # resolved, overrides applied
+    session: Any  # mmcore.engine.session.Session, weights loaded, model in eval mode
+    checkpoint: Path
+    model_sha256: str  # of model.safetensors, recorded in every evaluation's manifest
+    verified: bool  # False for a checkpoint that predates recorded checksums
+    warnings: list[str]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_run_dir(run_dir: Path, checkpoint: str) -> Path:
+    """The checkpoint directory of a run, or a one-line error saying what is wrong."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise MMCoreError(f"{run_dir}: no such directory; expected a run directory (runs/<name>/<timestamp>)")
+    if not (run_dir / "recipe.yaml").is_file():
+        raise MMCoreError(f"{run_dir}: not a run directory (no recipe.yaml)")
+    if checkpoint not in CHECKPOINTS:
+        raise MMCoreError(f"--checkpoint: '{checkpoint}' is not one of: {', '.join(CHECKPOINTS)}")
+    path = run_dir / "checkpoints" / checkpoint
+    if not (path / "model.safetensors").is_file():
+        present = [c for c in CHECKPOINTS if (run_dir / "checkpoints" / c / "model.safetensors").is_file()]
+        hint = f"; available: {', '.join(present)} (--checkpoint)" if present else "; the run saved no checkpoint yet"
+        raise MMCoreError(f"{run_dir}: no checkpoints/{checkpoint}{hint}")
+    return path
+
+
+def load_run_recipe(run_dir: Path, overrides: list[str], registry: Any = None) -> dict[str, Any]:
+    from mmcore.plugins import get_registry
+    from mmcore.recipe import load_recipe
+
+    return load_recipe(run_dir / "recipe.yaml", list(overrides), registry or get_registry())
+
+
+def _load_weights(path: Path, model: Any) -> bool:
+    """Verify and load; True when verified, False for a checkpoint without recorded checksums."""
+    from mmcore.engine.checkpoint import load_model_weights
+
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError):
+        state = None
+    if isinstance(state, dict) and "files" not in state:  # written before checksums were recorded
+        load_model_weights(path, model, verified=True)
+        return False
+    load_model_weights(path, model)  # verifies every file's sha256 first; one-line CheckpointError otherwise
+    return True
+
+
+@contextmanager
+def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str = "best",
+             device: str | None = None) -> Iterator[OpenRun]:
+    """A session of a saved run with the checkpoint's weights, for the duration of the block."""
+    from mmcore.engine.rundir import split_checksum
+    from mmcore.engine.runtime import runtime_for
+    from mmcore.engine.session import build_session
+
+    run_dir = Path(run_dir)
+    path = check_run_dir(run_dir, checkpoint)
+    extra = [f"device={device}"] if device else []
+    recipe = load_run_recipe(run_dir, [*(overrides or []), *extra])
+    warnings: list[str] = []
+    with runtime_for(recipe) as runtime:
+        session = build_session(recipe, runtime)
+        verified = _load_weights(path, session.model)
+        if not verified:
+            warnings.append(f"{path}: written before checkpoints recorded checksums; loaded without verification")
+        session.model.eval()
+        manifest = run_dir / "manifest.json"
+        try:
+            recorded = json.loads(manifest.read_text()).get("data_sha256", {}) if manifest.is_file() else {}
+        except ValueError:
+            recorded = {}
+        for split, digest in recorded.items():
+            if split in session.splits and split in ("val", "test") and split_checksum(session.splits[split]) != digest:
+                warnings.append(f"the {split} split differs from the one the run was trained with (manifest.json data_sha256)")
+        yield OpenRun(run_dir, recipe, session, path, sha256_file(path / "model.safetensors"), verified, warnings)
