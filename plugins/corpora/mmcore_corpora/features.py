@@ -41,6 +41,7 @@ class Features:
     def __init__(self, root: str) -> None:
         base = require(Path(root).expanduser(), NAME, "features folder")
         self.files = {s: require(base / f"{s}.safetensors", NAME, f"{s} split file") for s in SPLITS}
+        self.sources = {s: str(path) for s, path in self.files.items()}  # named by mmcore.datacheck's messages
         headers = {s: _read_header(path) for s, path in self.files.items()}
         self.task, names = _task_and_modalities(headers["train"], self.files["train"])
         self.modalities = self._specs(headers, names)
@@ -53,6 +54,13 @@ class Features:
                     f"{other_names}; {self.files['train']} has {self.task.kind}/{self.task.num_classes} with {names}"
                 )
         self._ids = self._check_ids(headers)
+        total = sum(h["n"] for h in headers.values())
+        if self.task.kind == "classification" and int(self.task.num_classes or 0) > total:
+            # metadata that sizes the output layer: 10^9 classes would be a 64 GB allocation later
+            raise DataError(
+                f"{NAME}: {self.files['train']}: metadata num_classes={self.task.num_classes} is implausible "
+                f"for {total} samples in the three files"
+            )
 
     @classmethod
     def describe(cls, root: str) -> tuple[list[ModalitySpec], TaskSpec]:
@@ -163,9 +171,14 @@ def _task_and_modalities(header: dict[str, Any], path: Path) -> tuple[TaskSpec, 
     elif kind == "classification":
         try:
             num_classes = int(meta.get("num_classes", ""))
-            names = tuple(json.loads(meta["class_names"])) if "class_names" in meta else None
+            raw = json.loads(meta["class_names"]) if "class_names" in meta else None
         except ValueError:
             raise DataError(f"{NAME}: {path}: metadata 'num_classes' must be an integer and 'class_names' a JSON list") from None
+        if raw is not None and (not isinstance(raw, list) or not all(isinstance(c, (str, int)) for c in raw)):
+            # a JSON object would otherwise be taken silently as its keys, in an order nobody chose
+            got = type(raw).__name__ if not isinstance(raw, list) else "a list with non-string entries"
+            raise DataError(f"{NAME}: {path}: metadata 'class_names' must be a JSON list of names, got {got}")
+        names = tuple(raw) if raw is not None else None
         if num_classes < 2 or (names is not None and len(names) != num_classes):
             raise DataError(f"{NAME}: {path}: metadata gives {num_classes} classes and class names {names}")
         task = TaskSpec("classification", num_classes, tuple(str(c) for c in names) if names else None)

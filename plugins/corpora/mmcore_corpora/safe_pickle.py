@@ -43,11 +43,24 @@ def _numpy_globals() -> dict[tuple[str, str], Callable[..., Any]]:
     return table
 
 
-_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int", "float", "complex", "bool")
+def _sized_from_data(kind: type) -> Callable[..., Any]:
+    """``bytes``/``bytearray`` built from data only: pickles rebuild them from a ``bytes`` or
+    ``str`` argument, while ``bytearray(8 << 30)`` from a 30-byte file would allocate 8 GiB."""
+
+    def build(*args: Any) -> Any:
+        if args and not isinstance(args[0], (bytes, bytearray, str)):
+            raise DataError(f"refusing {kind.__name__}({type(args[0]).__name__}) in a pickle: only bytes or text rebuild one")
+        return kind(*args)
+
+    return build
+
+
+_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "complex", "bool")
 
 ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {
     **_numpy_globals(),
     **{(module, name): getattr(builtins, name) for module in ("builtins", "__builtin__") for name in _BUILTINS},
+    **{(module, k.__name__): _sized_from_data(k) for module in ("builtins", "__builtin__") for k in (bytes, bytearray)},
     ("_codecs", "encode"): _latin1_encode,
     ("collections", "OrderedDict"): dict,  # an ordered dict is still just a dict of arrays
 }
@@ -74,8 +87,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 def _load_stream(f: BinaryIO, source: str) -> Any:
     try:
         return RestrictedUnpickler(f, source).load()
-    except DataError:
-        raise
+    except DataError as exc:
+        raise exc if str(exc).startswith(source) else DataError(f"{source}: {exc}") from None
     except Exception as exc:  # truncated or corrupt file, wrong format
         raise DataError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc})") from None
 
