@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcore.builtins.balancers import Uniform
-from mmcore.builtins.encoders import MLPEncoder
+from mmcore.builtins.encoders import MLPEncoder, TransformerEncoder
 from mmcore.builtins.imputers import ZeroImputer
 from mmcore.builtins.synthetic import Synthetic
 from mmcore.components import Balancer
@@ -306,5 +306,7 @@ def test_every_contract_option_set_is_built() -> None:
 
 
 def test_bad_build_is_reported_with_its_options() -> None:
-    with pytest.raises(AssertionError, match=r"building with options \{'layers': \[0\]\} failed: MMCoreError"):
+    with pytest.raises(AssertionError, match=r"layers.0: expected int >= 1, got int 0 \(vector modality, options \{'layers': \[0\]\}\)"):
         check_encoder(MLPEncoder, options={"layers": [0]})
+    with pytest.raises(AssertionError, match=r"building with options \{'heads': 3\} failed: MMCoreError: .*divisible by heads=3"):
+        check_encoder(TransformerEncoder, options={"heads": 3})

@@ -14,9 +14,12 @@ Neither adds a loss group.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
+from mmcore import Above, Between
 from mmcore.errors import DataError, MMCoreError
 from mmcore.types import ImputerOutput, ModalitySpec
 
@@ -72,12 +75,10 @@ class RunningMean(nn.Module):
     mean: Tensor
     seen: Tensor
 
-    def __init__(self, specs: list[ModalitySpec], dim: int, momentum: float | None = 0.1) -> None:
+    def __init__(self, specs: list[ModalitySpec], dim: int, momentum: Annotated[float, Above(0.0), Between(0.0, 1.0)] | None = 0.1) -> None:
         super().__init__()
         if not specs or dim < 1:
             raise MMCoreError(f"baselines.mean needs at least one modality and dim >= 1, got {len(specs)} and {dim}")
-        if momentum is not None and not 0.0 < momentum <= 1.0:
-            raise MMCoreError(f"baselines.mean: momentum must be in (0, 1] or null (exact average), got {momentum}")
         self.names = [s.name for s in specs]
         self.dim = dim
         self.momentum = momentum

@@ -52,10 +52,14 @@ How the training signal is adapted — MMIN assumes complete training data:
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
+from mmcore import Fraction, NonNegative, PositiveInt
 from mmcore.errors import DataError, MMCoreError
+from mmcore.recipe.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "baselines.mmin"
@@ -101,22 +105,17 @@ class MMINImputer(nn.Module):
         self,
         specs: list[ModalitySpec],
         dim: int,
-        hidden: list[int] = [256, 128, 64],  # noqa: B006 - copied; MMIN scripts: AE_layers 256,128,64
-        blocks: int = 5,  # MMIN scripts: n_blocks 5
-        recon_weight: float = 4.0,  # MMIN scripts: mse_weight 4
-        cycle_weight: float = 2.0,  # MMIN scripts: cycle_weight 2; 0 removes the backward autoencoder
-        hide_rate: float = 0.5,
+        hidden: Annotated[list[PositiveInt], NonEmpty()] = [256, 128, 64],  # noqa: B006 - copied; MMIN scripts: AE_layers 256,128,64
+        blocks: PositiveInt = 5,  # MMIN scripts: n_blocks 5
+        recon_weight: NonNegative = 4.0,  # MMIN scripts: mse_weight 4
+        cycle_weight: NonNegative = 2.0,  # MMIN scripts: cycle_weight 2; 0 removes the backward autoencoder
+        hide_rate: Fraction = 0.5,
         detach_target: bool = True,
     ) -> None:
         super().__init__()
         names = [s.name for s in specs]
         hidden = [int(n) for n in hidden]
         _check(len(specs) >= 2, f"needs at least two modalities to imagine one from the others, got {names}")
-        _check(dim >= 1, f"dim must be >= 1, got {dim}")
-        _check(bool(hidden) and all(n >= 1 for n in hidden), f"hidden must be a non-empty list of sizes >= 1, got {hidden}")
-        _check(blocks >= 1, f"blocks must be >= 1, got {blocks}")
-        _check(recon_weight >= 0 and cycle_weight >= 0, f"recon_weight and cycle_weight must be >= 0, got {recon_weight} and {cycle_weight}")
-        _check(0.0 <= hide_rate < 1.0, f"hide_rate must be in [0, 1), got {hide_rate}")
         self.names = names
         self.dim = dim
         self.recon_weight = float(recon_weight)

@@ -46,6 +46,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from mmcore import Count, NonNegative
 from mmcore.components import Balancer
 from mmcore.errors import MMCoreError
 from mmcore.types import StepStats
@@ -79,18 +80,15 @@ class OGMGE(Balancer):
         self,
         modalities: list[str],
         target: str = "unimodal",
-        alpha: float = 0.1,
+        alpha: NonNegative = 0.1,
         ge: bool = True,
-        start_step: int = 0,
-        end_step: int | None = None,
+        start_step: Count = 0,
+        end_step: Count | None = None,
         formula: Literal["shifted", "reference"] = "shifted",
     ) -> None:
         super().__init__(modalities, target=target)
         _check(len(self.modalities) >= 1, "needs at least one modality")
-        _check(alpha >= 0.0, f"alpha must be >= 0, got {alpha}")
-        _check(start_step >= 0, f"start_step must be >= 0, got {start_step}")
         _check(end_step is None or end_step >= start_step, f"end_step ({end_step}) must be >= start_step ({start_step}) or null")
-        _check(formula in ("shifted", "reference"), f"formula must be 'shifted' or 'reference', got {formula!r}")
         self.alpha = float(alpha)
         self.ge = bool(ge)
         self.start_step = int(start_step)
@@ -118,7 +116,8 @@ class OGMGE(Balancer):
         encoders = getattr(model, "encoders", None)
         if not isinstance(encoders, nn.ModuleDict) or any(m not in encoders for m in self.modalities):
             raise MMCoreError(f"{NAME}: the model must have 'encoders', a ModuleDict with modalities {self.modalities}")
-        conf = _average_across_ranks(stats.unimodal_confidence.detach().to(self.device, torch.float32))
+        # pooled over ranks by the engine under data parallelism (Runtime.pool_stats)
+        conf = stats.unimodal_confidence.detach().to(self.device, torch.float32)
         self.ratio, k = coefficients(conf, self.alpha, self.formula)
         if not self.active(stats.step):
             self.coef = torch.ones_like(k)
@@ -161,15 +160,6 @@ class OGMGE(Balancer):
 
 # Configurations the core's contract suite builds: the default, and without noise in a window.
 OGMGE.contract_options = [{}, {"ge": False, "alpha": 0.5, "start_step": 1, "end_step": 3, "formula": "reference"}]  # type: ignore[attr-defined]
-
-
-def _average_across_ranks(conf: Tensor) -> Tensor:
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return conf
-    conf = conf.clone()
-    dist.all_reduce(conf)
-    return conf / dist.get_world_size()
 
 
 def _check(ok: bool, message: str) -> None:

@@ -157,15 +157,18 @@ def test_hiding_is_what_teaches_it_to_imagine(one_thread: None) -> None:
 @pytest.mark.parametrize(
     "opts,message",
     [
-        ({"hide_rate": 1.0}, r"hide_rate must be in \[0, 1\)"),
-        ({"hidden": []}, "hidden must be a non-empty list"),
-        ({"blocks": 0}, "blocks must be >= 1"),
-        ({"recon_weight": -1.0}, "recon_weight and cycle_weight must be >= 0"),
+        ({"hide_rate": 1.0}, r"hide_rate: expected float in \[0, 1\), got float 1.0"),
+        ({"hidden": []}, r"hidden: expected list\[int >= 1\] \(non-empty\), got list \[\]"),
+        ({"blocks": 0}, "blocks: expected int >= 1, got int 0"),
+        ({"recon_weight": -1.0}, r"recon_weight: expected float >= 0.0 \(finite\), got float -1.0"),
     ],
 )
 def test_bad_options_are_clear_errors(opts: dict[str, object], message: str) -> None:
-    with pytest.raises(MMCoreError, match=f"baselines.mmin: {message}"):
-        MMINImputer(SPECS, D, **opts)
+    """Ranges are in the signature and checked from it before the factory runs."""
+    from mmcore.plugins import get_registry
+
+    with pytest.raises(MMCoreError, match=rf"imputer 'baselines.mmin' \(plugin baselines\): {message}"):
+        get_registry().get("imputer", "baselines.mmin").build({"specs": SPECS, "dim": D}, opts)
 
 
 def test_needs_two_modalities_and_the_right_shapes() -> None:

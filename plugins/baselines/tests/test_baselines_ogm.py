@@ -144,8 +144,10 @@ def test_weights_are_ones_for_the_unimodal_group_and_options_are_checked() -> No
     assert torch.equal(bal.weights(), torch.ones(3))
     with pytest.raises(MMCoreError, match="end_step .* must be >= start_step"):
         OGMGE(NAMES, start_step=5, end_step=2)
-    with pytest.raises(MMCoreError, match="alpha must be >= 0"):
-        OGMGE(NAMES, alpha=-0.1)
+    from mmcore.plugins import get_registry
+
+    with pytest.raises(MMCoreError, match=r"alpha: expected float >= 0.0 \(finite\), got float -0.1"):
+        get_registry().get("balancer", "baselines.ogm_ge").build({"modalities": NAMES}, {"alpha": -0.1})
 
 
 def test_state_round_trip_through_json() -> None:

@@ -30,11 +30,12 @@ Matching the reference, and where we differ:
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor
 
+from mmcore import Above, Between, NonNegative, Positive, PositiveInt
 from mmcore.components import Balancer
 from mmcore.errors import MMCoreError
 from mmcore.types import StepStats
@@ -55,28 +56,23 @@ class RelativeAdvantage(Balancer):
         self,
         modalities: list[str],
         target: str = "recon",
-        rho: float = 0.7,
-        interval: int = 3,
-        eta: float = 0.1,
-        eta_growth: float = 1.5,
-        eta_every: int = 500,
+        rho: Annotated[float, Above(0.0), Between(0.0, 1.0)] = 0.7,
+        interval: PositiveInt = 3,
+        eta: NonNegative = 0.1,
+        eta_growth: Positive = 1.5,
+        eta_every: PositiveInt = 500,
         beta_min: float = 0.1,
         projection: Literal["clamp", "exact"] = "clamp",
     ) -> None:
         super().__init__(modalities, target=target)
         m = len(self.modalities)
         _check(m >= 1, "needs at least one modality")
-        _check(0.0 < rho <= 1.0, f"rho must be in (0, 1], got {rho}")
-        _check(interval >= 1, f"interval must be a positive number of steps, got {interval}")
-        _check(eta_every >= 1, f"eta_every must be a positive number of steps, got {eta_every}")
-        _check(eta >= 0.0 and eta_growth > 0.0, f"eta must be ≥ 0 and eta_growth > 0, got {eta} and {eta_growth}")
         limit = 1.0 / math.sqrt(m)
         _check(
             0.0 <= beta_min <= limit,
             f"beta_min must be in [0, 1/sqrt(M)] = [0, {limit:.4g}] for {m} modalities "
             f"(a larger floor leaves no unit vector), got {beta_min}",
         )
-        _check(projection in ("clamp", "exact"), f"projection must be 'clamp' or 'exact', got {projection!r}")
         self.rho = float(rho)
         self.interval = int(interval)
         self.eta = float(eta)  # Python number: it changes on a schedule known on the host
@@ -108,7 +104,7 @@ class RelativeAdvantage(Balancer):
             )
         losses = stats.losses[self.target].detach().to(self.device, torch.float32)
         counts = stats.present_counts.detach().to(self.device, torch.float32)
-        losses, counts = _average_across_ranks(losses, counts)
+        # under data parallelism these are already pooled over ranks by the engine (Runtime.pool_stats)
 
         seen = (counts > 0) & torch.isfinite(losses)
         blended = (1.0 - self.rho) * self.ema + self.rho * losses
@@ -172,25 +168,6 @@ def relative_advantage(ema: Tensor) -> Tensor:
     mean = ema.mean()
     ra = (mean - ema) / mean.clamp_min(torch.finfo(ema.dtype).tiny)
     return torch.where(mean > 0, ra, torch.zeros_like(ra))
-
-
-def _average_across_ranks(losses: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
-    """Under data parallelism, pool the per-rank losses weighted by their present counts.
-
-    Each rank's term is a mean over its own present samples, so Σ_r n_r·L_r / Σ_r n_r is the mean
-    over every present sample of the global batch — what one process with that batch would see —
-    and every rank then applies the same β.
-    """
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return losses, counts
-    finite = torch.isfinite(losses)
-    weight = torch.where(finite, counts, torch.zeros_like(counts))
-    packed = torch.stack([torch.where(finite, losses, torch.zeros_like(losses)) * weight, weight, counts])
-    dist.all_reduce(packed)
-    pooled = packed[0] / packed[1].clamp_min(1.0)
-    pooled = torch.where(packed[1] > 0, pooled, torch.full_like(pooled, float("nan")))  # no finite term anywhere
-    return pooled, packed[2]
 
 
 def _check(ok: bool, message: str) -> None:

@@ -48,12 +48,14 @@ How this relates to the reference code:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
 
+from mmcore import NonNegative, PositiveInt
 from mmcore.errors import MMCoreError
+from mmcore.recipe.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "redcore.vib"
@@ -107,10 +109,10 @@ class VIBImputer(nn.Module):
         self,
         specs: list[ModalitySpec],
         dim: int,
-        hidden: list[int] = [256, 128, 64],  # noqa: B006 - copied below, never mutated
-        blocks: int = 5,
-        kl_weight: float = 1.6e-3,
-        recon_weight: float = 0.15,
+        hidden: Annotated[list[PositiveInt], NonEmpty()] = [256, 128, 64],  # noqa: B006 - copied below, never mutated
+        blocks: PositiveInt = 5,
+        kl_weight: NonNegative = 1.6e-3,
+        recon_weight: NonNegative = 0.15,
         kl_half: bool = True,
         kl_reduction: Literal["present", "batch"] = "present",
         detach_target: bool = False,
@@ -121,18 +123,7 @@ class VIBImputer(nn.Module):
         super().__init__()
         names = [s.name for s in specs]
         _check(len(specs) >= 2, f"needs at least two modalities to predict one from the others, got {names}")
-        _check(dim >= 1, f"dim must be positive, got {dim}")
-        hidden = list(hidden)
-        sizes_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hidden)
-        _check(len(hidden) >= 1 and sizes_ok, f"hidden must be a non-empty list of positive sizes, got {hidden}")
-        _check(blocks >= 1, f"blocks must be ≥ 1, got {blocks}")
-        _check(
-            kl_weight >= 0 and recon_weight >= 0,
-            f"kl_weight and recon_weight must be ≥ 0, got {kl_weight} and {recon_weight}",
-        )
-        _check(kl_reduction in ("present", "batch"), f"kl_reduction must be 'present' or 'batch', got {kl_reduction!r}")
-        _check(absent_input in ("learned", "zero"), f"absent_input must be 'learned' or 'zero', got {absent_input!r}")
-        _check(activation in ("none", "sigmoid"), f"activation must be 'none' or 'sigmoid', got {activation!r}")
+        hidden = list(hidden)  # ranges and choices are checked from the signature before this runs
         self.names = names
         self.dim = dim
         self.kl_weight = float(kl_weight)

@@ -270,15 +270,19 @@ def test_zero_init_predicts_zero_so_recon_is_the_latent_norm() -> None:
     "specs,options,message",
     [
         (SPECS[:1], {}, "needs at least two modalities"),
-        (SPECS, {"blocks": 0}, "blocks must be"),
-        (SPECS, {"hidden": []}, "hidden must be a non-empty list"),
-        (SPECS, {"absent_input": "mean"}, "absent_input must be 'learned' or 'zero'"),
-        (SPECS, {"kl_weight": -1.0}, "must be ≥ 0"),
+        (SPECS, {"blocks": 0}, "blocks: expected int >= 1, got int 0"),
+        (SPECS, {"hidden": []}, r"hidden: expected list\[int >= 1\] \(non-empty\), got list \[\]"),
+        (SPECS, {"hidden": [8, 0]}, "hidden.1: expected int >= 1, got int 0"),
+        (SPECS, {"absent_input": "mean"}, "absent_input: expected 'learned' | 'zero', got str 'mean'"),
+        (SPECS, {"kl_weight": -1.0}, r"kl_weight: expected float >= 0.0 \(finite\), got float -1.0"),
     ],
 )
 def test_bad_options_are_one_line_errors(specs: list[ModalitySpec], options: dict, message: str) -> None:
+    """Ranges are in the signature and checked from it before the factory runs."""
+    from mmcore.plugins import get_registry
+
     with pytest.raises(MMCoreError, match=message):
-        VIBImputer(specs, 6, **options)
+        get_registry().get("imputer", "redcore.vib").build({"specs": specs, "dim": 6}, options)
 
 
 def test_wrong_input_shape_is_a_clear_error() -> None:
