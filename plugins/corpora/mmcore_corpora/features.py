@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from mmcore.errors import DataError, MMCoreError
 from mmcore.types import Dataset, ModalitySpec, SplitData, TaskSpec
 
-from mmcore_corpora._common import DOCS, SPLITS, check_split, require
+from mmcore.data import DOCS, SPLITS, check_split, require
 
 NAME = "corpora.features"
 FORMAT = "mmcore-features/1"
@@ -122,7 +122,7 @@ class Features:
                 n_len = torch.full((x.shape[0],), t, dtype=torch.int64) if raw is None else raw.to(torch.int64)
                 if n_len.numel() and (int(n_len.min()) < 0 or int(n_len.max()) > t):
                     raise DataError(f"{NAME}: {path}: 'len.{spec.name}' holds values outside 0..{t}")
-                lengths[spec.name] = n_len.clamp(min=1)  # an empty sequence is one zero frame, see _common
+                lengths[spec.name] = n_len.clamp(min=1)  # an empty sequence is one zero frame, see mmcore.data
             features[spec.name] = x
         target = tensors["target"]
         if self.task.kind == "classification":

@@ -18,7 +18,7 @@ import numpy as np
 from mmcore.errors import DataError, MMCoreError
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
-from mmcore_corpora._common import DOCS, SPLITS, check_split, require, seeded_order, sha256_file, to_split
+from mmcore.data import DOCS, SPLITS, check_split, require, seeded_order, sha256_file, to_split
 
 NAME = "corpora.handwritten"
 # (view, width), in the order of the UCI description: Fourier coefficients of the contours,

@@ -24,7 +24,7 @@ import numpy as np
 from mmcore.errors import DataError, MMCoreError
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
-from mmcore_corpora._common import DOCS, SPLITS, as_names, check_split, pad_sequences, require, stable_ids, to_split
+from mmcore.data import DOCS, SPLITS, as_names, check_split, pad_sequences, require, stable_ids, to_split
 from mmcore_corpora.safe_pickle import load_npy
 
 DIMS: dict[str, int] = {"a": 130, "v": 342, "l": 1024}

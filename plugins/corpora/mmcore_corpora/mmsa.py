@@ -28,8 +28,8 @@ import numpy as np
 from mmcore.errors import DataError, MMCoreError
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
-from mmcore_corpora._common import SPLITS, as_names, check_split, clamp_lengths, pad_time, replace_nonfinite, require
-from mmcore_corpora._common import stable_ids, to_split
+from mmcore.data import SPLITS, as_names, check_split, clamp_lengths, pad_time, replace_nonfinite, require
+from mmcore.data import stable_ids, to_split
 from mmcore_corpora.safe_pickle import load_pickle
 
 log = logging.getLogger("mmcore.corpora")

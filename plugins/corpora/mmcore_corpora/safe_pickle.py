@@ -19,7 +19,7 @@ import numpy as np
 
 from mmcore.errors import DataError
 
-from mmcore_corpora._common import DOCS
+from mmcore.data import DOCS
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:

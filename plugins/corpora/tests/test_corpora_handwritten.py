@@ -13,7 +13,7 @@ import torch
 from mmcore.errors import DataError, MMCoreError
 
 import mmcore_corpora.handwritten as hw
-from mmcore_corpora._common import sha256_file
+from mmcore.data import sha256_file
 from mmcore_corpora.handwritten import VIEWS, Handwritten
 
 PER_CLASS = 4  # tiny files: 10 digits x 4 rows

@@ -1,13 +1,20 @@
-"""What every loader shares: clear file errors, padding with lengths, stable ids, ``SplitData``.
+"""Loader helpers for dataset plugins: clear file errors, padding with lengths, stable ids, seeded
+order, ``SplitData``. Part of mmcore's public API (a plugin needs nothing deeper).
 
 Loaders read numpy arrays in whatever layout a corpus is published in and finish through the
-helpers here, so that padding, lengths, dtypes and ids follow one convention everywhere:
+helpers here, so that padding, lengths, dtypes and ids follow one convention in every plugin:
 
 - sequences are zero padded to one length ``T`` per modality (the same for every split, so that
   ``ModalitySpec.max_len`` is a property of the dataset), longer ones are cut to ``T``;
 - a length is at least 1: an empty sequence is stored as one zero frame, so an encoder never
   pools over nothing (the engine's masks, not empty sequences, express a missing modality);
-- sample ids are int64, unique over the dataset's three splits and a pure function of the files.
+- features are float32, the dtype the engine trains in (``to_split`` converts);
+- sample ids are int64, unique over the dataset's three splits and a pure function of the files
+  (``stable_ids``), because training masks are a pure function of (seed, id, spec).
+
+Typical use in a dataset factory::
+
+    from mmcore.data import SPLITS, check_split, pad_sequences, stable_ids, to_split
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ DOCS = "docs/datasets.md"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
-def require(path: Path, dataset: str, what: str) -> Path:
-    """``path`` if it exists, else the one-line error a user sees when the data is not there."""
+def require(path: Path, dataset: str, what: str, docs: str = DOCS) -> Path:
+    """``path`` if it exists, else the one-line error a user sees when the data is not there
+    (``docs``: where the expected layout is described; a plugin passes its own page)."""
     if not path.exists():
-        raise DataError(f"{dataset}: {what} not found: {path} (see {DOCS} for the expected layout)")
+        raise DataError(f"{dataset}: {what} not found: {path} (see {docs} for the expected layout)")
     return path
 
 
