@@ -310,3 +310,32 @@ def test_bad_build_is_reported_with_its_options() -> None:
         check_encoder(MLPEncoder, options={"layers": [0]})
     with pytest.raises(AssertionError, match=r"building with options \{'heads': 3\} failed: MMCoreError: .*divisible by heads=3"):
         check_encoder(TransformerEncoder, options={"heads": 3})
+
+
+# ------------------------------------------------------------------ rules added with the kinds table
+
+
+class FillsFromAbsentRows(nn.Module):
+    """Fills absent positions with the (supposedly zeroed) absent rows themselves plus a bias."""
+
+    def __init__(self, specs: list[ModalitySpec], dim: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
+        return ImputerOutput(z=torch.where(present.unsqueeze(-1), h, h + self.bias), losses={})
+
+
+def test_check_imputer_rejects_reading_absent_rows_for_absent_positions() -> None:
+    with pytest.raises(AssertionError, match="z at absent positions is computed from the h rows of absent modalities"):
+        check_imputer(FillsFromAbsentRows)
+
+
+def test_check_dataset_rejects_float64_features() -> None:
+    class Doubles(Synthetic):
+        def split(self, name: str):
+            s = super().split(name)
+            return type(s)({k: v.double() for k, v in s.features.items()}, s.lengths, s.target, s.ids)
+
+    with pytest.raises(AssertionError, match=r"modality 'm0': torch.float64 \(\d+, 4\), expected torch.float32"):
+        check_dataset(Doubles, options={"modalities": 2, "classes": 3, "samples": 60, "dim": 4})

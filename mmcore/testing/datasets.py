@@ -75,8 +75,8 @@ def _check_split(ctx: _Ctx, ds: Dataset, name: str) -> SplitData:
     for spec in ds.modalities:
         x, at = sd.features[spec.name], f"split '{name}' modality '{spec.name}'"
         shape = (n, spec.max_len, spec.dim) if spec.sequence else (n, spec.dim)
-        ok = tuple(x.shape) == shape and x.is_floating_point()
-        ctx.expect(ok, f"{at}: {x.dtype} {tuple(x.shape)}, expected float {shape}")
+        ok = tuple(x.shape) == shape and x.dtype == torch.float32  # the engine trains in float32 (bf16 by autocast)
+        ctx.expect(ok, f"{at}: {x.dtype} {tuple(x.shape)}, expected torch.float32 {shape} (mmcore.data.to_split converts)")
         ctx.expect(_finite(x), f"{at} has non-finite features")
         if spec.sequence:
             lengths = sd.lengths[spec.name]

@@ -101,7 +101,8 @@ def _latents(mask: Tensor, dim: int, gen: torch.Generator) -> Tensor:
 def check_imputer(component: Component | Factory, *, options: dict[str, Any] | None = None, dim: int = DIM) -> None:
     """Shapes and finiteness of ``z`` and of every ``[M]`` loss term under several masks (one
     modality absent from the whole batch, rows with a single present modality), gradients, eval
-    determinism, that ``z`` at present positions ignores the ``h`` rows of absent modalities,
+    determinism, that ``z`` (at every position) and the loss terms ignore the ``h`` rows of
+    absent modalities,
     per-sample independence, and a state_dict round trip."""
     c = _as_component(component, "imputer")
     m = len(SPECS)
@@ -139,8 +140,15 @@ def check_imputer(component: Component | Factory, *, options: dict[str, Any] | N
             _check_eval(ctx, imp, lambda mod: mod(h, mask).z, lambda mod: mod(other_h, other_mask).z[0])
             with torch.no_grad():
                 noisy = h + torch.randn(h.shape, generator=gen) * (~mask).unsqueeze(-1)
-                leak = not torch.allclose(imp(noisy, mask).z[mask], imp(h, mask).z[mask], atol=1e-6)
+                # The rule (hookspecs.register_imputers): every output is a function of the present
+                # rows only, z at absent positions and the loss terms included.
+                clean, dirty = imp(h, mask), imp(noisy, mask)
+                leak = not torch.allclose(dirty.z[mask], clean.z[mask], atol=1e-6)
                 ctx.expect(not leak, "z at present positions depends on the h rows of absent modalities")
+                leak = not torch.allclose(dirty.z[~mask], clean.z[~mask], atol=1e-6)
+                ctx.expect(not leak, "z at absent positions is computed from the h rows of absent modalities")
+                changed = [g for g, t in clean.losses.items() if not torch.allclose(dirty.losses.get(g, t * float("nan")), t, atol=1e-6)]
+                ctx.expect(not changed, f"loss terms {changed} depend on the h rows of absent modalities")
                 one = imp(h[:1], mask[:1]).z
                 ctx.expect(tuple(one.shape) == (1, m, dim), f"z shape {tuple(one.shape)} for a batch of one")
             _check_state_round_trip(ctx, imp, ctx.build(injected, opts, seed=1), lambda mod: mod(h, mask).z)

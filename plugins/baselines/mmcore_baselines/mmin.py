@@ -59,20 +59,11 @@ from torch import Tensor, nn
 
 from mmcore import Fraction, NonNegative, PositiveInt
 from mmcore.errors import DataError, MMCoreError
+from mmcore.nn import mlp
 from mmcore.recipe.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "baselines.mmin"
-
-
-def _layers(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
-    """Linear layers through ``sizes``, ``activation`` between them and none after the last."""
-    modules: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if i > 0:
-            modules.append(activation())
-        modules.append(nn.Linear(a, b))
-    return nn.Sequential(*modules)
 
 
 class ResidualAutoencoder(nn.Module):
@@ -81,9 +72,10 @@ class ResidualAutoencoder(nn.Module):
 
     def __init__(self, width: int, hidden: list[int], blocks: int) -> None:
         super().__init__()
-        self.encoders = nn.ModuleList(_layers([width, *hidden], nn.LeakyReLU) for _ in range(blocks))
-        self.decoders = nn.ModuleList(_layers([*reversed(hidden), width], nn.ReLU) for _ in range(blocks))
-        self.transition = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
+        back = list(reversed(hidden))  # mmcore.nn.mlp: Linear, activation, ..., Linear (none after the last)
+        self.encoders = nn.ModuleList(mlp(width, hidden[:-1], hidden[-1], activation=nn.LeakyReLU) for _ in range(blocks))
+        self.decoders = nn.ModuleList(mlp(back[0], back[1:], width, activation=nn.ReLU) for _ in range(blocks))
+        self.transition = mlp(width, [width], width)
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.zeros_like(x)

@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from mmcore import NonNegative, PositiveInt
 from mmcore.errors import MMCoreError
+from mmcore.nn import mlp
 from mmcore.recipe.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
@@ -71,9 +72,10 @@ class ResidualPredictor(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, hidden: list[int], blocks: int) -> None:
         super().__init__()
-        self.encoders = nn.ModuleList(_mlp([in_dim, *hidden], nn.LeakyReLU) for _ in range(blocks))
-        self.decoders = nn.ModuleList(_mlp([*reversed(hidden), in_dim], nn.ReLU) for _ in range(blocks))
-        self.head = nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(), nn.Linear(in_dim, out_dim))
+        back = list(reversed(hidden))
+        self.encoders = nn.ModuleList(mlp(in_dim, hidden[:-1], hidden[-1], activation=nn.LeakyReLU) for _ in range(blocks))
+        self.decoders = nn.ModuleList(mlp(back[0], back[1:], in_dim, activation=nn.ReLU) for _ in range(blocks))
+        self.head = mlp(in_dim, [in_dim], out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.zeros_like(x)
@@ -81,16 +83,6 @@ class ResidualPredictor(nn.Module):
             x = x + out
             out = decoder(encoder(x))
         return self.head(x + out)
-
-
-def _mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
-    """Linear layers through ``sizes`` with ``activation`` between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if i > 0:
-            layers.append(activation())
-        layers.append(nn.Linear(a, b))
-    return nn.Sequential(*layers)
 
 
 class VIBImputer(nn.Module):
