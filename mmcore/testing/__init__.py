@@ -46,6 +46,7 @@ from mmcore.testing.datasets import check_dataset
 from mmcore.testing.loggers import check_logger
 from mmcore.testing.modules import check_encoder, check_fusion, check_imputer
 from mmcore.testing.recipes import tiny_recipe
+from mmcore.testing.training import short_run
 
 __all__ = [
     "ContractSkip",
@@ -61,6 +62,7 @@ __all__ = [
     "option_sets",
     "present_masks",
     "run_contract",
+    "short_run",
     "step_stats",
     "tiny_recipe",
 ]
