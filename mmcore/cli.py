@@ -152,8 +152,13 @@ def show(
 
 @app.command()
 @friendly_errors
-def plugins() -> None:
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for tools instead of a table.")) -> None:
     """List plugins: name, version, origin, components, and any load error."""
+    if as_json:
+        import json
+
+        print(json.dumps([info.to_json() for info in get_plugins().infos], indent=2))
+        return
     table = Table(title="mmcore plugins")
     for column in ("plugin", "version"):
         table.add_column(column, no_wrap=True)
@@ -167,11 +172,18 @@ def plugins() -> None:
 
 @app.command()
 @friendly_errors
-def components(kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}.")) -> None:
-    """List registered components with their options and documentation."""
+def components(
+    kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.join(KINDS)}; or a component's name for its full view."),
+) -> None:
+    """List registered components with their options and documentation; `components NAME` shows one in full."""
     from mmcore.recipe import type_name
     from mmcore.registry import REQUIRED, did_you_mean
 
+    if kind is not None and "." in kind:
+        from mmcore.clitools import component_view
+
+        console.print(component_view(get_plugins().registry, kind), highlight=False, soft_wrap=True, markup=False)
+        return
     if kind is not None and kind not in KINDS:
         raise MMCoreError(f"unknown kind '{kind}';{did_you_mean(kind, list(KINDS))} kinds: {', '.join(KINDS)}")
     current = None
@@ -183,6 +195,24 @@ def components(kind: Optional[str] = typer.Argument(None, help=f"One of: {', '.j
         for opt in comp.options():
             default = "required" if opt.default is REQUIRED else f"= {opt.default!r}"
             console.print(f"    {opt.name}: {type_name(opt.annotation)} {default}", highlight=False, soft_wrap=True, markup=False)
+
+
+new_app = typer.Typer(help="Write a new project from a template.", no_args_is_help=True)
+app.add_typer(new_app, name="new")
+
+
+@new_app.command("plugin")
+@friendly_errors
+def new_plugin(
+    name: str = typer.Argument(..., help="The plugin's name and namespace (a lower-case identifier)."),
+    kind: str = typer.Option("balancer", help="The kind of the one component it starts with: balancer, imputer, encoder or fusion."),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write it (default: ./mmcore-NAME)."),
+) -> None:
+    """Write a plugin package whose tests (the contract suite, a short run) pass after `pip install -e`."""
+    from mmcore.scaffold import new_plugin as write
+
+    root = write(name, kind, directory)
+    console.print(f"wrote {root}; next: cd {root} && pip install -e . && python -m pytest", highlight=False)
 
 
 from mmcore.after.commands import add_commands as _add_after_training  # noqa: E402  (eval, predict, report)

@@ -60,3 +60,30 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130)
 
     return wrapper
+
+
+def component_view(registry: Any, name: str) -> str:
+    """``mmcore components NAME``: a component's whole docstring and, per option, its type with
+    range, default and help (the ``Args:`` entry of its docstring, see ``mmcore.registry``)."""
+    from mmcore.recipe import type_name
+    from mmcore.registry import REQUIRED, did_you_mean
+
+    found = registry.lookup(name)
+    if not found:
+        names = sorted({c.name for c in registry.all()})
+        plugin = name.split(".", 1)[0]
+        if plugin in registry.failed:
+            raise MMCoreError(f"unknown component '{name}': plugin '{plugin}' was skipped: {registry.failed[plugin]}")
+        raise MMCoreError(f"unknown component '{name}';{did_you_mean(name, names)} see `mmcore components` for the list")
+    blocks = []
+    for comp in found:
+        lines = [f"{comp.name}  ({comp.kind}, plugin {comp.origin})", "", comp.description or comp.full_doc or "(no docstring)", ""]
+        options = comp.options()
+        lines.append("options:" if options else "options: none")
+        for opt in options:
+            default = "required" if opt.default is REQUIRED else f"default {opt.default!r}"
+            lines.append(f"  {opt.name}: {type_name(opt.annotation)}, {default}")
+            if opt.help:
+                lines.append(f"      {opt.help}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
