@@ -142,6 +142,14 @@ class Runtime:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def all_gather_object(self, value: Any) -> list[Any]:
+        """Every rank's (JSON-able) value, in rank order; a host sync, for checkpoints only."""
+        if not self.distributed:
+            return [value]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, value)
+        return out
+
     def all_agree(self, ok: bool) -> bool:
         """True on every rank iff ``ok`` is True on every rank (so all ranks stop together)."""
         if not self.distributed:

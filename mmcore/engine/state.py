@@ -24,6 +24,7 @@ class TrainState:
     log_sums: dict[str, Any] = field(default_factory=dict)  # key -> float or [M] floats, un-averaged
     epoch_loss_sum: float = 0.0  # total loss over the epoch so far (divergence check at epoch end)
     balancer: dict[str, Any] = field(default_factory=dict)  # Balancer.state_dict()
+    rank_log_sums: list[dict[str, Any]] | None = None  # under DDP: every rank's own log_sums, by rank
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +45,7 @@ class TrainState:
             "log_count": isinstance(state.log_count, int) and state.log_count >= 0,
             "log_sums": isinstance(state.log_sums, dict),
             "balancer": isinstance(state.balancer, dict),
+            "rank_log_sums": state.rank_log_sums is None or isinstance(state.rank_log_sums, list),
             "best_value": state.best_value is None or isinstance(state.best_value, (int, float)),
         }
         bad = [k for k, ok in checks.items() if not ok]

@@ -136,15 +136,23 @@ def train(
             _write_manifest(session, run_dir, fixed_masks)
     ckpt_dir = run_dir / "checkpoints"
     step = state.step
-    log_sums = {k: torch.tensor(v, device=rt.device, dtype=torch.float32) for k, v in state.log_sums.items()}
+    own_sums = state.log_sums
+    if state.rank_log_sums is not None and len(state.rank_log_sums) == rt.world_size:
+        own_sums = state.rank_log_sums[rt.rank]
+    log_sums = {k: torch.tensor(v, device=rt.device, dtype=torch.float32) for k, v in own_sums.items()}
     log_count = state.log_count
     epoch_loss = torch.tensor(state.epoch_loss_sum, device=rt.device)
     grad_norms: torch.Tensor | None = None
 
     def snapshot(epoch: int) -> TrainState:
+        # Each rank's partial log sums are kept (rank_log_sums), so a resume with the same number
+        # of processes continues every rank's sums exactly; log_sums holds their mean over ranks.
+        sums = {k: v.tolist() for k, v in log_sums.items()}
         return TrainState(
             step, epoch, state.best_value, state.best_epoch, log_count,
-            {k: v.tolist() for k, v in log_sums.items()}, float(epoch_loss), balancer.state_dict(),
+            {k: rt.all_reduce_mean(v).tolist() for k, v in log_sums.items()},
+            float(rt.all_reduce_mean(epoch_loss)), balancer.state_dict(),
+            rank_log_sums=rt.all_gather_object(sums) if rt.distributed else None,
         )
 
     loggers = build_loggers(recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
