@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from mmcore.errors import MMCoreError
 from mmcore.recipe import dump_yaml
 from mmcore.types import SplitData
 
@@ -30,8 +31,11 @@ def new_run_dir(recipe: dict[str, Any]) -> Path:
     while path.exists():
         path = base / f"{stamp}-{k}"
         k += 1
-    path.mkdir(parents=True)
-    (path / "recipe.yaml").write_text(dump_yaml(recipe))
+    try:
+        path.mkdir(parents=True)
+        (path / "recipe.yaml").write_text(dump_yaml(recipe))
+    except OSError as exc:
+        raise MMCoreError(f"output: cannot create the run directory {path}: {exc.strerror or exc}") from exc
     return path
 
 
