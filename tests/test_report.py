@@ -94,7 +94,7 @@ def fake_run(root: Path, seed: int = 0, shift: float = 0.0, grad_norms: bool = T
         if grad_norms:
             line.update({"grad_norm.a": 0.1 * step, "grad_norm.v": 0.05 * step})
         lines.append(line)
-    lines.append({"epoch": 1, "step": 6, "val": {"accuracy": 0.5, "macro_f1": 0.4}, "val.macro_f1": 0.4})
+    lines.append({"epoch": 1, "step": 6, "val.accuracy": 0.5, "val.macro_f1": 0.4, "select.val.macro_f1": 0.4})
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     table = {c: {"accuracy": acc + shift, "macro_f1": f1 + shift} for c, (acc, f1) in CONDITIONS.items()}
     table["average"] = {k: sum(r[k] for r in table.values()) / 3 for k in ("accuracy", "macro_f1")}
@@ -126,6 +126,7 @@ def test_run_report_tables_match_eval_json(tmp_path: Path) -> None:
     assert shapley["accuracy"] == [number(0.55), number(0.35), number(0.9)]
     text = written[0].read_text()
     assert 'data-file="grad-norm.png"' in text and "gradient norms: not recorded" not in text
+    assert 'data-file="validation.png"' in text
 
 
 def test_run_report_says_what_was_not_recorded(tmp_path: Path) -> None:
@@ -133,7 +134,10 @@ def test_run_report_says_what_was_not_recorded(tmp_path: Path) -> None:
     table = json.loads((run / "eval.json").read_text())
     del table["results"]["test"]["v"]
     (run / "eval.json").write_text(json.dumps(table))
+    with open(run / "metrics.jsonl", "a") as fh:  # an epoch line as runs before the logger kind wrote it
+        fh.write(json.dumps({"epoch": 2, "step": 8, "val": {"accuracy": 0.6, "macro_f1": 0.5}}) + "\n")
     text = build_report(run, tmp_path / "r.html")[0].read_text()
+    assert 'data-file="validation.png"' in text
     assert "Per-modality encoder gradient norms: not recorded by this run." in text
     assert "Modality contributions: not available: 1 of 3 subsets were not evaluated (v)" in text
 

@@ -55,7 +55,7 @@ def read_eval(path: Path) -> dict[str, Any]:
 
 @dataclass
 class Metrics:
-    """metrics.jsonl split into step lines (training) and epoch lines (validation)."""
+    """metrics.jsonl split into step lines (training) and epoch lines (validation, as ``val: {metric: v}``)."""
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     epochs: list[dict[str, Any]] = field(default_factory=list)
@@ -88,8 +88,11 @@ def read_metrics(path: Path) -> Metrics:
             raise MMCoreError(f"{path}:{number}: not a JSON line") from None
         if not isinstance(row, dict):
             raise MMCoreError(f"{path}:{number}: expected a JSON object")
-        if isinstance(row.get("val"), dict):
+        flat = {k[4:]: v for k, v in row.items() if k.startswith("val.")}  # the jsonl logger's epoch lines
+        if isinstance(row.get("val"), dict):  # epoch lines of runs from before the logger kind
             metrics.epochs.append(row)
+        elif flat and "loss" not in row:
+            metrics.epochs.append({**row, "val": flat})
         elif "step" in row:
             metrics.steps.append(row)
     return metrics
