@@ -325,15 +325,15 @@ def test_two_by_two_sweep_resumes_restarts_and_then_skips(recipe, tmp_path):
 
 def test_a_failing_run_is_reported_excluded_and_the_exit_code_is_non_zero(recipe, tmp_path):
     sweep_dir = tmp_path / "sw"
-    grid = ["dataset.classes=3,1"]  # classes=1 passes validation and fails when the dataset is built
+    grid = ["dataset.samples=200,2"]  # samples=2 passes validation (a range) and fails when the dataset is built (< classes)
     good, bad = plan(recipe, grid, [0], sweep_dir)
     fake_finished(good, 0.5, 0.5, {})
     result = runner.invoke(app, ["sweep", str(recipe), "--grid", grid[0], "--seeds", "0", "--out", str(sweep_dir)])
     assert result.exit_code == 1, result.output
     flat = " ".join(result.output.split())
     assert f"failed: {bad.name}" in flat and "1 of 2 runs failed" in flat
-    assert str(bad.log) in flat and "'classes' must be >= 2" in flat
-    assert "'classes' must be >= 2" in bad.log.read_text()
+    assert str(bad.log) in flat and "'samples' (2) must be at least 'classes' (3)" in flat
+    assert "'samples' (2) must be at least 'classes' (3)" in bad.log.read_text()
     points = {r["point"] for r in read_csv(sweep_dir / "results.csv")}
     assert points == {good.point.slug}  # the failure is excluded from aggregation
     assert run_state(bad.run_dir) == "fresh"  # started again next time
