@@ -186,3 +186,13 @@ def test_report_of_a_real_run_shows_its_curve_and_gradient_norms(copy: Path, tmp
     assert f"{curve['curves']['uniform']['robustness']['macro_f1']['auc']:.4f}" in text
     assert 'data-file="grad-norm.png"' in text and 'data-file="curve-curve.png"' in text
     assert "Cost figures (parameters, samples/s, memory): not recorded" not in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback on a machine without CUDA")
+def test_a_gpu_run_evaluates_on_the_cpu(copy: Path) -> None:
+    recipe = (copy / "recipe.yaml").read_text()
+    assert "device: cpu" in recipe
+    (copy / "recipe.yaml").write_text(recipe.replace("device: cpu", "device: cuda"))
+    result = evaluate_run(copy)
+    assert same(result.results, trained(copy))
+    assert any("no CUDA here, evaluating on the CPU" in n for n in result.notes)

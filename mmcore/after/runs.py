@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
+
 from mmcore.errors import MMCoreError
 
 CHECKPOINTS = ("best", "last")
@@ -64,6 +66,12 @@ def load_run_recipe(run_dir: Path, overrides: list[str], registry: Any = None) -
     return load_recipe(run_dir / "recipe.yaml", list(overrides), registry or get_registry())
 
 
+def recipe_device(run_dir: Path) -> str:
+    from mmcore.recipe import load_yaml
+
+    return str(load_yaml(run_dir / "recipe.yaml").get("device", "auto"))
+
+
 def _load_weights(path: Path, model: Any) -> bool:
     """Verify and load; True when verified, False for a checkpoint without recorded checksums."""
     from mmcore.engine.checkpoint import load_model_weights
@@ -92,6 +100,10 @@ def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str 
     extra = [f"device={device}"] if device else []
     recipe = load_run_recipe(run_dir, [*(overrides or []), *extra])
     warnings: list[str] = []
+    if device is None and str(recipe["device"]).startswith("cuda") and not torch.cuda.is_available():
+        # a run trained on a GPU, evaluated where there is none: its weights load on the CPU
+        recipe = load_run_recipe(run_dir, [*(overrides or []), "device=cpu"])
+        warnings.append(f"the run was trained with device={recipe_device(run_dir)}; no CUDA here, evaluating on the CPU")
     with runtime_for(recipe) as runtime:
         session = build_session(recipe, runtime)
         verified = _load_weights(path, session.model)
