@@ -14,7 +14,7 @@ from typing import Any
 from mmcore.errors import MMCoreError
 
 INSTALL_HINT = "mmcore report needs matplotlib, the optional extra 'report': pip install 'mmcore[report]'"
-DPI = 100  # small PNGs: a report of a quickstart run stays well under a megabyte
+DPI = 80  # small PNGs: the report of the quickstart run is about half a megabyte
 
 
 def pyplot() -> Any:
