@@ -35,6 +35,14 @@ def _type(node: Any) -> str:
     return str(node.get("type")) if isinstance(node, dict) else str(node)
 
 
+def _rates(spec: dict[str, Any]) -> str:
+    """``fou 0.1, fac 0.7`` or ``sample rate 0.5``: the training protocol in a few words."""
+    if spec.get("sample_rate") is not None:
+        return f"sample rate {spec['sample_rate']}"
+    rates = spec.get("rates") or {}
+    return ", ".join(f"{m} {r:g}" if isinstance(r, (int, float)) else f"{m} {r}" for m, r in rates.items()) or "none"
+
+
 def _balancer_keys(recipe: dict[str, Any], modalities: list[str]) -> set[str] | None:
     """The names the run's balancer logs (its ``log_values``), found by building it; None if it cannot be."""
     node = recipe.get("balancer")
@@ -83,7 +91,7 @@ def _summary(doc: Document, run_dir: Path, recipe: dict, evaluation: dict | None
         ["fusion", _type(model.get("fusion"))],
         ["balancer", _type(recipe.get("balancer"))],
         ["seed", recipe.get("seed", "")],
-        ["training missingness", str(((recipe.get("missing") or {}).get("train") or {}).get("rates", ""))],
+        ["training missingness", _rates(((recipe.get("missing") or {}).get("train") or {}))],
         ["selection", str((evaluation or {}).get("select", (recipe.get("train") or {}).get("select", "")))],
         ["best epoch", (evaluation or {}).get("best_epoch", "not finished")],
         ["device", manifest.get("device", "not recorded")],
