@@ -57,6 +57,10 @@ def toy_open(modalities: Any = None, target: str = "recon", **extra: Any) -> Non
     """A balancer that takes any keyword."""
 
 
+def toy_logger() -> None:
+    """A logger with no options."""
+
+
 @pytest.fixture()
 def registry() -> Registry:
     reg = Registry()
@@ -70,6 +74,8 @@ def registry() -> Registry:
         ("balancer", "redcore.relative_advantage", toy_advantage),
         ("balancer", "test.strict", toy_strict),
         ("balancer", "test.open", toy_open),
+        ("logger", "mmcore.jsonl", toy_logger),
+        ("logger", "mmcore.console", toy_logger),
     ]:
         reg.register(kind, name, factory, origin="test")
     return reg
@@ -281,7 +287,7 @@ def test_broken_recipe_reports_every_problem_at_once(registry: Registry) -> None
         "broken.yaml: model.imputer.type: unknown imputer 'mmcore.zer'; did you mean 'mmcore.zero'? "
         "available: mmcore.zero, redcore.vib",
         "broken.yaml: train.epocs: unknown key; did you mean 'epochs'? allowed: batch_size, epochs, "
-        "eval_batch_size, grad_clip, log_every, optimizer, schedule, select, task_loss",
+        "eval_batch_size, grad_clip, log_every, max_steps, optimizer, schedule, select, task_loss",
         "broken.yaml: train.batch_size: expected int >= 1, got str 'big'",
     ]
 
@@ -318,12 +324,12 @@ def test_ranges_choices_and_component_options(registry: Registry) -> None:
 
 def test_required_keys(registry: Registry) -> None:
     assert raises(validate_recipe, {"seed": 1}, registry, "r.yaml") == [
-        "r.yaml: name: missing required key; expected str (a directory name: non-empty, no '/' or '\\')",
+        "r.yaml: name: missing required key; expected str (a directory name: 1 to 255 characters, no '/', '\\' or control characters)",
         "r.yaml: dataset: missing required key; expected a dataset node {type: NAME, ...options}; "
         "available: mmcore.synthetic",
     ]
     assert raises(validate_recipe, {"name": "a/b", "dataset": {"samples": 3}}, registry, "r.yaml") == [
-        "r.yaml: name: expected str (a directory name: non-empty, no '/' or '\\'), got str 'a/b'",
+        "r.yaml: name: expected str (a directory name: 1 to 255 characters, no '/', '\\' or control characters), got str 'a/b'",
         "r.yaml: dataset.type: missing required key; expected the name of a registered dataset; "
         "available: mmcore.synthetic",
     ]
@@ -336,8 +342,9 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
     resolved = validate_recipe({"name": "d", "dataset": "mmcore.synthetic"}, registry, "d.yaml")
     assert list(resolved) == [
         "name", "seed", "device", "precision", "compile", "output", "dataset", "data", "missing", "model", "balancer",
-        "train",
+        "train", "logging",
     ]  # fmt: skip
+    assert resolved["logging"] == [{"type": "mmcore.jsonl"}, {"type": "mmcore.console"}]
     assert resolved["dataset"] == {"type": "mmcore.synthetic", "samples": 100, "noise": 1.0, "seed": 0}
     assert resolved["missing"] == {
         "train": {"rates": {}, "sample_rate": None, "min_present": 1, "policy": "fixed"},
@@ -361,6 +368,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
         "select": "val.macro_f1",
         "log_every": 50,
         "task_loss": "auto",
+        "max_steps": None,
     }
     top = {k: resolved[k] for k in ("seed", "device", "precision", "compile", "output")}
     assert top == {"seed": 0, "device": "auto", "precision": "fp32", "compile": False, "output": "runs"}

@@ -106,7 +106,11 @@ class ConsoleLogger(Logger):
 
 
 class TensorBoardLogger(Logger):
-    """TensorBoard event files under ``<run>/<subdir>`` (optional extra ``tensorboard``)."""
+    """TensorBoard event files under ``<run>/<subdir>`` (optional extra ``tensorboard``).
+
+    Args:
+        subdir: folder inside the run directory for the event files.
+    """
 
     def __init__(self, subdir: str = "tensorboard") -> None:
         try:
@@ -141,3 +145,17 @@ class TensorBoardLogger(Logger):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _tensorboard_contract_options() -> dict[str, Any]:
+    """The contract suite checks this logger only where its extra is installed."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        from mmcore.testing import ContractSkip
+
+        raise ContractSkip("mmcore.tensorboard needs the 'tensorboard' extra") from None
+    return {}
+
+
+TensorBoardLogger.contract_options = _tensorboard_contract_options  # type: ignore[attr-defined]

@@ -29,9 +29,8 @@ from torch import Tensor
 from mmcore.errors import DataError
 from mmcore.nn import length_mask
 from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
-from mmcore.types import ModalitySpec, SplitData, TaskSpec
+from mmcore.types import SPLITS, ModalitySpec, SplitData, TaskSpec
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_STRONGEST, DEFAULT_WEAKEST = 2.0, 0.75  # default signal strengths of m0 and of the last modality
 
 
@@ -57,21 +56,41 @@ class Synthetic:
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         seed: int = 0,
+        names: list[str] | None = None,
+        dims: list[PositiveInt] | None = None,
+        min_lens: list[PositiveInt] | None = None,
+        max_lens: list[PositiveInt] | None = None,
     ) -> None:
+        """Args:
+            modalities: number of modalities M.
+            classes: number of classes.
+            samples: samples over all splits.
+            dim: feature width of every modality (see ``dims``).
+            sequence: frame sequences [N, T, D] with lengths instead of vectors.
+            max_len: padded length T of every sequence modality (see ``max_lens``).
+            signal: per-modality class signal strength (default: falling from 2.0 to 0.75).
+            noise: standard deviation of the Gaussian noise.
+            val_fraction: share of each class in the validation split.
+            test_fraction: share of each class in the test split.
+            seed: seeds every tensor and id.
+            names: modality names (default m0, m1, ...), e.g. [a, v, l].
+            dims: per-modality feature widths, overriding ``dim`` (IEMOCAP's shapes: [130, 342, 1024]).
+            min_lens: per-modality shortest sequence (default max_len // 3).
+            max_lens: per-modality longest (padded) sequence, overriding ``max_len``.
+        """
         strengths = _check_options(
             modalities, classes, samples, dim, sequence, max_len, signal, noise, val_fraction, test_fraction
         )
-        self.modalities = [
-            ModalitySpec(f"m{i}", dim, sequence=sequence, max_len=max_len if sequence else None)
-            for i in range(modalities)
-        ]
-        self.task = TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
+        self.modalities = self.describe(modalities, classes, dim=dim, sequence=sequence, max_len=max_len,
+                                        names=names, dims=dims, min_lens=min_lens, max_lens=max_lens)[0]
+        lows = _lows(self.modalities, min_lens)
+        self.task = self.describe(modalities, classes)[1]
         self.signal = strengths  # [M] float, kept for reports and tests
 
         gen = torch.Generator().manual_seed(int(seed))
         target = (torch.arange(samples) % classes)[torch.randperm(samples, generator=gen)]  # balanced classes
         split_of = _stratified_split(target, classes, val_fraction, test_fraction, gen)
-        features, lengths = _draw_features(target, strengths, classes, dim, sequence, max_len, noise, gen)
+        features, lengths = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen)
 
         ids = torch.arange(samples, dtype=torch.int64)
         self._splits: dict[str, SplitData] = {}
@@ -83,6 +102,44 @@ class Synthetic:
                 target=target.index_select(0, rows),
                 ids=ids.index_select(0, rows),
             )
+
+    @classmethod
+    def describe(
+        cls,
+        modalities: int = 3,
+        classes: int = 4,
+        dim: int = 16,
+        sequence: bool = False,
+        max_len: int = 12,
+        names: list[str] | None = None,
+        dims: list[int] | None = None,
+        min_lens: list[int] | None = None,
+        max_lens: list[int] | None = None,
+        **_: object,
+    ) -> tuple[list[ModalitySpec], TaskSpec]:
+        """The modality specs and task these options give, without drawing any tensor."""
+        per = {"names": names, "dims": dims, "min_lens": min_lens, "max_lens": max_lens}
+        wrong = [f"'{k}' needs {modalities} values, got {len(v)}" for k, v in per.items() if v is not None and len(v) != modalities]
+        if names is not None and len(set(names)) != len(names):
+            wrong.append(f"'names' must be distinct, got {names}")
+        if not sequence and (min_lens is not None or max_lens is not None):
+            wrong.append("'min_lens' and 'max_lens' need sequence: true")
+        if min_lens is not None:
+            highs = max_lens or [max_len] * modalities
+            wrong += [f"min_lens[{i}]={lo} exceeds the longest sequence {hi}" for i, (lo, hi) in enumerate(zip(min_lens, highs)) if lo > hi]
+        if wrong:
+            raise DataError("mmcore.synthetic: " + "; ".join(wrong))
+        specs = [
+            ModalitySpec(
+                (names or [f"m{i}" for i in range(modalities)])[i],
+                (dims or [dim] * modalities)[i],
+                sequence=sequence,
+                max_len=(max_lens or [max_len] * modalities)[i] if sequence else None,
+            )
+            for i in range(modalities)
+        ]
+        task = TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
+        return specs, task
 
     def split(self, name: str) -> SplitData:
         """The split's tensors (shared, not copied: do not modify them in place)."""
@@ -150,31 +207,37 @@ def _stratified_split(
     return split
 
 
+def _lows(specs: list[ModalitySpec], min_lens: list[int] | None) -> list[int]:
+    """Shortest sequence per modality: ``min_lens``, or a third of the padded length."""
+    if min_lens is not None:
+        return list(min_lens)
+    return [max(1, (s.max_len or 1) // 3) for s in specs]
+
+
 def _draw_features(
     target: Tensor,
     strengths: Tensor,
     classes: int,
-    dim: int,
-    sequence: bool,
-    max_len: int,
+    specs: list[ModalitySpec],
+    lows: list[int],
     noise: float,
     gen: torch.Generator,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Features (and lengths in sequence mode) for every sample, one modality at a time."""
+    """Features (and lengths for sequences) for every sample, one modality at a time."""
     n = target.shape[0]
     features: dict[str, Tensor] = {}
     lengths: dict[str, Tensor] = {}
-    for m in range(strengths.shape[0]):
-        means = torch.randn(classes, dim, generator=gen)
+    for m, spec in enumerate(specs):
+        means = torch.randn(classes, spec.dim, generator=gen)
         means = means / means.norm(dim=1, keepdim=True).clamp(min=1e-12)  # unit vectors
         centre = strengths[m] * means[target]  # [N, D]
-        if not sequence:
-            features[f"m{m}"] = centre + noise * torch.randn(n, dim, generator=gen)
+        if not spec.sequence:
+            features[spec.name] = centre + noise * torch.randn(n, spec.dim, generator=gen)
             continue
-        low = max(1, max_len // 3)
-        length = torch.randint(low, max_len + 1, (n,), generator=gen)
-        frames = centre.unsqueeze(1) + noise * torch.randn(n, max_len, dim, generator=gen)
+        max_len = int(spec.max_len or 1)
+        length = torch.randint(lows[m], max_len + 1, (n,), generator=gen)
+        frames = centre.unsqueeze(1) + noise * torch.randn(n, max_len, spec.dim, generator=gen)
         valid = length_mask(length, max_len).unsqueeze(-1)
-        features[f"m{m}"] = torch.where(valid, frames, 0.0)  # the class signal lives in valid frames only
-        lengths[f"m{m}"] = length
+        features[spec.name] = torch.where(valid, frames, 0.0)  # the class signal lives in valid frames only
+        lengths[spec.name] = length
     return features, lengths

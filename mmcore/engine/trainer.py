@@ -162,7 +162,8 @@ def train(
     try:
         for epoch in range(step // steps_per_epoch, epochs):
             model.train()
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).to(rt.device)
+            shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**63)  # any valid seed fits
+            order = torch.randperm(n, generator=shuffle).to(rt.device)
             masks = fixed_masks if fixed_masks is not None else _usable(train_masks(spec, names, data.ids, seed, epoch), data)
             for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
                 if step >= max_steps:

@@ -1,4 +1,5 @@
-"""Under torch.distributed every rank pools its statistics and applies the same β."""
+"""Under torch.distributed the engine pools every rank's statistics (Runtime.pool_stats), so every
+rank's balancer applies the same β — the one a single process with the pooled batch computes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mmcore.engine.runtime import Runtime
 from mmcore.types import StepStats
 from mmcore_redcore.balancer import RelativeAdvantage
 
@@ -23,9 +25,10 @@ STEPS = {
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
+        runtime = Runtime(torch.device("cpu"), rank=rank, world_size=world)
         bal = RelativeAdvantage(NAMES, interval=1)
         for step, (recon, counts) in enumerate(STEPS[rank]):
-            bal.observe(StepStats(step, {"recon": torch.tensor(recon)}, torch.tensor(counts)))
+            bal.observe(runtime.pool_stats(StepStats(step, {"recon": torch.tensor(recon)}, torch.tensor(counts))))
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(bal.state_dict()))
     finally:
         dist.destroy_process_group()
