@@ -80,9 +80,6 @@ class Component:
         """The user-facing options: keyword parameters minus the injected ones."""
         return factory_options(self.factory, skip=INJECTED[self.kind])
 
-    def accepts(self, parameter: str) -> bool:
-        return parameter in _signature(self.factory).parameters
-
     def build(self, injected: dict[str, Any], options: dict[str, Any]) -> Any:
         """Call the factory with the injected values it declares plus the user's options.
 
