@@ -21,10 +21,10 @@ from mmcore.missing import (
     MAX_MODALITIES,
     STREAM_EVAL,
     MissingSpec,
-    _all_patterns,
-    _check_keys,
-    _distribution,
-    _draw,
+    all_patterns,
+    check_keys,
+    check_spec,
+    draw_masks,
     hash_uniform,
     parse_spec,
 )
@@ -47,7 +47,7 @@ class Condition:
 def all_subsets(modalities: Sequence[str]) -> list[tuple[bool, ...]]:
     """Every non-empty subset, by size, then in modality order (lexicographic on positions)."""
     m = len(modalities)
-    rows = [tuple(bool(b) for b in row) for row in _all_patterns(m)[1:]]
+    rows = [tuple(bool(b) for b in row) for row in all_patterns(m)[1:]]
     return sorted(rows, key=lambda r: (sum(r), [i for i in range(m) if r[i]]))
 
 
@@ -119,12 +119,12 @@ def _split_subset_string(text: str, modalities: list[str]) -> list[str]:
 
 
 def _parse_random(item: Mapping, modalities: list[str], where: str) -> Condition:
-    _check_keys(item, ("random", "seed", "name"), where)
+    check_keys(item, ("random", "seed", "name"), where)
     if "random" not in item:
         raise MMCoreError(f"{where}: a mapping condition needs 'random' (rates or sample_rate, min_present)")
     spec = parse_spec(item["random"], f"{where}.random", keys=("rates", "sample_rate", "min_present"))
     try:
-        _distribution(spec, tuple(modalities))  # unknown names and infeasible rates fail here, early
+        check_spec(spec, modalities)  # unknown names and infeasible rates fail here, early
     except MMCoreError as err:
         raise MMCoreError(f"{where}.random: {err}") from None
     seed = item.get("seed", 0)
@@ -153,4 +153,4 @@ def condition_masks(condition: Condition, ids: Tensor, num_modalities: int) -> T
     if len(names) != num_modalities:
         raise MMCoreError(f"condition '{condition.name}' refers to {len(names)} modalities, expected {num_modalities}")
     u = hash_uniform(condition.seed, ids, STREAM_EVAL)
-    return _draw(condition.random, names, u).to(ids.device)
+    return draw_masks(condition.random, names, u).to(ids.device)

@@ -116,7 +116,8 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
 
 
-def _check_keys(node: Mapping, allowed: Sequence[str], where: str) -> None:
+def check_keys(node: Mapping, allowed: Sequence[str], where: str) -> None:
+    """Unknown keys of a recipe mapping are errors with a did-you-mean."""
     for key in node:
         if key not in allowed:
             hint = did_you_mean(str(key), list(allowed))
@@ -130,7 +131,7 @@ def parse_spec(node: Any, where: str = "missing.train", keys: Sequence[str] = SP
     """A ``MissingSpec`` from a recipe mapping; unknown keys are errors with a did-you-mean."""
     if not isinstance(node, Mapping):
         raise MMCoreError(f"{where}: expected a mapping with {', '.join(keys)}, got {_describe(node)}")
-    _check_keys(node, keys, where)
+    check_keys(node, keys, where)
     try:
         return MissingSpec(**dict(node))
     except MMCoreError as err:
@@ -140,7 +141,7 @@ def parse_spec(node: Any, where: str = "missing.train", keys: Sequence[str] = SP
 # --------------------------------------------------------------------------- pattern distribution
 
 
-def _all_patterns(m: int) -> np.ndarray:
+def all_patterns(m: int) -> np.ndarray:
     """All 2^m patterns; row c has modality j present iff bit j of c is set (the fixed order)."""
     codes = np.arange(2**m, dtype=np.int64)
     return ((codes[:, None] >> np.arange(m)) & 1).astype(bool)
@@ -164,7 +165,7 @@ def _check_names(spec: MissingSpec, modalities: Sequence[str]) -> None:
 @functools.lru_cache(maxsize=64)
 def _distribution(spec: MissingSpec, modalities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     _check_names(spec, modalities)
-    x = _all_patterns(len(modalities))
+    x = all_patterns(len(modalities))
     if spec.sample_rate is not None:
         probs = _sample_rate_probs(x, spec.sample_rate, spec.min_present)
     else:
@@ -180,11 +181,24 @@ def _distribution(spec: MissingSpec, modalities: tuple[str, ...]) -> tuple[np.nd
 def pattern_distribution(spec: MissingSpec, modalities: Sequence[str]) -> tuple[Tensor, Tensor]:
     """The support of the pattern distribution (bool ``[P, M]``) and its probabilities (float64 ``[P]``).
 
-    Patterns keep the enumeration order of ``_all_patterns`` (bit j of the row index = modality
+    Patterns keep the enumeration order of ``all_patterns`` (bit j of the row index = modality
     j present); that order is part of the reproducibility contract of the masks.
     """
     patterns, probs = _distribution(spec, tuple(modalities))
     return torch.from_numpy(patterns.copy()), torch.from_numpy(probs.copy())
+
+
+def marginal_rates(spec: MissingSpec, modalities: Sequence[str]) -> dict[str, float]:
+    """The realised probability that a sample lacks each modality, whatever the protocol
+    (per-modality rates after ``min_present``, or the sample-level η protocol)."""
+    patterns, probs = _distribution(spec, tuple(modalities))
+    absent = (~patterns).astype(np.float64) * probs.reshape(-1, 1)
+    return {m: float(absent[:, i].sum()) for i, m in enumerate(modalities)}
+
+
+def check_spec(spec: MissingSpec, modalities: Sequence[str]) -> None:
+    """Raise the one-line error of an unknown modality, too large ``min_present`` or infeasible rates."""
+    _distribution(spec, tuple(modalities))
 
 
 def _sample_rate_probs(x: np.ndarray, eta: float, k: int) -> np.ndarray:
@@ -274,7 +288,8 @@ def _fmt(names: Sequence[str], rates: np.ndarray) -> str:
     return "{" + ", ".join(f"{n}: {r:.10g}" for n, r in zip(names, rates)) + "}"
 
 
-def _draw(spec: MissingSpec, modalities: Sequence[str], u: Tensor) -> Tensor:
+def draw_masks(spec: MissingSpec, modalities: Sequence[str], u: Tensor) -> Tensor:
+    """Masks bool ``[N, M]`` from one uniform per sample, by inverse CDF over the patterns."""
     patterns, probs = _distribution(spec, tuple(modalities))
     cdf = np.cumsum(probs)
     cdf[-1] = 1.0  # u < 1, so every draw lands inside the support despite rounding
@@ -290,7 +305,7 @@ def train_masks(spec: MissingSpec, modalities: list[str], ids: Tensor, seed: int
     """
     draw_epoch = epoch if spec.policy == "resample" else 0
     u = hash_uniform(seed, ids, STREAM_TRAIN, draw_epoch)
-    return _draw(spec, modalities, u).to(ids.device)
+    return draw_masks(spec, modalities, u).to(ids.device)
 
 
 # --------------------------------------------------------------------------- reporting

@@ -13,7 +13,7 @@ from mmcore.components import Balancer, Logger
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.model import MultimodalModel, unimodal_heads
 from mmcore.errors import MMCoreError, RecipeError
-from mmcore.missing import MissingSpec, pattern_distribution
+from mmcore.missing import MissingSpec, marginal_rates
 from mmcore.registry import Registry
 from mmcore.text import did_you_mean
 from mmcore.types import Dataset, ModalitySpec, TaskSpec
@@ -114,9 +114,7 @@ def build_loggers(recipe: dict[str, Any], registry: Registry, show_progress: boo
 
 
 def build_balancer(recipe: dict[str, Any], modalities: list[str], spec: MissingSpec, registry: Registry) -> Balancer:
-    patterns, probs = pattern_distribution(spec, modalities)  # the realised marginals, whatever the protocol
-    absent = (~patterns).double() * probs.reshape(-1, 1)
-    rates = {m: float(absent[:, i].sum()) for i, m in enumerate(modalities)}
+    rates = marginal_rates(spec, modalities)
     balancer = build_component(
         registry, "balancer", recipe["balancer"], "balancer", modalities=list(modalities), missing_rates=rates
     )
