@@ -16,6 +16,8 @@ from mmcore.types import ImputerOutput, ModalitySpec
 class ZeroImputer(nn.Module):
     """Keep present latents as they are and fill absent ones with zeros; no parameters, no losses."""
 
+    loss_groups: tuple[str, ...] = ()  # mmcore.lossgroups: it produces no loss terms
+
     def __init__(self, specs: list[ModalitySpec], dim: int) -> None:
         super().__init__()
         self.names = [s.name for s in specs]

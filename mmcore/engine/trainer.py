@@ -32,6 +32,7 @@ from mmcore.engine.checkpoint import (
     recover,
     save_checkpoint,
 )
+from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, write_eval
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.rundir import new_run_dir, split_checksum, write_manifest
@@ -39,6 +40,7 @@ from mmcore.engine.runtime import Runtime, runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
+from mmcore.lossgroups import check_target
 from mmcore.metrics import better
 from mmcore.missing import mask_hash, train_masks
 from mmcore.plugins import Plugins
@@ -107,6 +109,7 @@ def train(
     loss_kind = losses.task_loss_kind(task, cfg["task_loss"])
     heads = recipe["model"]["unimodal_heads"]
     unimodal_weight = float(heads["weight"]) if heads else 0.0
+    drop_rate = float(cfg.get("modality_dropout") or 0.0)
 
     data = session.splits["train"]
     n, batch_size, epochs = len(data), int(cfg["batch_size"]), int(cfg["epochs"])
@@ -158,13 +161,14 @@ def train(
     loggers = build_loggers(recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
     for logger in loggers:
         logger.open(run_dir, state.step if resume else None)
-    started, trained = time.perf_counter(), 0
+    started, trained, target_checked = time.perf_counter(), 0, False
     try:
         for epoch in range(step // steps_per_epoch, epochs):
             model.train()
             shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**63)  # any valid seed fits
             order = torch.randperm(n, generator=shuffle).to(rt.device)
             masks = fixed_masks if fixed_masks is not None else _usable(train_masks(spec, names, data.ids, seed, epoch), data)
+            hide_u = dropout_uniforms(seed, data.ids, len(names), epoch) if drop_rate > 0 else None
             for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
                 if step >= max_steps:
                     _check_finite(rt, epoch_loss, step)
@@ -172,6 +176,8 @@ def train(
                     return RunResult(run_dir, step, True, state.best_epoch, None)
                 index = rt.shard(order[position * batch_size : (position + 1) * batch_size])
                 batch, present = data.select(index), masks.index_select(0, index)
+                if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
+                    present = apply_dropout(present, hide_u.index_select(0, index), drop_rate)
                 set_lr(optimizer, base_lr, factor(step))
                 with rt.autocast():
                     out = forward(batch, present)
@@ -179,6 +185,9 @@ def train(
                 loss, task_loss, groups = losses.combine(
                     out, batch.target, loss_kind, unimodal_weight, balancer.target, weights
                 )
+                if not target_checked:  # once per process: the groups this model really returns
+                    check_target(balancer, groups, recipe["model"]["imputer"]["type"], heads is not None and heads is not False, recipe["balancer"]["type"])
+                    target_checked = True
                 stats = rt.pool_stats(
                     StepStats(
                         step=step,

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from mmcore.conditions import parse_conditions
 from mmcore.errors import MMCoreError
+from mmcore.lossgroups import target_problems
 from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
 from mmcore.missing import MissingSpec, pattern_distribution
 from mmcore.registry import Registry, did_you_mean
@@ -113,7 +114,7 @@ def dataset_problems(resolved: dict[str, Any], names: list[str], task: TaskSpec 
 
 def cross_problems(resolved: dict[str, Any], registry: Registry) -> list[str]:
     """Every cross-field problem of a recipe whose values have already passed their own checks."""
-    problems = output_problems(resolved["output"])
+    problems = output_problems(resolved["output"]) + target_problems(resolved, registry)
     described = describe_dataset(resolved["dataset"], registry)
     if described is None:
         return problems + select_problems(resolved["train"]["select"])

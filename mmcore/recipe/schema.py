@@ -138,6 +138,9 @@ class Model:
     fusion: FusionNode = node("mmcore.concat")  # latents of all modalities -> prediction
     # false: none; true: heads with the defaults below; or a mapping of those options
     unimodal_heads: Annotated[bool | UnimodalHeads, TrueMeansDefaults()] = False
+    # weights of encoders, fusion and unimodal heads (not the imputer, which owns its init):
+    # default: PyTorch's; kaiming_normal: RedCore's reference (std sqrt(2/fan_in), zero biases)
+    init: Literal["default", "kaiming_normal"] = "default"
 
 
 # ---------------------------------------------------------------- train:
@@ -159,7 +162,8 @@ class Optimizer:
 class Schedule:
     """Learning-rate multiplier per step: warm-up, then hold, then decay to 0 at the last epoch."""
 
-    type: Literal["constant", "linear", "cosine"] = "constant"
+    # linear: per step to 0; linear_epoch: RedCore's reference, per epoch, ending at 1/(decay epochs + 1)
+    type: Literal["constant", "linear", "linear_epoch", "cosine"] = "constant"
     constant_epochs: Count = 0  # epochs at the full rate before decaying (RedCore: 30 of 60)
     warmup_epochs: Count = 0  # epochs of linear ramp from 0 at the start
 
@@ -180,6 +184,9 @@ class Train:
     # stop (resumably) once this many optimisation steps are done in total; the schedule still
     # spans ``epochs``, so `mmcore resume RUN train.max_steps=...` continues exactly. null: no limit
     max_steps: PositiveInt | None = None
+    # probability of hiding each present modality of a training sample per step, for any imputer
+    # (never all of a sample's present ones; seeded by seed, epoch and sample id; mmcore.engine.dropout)
+    modality_dropout: Rate = 0.0
 
 
 # ---------------------------------------------------------------- data:

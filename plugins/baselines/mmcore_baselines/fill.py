@@ -43,6 +43,8 @@ class MissingToken(nn.Module):
     moves only as far as the task gradient asks.
     """
 
+    loss_groups: tuple[str, ...] = ()  # mmcore.lossgroups: no loss terms
+
     def __init__(self, specs: list[ModalitySpec], dim: int) -> None:
         super().__init__()
         if not specs or dim < 1:
@@ -72,6 +74,7 @@ class RunningMean(nn.Module):
     data parallelism each rank keeps its own mean (as BatchNorm does without SyncBatchNorm).
     """
 
+    loss_groups: tuple[str, ...] = ()  # mmcore.lossgroups: no loss terms
     mean: Tensor
     seen: Tensor
 

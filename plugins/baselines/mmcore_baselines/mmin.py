@@ -93,6 +93,11 @@ class MMINImputer(nn.Module):
     training (``hide_rate``), plus MMIN's optional cycle term.
     """
 
+    @staticmethod
+    def loss_groups(cycle_weight: float = 2.0, **_: object) -> tuple[str, ...]:
+        """Declared for ``mmcore.lossgroups``: ``cycle`` exists only with the backward autoencoder."""
+        return ("recon", "cycle") if float(cycle_weight) > 0 else ("recon",)
+
     def __init__(
         self,
         specs: list[ModalitySpec],

@@ -97,6 +97,8 @@ class VIBImputer(nn.Module):
     is reported as 0 (the engine uses loss terms in training only).
     """
 
+    loss_groups: tuple[str, ...] = ("kl", "recon")  # declared for mmcore.lossgroups (validate checks targets)
+
     def __init__(
         self,
         specs: list[ModalitySpec],
