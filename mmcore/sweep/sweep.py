@@ -35,8 +35,6 @@ from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, r
 from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values, split_top_level
 from mmcore.sweep.runner import Outcome, Run, check_existing, interruptible, plan_runs, prepare, run_local, run_ray
 
-__all__ = ["Axis", "Interrupted", "Outcome", "Point", "Row", "Run", "SweepResult", "run_sweep", "sweep_dir_for"]
-
 BACKENDS = ("local", "ray")
 
 
