@@ -9,10 +9,13 @@ over only those. They live here so that the core's encoders and any plugin agree
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from mmcore.types import ModalitySpec
 
 
 def mlp(
@@ -79,3 +82,18 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
     codes[:, 0::2] = torch.sin(position * freq)
     codes[:, 1::2] = torch.cos(position * freq[: dim // 2])
     return codes
+
+
+def check_encoder_input(name: str, spec: "ModalitySpec", x: Tensor) -> None:
+    """One-line ``DataError`` unless ``x`` is ``[B, D]`` or ``[B, T, D]`` with the modality's ``D``.
+
+    Encoders call it first, so a dataset whose tensors disagree with its specs is named with the
+    encoder and modality rather than failing inside a matrix multiply.
+    """
+    if x.dim() not in (2, 3) or x.shape[-1] != spec.dim:
+        from mmcore.errors import DataError
+
+        raise DataError(
+            f"encoder {name} for modality '{spec.name}' expects [B, {spec.dim}] or [B, T, {spec.dim}] "
+            f"features, got shape {tuple(x.shape)}"
+        )

@@ -7,21 +7,15 @@ results do not depend on how far a batch happens to be padded.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import MMCoreError
 from mmcore.recipe.hints import Fraction, PositiveInt
-from mmcore.nn import length_mask, masked_mean, mlp, sinusoidal_positions
+from mmcore.nn import check_encoder_input, length_mask, masked_mean, mlp, sinusoidal_positions
 from mmcore.types import ModalitySpec
-
-
-def _check_input(name: str, spec: ModalitySpec, x: Tensor) -> None:
-    if x.dim() not in (2, 3) or x.shape[-1] != spec.dim:
-        raise DataError(
-            f"encoder {name} for modality '{spec.name}' expects [B, {spec.dim}] or [B, T, {spec.dim}] "
-            f"features, got shape {tuple(x.shape)}"
-        )
 
 
 class MLPEncoder(nn.Module):
@@ -44,7 +38,7 @@ class MLPEncoder(nn.Module):
         self.net = mlp(spec.dim, list(layers), out_dim=dim, dropout=dropout)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        _check_input("mmcore.mlp", self.spec, x)
+        check_encoder_input("mmcore.mlp", self.spec, x)
         y = self.net(x)  # Linear acts on the last axis, so sequences are encoded frame by frame
         if y.dim() == 3:
             y = masked_mean(y, lengths)
@@ -52,9 +46,17 @@ class MLPEncoder(nn.Module):
 
 
 class _PreNormBlock(nn.Module):
-    """``x + Attn(LN(x))`` then ``x + FF(LN(x))``: the pre-norm layout RedCore's encoder uses."""
+    """``x + drop(Attn(LN(x)))`` then ``x + drop(FF(LN(x)))``: the textbook pre-norm layout.
 
-    def __init__(self, dim: int, heads: int, ff_mult: int, dropout: float, attn_dropout: float) -> None:
+    With ``branch_norm`` (``layout: reference``) it becomes the block of RedCore's reference code
+    (github sunjunaimer/RedCore, ``models/networks/transformer.py``, ``ResidualAttentionBlock``):
+    ``x + LN(Attn(LN(x)))`` then ``x + LN(FF(LN(x)))``, each branch's output normalised and no
+    dropout on the branches (only inside attention and inside the feed-forward layer).
+    """
+
+    def __init__(
+        self, dim: int, heads: int, ff_mult: int, dropout: float, attn_dropout: float, branch_norm: bool = False
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
@@ -62,22 +64,27 @@ class _PreNormBlock(nn.Module):
         self.ff = nn.Sequential(
             nn.Linear(dim, ff_mult * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_mult * dim, dim)
         )
-        self.drop = nn.Dropout(dropout)
+        # the reference normalises each branch's output instead of dropping it out
+        self.post1: nn.Module = nn.LayerNorm(dim) if branch_norm else nn.Dropout(dropout)
+        self.post2: nn.Module = nn.LayerNorm(dim) if branch_norm else nn.Dropout(dropout)
 
     def forward(self, x: Tensor, padding: Tensor) -> Tensor:
         y = self.norm1(x)
         y, _ = self.attn(y, y, y, key_padding_mask=padding, need_weights=False)
-        x = x + self.drop(y)
-        return x + self.drop(self.ff(self.norm2(x)))
+        x = x + self.post1(y)
+        return x + self.post2(self.ff(self.norm2(x)))
 
 
 class TransformerEncoder(nn.Module):
     """Pre-norm transformer with a padding mask, then a mean over valid frames.
 
-    Layout: input projection, ``layers`` blocks, final LayerNorm, length-aware mean pooling.
+    Layout ``prenorm`` (default): input projection, ``layers`` pre-norm blocks, final LayerNorm,
+    length-aware mean pooling. Layout ``reference``: RedCore's reference block
+    (``x + LN(Attn(LN x))``, ``x + LN(FF(LN x))``, dropout only inside attention and the
+    feed-forward layer) and no final LayerNorm, since each branch is already normalised.
     A vector is treated as a sequence of length 1. Defaults are smaller than RedCore's reference
     encoder (3 blocks, 8 heads, MLP x4, ReLU, dropout 0.1, attention dropout 0.2, no positions);
-    unlike it, padding is masked here.
+    unlike it, padding is masked here in both layouts.
 
     Args:
         layers: number of transformer blocks.
@@ -86,6 +93,7 @@ class TransformerEncoder(nn.Module):
         dropout: dropout on the residual branches and inside the feed-forward layer.
         attn_dropout: dropout on the attention weights.
         positional: add sinusoidal position codes (order then matters).
+        layout: ``prenorm`` or ``reference`` (RedCore's block, see above).
     """
 
     def __init__(
@@ -98,6 +106,7 @@ class TransformerEncoder(nn.Module):
         dropout: Fraction = 0.1,
         attn_dropout: Fraction = 0.1,
         positional: bool = False,
+        layout: Literal["prenorm", "reference"] = "prenorm",
     ) -> None:
         super().__init__()
         if dim % heads != 0:  # ranges are in the signature; this invariant spans two values
@@ -107,12 +116,13 @@ class TransformerEncoder(nn.Module):
         self.positional = positional
         self.proj = nn.Linear(spec.dim, dim)
         self.blocks = nn.ModuleList(
-            [_PreNormBlock(dim, heads, ff_mult, dropout, attn_dropout) for _ in range(layers)]
+            [_PreNormBlock(dim, heads, ff_mult, dropout, attn_dropout, layout == "reference") for _ in range(layers)]
         )
-        self.norm = nn.LayerNorm(dim)  # pre-norm stacks need a final norm on the residual stream
+        # pre-norm stacks need a final norm on the residual stream; the reference has none
+        self.norm: nn.Module = nn.LayerNorm(dim) if layout == "prenorm" else nn.Identity()
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        _check_input("mmcore.transformer", self.spec, x)
+        check_encoder_input("mmcore.transformer", self.spec, x)
         if x.dim() == 2:
             x, lengths = x.unsqueeze(1), None
         batch, steps, _ = x.shape

@@ -18,9 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mmcore.errors import DataError
 from mmcore.recipe.hints import Fraction, PositiveInt
-from mmcore.nn import length_mask, masked_mean
+from mmcore.nn import check_encoder_input, length_mask, masked_mean
 from mmcore.types import ModalitySpec
 
 NAME = "mmcore.lstm"
@@ -68,11 +67,7 @@ class LSTMEncoder(nn.Module):
         self.proj = nn.Linear(self.directions * hidden, dim)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        if x.dim() not in (2, 3) or x.shape[-1] != self.spec.dim:
-            raise DataError(
-                f"{NAME} for modality '{self.spec.name}' expects [B, {self.spec.dim}] or "
-                f"[B, T, {self.spec.dim}] features, got shape {tuple(x.shape)}"
-            )
+        check_encoder_input(NAME, self.spec, x)
         if x.dim() == 2:  # a vector: one frame, nothing to pack
             out, (h_n, _) = self.rnn(x.unsqueeze(1))
             return self.proj(self.drop(self._pool(out, h_n, None)))

@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcore.errors import DataError
 from mmcore.recipe.hints import Fraction, NonEmpty, PositiveInt
-from mmcore.nn import length_mask
+from mmcore.nn import check_encoder_input, length_mask
 from mmcore.types import ModalitySpec
 
 NAME = "mmcore.textcnn"
@@ -56,11 +55,7 @@ class TextCNN(nn.Module):
         self.proj = nn.Linear(len(kernels) * channels, dim)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        if x.dim() not in (2, 3) or x.shape[-1] != self.spec.dim:
-            raise DataError(
-                f"{NAME} for modality '{self.spec.name}' expects [B, {self.spec.dim}] or "
-                f"[B, T, {self.spec.dim}] features, got shape {tuple(x.shape)}"
-            )
+        check_encoder_input(NAME, self.spec, x)
         if x.dim() == 2:
             x, lengths = x.unsqueeze(1), None
         batch, steps, _ = x.shape
