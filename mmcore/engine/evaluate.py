@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from mmcore.conditions import AVERAGE, Condition, condition_masks
+from mmcore.engine.batching import trim_padding
 from mmcore.engine.model import MultimodalModel
 from mmcore.engine.runtime import Runtime
 from mmcore.metrics import classification_metrics, regression_metrics
@@ -63,7 +64,7 @@ def predict(
     outputs: dict[str, list[Tensor]] = {name: [] for name in names}
     for start in range(first_row, n, batch_size):
         index = torch.arange(start, min(n, start + batch_size), device=split.ids.device)
-        batch = split.select(index)
+        batch = trim_padding(split.select(index))  # padding past the batch's longest row costs time only
         with autocast():
             h = model.encode(batch)
             for first in range(0, len(names), per_call):

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from mmcore.conditions import AVERAGE
 from mmcore.engine import losses
+from mmcore.engine.batching import trim_padding
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import (
     describe_resumable,
@@ -175,7 +176,7 @@ def train(
                     _save(rt, ckpt_dir / "last", model, optimizer, snapshot(epoch))
                     return RunResult(run_dir, step, True, state.best_epoch, None)
                 index = rt.shard(order[position * batch_size : (position + 1) * batch_size])
-                batch, present = data.select(index), masks.index_select(0, index)
+                batch, present = trim_padding(data.select(index)), masks.index_select(0, index)
                 if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
                     present = apply_dropout(present, hide_u.index_select(0, index), drop_rate)
                 set_lr(optimizer, base_lr, factor(step))
