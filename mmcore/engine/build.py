@@ -72,7 +72,33 @@ def build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpe
     heads: nn.ModuleDict | None = None
     if heads_cfg:
         heads = unimodal_heads(names, dim, task.out_dim, list(heads_cfg["layers"]), float(heads_cfg["dropout"]))
+    if model_cfg.get("init", "default") == "kaiming_normal":
+        # the imputer is left alone: it owns its init (redcore.vib already uses this one, and its
+        # zero-initialised residual branches are a documented choice this must not undo)
+        for part in [*encoders.values(), fusion, heads]:
+            if isinstance(part, nn.Module):
+                kaiming_normal_init(part)
     return MultimodalModel(specs, encoders, imputer, fusion, heads)
+
+
+_INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def kaiming_normal_init(module: nn.Module) -> None:
+    """Kaiming-normal weights and zero biases on every Linear and Conv layer of ``module``.
+
+    As RedCore's reference (github sunjunaimer/RedCore, ``models/networks/tools.py``,
+    ``init_weights`` with ``init_type='kaiming'``): ``kaiming_normal_(w, a=0, mode='fan_in')``,
+    i.e. std = sqrt(2 / fan_in), and ``constant_(bias, 0)``, on every module whose class is a
+    Linear or Conv (attention's output projection included; its packed input projection is a bare
+    parameter, not a Linear, and keeps PyTorch's init there as here). Other layers (LayerNorm,
+    embeddings, ...) keep their defaults.
+    """
+    for layer in module.modules():
+        if isinstance(layer, _INIT_LAYERS):
+            nn.init.kaiming_normal_(layer.weight, a=0, mode="fan_in")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def train_missing_spec(recipe: dict[str, Any], modalities: list[str]) -> MissingSpec:

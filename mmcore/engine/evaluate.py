@@ -3,7 +3,11 @@
 Each batch is encoded once; the imputer and fusion then run once per condition, because the
 encoders depend on their own modality only. Metrics are computed per condition from the pooled
 predictions of the split and then averaged over conditions (an unweighted mean: each condition
-counts once, which is how the field reports "average over missing patterns").
+counts once, which is how the field reports "average over missing patterns"). A ``pooled`` row
+adds the metrics of all conditions' predictions pooled into one set, which is how RedCore's
+reference code reports its numbers (github sunjunaimer/RedCore, ``train_miss.py``: the test
+copies of every pattern are concatenated before scoring); ``eval.json`` keeps it beside the
+per-condition results, not among them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from mmcore.engine.runtime import Runtime
 from mmcore.metrics import classification_metrics, regression_metrics
 from mmcore.types import SplitData, TaskSpec
 
+POOLED = "pooled"  # the row of all conditions' predictions scored together (not a condition)
 ROWS_PER_CALL = 16384  # rows (samples × conditions) given to the imputer and fusion at once
 
 
@@ -79,15 +84,21 @@ def predict(
 
 
 def score(predictions: dict[str, Tensor], target: Tensor, task: TaskSpec) -> dict[str, dict[str, float]]:
-    """Metrics per condition plus their average over conditions."""
-    table: dict[str, dict[str, float]] = {}
-    for name, output in predictions.items():
+    """Metrics per condition, their average over the conditions, and the pooled row (``POOLED``).
+
+    The average is the mean over the conditions only; the pooled row scores the concatenation
+    of every condition's predictions against the target repeated once per condition.
+    """
+
+    def metrics_of(output: Tensor, truth: Tensor) -> dict[str, float]:
         if task.kind == "classification":
-            table[name] = classification_metrics(output.argmax(-1), target, int(task.num_classes))
-        else:
-            table[name] = regression_metrics(output.squeeze(-1), target.float())
+            return classification_metrics(output.argmax(-1), truth, int(task.num_classes))
+        return regression_metrics(output.squeeze(-1), truth.float())
+
+    table = {name: metrics_of(output, target) for name, output in predictions.items()}
     metrics = list(next(iter(table.values())))
-    table[AVERAGE] = {k: sum(row[k] for row in table.values()) / len(predictions) for k in metrics}
+    table[AVERAGE] = {k: sum(table[name][k] for name in predictions) / len(predictions) for k in metrics}
+    table[POOLED] = metrics_of(torch.cat(list(predictions.values())), target.repeat(len(predictions)))
     return table
 
 
@@ -112,8 +123,14 @@ def evaluate(
 
 
 def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], extra: dict[str, Any]) -> None:
-    """``eval.json`` (nested split → condition → metric) and ``eval.csv`` (one row per split and condition)."""
-    (run_dir / "eval.json").write_text(json.dumps({**extra, "results": results}, indent=1))
+    """``eval.json`` (nested split → condition → metric) and ``eval.csv`` (one row per split and condition).
+
+    The pooled rows go to eval.json's ``pooled`` (split → metric), outside ``results``, so that
+    everything reading ``results`` still sees conditions and their average only.
+    """
+    pooled = {split: table[POOLED] for split, table in results.items() if POOLED in table}
+    results = {split: {c: row for c, row in table.items() if c != POOLED} for split, table in results.items()}
+    (run_dir / "eval.json").write_text(json.dumps({**extra, "results": results, "pooled": pooled}, indent=1))
     metric_names: list[str] = []
     for table in results.values():
         for row in table.values():

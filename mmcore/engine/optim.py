@@ -30,9 +30,13 @@ def build_optimizer(cfg: dict[str, Any], model: nn.Module) -> torch.optim.Optimi
 def lr_factor(cfg: dict[str, Any], steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
     """Multiplier of the base learning rate at a given step.
 
-    ``constant``; ``linear``: constant for ``constant_epochs`` then linear decay to 0 at the end
-    (RedCore's reference: 30 constant + 30 decaying epochs); ``cosine``: constant for
-    ``constant_epochs`` then half-cosine to 0. ``warmup_epochs`` ramps linearly from 0 first.
+    ``constant``; ``linear``: constant for ``constant_epochs`` then linear decay to 0 at the end,
+    step by step; ``linear_epoch``: the reference's rule (github sunjunaimer/RedCore,
+    ``models/networks/tools.py``, ``get_scheduler`` 'linear', stepped once per epoch): the factor
+    of epoch e (from 0) is ``1 - max(0, e + 1 - H) / (E - H + 1)`` with H = ``constant_epochs`` and
+    E = ``epochs``, constant within an epoch, so with 30 + 30 epochs the last epoch runs at 1/31 of
+    the rate, never 0; ``cosine``: constant for ``constant_epochs`` then half-cosine to 0.
+    ``warmup_epochs`` ramps linearly from 0 first.
     """
     kind = cfg["type"]
     total = max(1, steps_per_epoch * epochs)
@@ -44,6 +48,10 @@ def lr_factor(cfg: dict[str, Any], steps_per_epoch: int, epochs: int) -> Callabl
             return (step + 1) / warmup
         if kind == "constant" or step < max(hold, warmup):
             return 1.0
+        if kind == "linear_epoch":
+            epoch = min(step // max(1, steps_per_epoch), epochs - 1)
+            held = int(cfg.get("constant_epochs", 0))
+            return 1.0 - max(0, epoch + 1 - held) / (epochs - held + 1)
         start = max(hold, warmup)
         progress = (step - start) / max(1, total - start)
         progress = min(1.0, progress)
