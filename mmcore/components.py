@@ -74,6 +74,34 @@ KINDS: tuple[str, ...] = tuple(KIND)
 INJECTED: dict[str, frozenset[str]] = {k.name: k.injected for k in KIND_TABLE}
 
 
+@dataclass
+class StepView:
+    """What ``Balancer.extra_loss`` sees of one training step (tensors with their gradients)."""
+
+    step: int  # optimisation steps done before this one
+    prediction: Tensor  # [B, out_dim] the fusion head's output
+    unimodal: Tensor | None  # [B, M, out_dim] the unimodal heads' outputs, when on
+    z: Tensor  # [B, M, d] completed latents
+    h: Tensor  # [B, M, d] encodings, absent rows zeroed
+    target: Tensor  # [B] labels (classification) or values (regression)
+    present: Tensor  # [B, M] bool, after modality dropout
+    probe: Callable[[Tensor], Tensor]  # present mask [B, M] -> prediction [B, out_dim], no grad, eval mode
+
+
+@dataclass
+class EpochView:
+    """What ``Balancer.end_epoch`` sees after each epoch's validation."""
+
+    epoch: int  # epochs done (1 after the first)
+    step: int  # optimisation steps done
+    val: dict[str, dict[str, float]]  # condition (and "average") -> metric -> value, as logged
+    latents: Callable[[], tuple[Tensor, Tensor, Tensor]]  # () -> (z [N, M, d], target [N], present [N, M]) of the train split, eval mode
+
+
+# The StepStats fields a balancer may ask for in ``needs``; the engine computes nothing else.
+STEP_NEEDS = frozenset({"unimodal_confidence", "group_grads"})
+
+
 class Balancer:
     """Base class for modality-balancing strategies; the defaults do nothing.
 
@@ -82,12 +110,26 @@ class Balancer:
     every step. It is a plain object rather than a module because its state is a handful of
     numbers that must survive a checkpoint as JSON.
 
+    The hooks, in the order the engine calls them each step (``mmcore.engine.trainer.train``):
+    ``weights()`` → ``extra_loss(view)`` (added to the loss) → backward → ``modulate_gradients``
+    (``stats.group_grads`` filled when asked) → optimiser step → ``observe(stats)``; and after
+    each epoch's validation, ``end_epoch(view)``. ``needs`` names the optional ``StepStats``
+    fields to compute (``STEP_NEEDS``); ``gradient_groups`` the groups for ``group_grads``
+    (``task`` is the fusion head's task loss). ``target_required`` (None: "when ``weights`` is
+    overridden") says whether ``target`` must be a loss group of the model (``mmcore.lossgroups``).
+
     Rules for subclasses: keep state in tensors on the device (``observe`` runs every step and
     must not force a host sync); make ``state_dict`` JSON-able; ``load_state_dict`` must restore
-    behaviour exactly, so that a resumed run equals an uninterrupted one.
+    behaviour exactly, so that a resumed run equals an uninterrupted one. Return a *new* tensor
+    from ``weights`` after an update rather than writing into the old one (autograd holds it).
+    What ``observe`` and the hooks receive is already pooled over ranks, so state agrees on every
+    rank without the balancer calling ``torch.distributed``.
     """
 
     target: str = "recon"
+    needs: frozenset[str] = frozenset()
+    gradient_groups: tuple[str, ...] = ()
+    target_required: bool | None = None
 
     def __init__(self, modalities: list[str], target: str = "recon") -> None:
         self.modalities = list(modalities)
@@ -110,6 +152,15 @@ class Balancer:
     def observe(self, stats: StepStats) -> None:
         """See the step's detached statistics (after the optimiser step)."""
 
+    def extra_loss(self, view: StepView) -> Tensor | None:
+        """A scalar term added to this step's loss (PMR's prototype loss), or None for none.
+        Logged as ``balancer_loss``. Runs on every rank's own batch, like the task loss."""
+        return None
+
+    def end_epoch(self, view: EpochView) -> None:
+        """After each epoch's validation, before the checkpoints are written (G-Blending's
+        weights from validation, PMR's prototypes from the training latents)."""
+
     def log_values(self) -> dict[str, Tensor]:
         """Tensors to log at logging steps (read from the device only then)."""
         return {}
@@ -119,6 +170,23 @@ class Balancer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+def requested_stats(balancer: Balancer) -> frozenset[str]:
+    """The optional ``StepStats`` fields to compute for this balancer.
+
+    A class that declares ``needs`` gets exactly those. One written before ``needs`` existed that
+    overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``, as it
+    always did (declare ``needs = frozenset({"unimodal_confidence"})``, or ``frozenset()``, instead).
+    """
+    cls = type(balancer)
+    for klass in cls.__mro__:
+        if klass is Balancer:
+            break
+        if "needs" in vars(klass):
+            return frozenset(klass.needs) & STEP_NEEDS
+    legacy = cls.observe is not Balancer.observe or cls.modulate_gradients is not Balancer.modulate_gradients
+    return frozenset({"unimodal_confidence"}) if legacy else frozenset()
 
 
 class Logger:

@@ -101,6 +101,15 @@ def target_problems(resolved: dict[str, Any], registry: Any) -> list[str]:
 
 
 def check_target(balancer: Any, groups: Collection[str], imputer: str, heads: bool, name: str) -> None:
-    """The engine's one check, on the first step, against the groups the model returned."""
+    """The engine's one check, on the first step, against the groups the model returned
+    (the target, and the groups a balancer asks gradients of; ``task`` always exists)."""
     if weighs_target(balancer) and balancer.target not in groups:
         raise MMCoreError(target_message(balancer.target, groups, imputer, heads, name))
+    lacking = sorted(set(getattr(balancer, "gradient_groups", ())) - set(groups) - {"task"})
+    if lacking:
+        hint = "; set model.unimodal_heads=true" if UNIMODAL in lacking and not heads else ""
+        raise MMCoreError(
+            f"balancer: {name} needs the gradients of loss group(s) {', '.join(lacking)}, which this model "
+            f"(imputer '{imputer}'{' + unimodal heads' if heads else ''}) does not produce; "
+            f"available: {', '.join(sorted(set(groups) | {'task'}))}{hint}"
+        )

@@ -140,3 +140,7 @@ class StepStats:
     present_counts: Tensor  # [M] number of samples in the batch where each modality is present
     unimodal_confidence: Tensor | None = None  # [M] mean softmax prob. of the true class per head
     batch_size: int = 0  # rows of the (global) batch these statistics describe
+    # only when the balancer's ``needs`` asks for it (mmcore.components.Balancer):
+    # group -> per modality -> gradient of that group's weighted loss w.r.t. each parameter of
+    # ``model.encoders[m]`` (in ``parameters()`` order, zeros where unused), averaged over ranks
+    group_grads: dict[str, list[list[Tensor]]] | None = None

@@ -5,6 +5,8 @@ Weights are 1 except for the group the balancer targets, where they are the bala
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -80,3 +82,39 @@ def encoder_grad_norms(model: torch.nn.Module, modalities: list[str]) -> Tensor:
         grads = [p.grad.detach().float().norm() for p in model.encoders[m].parameters() if p.grad is not None]
         norms.append(torch.stack(grads).norm() if grads else torch.zeros((), device=next(model.parameters()).device))
     return torch.stack(norms)
+
+
+def group_gradients(
+    model: torch.nn.Module,
+    modalities: list[str],
+    wanted: tuple[str, ...],
+    groups: dict[str, Tensor],
+    task_loss: Tensor,
+    balanced_group: str,
+    balancer_weights: Tensor,
+    rt: Any,
+) -> dict[str, list[list[Tensor]]]:
+    """Per group, per modality, the gradient of the group's weighted loss w.r.t. each parameter of
+    ``model.encoders[m]`` (``task`` is the fusion head's task loss), averaged over ranks.
+
+    One ``autograd.grad`` per group with the graph kept for the total's backward (MMPareto's
+    per-objective gradients); one packed all-reduce when distributed. Unused parameters get zeros.
+    """
+    params = [[p for p in model.encoders[m].parameters() if p.requires_grad] for m in modalities]
+    flat = [p for ps in params for p in ps]
+    out: dict[str, list[list[Tensor]]] = {}
+    for name in wanted:
+        if name == "task":
+            term = task_loss
+        else:
+            terms = groups[name]
+            weights = balancer_weights if name == balanced_group else torch.ones_like(terms)
+            term = (weights.to(terms.dtype) * terms).sum()
+        grads = torch.autograd.grad(term, flat, retain_graph=True, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, flat)]
+        if getattr(rt, "distributed", False):
+            packed = rt.all_reduce_mean(torch.cat([g.float().flatten() for g in grads]))
+            grads = [chunk.view_as(p).to(p.dtype) for chunk, p in zip(packed.split([p.numel() for p in flat]), flat)]
+        it = iter(grads)
+        out[name] = [[next(it) for _ in ps] for ps in params]
+    return out

@@ -23,6 +23,8 @@ class ModelOutput:
     prediction: Tensor  # [B, out_dim]
     unimodal: Tensor | None  # [B, M, out_dim] when unimodal heads are on
     losses: dict[str, Tensor]  # group -> [M]
+    z: Tensor | None = None  # [B, M, d] completed latents (what balancer hooks such as PMR read)
+    h: Tensor | None = None  # [B, M, d] encodings with absent rows zeroed (what a fusion probe re-completes)
 
 
 class MultimodalModel(nn.Module):
@@ -60,7 +62,18 @@ class MultimodalModel(nn.Module):
             unimodal = torch.stack(
                 [self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1
             )
-        return ModelOutput(prediction, unimodal, dict(out.losses))
+        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h)
+
+    def probe(self, h: Tensor, present: Tensor) -> Tensor:
+        """The fusion's prediction with only ``present`` modalities, from given encodings, without
+        gradients (AGM-style probes of what each modality contributes); rows stay in the mask's order."""
+        was_training = self.training
+        self.eval()  # no dropout draws, no running statistics updated by a probe
+        try:
+            with torch.no_grad():
+                return self.complete(h.detach(), present).prediction
+        finally:
+            self.train(was_training)
 
     def forward(self, batch: Batch, present: Tensor) -> ModelOutput:
         return self.complete(self.encode(batch), present)

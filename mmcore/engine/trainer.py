@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore.engine import losses
 from mmcore.engine.batching import trim_padding
@@ -107,6 +108,7 @@ def train(
         forward = torch.compile(forward)
     optimizer = build_optimizer(cfg["optimizer"], model)
     balancer = build_balancer(recipe, names, session.train_spec, session.plugins.registry).to(rt.device)
+    needs = requested_stats(balancer)  # optional StepStats fields, computed only when asked
     loss_kind = losses.task_loss_kind(task, cfg["task_loss"])
     heads = recipe["model"]["unimodal_heads"]
     unimodal_weight = float(heads["weight"]) if heads else 0.0
@@ -187,8 +189,11 @@ def train(
                     out, batch.target, loss_kind, unimodal_weight, balancer.target, weights
                 )
                 if not target_checked:  # once per process: the groups this model really returns
-                    check_target(balancer, groups, recipe["model"]["imputer"]["type"], heads is not None and heads is not False, recipe["balancer"]["type"])
+                    check_target(balancer, groups, recipe["model"]["imputer"]["type"], bool(heads), recipe["balancer"]["type"])
                     target_checked = True
+                extra = balancer.extra_loss(_step_view(model, out, batch.target, present, step))
+                if extra is not None:  # the balancer's own term (PMR's prototype loss)
+                    loss = loss + extra
                 stats = rt.pool_stats(
                     StepStats(
                         step=step,
@@ -196,13 +201,17 @@ def train(
                         present_counts=present.sum(0),
                         unimodal_confidence=(
                             losses.unimodal_confidence(out.unimodal.detach(), batch.target)
-                            if out.unimodal is not None and task.kind == "classification"
+                            if "unimodal_confidence" in needs and out.unimodal is not None and task.kind == "classification"
                             else None
                         ),
                         batch_size=len(index),
                     )
                 )
                 optimizer.zero_grad(set_to_none=True)
+                if "group_grads" in needs:  # per-group encoder gradients, before the total's backward
+                    stats.group_grads = losses.group_gradients(
+                        model, names, balancer.gradient_groups, groups, task_loss, balancer.target, weights, rt
+                    )
                 loss.backward()
                 logging_step = (step + 1) % log_every == 0
                 if logging_step:  # the field's imbalance signal, before any balancer touches it
@@ -217,6 +226,8 @@ def train(
 
                 epoch_loss = epoch_loss + loss.detach().float()
                 _accumulate(log_sums, {"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses})
+                if extra is not None:
+                    _accumulate(log_sums, {"balancer_loss": extra.detach()})
                 log_count += 1
                 if logging_step:
                     line = _log_line(rt, log_sums, log_count, names, epoch, optimizer, balancer, grad_norms)
@@ -233,6 +244,7 @@ def train(
             scalars = {f"val.{k}": v for k, v in val[AVERAGE].items()} | {f"select.{cfg['select']}": value}
             for logger in loggers:
                 logger.log_epoch(epoch + 1, step, scalars)
+            balancer.end_epoch(EpochView(epoch + 1, step, val, lambda: _train_latents(session, masks, rt)))
             if state.best_value is None or better(session.select[1], value, state.best_value):
                 state.best_value, state.best_epoch = value, epoch + 1
                 _save(rt, ckpt_dir / "best", model, optimizer, snapshot(epoch + 1))
@@ -268,6 +280,28 @@ def _usable(masks: torch.Tensor, split: Any) -> torch.Tensor:
     """Masks with rows whose features were unusable (``data.nonfinite: absent``) marked absent."""
     unusable = getattr(split, "unusable", None)
     return masks if unusable is None else masks & ~unusable.to(masks.device)
+
+
+def _step_view(model: Any, out: Any, target: torch.Tensor, present: torch.Tensor, step: int) -> StepView:
+    return StepView(
+        step, out.prediction, out.unimodal, out.z, out.h, target, present, lambda mask: model.probe(out.h, mask)
+    )
+
+
+def _train_latents(session: Session, masks: torch.Tensor, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Completed latents of the whole train split under this epoch's masks, in eval mode, no grad
+    (every rank computes the same, so what a balancer derives from them agrees across ranks)."""
+    model, data, size = session.model, session.splits["train"], int(session.recipe["train"]["eval_batch_size"])
+    model.eval()
+    chunks = []
+    try:
+        with torch.no_grad(), rt.autocast():
+            for start in range(0, len(data), size):
+                index = torch.arange(start, min(start + size, len(data)), device=rt.device)
+                chunks.append(model(data.select(index), masks.index_select(0, index)).z.float())
+    finally:
+        model.train()
+    return torch.cat(chunks), data.target, masks
 
 
 def _barrier(rt: Runtime) -> None:

@@ -54,6 +54,8 @@ class InverseRate(Balancer):
     Logged as ``weight.<modality>``.
     """
 
+    needs: frozenset[str] = frozenset()  # fixed weights: no per-step statistics beyond the losses
+
     def __init__(self, modalities: list[str], missing_rates: dict[str, float], target: str = "recon") -> None:
         super().__init__(modalities, target=target)
         _check(len(self.modalities) >= 1, "needs at least one modality")

@@ -76,6 +76,8 @@ class OGMGE(Balancer):
     The coefficients k and ratios are logged as ``ogm_coef.<modality>`` and ``ogm_ratio.<modality>``.
     """
 
+    needs = frozenset({"unimodal_confidence"})  # the only balancer here that reads it
+
     def __init__(
         self,
         modalities: list[str],

@@ -52,6 +52,8 @@ class RelativeAdvantage(Balancer):
     instead of the reference's clamp-then-normalise.
     """
 
+    needs: frozenset[str] = frozenset()  # reads only the loss terms and present counts
+
     def __init__(
         self,
         modalities: list[str],
