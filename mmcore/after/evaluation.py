@@ -26,6 +26,7 @@ from typing import Any
 
 from mmcore.after.runs import OpenRun, open_run
 from mmcore.conditions import Condition, parse_conditions
+from mmcore.engine.evaluate import POOLED
 from mmcore.errors import MMCoreError
 from mmcore.robustness import CURVE_FILE, summarize
 
@@ -40,6 +41,7 @@ class EvalResult:
     results: dict[str, dict[str, float]]  # condition -> metric -> value (the chosen split)
     curve: dict[str, Any] | None
     notes: list[str]
+    pooled: dict[str, float] | None = None  # every condition's predictions scored together (engine's POOLED row)
 
 
 def default_label(overrides: list[str], split: str, checkpoint: str, curve: bool) -> str:
@@ -86,17 +88,19 @@ def evaluate_run(
         if curve:  # checked before any evaluation runs
             plan = curve_conditions(run.session.names, sorted(set(rates or DEFAULT_RATES)), draws, min_present, per_modality, notes)
         conditions = list(run.session.conditions)
-        results = _evaluate(run, conditions, split)  # its average is over the protocol's conditions only
+        table = _evaluate(run, conditions, split)  # its average is over the protocol's conditions only
         out = Path(run_dir) / "evals" / label
         out.mkdir(parents=True, exist_ok=True)
-        _write(run, out, split, results, overrides, conditions)
+        _write(run, out, split, table, overrides, conditions)  # eval.json keeps the pooled row apart, as training's does
+        results = {c: row for c, row in table.items() if c != POOLED}
+        pooled = table.get(POOLED)
         curve_data = None
         if plan is not None:
             points = _evaluate(run, plan["conditions"], split)
             curve_data = summarize_curve(plan, points, run.session.names, split, draws, min_present)
             curve_data["select"] = run.session.select[1]  # the metric the run was selected by
             (out / CURVE_FILE).write_text(json.dumps(curve_data, indent=1))
-    return EvalResult(out, results, curve_data, notes)
+    return EvalResult(out, results, curve_data, notes, pooled)
 
 
 def _evaluate(run: OpenRun, conditions: list[Condition], split: str) -> dict[str, dict[str, float]]:
