@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mmcore.components import Balancer
+from mmcore.components import Balancer, requested_stats
 from mmcore.registry import Component
 from mmcore.testing._common import (
     BATCH,
@@ -49,6 +49,11 @@ def _modulated_grads(balancer: Balancer, names: list[str], stats: StepStats) -> 
     torch.manual_seed(0)
     model = _TinyModel(names)
     sum(enc(torch.ones(2, 4)).square().sum() for enc in model.encoders.values()).backward()
+    if "group_grads" in requested_stats(balancer):  # what the engine hands a balancer that asks
+        stats.group_grads = {
+            g: [[torch.randn_like(p) for p in model.encoders[n].parameters()] for n in names]
+            for g in balancer.gradient_groups
+        }
     balancer.modulate_gradients(model, stats)
     return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 

@@ -22,7 +22,11 @@ def register_imputers(register: Register) -> None:
 @hookimpl
 def register_balancers(register: Register) -> None:
     from mmcore_baselines.inverse_rate import InverseRate
+    from mmcore_baselines.mmpareto import MMPareto
     from mmcore_baselines.ogm_ge import OGMGE
+    from mmcore_baselines.pmr import PMR
 
     register("baselines.ogm_ge", OGMGE)
     register("baselines.inverse_rate", InverseRate)
+    register("baselines.pmr", PMR)
+    register("baselines.mmpareto", MMPareto)

@@ -1,0 +1,130 @@
+"""PMR and MMPareto: their rules by hand on tiny cases, and exact resume inside real (tiny) runs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from mmcore.components import StepView
+from mmcore.engine.trainer import run
+from mmcore.errors import MMCoreError
+from mmcore.testing import tiny_recipe
+from mmcore.types import StepStats
+from mmcore_baselines.mmpareto import MMPareto, pareto_weights
+from mmcore_baselines.pmr import PMR, pmr_coefficients, prototypes
+
+# ------------------------------------------------------------------------------------------ PMR
+
+
+def test_pmr_coefficients_by_hand():
+    seen = torch.tensor([True, True, True])
+    # best 0.8: 0.8/0.8-1 = 0; 0.8/0.4-1 = 1; 0.8/0.5-1 = 0.6
+    assert torch.allclose(pmr_coefficients(torch.tensor([0.8, 0.4, 0.5]), seen), torch.tensor([0.0, 1.0, 0.6]))
+    # two modalities: the reference's beta/lambda, clip(rho - 1, 0, 1) for the weaker one only
+    assert torch.allclose(pmr_coefficients(torch.tensor([0.6, 0.5]), seen[:2]), torch.tensor([0.0, 0.2]))
+    assert torch.allclose(pmr_coefficients(torch.tensor([0.9, 0.1]), seen[:2]), torch.tensor([0.0, 1.0]))  # clipped
+    # a modality absent from the batch neither counts as best nor gets a coefficient
+    assert torch.allclose(pmr_coefficients(torch.tensor([0.9, 0.3, 0.6]), torch.tensor([False, True, True])), torch.tensor([0.0, 1.0, 0.0]))
+
+
+def test_prototypes_are_class_means_of_present_rows():
+    z = torch.tensor([[[1.0], [10.0]], [[3.0], [20.0]], [[5.0], [30.0]]])  # [N=3, M=2, d=1]
+    target = torch.tensor([0, 0, 1])
+    present = torch.tensor([[True, True], [True, False], [True, True]])
+    proto, seen = prototypes(z, target, present, 2)
+    assert torch.equal(proto.squeeze(-1), torch.tensor([[2.0, 5.0], [10.0, 30.0]]))  # m1 class 0: only row 0
+    assert seen.all()
+
+
+def test_pmr_loss_by_hand():
+    bal = PMR(["a", "b"], alpha=0.5)
+    bal.proto = torch.tensor([[[0.0], [2.0]], [[0.0], [2.0]]])  # [M, C, d]: classes at 0 and 2 for both
+    bal.epochs = 1
+    z = torch.tensor([[[0.0], [1.0]]])  # one sample of class 0: a is on its prototype, b halfway
+    view = StepView(1, torch.zeros(1, 2), None, z, z, torch.tensor([0]), torch.ones(1, 2, dtype=torch.bool), lambda m: m)
+    loss = bal.extra_loss(view)
+    # a: logits (0, -2) -> p = 1/(1+e^-2); b: logits (-1, -1) -> p = 1/2
+    pa, pb = 1 / (1 + math.exp(-2)), 0.5
+    coef_b = pa / pb - 1  # 0.762, not clipped
+    assert torch.allclose(bal.coef, torch.tensor([0.0, coef_b]), atol=1e-6)
+    assert loss is not None and math.isclose(float(loss), 0.5 * coef_b * -math.log(pb), rel_tol=1e-5)
+
+
+def test_pmr_is_off_before_prototypes_and_rejects_regression():
+    bal = PMR(["a"])
+    z = torch.zeros(2, 1, 3)
+    view = StepView(0, torch.zeros(2, 2), None, z, z, torch.tensor([0, 1]), torch.ones(2, 1, dtype=torch.bool), lambda m: m)
+    assert bal.extra_loss(view) is None
+    with pytest.raises(MMCoreError, match="baselines.pmr is for classification"):
+        bal.extra_loss(StepView(0, torch.zeros(2, 1), None, z, z, torch.zeros(2), view.present, lambda m: m))
+
+
+# ------------------------------------------------------------------------------------- MMPareto
+
+
+def test_pareto_weights_by_hand():
+    cos, k = pareto_weights(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]))
+    assert float(cos) > 0 and float(k) == 0.5  # agreeing: equal weights
+    cos, k = pareto_weights(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0]))
+    # conflict: gamma = (uu - mu) / (mm + uu - 2 mu) = (2 + 1) / (1 + 2 + 2) = 0.6
+    assert math.isclose(float(cos), -1 / math.sqrt(2), rel_tol=1e-6) and math.isclose(float(k), 0.6, rel_tol=1e-6)
+    _, k = pareto_weights(torch.tensor([1.0, 0.0]), torch.tensor([-2.0, 0.0]))  # mu <= uu, mu >= mm? no: opposite
+    assert math.isclose(float(k), 2 / 3, rel_tol=1e-6)  # (4 + 2) / (1 + 4 + 4)
+
+
+def test_mmpareto_modulation_by_hand():
+    model = nn.Module()
+    model.encoders = nn.ModuleDict({"a": nn.Linear(2, 1, bias=False)})
+    model.encoders["a"].weight.grad = torch.tensor([[0.0, 1.0]])  # total = g_mm + g_u
+    stats = StepStats(0, {}, torch.ones(1), group_grads={"unimodal": [[torch.tensor([[-1.0, 1.0]])]]})
+    bal = MMPareto(["a"])
+    bal.modulate_gradients(model, stats)
+    # g_mm = [1, 0], k = 0.6: new = 1.2*[1,0] + 0.8*[-1,1] = [0.4, 0.8]; |total| / |new| = 1/sqrt(0.8) > 1
+    expected = 1.5 / math.sqrt(0.8) * torch.tensor([[0.4, 0.8]])
+    assert torch.allclose(model.encoders["a"].weight.grad, expected)
+    assert torch.allclose(bal.k, torch.tensor([0.6]))
+
+
+# ----------------------------------------------------------------------------------- in the engine
+
+NODES = {
+    "dataset": {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 300, "dim": 8},
+    "dim": 8,
+    "encoders": {"default": {"type": "mmcore.mlp", "layers": [16]}},
+    "fusion": {"type": "mmcore.concat", "layers": [16]},
+    "unimodal_heads": {"layers": [8]},
+}
+
+
+@pytest.mark.parametrize(
+    "balancer,imputer,keys",
+    [
+        ("baselines.pmr", "mmcore.zero", {"pmr_coef.m0", "balancer_loss"}),
+        ("baselines.mmpareto", "redcore.vib", {"pareto_k.m2", "pareto_cos.m0"}),
+    ],
+)
+def test_resume_equals_straight_run(tmp_path: Path, balancer: str, imputer: str, keys: set[str]) -> None:
+    r = tiny_recipe(tmp_path / "runs", "train.epochs=3", **NODES, imputer={"type": imputer}, balancer={"type": balancer})
+    straight = run(r, show_progress=False)
+    half = run({**r, "train": {**r["train"], "max_steps": 6}}, show_progress=False)  # mid-epoch 2 (4 steps an epoch)
+    resumed = run(r, run_dir=half.run_dir, resume=True, show_progress=False)
+    a = load_file(str(straight.run_dir / "checkpoints" / "last" / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "checkpoints" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.results == straight.results
+    lines = (straight.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert lines == (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    logged = set().union(*(json.loads(line) for line in lines))
+    assert keys <= logged
+
+
+def test_mmpareto_without_heads_says_what_to_set(tmp_path: Path) -> None:
+    r = tiny_recipe(tmp_path / "runs", "model.unimodal_heads=false", **{**NODES, "unimodal_heads": False}, balancer={"type": "baselines.mmpareto"})
+    with pytest.raises(MMCoreError, match="needs the gradients of loss group.*unimodal.*set model.unimodal_heads=true"):
+        run({**r, "train": {**r["train"], "max_steps": 1}}, show_progress=False)
