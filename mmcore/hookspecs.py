@@ -70,7 +70,15 @@ def register_imputers(register: Register) -> None:
     engine zeroes absent rows before the call, but an imputer must not rely on that: one that
     feeds ``h`` whole to a network (MMIN's autoencoder reads the zero-filled concatenation)
     masks it itself, ``torch.where(present[..., None], h, 0)``. The contract suite fills absent
-    rows with noise and expects identical outputs."""
+    rows with noise and expects identical outputs.
+
+    Loss groups (``mmcore.lossgroups``): ``ImputerOutput.losses`` maps a group name to ``[M]``
+    per-modality terms; the engine adds ``unimodal`` when ``model.unimodal_heads`` is on. Declare
+    the groups on the factory, ``loss_groups = ("recon", "kl")`` or a callable of the recipe
+    options (``loss_groups(cycle_weight=2.0, **_)``), so that ``mmcore validate`` can check
+    ``balancer.target`` (listing the groups and the target to set); without it the check happens
+    once, at the first training step. ``train.modality_dropout`` may hide present modalities
+    before the call (``mmcore.engine.dropout``): an imputer sees them as absent."""
 
 
 @hookspec
@@ -82,7 +90,41 @@ def register_fusions(register: Register) -> None:
 @hookspec
 def register_balancers(register: Register) -> None:
     """Register balancer factories ``(modalities, **options) -> mmcore.Balancer``. A factory
-    that declares a ``missing_rates`` parameter receives the training missing rates."""
+    that declares a ``missing_rates`` parameter receives the training missing rates.
+
+    The hooks of ``mmcore.Balancer``, in the order of one training step
+    (``mmcore.engine.trainer.train``), and the methods that use them:
+
+    - ``weights()``: ``[M]`` weights of the ``target`` group's terms (RedCore, inverse rate).
+      Return a new tensor after an update, never write into the one returned before (autograd
+      holds it for the step's backward).
+    - ``extra_loss(view: StepView) -> Tensor | None``: a scalar added to the loss, logged as
+      ``balancer_loss`` (PMR's prototype loss). ``view`` has the step's prediction, unimodal
+      outputs, completed latents ``z``, encodings ``h``, targets, ``present`` (after modality
+      dropout) and ``probe(mask) -> prediction``: the fusion re-run with other modalities masked,
+      without gradients and in eval mode (AGM-style contribution probes).
+    - ``modulate_gradients(model, stats)``: after backward, before clipping and the optimiser
+      step (OGM-GE, MMPareto). With ``"group_grads"`` in ``needs``, ``stats.group_grads[g][i]`` is
+      the gradient of group ``g``'s weighted loss (``task``: the fusion head's task loss) for
+      each parameter of ``model.encoders[modalities[i]]``, for ``g`` in ``gradient_groups``.
+    - ``observe(stats)``: after the optimiser step, detached statistics (RedCore).
+    - ``end_epoch(view: EpochView)``: after each validation, before checkpoints are written;
+      ``view.val`` holds the validation metrics by condition, ``view.latents()`` computes the
+      train split's completed latents (eval mode, no grad; PMR's prototypes).
+
+    ``needs`` (a frozenset of ``mmcore.components.STEP_NEEDS``) names the optional ``StepStats``
+    fields the engine computes for the balancer: ``unimodal_confidence`` (OGM-GE) and
+    ``group_grads`` (MMPareto); nothing else is computed. A subclass that predates ``needs`` and
+    overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``.
+    ``target`` must be a loss group of the model when ``target_required`` is true (default: when
+    ``weights`` is overridden); validation and the first step check it.
+
+    Conventions: ``log_values()`` returns tensors; an ``[M]`` tensor under key ``k`` is logged as
+    ``k.<modality>``, a scalar as ``k``. Statistics are pooled over ranks by the engine
+    (``Runtime.pool_stats``), and ``group_grads`` averaged, so a balancer never calls
+    ``torch.distributed`` and its state agrees on every rank; ``extra_loss`` sees each rank's own
+    batch, like the task loss. Keep state on the device (no host sync per step), ``state_dict``
+    JSON-able, and ``load_state_dict`` exact so that a resumed run equals an uninterrupted one."""
 
 
 @hookspec
