@@ -144,7 +144,7 @@ def test_pooled_row_pools_predictions_and_average_stays_over_conditions(tmp_path
     assert "pooled" not in (tmp_path / "eval.csv").read_text()
 
 
-@pytest.mark.parametrize("name", ["redcore_synthetic", "redcore_handwritten", "redcore_iemocap", "redcore_iemocap_reference", "redcore_mosei"])
+@pytest.mark.parametrize("name", ["redcore_synthetic", "redcore_handwritten", "redcore_iemocap_reference", "redcore_mosei"])
 def test_redcore_recipes_use_the_reference_options(name):
     recipe = load_recipe(ROOT / "recipes" / f"{name}.yaml", registry=get_registry())
     model = recipe["model"]
@@ -153,3 +153,16 @@ def test_redcore_recipes_use_the_reference_options(name):
     if enc["type"] == "mmcore.transformer":
         assert enc["layout"] == "reference"
     assert model["unimodal_heads"]["dropout"] == 0.5
+
+
+def test_iemocap_recipe_differs_from_its_reference_variant_only_where_stated():
+    registry = get_registry()
+    ship = load_recipe(ROOT / "recipes" / "redcore_iemocap.yaml", registry=registry)
+    ref = load_recipe(ROOT / "recipes" / "redcore_iemocap_reference.yaml", registry=registry)
+    assert ship["model"]["imputer"]["detach_target"] is True and ref["model"]["imputer"]["detach_target"] is False
+    assert ref["train"]["schedule"]["type"] == "linear_epoch"
+    assert ref["model"]["imputer"]["kl_reduction"] == "batch"
+    text = (ROOT / "recipes" / "redcore_iemocap.yaml").read_text()
+    # every departure is stated on its line as "ref: <the reference's value>"
+    for needle in ("ref: detach_target false", "ref: lr 2e-4", "ref: kaiming_normal", "ref: layout reference"):
+        assert needle in text
