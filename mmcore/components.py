@@ -86,6 +86,9 @@ class StepView:
     target: Tensor  # [B] labels (classification) or values (regression)
     present: Tensor  # [B, M] bool, after modality dropout
     probe: Callable[[Tensor], Tensor]  # present mask [B, M] -> prediction [B, out_dim], no grad, eval mode
+    # mean of a tensor over ranks (identity in one process): for statistics a balancer keeps
+    # from this hook, so that its state agrees on every rank (each rank calls it every step)
+    mean_over_ranks: Callable[[Tensor], Tensor] = lambda t: t
 
 
 @dataclass

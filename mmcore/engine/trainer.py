@@ -29,7 +29,7 @@ from mmcore.engine.batching import trim_padding
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import (
     describe_resumable,
-    load_checkpoint,
+    load_last,
     load_model_weights,
     recover,
     save_checkpoint,
@@ -134,7 +134,7 @@ def train(
         last = run_dir / "checkpoints" / "last"
         if not last.exists():
             raise MMCoreError(f"{run_dir}: nothing to resume ({describe_resumable(run_dir / 'checkpoints')})")
-        state = load_checkpoint(last, model, optimizer)
+        state = load_last(run_dir / "checkpoints", model, optimizer)
         balancer.load_state_dict(state.balancer)
     else:
         run_dir = Path(rt.broadcast_object(str(run_dir or new_run_dir(recipe)) if rt.is_main else None))
@@ -191,7 +191,7 @@ def train(
                 if not target_checked:  # once per process: the groups this model really returns
                     check_target(balancer, groups, recipe["model"]["imputer"]["type"], bool(heads), recipe["balancer"]["type"])
                     target_checked = True
-                extra = balancer.extra_loss(_step_view(model, out, batch.target, present, step))
+                extra = balancer.extra_loss(_step_view(model, out, batch.target, present, step, rt))
                 if extra is not None:  # the balancer's own term (PMR's prototype loss)
                     loss = loss + extra
                 stats = rt.pool_stats(
@@ -282,9 +282,10 @@ def _usable(masks: torch.Tensor, split: Any) -> torch.Tensor:
     return masks if unusable is None else masks & ~unusable.to(masks.device)
 
 
-def _step_view(model: Any, out: Any, target: torch.Tensor, present: torch.Tensor, step: int) -> StepView:
+def _step_view(model: Any, out: Any, target: torch.Tensor, present: torch.Tensor, step: int, rt: Runtime) -> StepView:
     return StepView(
-        step, out.prediction, out.unimodal, out.z, out.h, target, present, lambda mask: model.probe(out.h, mask)
+        step, out.prediction, out.unimodal, out.z, out.h, target, present,
+        lambda mask: model.probe(out.h, mask), rt.all_reduce_mean,
     )
 
 

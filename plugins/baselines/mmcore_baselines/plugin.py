@@ -21,6 +21,7 @@ def register_imputers(register: Register) -> None:
 
 @hookimpl
 def register_balancers(register: Register) -> None:
+    from mmcore_baselines.agm import AGM
     from mmcore_baselines.inverse_rate import InverseRate
     from mmcore_baselines.mmpareto import MMPareto
     from mmcore_baselines.ogm_ge import OGMGE
@@ -30,3 +31,4 @@ def register_balancers(register: Register) -> None:
     register("baselines.inverse_rate", InverseRate)
     register("baselines.pmr", PMR)
     register("baselines.mmpareto", MMPareto)
+    register("baselines.agm", AGM)

@@ -16,6 +16,7 @@ from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError
 from mmcore.testing import tiny_recipe
 from mmcore.types import StepStats
+from mmcore_baselines.agm import AGM, agm_coefficients, shapley_contributions
 from mmcore_baselines.mmpareto import MMPareto, pareto_weights
 from mmcore_baselines.pmr import PMR, pmr_coefficients, prototypes
 
@@ -91,6 +92,51 @@ def test_mmpareto_modulation_by_hand():
     assert torch.allclose(bal.k, torch.tensor([0.6]))
 
 
+# ------------------------------------------------------------------------------------------ AGM
+
+
+def test_shapley_contributions_by_hand():
+    # two modalities: o_a = 1/2 (f(a) - 0) + 1/2 (f(ab) - f(b)), the reference's GradMod_2
+    f = {frozenset({0}): torch.tensor([2.0]), frozenset({1}): torch.tensor([4.0]), frozenset({0, 1}): torch.tensor([10.0])}
+    o = shapley_contributions(f, 2)
+    assert torch.allclose(o[0], torch.tensor([0.5 * 2 + 0.5 * (10 - 4)]))  # 4
+    assert torch.allclose(o[1], torch.tensor([0.5 * 4 + 0.5 * (10 - 2)]))  # 6
+    assert torch.allclose(o[0] + o[1], f[frozenset({0, 1})])  # efficiency: they add up to f(all)
+    # three additive modalities: each gets exactly its own part
+    parts = [1.0, 2.0, 3.0]
+    f3 = {frozenset(s): torch.tensor([sum(parts[i] for i in s)]) for n in (1, 2, 3) for s in __import__("itertools").combinations(range(3), n)}
+    assert torch.allclose(torch.cat(shapley_contributions(f3, 3)), torch.tensor(parts))
+
+
+def test_agm_coefficients_by_hand():
+    score, running = torch.tensor([1.0, 3.0]), torch.tensor([2.0, 2.0])
+    # M/(M-1) = 2: r = exp(2 * (-1, 1)); r_hat = (1, 1); k = exp(0.1 * (1 - r)), r_hat - r >= -inf, <= 7
+    r = torch.exp(torch.tensor([-2.0, 2.0]))
+    assert torch.allclose(agm_coefficients(score, running, 0.1), torch.exp(0.1 * (1 - r)))
+    big = agm_coefficients(torch.tensor([0.0, 100.0]), torch.tensor([100.0, 0.0]), 1.0)
+    assert math.isclose(float(big[0]), math.exp(7.0), rel_tol=1e-6)  # the gap is capped at 7
+
+
+def test_agm_step_updates_running_scores_and_scales_gradients():
+    bal = AGM(["a", "b"], alpha=0.1)
+    h = torch.zeros(2, 2, 1)
+    # a probe whose logits depend on which modalities are kept: class 0 gets 3 per kept 'a', 1 per 'b'
+    probe = lambda mask: torch.stack([3.0 * mask[:, 0].float() + 1.0 * mask[:, 1].float(), torch.zeros(2)], dim=1)  # noqa: E731
+    view = StepView(0, torch.zeros(2, 2), None, h, h, torch.tensor([0, 0]), torch.ones(2, 2, dtype=torch.bool), probe)
+    assert bal.extra_loss(view) is None
+    s = torch.tensor([-math.log(1 / (1 + math.exp(-3))), -math.log(1 / (1 + math.exp(-1)))])  # o_a = (3, 0), o_b = (1, 0)
+    assert torch.allclose(bal.running, s, atol=1e-6)  # t = 1: the first score is the running mean
+    r = torch.exp(2 * (s - s.mean()))
+    assert torch.allclose(bal.coef, torch.exp(0.1 * torch.clamp(1 - r, max=7)), atol=1e-6)  # r_hat = 1 before the update
+    model = nn.Module()
+    model.encoders = nn.ModuleDict({"a": nn.Linear(2, 1), "b": nn.Linear(2, 1)})
+    for enc in model.encoders.values():
+        enc.weight.grad, enc.bias.grad = torch.ones(1, 2), torch.ones(1)
+    bal.modulate_gradients(model, StepStats(0, {}, torch.ones(2)))
+    assert torch.allclose(model.encoders["b"].weight.grad, bal.coef[1] * torch.ones(1, 2))
+    assert torch.equal(model.encoders["b"].bias.grad, torch.ones(1))  # 1-D gradients are left alone
+
+
 # ----------------------------------------------------------------------------------- in the engine
 
 NODES = {
@@ -107,6 +153,7 @@ NODES = {
     [
         ("baselines.pmr", "mmcore.zero", {"pmr_coef.m0", "balancer_loss"}),
         ("baselines.mmpareto", "redcore.vib", {"pareto_k.m2", "pareto_cos.m0"}),
+        ("baselines.agm", "baselines.mean", {"agm_coef.m1", "agm_score.m0"}),
     ],
 )
 def test_resume_equals_straight_run(tmp_path: Path, balancer: str, imputer: str, keys: set[str]) -> None:
