@@ -131,7 +131,7 @@ def test_best_intact_last_damaged_says_so(tmp_path):
     result = runner.invoke(app, ["resume", str(run_dir), "--no-progress"])
     assert result.exit_code == 1
     text = " ".join(result.output.split())
-    assert "model.safetensors" in text and "truncated" in text
+    assert "model.safetensors" in text and "truncated" in text and "checkpoints/best (step 5) is intact" in text
 
 
 def test_disk_full_keeps_the_previous_checkpoint_and_leaves_no_partial_folder(tmp_path, monkeypatch):

@@ -266,6 +266,21 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return state
 
 
+def load_last(ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
+    """``load_checkpoint`` of ``last``; when it is damaged and ``best`` is intact, the error says so."""
+    try:
+        return load_checkpoint(Path(ckpt_dir) / "last", model, optimizer)
+    except CheckpointError as exc:
+        best = Path(ckpt_dir) / "best"
+        if best.exists() and _is_complete(best):
+            step = int(_read_state(best).get("step", 0))
+            raise CheckpointError(
+                f"{exc}; checkpoints/best (step {step}) is intact: `mmcore eval` can still evaluate it, "
+                "but training cannot resume from a damaged last"
+            ) from exc
+        raise
+
+
 def describe_resumable(ckpt_dir: Path) -> str:
     """What can be resumed, stated truthfully (for interrupt messages and refusals)."""
     last, best = Path(ckpt_dir) / "last", Path(ckpt_dir) / "best"

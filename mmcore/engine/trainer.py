@@ -244,7 +244,12 @@ def train(
             scalars = {f"val.{k}": v for k, v in val[AVERAGE].items()} | {f"select.{cfg['select']}": value}
             for logger in loggers:
                 logger.log_epoch(epoch + 1, step, scalars)
-            balancer.end_epoch(EpochView(epoch + 1, step, val, lambda: _train_latents(session, masks, rt)))
+            balancer.end_epoch(
+                EpochView(
+                    epoch + 1, step, val, lambda: _train_latents(session, masks, rt),
+                    lambda split: _split_losses(session, split, masks, loss_kind, rt),
+                )
+            )
             if state.best_value is None or better(session.select[1], value, state.best_value):
                 state.best_value, state.best_epoch = value, epoch + 1
                 _save(rt, ckpt_dir / "best", model, optimizer, snapshot(epoch + 1))
@@ -303,6 +308,31 @@ def _train_latents(session: Session, masks: torch.Tensor, rt: Runtime) -> tuple[
     finally:
         model.train()
     return torch.cat(chunks), data.target, masks
+
+
+def _split_losses(session: Session, split: str, masks: torch.Tensor, kind: str, rt: Runtime) -> dict[str, torch.Tensor]:
+    """Mean task loss of the fusion head and of each unimodal head over a whole split, in eval mode
+    (G-Blending's train and validation losses); the same on every rank."""
+    model, data, size = session.model, session.splits[split], int(session.recipe["train"]["eval_batch_size"])
+    if split != "train":  # validation: every modality the data has
+        masks = _usable(torch.ones(len(data), len(session.names), dtype=torch.bool, device=rt.device), data)
+    model.eval()
+    task, uni = torch.zeros((), device=rt.device), None
+    try:
+        with torch.no_grad(), rt.autocast():
+            for start in range(0, len(data), size):
+                index = torch.arange(start, min(start + size, len(data)), device=rt.device)
+                out, target = model(data.select(index), masks.index_select(0, index)), data.target.index_select(0, index)
+                task = task + losses.elementwise_task_loss(out.prediction, target, kind).sum()
+                if out.unimodal is not None:
+                    part = losses.unimodal_terms(out.unimodal, target, kind) * len(index)
+                    uni = part if uni is None else uni + part
+    finally:
+        model.train()
+    result = {"task": task / len(data)}
+    if uni is not None:
+        result["unimodal"] = uni / len(data)
+    return result
 
 
 def _barrier(rt: Runtime) -> None:
