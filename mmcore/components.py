@@ -99,6 +99,9 @@ class EpochView:
     step: int  # optimisation steps done
     val: dict[str, dict[str, float]]  # condition (and "average") -> metric -> value, as logged
     latents: Callable[[], tuple[Tensor, Tensor, Tensor]]  # () -> (z [N, M, d], target [N], present [N, M]) of the train split, eval mode
+    # split ("train": this epoch's masks; "val": every usable modality present) -> {"task": scalar
+    # mean task loss of the fusion head, "unimodal": [M] the heads' (when on)}, eval mode, no grad
+    losses: Callable[[str], dict[str, Tensor]] = lambda split: {}
 
 
 # The StepStats fields a balancer may ask for in ``needs``; the engine computes nothing else.

@@ -102,7 +102,8 @@ def register_balancers(register: Register) -> None:
       ``balancer_loss`` (PMR's prototype loss). ``view`` has the step's prediction, unimodal
       outputs, completed latents ``z``, encodings ``h``, targets, ``present`` (after modality
       dropout) and ``probe(mask) -> prediction``: the fusion re-run with other modalities masked,
-      without gradients and in eval mode (AGM-style contribution probes).
+      without gradients and in eval mode (AGM's contribution probes); ``mean_over_ranks`` pools
+      what a balancer keeps from this hook so its state agrees on every rank.
     - ``modulate_gradients(model, stats)``: after backward, before clipping and the optimiser
       step (OGM-GE, MMPareto). With ``"group_grads"`` in ``needs``, ``stats.group_grads[g][i]`` is
       the gradient of group ``g``'s weighted loss (``task``: the fusion head's task loss) for
@@ -110,7 +111,9 @@ def register_balancers(register: Register) -> None:
     - ``observe(stats)``: after the optimiser step, detached statistics (RedCore).
     - ``end_epoch(view: EpochView)``: after each validation, before checkpoints are written;
       ``view.val`` holds the validation metrics by condition, ``view.latents()`` computes the
-      train split's completed latents (eval mode, no grad; PMR's prototypes).
+      train split's completed latents (eval mode, no grad; PMR's prototypes), and
+      ``view.losses(split)`` the fusion head's and each unimodal head's mean task loss over the
+      train or validation split (G-Blending).
 
     ``needs`` (a frozenset of ``mmcore.components.STEP_NEEDS``) names the optional ``StepStats``
     fields the engine computes for the balancer: ``unimodal_confidence`` (OGM-GE) and

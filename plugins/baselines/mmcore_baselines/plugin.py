@@ -22,6 +22,7 @@ def register_imputers(register: Register) -> None:
 @hookimpl
 def register_balancers(register: Register) -> None:
     from mmcore_baselines.agm import AGM
+    from mmcore_baselines.gblending import GBlending
     from mmcore_baselines.inverse_rate import InverseRate
     from mmcore_baselines.mmpareto import MMPareto
     from mmcore_baselines.ogm_ge import OGMGE
@@ -32,3 +33,4 @@ def register_balancers(register: Register) -> None:
     register("baselines.pmr", PMR)
     register("baselines.mmpareto", MMPareto)
     register("baselines.agm", AGM)
+    register("baselines.gblending", GBlending)

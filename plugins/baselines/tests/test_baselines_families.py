@@ -11,12 +11,13 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from mmcore.components import StepView
+from mmcore.components import EpochView, StepView
 from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError
 from mmcore.testing import tiny_recipe
 from mmcore.types import StepStats
 from mmcore_baselines.agm import AGM, agm_coefficients, shapley_contributions
+from mmcore_baselines.gblending import GBlending, blending_weights
 from mmcore_baselines.mmpareto import MMPareto, pareto_weights
 from mmcore_baselines.pmr import PMR, pmr_coefficients, prototypes
 
@@ -137,6 +138,31 @@ def test_agm_step_updates_running_scores_and_scales_gradients():
     assert torch.equal(model.encoders["b"].bias.grad, torch.ones(1))  # 1-D gradients are left alone
 
 
+# ------------------------------------------------------------------------------------ G-Blending
+
+
+def test_blending_weights_by_hand():
+    prev_t, prev_v = torch.tensor([1.0, 1.0, 1.0]), torch.tensor([1.2, 1.2, 1.2])
+    now_t, now_v = torch.tensor([0.5, 0.8, 0.6]), torch.tensor([1.0, 1.1, 0.9])
+    # G = (-0.2, -0.1, -0.3); O = (0.5-0.2, 0.3-0.2, 0.3-0.2) = (0.3, 0.1, 0.1)
+    raw = torch.tensor([0.2 / 0.09, 0.1 / 0.01, 0.3 / 0.01])
+    assert torch.allclose(blending_weights(prev_t, prev_v, now_t, now_v), raw / raw.sum(), rtol=1e-5)
+
+
+def test_gblending_refreshes_from_epoch_losses():
+    bal = GBlending(["a", "b"], max_weight=10.0)
+    table = {
+        1: ({"task": torch.tensor(1.0), "unimodal": torch.tensor([1.0, 1.0])}, {"task": torch.tensor(1.2), "unimodal": torch.tensor([1.2, 1.2])}),
+        2: ({"task": torch.tensor(0.6), "unimodal": torch.tensor([0.5, 0.8])}, {"task": torch.tensor(0.9), "unimodal": torch.tensor([1.0, 1.1])}),
+    }
+    for epoch in (1, 2):
+        bal.end_epoch(EpochView(epoch, 0, {}, lambda: None, lambda split, e=epoch: table[e][0 if split == "train" else 1]))
+        if epoch == 1:
+            assert torch.equal(bal.weights(), torch.ones(2))  # a first measurement only
+    raw = torch.tensor([0.2 / 0.09, 0.1 / 0.01, 0.3 / 0.01])  # heads a, b, then the fusion head
+    assert torch.allclose(bal.weights(), raw[:2] / raw[2], rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------------- in the engine
 
 NODES = {
@@ -154,6 +180,7 @@ NODES = {
         ("baselines.pmr", "mmcore.zero", {"pmr_coef.m0", "balancer_loss"}),
         ("baselines.mmpareto", "redcore.vib", {"pareto_k.m2", "pareto_cos.m0"}),
         ("baselines.agm", "baselines.mean", {"agm_coef.m1", "agm_score.m0"}),
+        ("baselines.gblending", "mmcore.zero", {"blend.m0", "blend.m2"}),
     ],
 )
 def test_resume_equals_straight_run(tmp_path: Path, balancer: str, imputer: str, keys: set[str]) -> None:
