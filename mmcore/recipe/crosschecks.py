@@ -118,4 +118,14 @@ def cross_problems(resolved: dict[str, Any], registry: Registry) -> list[str]:
     described = describe_dataset(resolved["dataset"], registry)
     if described is None:
         return problems + select_problems(resolved["train"]["select"])
-    return problems + dataset_problems(resolved, *described)
+    return problems + dataset_problems(resolved, *described) + balancer_task_problems(resolved, registry, described[1])
+
+
+def balancer_task_problems(resolved: dict[str, Any], registry: Registry, task: TaskSpec | None) -> list[str]:
+    """A balancer defined for some task kinds only (its factory's ``task_kinds``) against the dataset's."""
+    node = resolved["balancer"]
+    component = registry.find("balancer", node.get("type", ""))
+    kinds = getattr(component.factory, "task_kinds", None) if component is not None else None
+    if task is None or not kinds or task.kind in kinds:
+        return []
+    return [f"balancer: {node['type']} is defined for {' and '.join(kinds)} only; this dataset's task is {task.kind}"]

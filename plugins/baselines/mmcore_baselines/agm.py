@@ -89,6 +89,7 @@ class AGM(Balancer):
 
     needs: frozenset[str] = frozenset()
     target_required = False
+    task_kinds = ("classification",)  # checked by mmcore validate against the dataset's task
 
     def __init__(self, modalities: list[str], target: str = "unimodal", alpha: NonNegative = 0.1) -> None:
         super().__init__(modalities, target=target)

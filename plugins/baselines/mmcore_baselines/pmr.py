@@ -81,6 +81,7 @@ class PMR(Balancer):
 
     needs: frozenset[str] = frozenset()
     target_required = False
+    task_kinds = ("classification",)  # checked by mmcore validate against the dataset's task
 
     def __init__(
         self,

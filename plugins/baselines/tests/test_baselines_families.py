@@ -202,3 +202,13 @@ def test_mmpareto_without_heads_says_what_to_set(tmp_path: Path) -> None:
     r = tiny_recipe(tmp_path / "runs", "model.unimodal_heads=false", **{**NODES, "unimodal_heads": False}, balancer={"type": "baselines.mmpareto"})
     with pytest.raises(MMCoreError, match="needs the gradients of loss group.*unimodal.*set model.unimodal_heads=true"):
         run({**r, "train": {**r["train"], "max_steps": 1}}, show_progress=False)
+
+
+@pytest.mark.parametrize("name", ["baselines.pmr", "baselines.agm"])
+def test_classification_only_balancers_are_rejected_at_validation_for_regression(name: str) -> None:
+    from mmcore.errors import RecipeError
+    from mmcore.recipe import load_recipe
+
+    root = Path(__file__).resolve().parents[3]
+    with pytest.raises(RecipeError, match=f"balancer: {name} is defined for classification only; this dataset's task is regression"):
+        load_recipe(root / "recipes" / "mosei_regression.yaml", [f"balancer={name}"])
