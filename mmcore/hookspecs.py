@@ -120,7 +120,8 @@ def register_balancers(register: Register) -> None:
     ``group_grads`` (MMPareto); nothing else is computed. A subclass that predates ``needs`` and
     overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``.
     ``target`` must be a loss group of the model when ``target_required`` is true (default: when
-    ``weights`` is overridden); validation and the first step check it.
+    ``weights`` is overridden); validation and the first step check it. A balancer defined for
+    some tasks only sets ``task_kinds = ("classification",)``; validation checks the dataset's.
 
     Conventions: ``log_values()`` returns tensors; an ``[M]`` tensor under key ``k`` is logged as
     ``k.<modality>``, a scalar as ``k``. Statistics are pooled over ranks by the engine
