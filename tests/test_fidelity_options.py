@@ -133,14 +133,15 @@ def test_pooled_row_pools_predictions_and_average_stays_over_conditions(tmp_path
     table = score({"x": x, "y": y}, target, task)
     assert table["x"]["accuracy"] == 1.0 and table["y"]["accuracy"] == 0.25
     assert table[AVERAGE]["accuracy"] == pytest.approx(0.625)  # (1 + 0.25) / 2, not counting pooled
-    assert table[POOLED]["accuracy"] == pytest.approx(5 / 8)
+    assert set(table) == {"x", "y", AVERAGE}  # pooled is not a condition row
+    assert table.pooled["accuracy"] == pytest.approx(5 / 8)
     # pooled macro-F1 by hand over 8 rows: class 0 tp=2 fp=3 fn=0 -> F1 4/7; class 1 tp=3 fp=0 fn=3 -> 2/3
-    assert table[POOLED]["macro_f1"] == pytest.approx((4 / 7 + 2 / 3) / 2)
+    assert table.pooled["macro_f1"] == pytest.approx((4 / 7 + 2 / 3) / 2)
     assert table[AVERAGE]["macro_f1"] == pytest.approx((table["x"]["macro_f1"] + table["y"]["macro_f1"]) / 2)
     write_eval(tmp_path, {"test": table}, {})
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert set(saved["results"]["test"]) == {"x", "y", AVERAGE}
-    assert saved["pooled"]["test"]["accuracy"] == pytest.approx(5 / 8)
+    assert saved[POOLED]["test"]["accuracy"] == pytest.approx(5 / 8)
     assert "pooled" not in (tmp_path / "eval.csv").read_text()
 
 

@@ -28,7 +28,17 @@ from mmcore.engine.runtime import Runtime
 from mmcore.metrics import classification_metrics, regression_metrics
 from mmcore.types import SplitData, TaskSpec
 
-POOLED = "pooled"  # the row of all conditions' predictions scored together (not a condition)
+POOLED = "pooled"  # eval.json's key for all conditions' predictions scored together (not a condition)
+
+
+class ScoreTable(dict):  # type: ignore[type-arg]
+    """Condition -> metrics, plus ``average``; the pooled metrics ride along as ``.pooled``.
+
+    An attribute rather than a row, so that everything iterating the table (reports, sweeps,
+    robustness curves, tests) still sees conditions and their average only.
+    """
+
+    pooled: dict[str, float] | None = None
 ROWS_PER_CALL = 16384  # rows (samples × conditions) given to the imputer and fusion at once
 
 
@@ -84,10 +94,9 @@ def predict(
 
 
 def score(predictions: dict[str, Tensor], target: Tensor, task: TaskSpec) -> dict[str, dict[str, float]]:
-    """Metrics per condition, their average over the conditions, and the pooled row (``POOLED``).
-
-    The average is the mean over the conditions only; the pooled row scores the concatenation
-    of every condition's predictions against the target repeated once per condition.
+    """Metrics per condition and their average over the conditions; ``.pooled`` on the result
+    scores the concatenation of every condition's predictions against the target repeated once
+    per condition.
     """
 
     def metrics_of(output: Tensor, truth: Tensor) -> dict[str, float]:
@@ -95,10 +104,10 @@ def score(predictions: dict[str, Tensor], target: Tensor, task: TaskSpec) -> dic
             return classification_metrics(output.argmax(-1), truth, int(task.num_classes))
         return regression_metrics(output.squeeze(-1), truth.float())
 
-    table = {name: metrics_of(output, target) for name, output in predictions.items()}
+    table = ScoreTable({name: metrics_of(output, target) for name, output in predictions.items()})
     metrics = list(next(iter(table.values())))
     table[AVERAGE] = {k: sum(table[name][k] for name in predictions) / len(predictions) for k in metrics}
-    table[POOLED] = metrics_of(torch.cat(list(predictions.values())), target.repeat(len(predictions)))
+    table.pooled = metrics_of(torch.cat(list(predictions.values())), target.repeat(len(predictions)))
     return table
 
 
@@ -125,11 +134,10 @@ def evaluate(
 def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], extra: dict[str, Any]) -> None:
     """``eval.json`` (nested split → condition → metric) and ``eval.csv`` (one row per split and condition).
 
-    The pooled rows go to eval.json's ``pooled`` (split → metric), outside ``results``, so that
-    everything reading ``results`` still sees conditions and their average only.
+    Tables from :func:`score` add their pooled metrics to eval.json's ``pooled`` (split → metric),
+    outside ``results``, so that everything reading ``results`` sees conditions and their average only.
     """
-    pooled = {split: table[POOLED] for split, table in results.items() if POOLED in table}
-    results = {split: {c: row for c, row in table.items() if c != POOLED} for split, table in results.items()}
+    pooled = {split: table.pooled for split, table in results.items() if getattr(table, "pooled", None) is not None}
     (run_dir / "eval.json").write_text(json.dumps({**extra, "results": results, "pooled": pooled}, indent=1))
     metric_names: list[str] = []
     for table in results.values():
