@@ -93,7 +93,7 @@ def evaluate_run(
         out.mkdir(parents=True, exist_ok=True)
         _write(run, out, split, table, overrides, conditions)  # eval.json keeps the pooled row apart, as training's does
         results = {c: row for c, row in table.items() if c != POOLED}
-        pooled = table.get(POOLED)
+        pooled = getattr(table, "pooled", None)  # engine's score() carries it as .pooled, not as a row
         curve_data = None
         if plan is not None:
             points = _evaluate(run, plan["conditions"], split)
