@@ -19,8 +19,12 @@ def test_found_through_the_entry_point() -> None:
     assert info.error is None
     assert info.version == "0.1.0" and "mmcore-baselines" in info.origin
     assert sorted(info.components) == [
+        "balancer:baselines.agm",
+        "balancer:baselines.gblending",
         "balancer:baselines.inverse_rate",
+        "balancer:baselines.mmpareto",
         "balancer:baselines.ogm_ge",
+        "balancer:baselines.pmr",
         "imputer:baselines.mean",
         "imputer:baselines.missing_token",
         "imputer:baselines.mmin",
@@ -71,8 +75,12 @@ def test_options_are_read_from_the_signatures() -> None:
 
 def test_contract_cases_cover_every_component() -> None:
     assert sorted(CASES) == [
+        ("balancer", "baselines.agm"),
+        ("balancer", "baselines.gblending"),
         ("balancer", "baselines.inverse_rate"),
+        ("balancer", "baselines.mmpareto"),
         ("balancer", "baselines.ogm_ge"),
+        ("balancer", "baselines.pmr"),
         ("imputer", "baselines.mean"),
         ("imputer", "baselines.missing_token"),
         ("imputer", "baselines.mmin"),
