@@ -41,18 +41,14 @@ def declared_groups(factory: Any, options: dict[str, Any]) -> frozenset[str] | N
 def weighs_target(balancer: Any) -> bool:
     """Whether a balancer (class or instance) acts on its target group, so the group must exist.
 
-    A balancer says so with the class attribute ``target_required``; left unset (``None``), it
-    does exactly when it overrides ``Balancer.weights`` (``mmcore.uniform``'s all-ones weights
-    on a group that does not exist change nothing, so its default ``target: recon`` is fine with
-    an imputer that has no ``recon``).
+    A balancer says so with the class attribute ``target_required = True``; unset, nothing is
+    checked (``mmcore.uniform``'s all-ones weights on a missing group change nothing, and older
+    third-party balancers keep working as before).
     """
-    from mmcore.components import Balancer
-
     cls = balancer if isinstance(balancer, type) else type(balancer)
-    required = getattr(cls, "target_required", None)
-    if required is not None:
-        return bool(required)
-    return getattr(cls, "weights", Balancer.weights) is not Balancer.weights
+    # Undeclared (None): not checked, so third-party balancers written before loss groups keep
+    # working as they did; the shipped balancers that weigh their target declare True.
+    return bool(getattr(cls, "target_required", None))
 
 
 def target_message(target: str, groups: Collection[str], imputer: str, heads: bool, balancer: str) -> str:

@@ -44,6 +44,7 @@ def test_uniform_default_target_is_fine_without_the_group(tmp_path):
 
 
 class Halving(mmcore.Balancer):
+    target_required = True
     def weights(self) -> torch.Tensor:
         return torch.full((len(self.modalities),), 0.5)
 

@@ -66,6 +66,7 @@ class GBlending(Balancer):
     """
 
     needs: frozenset[str] = frozenset()
+    target_required = True  # its target must be a loss group of the model (mmcore.lossgroups)
 
     def __init__(self, modalities: list[str], target: str = "unimodal", every: PositiveInt = 1, max_weight: Positive = 10.0) -> None:
         super().__init__(modalities, target=target)

@@ -55,6 +55,7 @@ class InverseRate(Balancer):
     """
 
     needs: frozenset[str] = frozenset()  # fixed weights: no per-step statistics beyond the losses
+    target_required = True  # its target must be a loss group of the model (mmcore.lossgroups)
 
     def __init__(self, modalities: list[str], missing_rates: dict[str, float], target: str = "recon") -> None:
         super().__init__(modalities, target=target)

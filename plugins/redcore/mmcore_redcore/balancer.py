@@ -53,6 +53,7 @@ class RelativeAdvantage(Balancer):
     """
 
     needs: frozenset[str] = frozenset()  # reads only the loss terms and present counts
+    target_required = True  # its target must be a loss group of the model (mmcore.lossgroups)
 
     def __init__(
         self,
