@@ -287,7 +287,7 @@ def test_broken_recipe_reports_every_problem_at_once(registry: Registry) -> None
         "broken.yaml: model.imputer.type: unknown imputer 'mmcore.zer'; did you mean 'mmcore.zero'? "
         "available: mmcore.zero, redcore.vib",
         "broken.yaml: train.epocs: unknown key; did you mean 'epochs'? allowed: batch_size, epochs, "
-        "eval_batch_size, grad_clip, log_every, max_steps, optimizer, schedule, select, task_loss",
+        "eval_batch_size, grad_clip, log_every, max_steps, modality_dropout, optimizer, schedule, select, task_loss",
         "broken.yaml: train.batch_size: expected int >= 1, got str 'big'",
     ]
 
