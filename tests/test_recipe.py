@@ -356,6 +356,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
         "imputer": {"type": "mmcore.zero"},
         "fusion": {"type": "mmcore.concat", "layers": [128, 128]},
         "unimodal_heads": False,
+        "init": "default",
     }
     assert resolved["balancer"] == {"type": "mmcore.uniform", "target": "recon"}
     assert resolved["train"] == {
@@ -369,6 +370,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
         "log_every": 50,
         "task_loss": "auto",
         "max_steps": None,
+        "modality_dropout": 0.0,
     }
     top = {k: resolved[k] for k in ("seed", "device", "precision", "compile", "output")}
     assert top == {"seed": 0, "device": "auto", "precision": "fp32", "compile": False, "output": "runs"}
