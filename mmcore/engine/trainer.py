@@ -26,6 +26,7 @@ from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore.engine import losses
 from mmcore.engine.batching import trim_padding
+from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import (
     describe_resumable,
@@ -107,6 +108,7 @@ def train(
     if recipe["compile"]:
         forward = torch.compile(forward)
     optimizer = build_optimizer(cfg["optimizer"], model)
+    blamed = component_labels(model, recipe, session.plugins.registry)
     balancer = build_balancer(recipe, names, session.train_spec, session.plugins.registry).to(rt.device)
     needs = requested_stats(balancer)  # optional StepStats fields, computed only when asked
     loss_kind = losses.task_loss_kind(task, cfg["task_loss"])
@@ -182,7 +184,7 @@ def train(
                 if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
                     present = apply_dropout(present, hide_u.index_select(0, index), drop_rate)
                 set_lr(optimizer, base_lr, factor(step))
-                with rt.autocast():
+                with rt.autocast(), blame_forward(blamed, f"training step {step}"):
                     out = forward(batch, present)
                 weights = balancer.weights()
                 loss, task_loss, groups = losses.combine(
