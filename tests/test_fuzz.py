@@ -237,7 +237,6 @@ def _short_run_tree(tmp_path: Path, name: str) -> dict[str, Any]:
     return tree
 
 
-@pytest.mark.xfail(reason="the engine seeds its batch order with seed * 100_003 + epoch, which overflows int64")
 def test_the_largest_valid_seed_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tree = _short_run_tree(tmp_path, "big-seed")
