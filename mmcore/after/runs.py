@@ -9,7 +9,6 @@ caller is told so; a damaged or foreign checkpoint is a one-line error.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Iterator
 
 import torch
 
+from mmcore.data import sha256_file
 from mmcore.errors import MMCoreError
 
 CHECKPOINTS = ("best", "last")
@@ -32,14 +32,6 @@ class OpenRun:
     model_sha256: str  # of model.safetensors, recorded in every evaluation's manifest
     verified: bool  # False for a checkpoint that predates recorded checksums
     warnings: list[str]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_run_dir(run_dir: Path, checkpoint: str) -> Path:

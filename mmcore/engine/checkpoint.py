@@ -14,7 +14,6 @@ and removes the leftovers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mmcore.data import sha256_file
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
 
@@ -80,11 +80,7 @@ def set_rng_state(states: dict[str, torch.Tensor]) -> None:
 
 # --- writing ------------------------------------------------------------------------------------
 def _digest(path: Path) -> dict[str, Any]:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return {"sha256": sha.hexdigest(), "size": path.stat().st_size}
+    return {"sha256": sha256_file(path), "size": path.stat().st_size}
 
 
 def _fsync(path: Path) -> None:

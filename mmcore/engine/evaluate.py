@@ -47,11 +47,14 @@ def condition_mask_table(conditions: list[Condition], split: SplitData, num_moda
 
     Rows whose features were unusable (``data.nonfinite: absent``) are absent under every condition.
     """
+    return {c.name: usable(condition_masks(c, split.ids, num_modalities).to(split.ids.device), split) for c in conditions}
+
+
+def usable(masks: Tensor, split: SplitData) -> Tensor:
+    """Masks with the rows whose features were unusable (``data.nonfinite: absent``) marked absent;
+    the one place that rule is applied, for training masks and evaluation conditions alike."""
     unusable = getattr(split, "unusable", None)
-    table = {c.name: condition_masks(c, split.ids, num_modalities).to(split.ids.device) for c in conditions}
-    if unusable is not None:
-        table = {name: mask & ~unusable.to(mask.device) for name, mask in table.items()}
-    return table
+    return masks if unusable is None else masks & ~unusable.to(masks.device)
 
 
 @torch.no_grad()

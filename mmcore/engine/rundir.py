@@ -10,16 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import resource
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mmcore.errors import MMCoreError
 from mmcore.recipe import dump_yaml
-from mmcore.types import SplitData
+from mmcore.missing import mask_hash
+from mmcore.types import SPLITS, SplitData
+
+if TYPE_CHECKING:
+    from mmcore.engine.session import Session
 
 
 def new_run_dir(recipe: dict[str, Any]) -> Path:
@@ -89,3 +94,38 @@ def write_manifest(
         **(extra or {}),
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
+    """The manifest of a run built from ``session`` (plugins, device, data and mask hashes)."""
+    write_manifest(
+        run_dir,
+        plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in session.plugins.infos],
+        device=session.runtime.device,
+        checksums={s: split_checksum(session.splits[s]) for s in SPLITS},
+        mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
+        extra={
+            "train_mask_policy": session.train_spec.policy,
+            "seed": int(session.recipe["seed"]),
+            "world_size": session.runtime.world_size,
+            "precision": session.runtime.precision,
+        },
+    )
+
+
+def cost_figures(session: "Session", train_rate: float, eval_rate: float) -> dict[str, Any]:
+    """Cost figures for ``eval.json``: parameters per component, throughput, peak memory."""
+    model = session.model
+    parts = {"encoders": model.encoders, "imputer": model.imputer, "fusion": model.fusion}
+    if model.unimodal_heads is not None:
+        parts["unimodal_heads"] = model.unimodal_heads
+    cost: dict[str, Any] = {
+        "parameters": {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items()},
+        "train_samples_per_s": round(train_rate, 2),
+        "eval_items_per_s": round(eval_rate, 2),
+        "peak_host_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "world_size": session.runtime.world_size,
+    }
+    if session.runtime.device.type == "cuda":
+        cost["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(session.runtime.device) / 2**20, 1)
+    return cost

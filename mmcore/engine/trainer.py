@@ -12,7 +12,6 @@ device and are read at logging steps and at epoch ends (where divergence is chec
 from __future__ import annotations
 
 import math
-import resource
 import time
 import warnings
 from dataclasses import dataclass
@@ -36,18 +35,18 @@ from mmcore.engine.checkpoint import (
     save_checkpoint,
 )
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
-from mmcore.engine.evaluate import evaluate, write_eval
+from mmcore.engine.evaluate import evaluate, usable, write_eval
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
-from mmcore.engine.rundir import new_run_dir, split_checksum, write_manifest
+from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
 from mmcore.engine.runtime import Runtime, runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
-from mmcore.missing import mask_hash, train_masks
+from mmcore.missing import train_masks
 from mmcore.plugins import Plugins
-from mmcore.types import EVAL_SPLITS, SPLITS, StepStats
+from mmcore.types import EVAL_SPLITS, StepStats
 
 
 class RunInterrupted(MMCoreError):
@@ -123,7 +122,7 @@ def train(
     max_steps = int(cfg.get("max_steps") or total_steps)
     base_lr, factor = float(cfg["optimizer"]["lr"]), lr_factor(cfg["schedule"], steps_per_epoch, epochs)
     spec = session.train_spec
-    fixed_masks = _usable(train_masks(spec, names, data.ids, seed), data) if spec.policy == "fixed" else None
+    fixed_masks = usable(train_masks(spec, names, data.ids, seed), data) if spec.policy == "fixed" else None
 
     # --- run directory and state -------------------------------------------------------------
     state = TrainState()
@@ -141,7 +140,7 @@ def train(
     else:
         run_dir = Path(rt.broadcast_object(str(run_dir or new_run_dir(recipe)) if rt.is_main else None))
         if rt.is_main:
-            _write_manifest(session, run_dir, fixed_masks)
+            write_session_manifest(session, run_dir, fixed_masks)
     ckpt_dir = run_dir / "checkpoints"
     step = state.step
     own_sums = state.log_sums
@@ -172,7 +171,7 @@ def train(
             model.train()
             shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**63)  # any valid seed fits
             order = torch.randperm(n, generator=shuffle).to(rt.device)
-            masks = fixed_masks if fixed_masks is not None else _usable(train_masks(spec, names, data.ids, seed, epoch), data)
+            masks = fixed_masks if fixed_masks is not None else usable(train_masks(spec, names, data.ids, seed, epoch), data)
             hide_u = dropout_uniforms(seed, data.ids, len(names), epoch) if drop_rate > 0 else None
             for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
                 if step >= max_steps:
@@ -277,18 +276,12 @@ def train(
     eval_seconds = time.perf_counter() - started
     if rt.is_main:
         items = sum(len(session.splits[s]) * len(session.eval_masks[s]) for s in EVAL_SPLITS)
-        cost = _cost(session, balancer, trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
+        cost = cost_figures(session, trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
         write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost})
     return RunResult(run_dir, step, False, state.best_epoch, results)
 
 
 # --- helpers the loop calls -------------------------------------------------------------------
-def _usable(masks: torch.Tensor, split: Any) -> torch.Tensor:
-    """Masks with rows whose features were unusable (``data.nonfinite: absent``) marked absent."""
-    unusable = getattr(split, "unusable", None)
-    return masks if unusable is None else masks & ~unusable.to(masks.device)
-
-
 def _step_view(model: Any, out: Any, target: torch.Tensor, present: torch.Tensor, step: int, rt: Runtime) -> StepView:
     return StepView(
         step, out.prediction, out.unimodal, out.z, out.h, target, present,
@@ -317,7 +310,7 @@ def _split_losses(session: Session, split: str, masks: torch.Tensor, kind: str, 
     (G-Blending's train and validation losses); the same on every rank."""
     model, data, size = session.model, session.splits[split], int(session.recipe["train"]["eval_batch_size"])
     if split != "train":  # validation: every modality the data has
-        masks = _usable(torch.ones(len(data), len(session.names), dtype=torch.bool, device=rt.device), data)
+        masks = usable(torch.ones(len(data), len(session.names), dtype=torch.bool, device=rt.device), data)
     model.eval()
     task, uni = torch.zeros((), device=rt.device), None
     try:
@@ -395,38 +388,3 @@ def _log_line(
             f"training diverged: loss is {line['loss']} at epoch {epoch + 1}; lower train.optimizer.lr or set train.grad_clip"
         )
     return line
-
-
-def _write_manifest(session: Session, run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
-    plugins = session.plugins
-    write_manifest(
-        run_dir,
-        plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in plugins.infos],
-        device=session.runtime.device,
-        checksums={s: split_checksum(session.splits[s]) for s in SPLITS},
-        mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
-        extra={
-            "train_mask_policy": session.train_spec.policy,
-            "seed": int(session.recipe["seed"]),
-            "world_size": session.runtime.world_size,
-            "precision": session.runtime.precision,
-        },
-    )
-
-
-def _cost(session: Session, balancer: Any, train_rate: float, eval_rate: float) -> dict[str, Any]:
-    """Cost figures for ``eval.json``: parameters per component, throughput, peak memory."""
-    model = session.model
-    parts = {"encoders": model.encoders, "imputer": model.imputer, "fusion": model.fusion}
-    if model.unimodal_heads is not None:
-        parts["unimodal_heads"] = model.unimodal_heads
-    cost: dict[str, Any] = {
-        "parameters": {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items()},
-        "train_samples_per_s": round(train_rate, 2),
-        "eval_items_per_s": round(eval_rate, 2),
-        "peak_host_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "world_size": session.runtime.world_size,
-    }
-    if session.runtime.device.type == "cuda":
-        cost["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(session.runtime.device) / 2**20, 1)
-    return cost
