@@ -121,7 +121,8 @@ class Balancer:
     (``stats.group_grads`` filled when asked) → optimiser step → ``observe(stats)``; and after
     each epoch's validation, ``end_epoch(view)``. ``needs`` names the optional ``StepStats``
     fields to compute (``STEP_NEEDS``); ``gradient_groups`` the groups for ``group_grads``
-    (``task`` is the fusion head's task loss). ``target_required = True`` says whether ``target`` must be a loss group of the model (``mmcore.lossgroups``).
+    (``task`` is the fusion head's task loss). ``target_required = True`` says that ``target`` must be a loss group of the model even
+    at its default (a non-default target must exist for every balancer; ``mmcore.lossgroups``).
 
     Rules for subclasses: keep state in tensors on the device (``observe`` runs every step and
     must not force a host sync); make ``state_dict`` JSON-able; ``load_state_dict`` must restore

@@ -119,8 +119,9 @@ def register_balancers(register: Register) -> None:
     fields the engine computes for the balancer: ``unimodal_confidence`` (OGM-GE) and
     ``group_grads`` (MMPareto); nothing else is computed. A subclass that predates ``needs`` and
     overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``.
-    ``target`` must be a loss group of the model when ``target_required`` is true (unset: not
-    checked); validation and the first step check it. A balancer defined for
+    ``target`` must be a loss group of the model when ``target_required`` is true, or when the
+    recipe sets a target other than the balancer's default (``mmcore.uniform`` aimed at ``recn``
+    would weigh nothing); validation and the first step check it. A balancer defined for
     some tasks only sets ``task_kinds = ("classification",)``; validation checks the dataset's.
 
     Conventions: ``log_values()`` returns tensors; an ``[M]`` tensor under key ``k`` is logged as

@@ -15,6 +15,7 @@ the groups the model really returned. An imputer without the attribute is checke
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Collection
 from typing import Any
 
@@ -41,17 +42,35 @@ def declared_groups(factory: Any, options: dict[str, Any]) -> frozenset[str] | N
 def weighs_target(balancer: Any) -> bool:
     """Whether a balancer (class or instance) acts on its target group, so the group must exist.
 
-    A balancer says so with the class attribute ``target_required = True``; unset, nothing is
-    checked (``mmcore.uniform``'s all-ones weights on a missing group change nothing, and older
-    third-party balancers keep working as before).
+    A balancer says so with the class attribute ``target_required = True``; unset, only a target
+    that differs from the balancer's default is checked (``target_must_exist``), so older
+    third-party balancers keep working as before.
     """
     cls = balancer if isinstance(balancer, type) else type(balancer)
-    # Undeclared (None): not checked, so third-party balancers written before loss groups keep
-    # working as they did; the shipped balancers that weigh their target declare True.
     return bool(getattr(cls, "target_required", None))
 
 
-def target_message(target: str, groups: Collection[str], imputer: str, heads: bool, balancer: str) -> str:
+def default_target(balancer: Any) -> str | None:
+    """The ``target`` a balancer factory uses when the recipe names none (None if it takes none)."""
+    factory = balancer if isinstance(balancer, type) or inspect.isroutine(balancer) else type(balancer)
+    try:
+        parameter = inspect.signature(factory).parameters.get("target")
+    except (TypeError, ValueError):
+        return None
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    return parameter.default
+
+
+def target_must_exist(balancer: Any, target: str) -> bool:
+    """A target must be a group of the model when the balancer weighs it, or when it was chosen:
+    a target other than the default (``mmcore.uniform`` aimed at ``recn``) is a typo, not a no-op."""
+    return weighs_target(balancer) or target != default_target(balancer)
+
+
+def target_message(
+    target: str, groups: Collection[str], imputer: str, heads: bool, balancer: str, weighs: bool = True
+) -> str:
     """The one line that says the target does not exist, what does, and what to set instead."""
     available = sorted(groups)
     listed = ", ".join(available) if available else "none"
@@ -66,7 +85,8 @@ def target_message(target: str, groups: Collection[str], imputer: str, heads: bo
         fix = "set model.unimodal_heads=true, or " + fix
     return (
         f"balancer.target: '{target}' is not a loss group of this model (imputer '{imputer}'"
-        f"{' + unimodal heads' if heads else ''}), and {balancer} weighs its target; available: {listed}; {fix}"
+        f"{' + unimodal heads' if heads else ''}), and {balancer} "
+        f"{'weighs its target' if weighs else 'would weigh nothing'}; available: {listed}; {fix}"
     )
 
 
@@ -87,20 +107,21 @@ def target_problems(resolved: dict[str, Any], registry: Any) -> list[str]:
     groups = recipe_groups(resolved, registry)
     node = resolved["balancer"]
     component = registry.find("balancer", node.get("type", ""))
-    if groups is None or component is None or not weighs_target(component.factory):
-        return []
     target = node.get("target")
-    if not isinstance(target, str) or target in groups:
+    if groups is None or component is None or not isinstance(target, str) or target in groups:
+        return []
+    if not target_must_exist(component.factory, target):
         return []
     heads = bool(resolved["model"].get("unimodal_heads"))
-    return [target_message(target, groups, resolved["model"]["imputer"]["type"], heads, node["type"])]
+    weighs = weighs_target(component.factory)
+    return [target_message(target, groups, resolved["model"]["imputer"]["type"], heads, node["type"], weighs)]
 
 
 def check_target(balancer: Any, groups: Collection[str], imputer: str, heads: bool, name: str) -> None:
     """The engine's one check, on the first step, against the groups the model returned
     (the target, and the groups a balancer asks gradients of; ``task`` always exists)."""
-    if weighs_target(balancer) and balancer.target not in groups:
-        raise MMCoreError(target_message(balancer.target, groups, imputer, heads, name))
+    if balancer.target not in groups and target_must_exist(balancer, balancer.target):
+        raise MMCoreError(target_message(balancer.target, groups, imputer, heads, name, weighs_target(balancer)))
     lacking = sorted(set(getattr(balancer, "gradient_groups", ())) - set(groups) - {"task"})
     if lacking:
         hint = "; set model.unimodal_heads=true" if UNIMODAL in lacking and not heads else ""

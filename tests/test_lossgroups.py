@@ -7,7 +7,7 @@ import torch
 
 import mmcore
 from mmcore.errors import MMCoreError, RecipeError
-from mmcore.lossgroups import check_target, declared_groups, weighs_target
+from mmcore.lossgroups import check_target, declared_groups, default_target, target_must_exist, weighs_target
 from mmcore.testing import short_run, tiny_recipe
 
 
@@ -41,6 +41,35 @@ def test_uniform_default_target_is_fine_without_the_group(tmp_path):
     recipe = tiny_recipe(tmp_path)  # mmcore.zero (no groups) with mmcore.uniform's default target 'recon'
     assert recipe["balancer"] == {"type": "mmcore.uniform", "target": "recon"}
     assert not weighs_target(mmcore.Balancer) and weighs_target(Halving)
+
+
+def test_uniform_aimed_at_a_misnamed_group_is_a_validation_error(tmp_path):
+    # a target other than the default was chosen, so it must exist even for a balancer that
+    # does not declare target_required (uniform would otherwise silently weigh nothing)
+    with pytest.raises(RecipeError) as info:
+        tiny_recipe(tmp_path, imputer={"type": "redcore.vib"}, balancer={"type": "mmcore.uniform", "target": "recn"})
+    message = str(info.value)
+    assert "balancer.target: 'recn' is not a loss group" in message
+    assert "mmcore.uniform would weigh nothing" in message
+    assert "set balancer.target=recon" in message
+    recipe = tiny_recipe(tmp_path, imputer={"type": "redcore.vib"}, balancer={"type": "mmcore.uniform", "target": "kl"})
+    assert recipe["balancer"]["target"] == "kl"
+
+
+def test_target_must_exist_rule():
+    from mmcore.builtins.balancers import Uniform
+
+    assert default_target(Uniform) == "recon" and default_target(Uniform(["a"])) == "recon"
+    assert not target_must_exist(Uniform, "recon")  # the default: a no-op where the group is absent
+    assert target_must_exist(Uniform, "recn") and target_must_exist(Halving, "recon")
+
+
+def test_engine_flags_a_chosen_missing_target_of_an_undeclared_balancer():
+    from mmcore.builtins.balancers import Uniform
+
+    with pytest.raises(MMCoreError, match="'unimodal' is not a loss group.*would weigh nothing"):
+        check_target(Uniform(["a", "b"], target="unimodal"), {}, "mmcore.zero", False, "mmcore.uniform")
+    check_target(Uniform(["a", "b"]), {}, "mmcore.zero", False, "mmcore.uniform")  # default target: fine
 
 
 class Halving(mmcore.Balancer):
