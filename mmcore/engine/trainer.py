@@ -24,7 +24,7 @@ from rich.console import Console
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore.engine import losses
-from mmcore.engine.batching import trim_padding
+from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import (
@@ -42,6 +42,7 @@ from mmcore.engine.runtime import Runtime, runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
+from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
 from mmcore.missing import train_masks
@@ -103,6 +104,8 @@ def train(
     """The training loop over a built session; see the module docstring."""
     recipe, rt, model, task = session.recipe, session.runtime, session.model, session.task
     names, seed, cfg = session.names, int(recipe["seed"]), recipe["train"]
+    if cfg.get("dropout_masks") == "fast":
+        use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
     forward = rt.wrap(model)
     if recipe["compile"]:
         forward = torch.compile(forward)
@@ -171,6 +174,8 @@ def train(
             model.train()
             shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**63)  # any valid seed fits
             order = torch.randperm(n, generator=shuffle).to(rt.device)
+            if cfg.get("batch_order") == "length":  # an option: it changes which rows share a step
+                order = length_order(order, data.lengths, batch_size)
             masks = fixed_masks if fixed_masks is not None else usable(train_masks(spec, names, data.ids, seed, epoch), data)
             hide_u = dropout_uniforms(seed, data.ids, len(names), epoch) if drop_rate > 0 else None
             for position in range(step - epoch * steps_per_epoch, steps_per_epoch):

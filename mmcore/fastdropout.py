@@ -1,0 +1,82 @@
+"""Cheaper dropout masks for CPU training (``train.dropout_masks: fast``), an opt-in.
+
+Why: on a CPU, ``torch.nn.functional.dropout`` draws one Bernoulli sample per element from the
+Mersenne-Twister generator, and on RedCore's IEMOCAP model (three transformer encoders with
+dropout on attention weights, branches and feed-forward layers) those draws were 22-41% of a
+training step's time (``benchmarks/README.md``). Here one 64-bit draw gives four 16-bit
+integers, and an element is kept where its integer is at least ``round(p · 2^16)`` below the
+top of the range: the same independent keep-with-probability-(1 - p) masks, with p rounded to
+a multiple of 1/65536 (0.1 becomes 0.100006), scaled by 1 / (1 - p) as PyTorch scales them.
+
+What changes: the random draws (a run with ``fast`` masks does not reproduce one with ``torch``
+masks draw for draw, though each is reproducible on its own from the seed) and p's rounding.
+What does not: the mask distribution, the scaling, evaluation (no dropout), and every module
+whose ``p`` is 0. It is therefore an option, never a default; on CUDA the stock kernel is
+already fast and ``fast`` gains nothing.
+
+``use_fast_dropout(model)`` swaps every ``nn.Dropout`` of a built model for ``FastDropout``
+with the same ``p`` and turns on modules that draw masks inside their own forward (they expose a
+boolean ``fast_dropout`` attribute, like ``mmcore.transformer``'s attention).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+_LANES = 4  # 16-bit integers per 64-bit draw
+_RANGE = 1 << 16
+
+
+def keep_threshold(p: float) -> int:
+    """The int16 value at or above which an element is kept: ``round(p · 2^16)`` values dropped."""
+    return int(round(float(p) * _RANGE)) - (_RANGE // 2)
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str) -> Tensor:
+    """A bool tensor of ``shape``, each element True with probability 1 − p (p rounded to 1/65536)."""
+    count = 1
+    for size in shape:
+        count *= int(size)
+    words = torch.empty((count + _LANES - 1) // _LANES, dtype=torch.int64, device=device)
+    words.random_(-(2**63), 2**63 - 1)  # the full 64-bit range: all four 16-bit lanes uniform
+    return (words.view(torch.int16)[:count] >= keep_threshold(p)).view(shape)
+
+
+def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout(x, p, training)`` with masks from ``keep_mask``."""
+    if not training or p == 0.0:
+        return x
+    if p >= 1.0:
+        return torch.zeros_like(x)
+    return x * keep_mask(x.shape, p, x.device).to(x.dtype) * (1.0 / (1.0 - p))
+
+
+class FastDropout(nn.Module):
+    """``nn.Dropout`` with the cheaper masks; same ``p``, same train/eval behaviour."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fast_dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_fast_dropout(model: nn.Module) -> int:
+    """Swap every ``nn.Dropout`` in ``model`` for ``FastDropout`` and set ``fast_dropout = True``
+    on modules that draw their own masks; returns how many modules changed. Parameters and
+    state dict keys are untouched (dropout has none), so checkpoints are interchangeable."""
+    changed = 0
+    for module in model.modules():
+        if isinstance(getattr(module, "fast_dropout", None), bool):
+            module.fast_dropout = True
+            changed += 1
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(module, name, FastDropout(child.p))
+                changed += 1
+    return changed
