@@ -363,7 +363,10 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
         "epochs": 10,
         "batch_size": 128,
         "eval_batch_size": 1024,
-        "optimizer": {"type": "adam", "lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "momentum": 0.9},
+        "optimizer": {
+            "type": "adam", "lr": 0.001, "betas": [0.9, 0.999], "weight_decay": 0.0, "momentum": 0.9,
+            "implementation": "foreach",
+        },
         "schedule": {"type": "constant", "constant_epochs": 0, "warmup_epochs": 0},
         "grad_clip": None,
         "select": "val.macro_f1",

@@ -14,16 +14,21 @@ from torch import nn
 
 
 def build_optimizer(cfg: dict[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    """The recipe's optimiser over the trainable parameters. ``implementation`` picks torch's
+    multi-tensor (``foreach``, bit-identical to its per-tensor loop, which torch would otherwise
+    use on a CPU) or fused update; both keep the same state dict, so a checkpoint loads in either."""
     params = [p for p in model.parameters() if p.requires_grad]
     kind = cfg["type"]
     lr = float(cfg["lr"])
     wd = float(cfg["weight_decay"])
+    fused = cfg.get("implementation", "foreach") == "fused"
+    how = {"fused": True} if fused else {"foreach": True}
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd, **how)
     if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd, **how)
     if kind == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd, **how)
     raise ValueError(f"unknown optimizer {kind!r}")  # unreachable after validation
 
 

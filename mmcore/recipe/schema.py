@@ -156,6 +156,9 @@ class Optimizer:
     betas: tuple[Fraction, Fraction] = (0.9, 0.999)  # adam / adamw (torch defaults)
     weight_decay: NonNegative = 0.0
     momentum: Rate = 0.9  # sgd only
+    # foreach: torch's multi-tensor update, the same numbers as its per-tensor loop (the CPU default)
+    # and faster; fused: one fused kernel per step, ~3x faster again on a CPU, rounding differs
+    implementation: Literal["foreach", "fused"] = "foreach"
 
 
 @dataclass(kw_only=True)
