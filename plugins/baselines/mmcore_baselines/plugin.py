@@ -13,16 +13,21 @@ from mmcore.hookspecs import Register
 def register_imputers(register: Register) -> None:
     from mmcore_baselines.fill import MissingToken, RunningMean
     from mmcore_baselines.mmin import MMINImputer
+    from mmcore_baselines.neighbours import Neighbours
+    from mmcore_baselines.shaspec import ShaSpec
 
     register("baselines.missing_token", MissingToken)
     register("baselines.mean", RunningMean)
     register("baselines.mmin", MMINImputer)
+    register("baselines.shaspec", ShaSpec)
+    register("baselines.neighbours", Neighbours)
 
 
 @hookimpl
 def register_balancers(register: Register) -> None:
     from mmcore_baselines.agm import AGM
     from mmcore_baselines.gblending import GBlending
+    from mmcore_baselines.inforeg import InfoReg
     from mmcore_baselines.inverse_rate import InverseRate
     from mmcore_baselines.mmpareto import MMPareto
     from mmcore_baselines.ogm_ge import OGMGE
@@ -34,3 +39,4 @@ def register_balancers(register: Register) -> None:
     register("baselines.mmpareto", MMPareto)
     register("baselines.agm", AGM)
     register("baselines.gblending", GBlending)
+    register("baselines.inforeg", InfoReg)

@@ -21,6 +21,7 @@ def test_found_through_the_entry_point() -> None:
     assert sorted(info.components) == [
         "balancer:baselines.agm",
         "balancer:baselines.gblending",
+        "balancer:baselines.inforeg",
         "balancer:baselines.inverse_rate",
         "balancer:baselines.mmpareto",
         "balancer:baselines.ogm_ge",
@@ -28,6 +29,8 @@ def test_found_through_the_entry_point() -> None:
         "imputer:baselines.mean",
         "imputer:baselines.missing_token",
         "imputer:baselines.mmin",
+        "imputer:baselines.neighbours",
+        "imputer:baselines.shaspec",
     ]
     assert REGISTRY.get("imputer", "baselines.missing_token").factory is MissingToken
     assert REGISTRY.get("imputer", "baselines.mean").factory is RunningMean
@@ -77,6 +80,7 @@ def test_contract_cases_cover_every_component() -> None:
     assert sorted(CASES) == [
         ("balancer", "baselines.agm"),
         ("balancer", "baselines.gblending"),
+        ("balancer", "baselines.inforeg"),
         ("balancer", "baselines.inverse_rate"),
         ("balancer", "baselines.mmpareto"),
         ("balancer", "baselines.ogm_ge"),
@@ -84,6 +88,8 @@ def test_contract_cases_cover_every_component() -> None:
         ("imputer", "baselines.mean"),
         ("imputer", "baselines.missing_token"),
         ("imputer", "baselines.mmin"),
+        ("imputer", "baselines.neighbours"),
+        ("imputer", "baselines.shaspec"),
     ]
 
 
