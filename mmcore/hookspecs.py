@@ -70,7 +70,12 @@ def register_imputers(register: Register) -> None:
     engine zeroes absent rows before the call, but an imputer must not rely on that: one that
     feeds ``h`` whole to a network (MMIN's autoencoder reads the zero-filled concatenation)
     masks it itself, ``torch.where(present[..., None], h, 0)``. The contract suite fills absent
-    rows with noise and expects identical outputs.
+    rows with noise and expects identical outputs. In eval mode a row's outputs must not depend
+    on the other rows of the call either: evaluation stacks several conditions' copies of a
+    split into one call (``mmcore.engine.evaluate``), so an imputer that borrows from the batch
+    would see a row's own copy under another condition. One that uses other samples at
+    evaluation keeps them as state (``baselines.neighbours``' bank of training latents); the
+    contract suite checks row independence.
 
     Loss groups (``mmcore.lossgroups``): ``ImputerOutput.losses`` maps a group name to ``[M]``
     per-modality terms; the engine adds ``unimodal`` when ``model.unimodal_heads`` is on. Declare
