@@ -49,7 +49,9 @@ def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     if p >= 1.0:
         return torch.zeros_like(x)
-    return x * keep_mask(x.shape, p, x.device).to(x.dtype) * (1.0 / (1.0 - p))
+    # where() keeps only the bool mask for backward (1 byte an element, as torch's native dropout),
+    # where multiplying by a float mask would keep a 4-byte copy
+    return torch.where(keep_mask(x.shape, p, x.device), x * (1.0 / (1.0 - p)), 0.0)
 
 
 class FastDropout(nn.Module):
