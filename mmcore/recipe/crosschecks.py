@@ -117,15 +117,28 @@ def cross_problems(resolved: dict[str, Any], registry: Registry) -> list[str]:
     problems = output_problems(resolved["output"]) + target_problems(resolved, registry)
     described = describe_dataset(resolved["dataset"], registry)
     if described is None:
-        return problems + select_problems(resolved["train"]["select"])
+        return problems + select_problems(resolved["train"]["select"]) + balancer_task_problems(resolved, registry, None)
     return problems + dataset_problems(resolved, *described) + balancer_task_problems(resolved, registry, described[1])
 
 
 def balancer_task_problems(resolved: dict[str, Any], registry: Registry, task: TaskSpec | None) -> list[str]:
-    """A balancer defined for some task kinds only (its factory's ``task_kinds``) against the dataset's."""
+    """A balancer against what it reads: its factory's ``task_kinds`` against the dataset's task,
+    and, for one that ``needs`` the unimodal confidences (class probabilities of the unimodal
+    heads), heads in the model and a classification task."""
     node = resolved["balancer"]
     component = registry.find("balancer", node.get("type", ""))
-    kinds = getattr(component.factory, "task_kinds", None) if component is not None else None
-    if task is None or not kinds or task.kind in kinds:
+    if component is None:
         return []
-    return [f"balancer: {node['type']} is defined for {' and '.join(kinds)} only; this dataset's task is {task.kind}"]
+    kinds = getattr(component.factory, "task_kinds", None)
+    needs = getattr(component.factory, "needs", frozenset()) if isinstance(component.factory, type) else frozenset()
+    problems = []
+    if "unimodal_confidence" in needs:
+        kinds = kinds or ("classification",)
+        if not resolved["model"].get("unimodal_heads"):
+            problems.append(
+                f"balancer: {node['type']} reads the unimodal heads' confidences; set model.unimodal_heads "
+                f"(e.g. {{layers: [128], weight: 1.0}})"
+            )
+    if task is not None and kinds and task.kind not in kinds:
+        problems.append(f"balancer: {node['type']} is defined for {' and '.join(kinds)} only; this dataset's task is {task.kind}")
+    return problems

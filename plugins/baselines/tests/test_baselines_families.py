@@ -204,7 +204,7 @@ def test_mmpareto_without_heads_says_what_to_set(tmp_path: Path) -> None:
         run({**r, "train": {**r["train"], "max_steps": 1}}, show_progress=False)
 
 
-@pytest.mark.parametrize("name", ["baselines.pmr", "baselines.agm"])
+@pytest.mark.parametrize("name", ["baselines.pmr", "baselines.agm", "baselines.ogm_ge"])
 def test_classification_only_balancers_are_rejected_at_validation_for_regression(name: str) -> None:
     from mmcore.errors import RecipeError
     from mmcore.recipe import load_recipe
@@ -212,3 +212,10 @@ def test_classification_only_balancers_are_rejected_at_validation_for_regression
     root = Path(__file__).resolve().parents[3]
     with pytest.raises(RecipeError, match=f"balancer: {name} is defined for classification only; this dataset's task is regression"):
         load_recipe(root / "recipes" / "mosei_regression.yaml", [f"balancer={name}"])
+
+
+def test_a_balancer_reading_confidences_without_heads_is_a_validation_error(tmp_path: Path) -> None:
+    from mmcore.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"balancer: baselines.ogm_ge reads the unimodal heads' confidences; set model.unimodal_heads"):
+        tiny_recipe(tmp_path / "runs", "model.unimodal_heads=false", balancer={"type": "baselines.ogm_ge"})
