@@ -24,7 +24,7 @@ import yaml
 
 from mmcore import stats
 
-CONDITIONS = ("a", "v", "l", "av", "al", "vl", "avl")
+CONDITIONS = ("a", "v", "l", "a+v", "a+l", "v+l", "a+v+l")
 SINGLE = ("a", "v", "l")
 REDCORE = "vib + relative_advantage"
 
@@ -38,12 +38,21 @@ def method(values: dict) -> str:
     return f"{name} + {balancer.split('.', 1)[1]}"
 
 
-def load(sweep: Path) -> dict[str, dict[int, dict]]:
-    """method -> seed -> {"test": results, "cost": ..., "best_epoch": ...} of the finished runs."""
-    info = json.loads((sweep / "sweep.json").read_text())
+def load(preset: Path) -> dict[str, dict[int, dict]]:
+    """method -> seed -> {"test": results, "cost": ..., "last": ...} of the finished runs of every
+    sweep under ``preset`` (one per imputer: docs/protocol.sh)."""
     out: dict[str, dict[int, dict]] = {}
+    for info_file in sorted(preset.glob("*/sweep.json")):
+        _load_sweep(info_file.parent, out)
+    return out
+
+
+def _load_sweep(sweep: Path, out: dict[str, dict[int, dict]]) -> None:
+    info = json.loads((sweep / "sweep.json").read_text())
     for point in info["points"]:
-        runs = out.setdefault(method(point["values"]), {})
+        base = info["base_recipe"]  # the sweep's recipe with its overrides: what a grid does not vary
+        values = {"model.imputer": base["model"]["imputer"], "balancer": base["balancer"], **point["values"]}
+        runs = out.setdefault(method(values), {})
         for seed, rel in point["runs"].items():
             path = sweep / rel / "eval.json"
             if path.is_file():
@@ -51,7 +60,6 @@ def load(sweep: Path) -> dict[str, dict[int, dict]]:
                 epochs = yaml.safe_load((sweep / rel / "recipe.yaml").read_text())["train"]["epochs"]
                 runs[int(seed)] = {"test": evaluation["results"]["test"], "cost": evaluation["cost"],
                                    "last": evaluation["best_epoch"] == epochs}
-    return out
 
 
 def score(run: dict, conditions: tuple[str, ...] = CONDITIONS) -> float:
@@ -74,6 +82,9 @@ def preset_tables(name: str, runs: dict[str, dict[int, dict]]) -> None:
     print("| method | seeds | 7-condition avg | a, v, l avg | " + " | ".join(CONDITIONS) + " | selected last epoch |")
     print("|---|---|---|---|" + "---|" * len(CONDITIONS) + "---|")
     for m, seeds in runs.items():
+        if not seeds:
+            print(f"| {m} | 0 | not finished |" + " |" * (len(CONDITIONS) + 2))
+            continue
         per = [mean_std([s["test"][c]["macro_f1"] for s in seeds.values()]).split(" ±")[0] for c in CONDITIONS]
         print(f"| {m} | {len(seeds)} | {mean_std([score(s) for s in seeds.values()])} | "
               f"{mean_std([score(s, SINGLE) for s in seeds.values()])} | " + " | ".join(per)
@@ -133,7 +144,7 @@ def costs(runs: dict[str, dict[int, dict]]) -> None:
 
 def main() -> None:
     root, presets = Path(sys.argv[1]), sys.argv[2:]
-    loaded = {p: load(root / p) for p in presets if (root / p / "sweep.json").is_file()}
+    loaded = {p: load(root / p) for p in presets if list((root / p).glob("*/sweep.json"))}
     for name, runs in loaded.items():
         preset_tables(name, runs)
     if "imbalanced" in loaded and "balanced" in loaded:

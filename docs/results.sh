@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The commands behind docs/results.md: every imputer × every balancer on UCI Handwritten with
+# The commands behind docs/results_previous.md: every imputer × every balancer on UCI Handwritten with
 # imbalanced missing rates, five seeds, then the markdown tables of that page.
 #
 #   docs/results.sh                 run (or finish) the three sweeps, then print the tables
@@ -18,7 +18,7 @@ OUT="${OUT:-runs/results}"
 RECIPE=recipes/redcore_handwritten.yaml
 # One thread per run whatever --jobs is, so the numbers do not depend on how many ran at once.
 export OMP_NUM_THREADS=1
-# The per-run budget (docs/results.md, "Protocol"): 15 epochs instead of the recipe's 40,
+# The per-run budget (docs/results_previous.md, "Protocol"): 15 epochs instead of the recipe's 40,
 # full learning rate for 8 of them, then linear decay to 0. Evaluation keeps every condition.
 BUDGET=(train.epochs=15 train.schedule.constant_epochs=8)
 SEEDS=0-4
@@ -44,9 +44,9 @@ if [[ "${1:-}" != "--tables" ]]; then
     --seeds "$SEEDS" --jobs "$JOBS" --out "$OUT/control" --metrics macro_f1,accuracy
 fi
 
-# The tables of docs/results.md, from the sweeps' results.csv and the runs' eval.json.
+# The tables of docs/results_previous.md, from the sweeps' results.csv and the runs' eval.json.
 python - "$OUT/recon" "$OUT/no-recon" "$OUT/control" <<'PY'
-"""Markdown tables for docs/results.md from finished `mmcore sweep` directories.
+"""Markdown tables for docs/results_previous.md from finished `mmcore sweep` directories.
 
 Means and standard deviations come from each sweep's results.csv (what `mmcore sweep` computed);
 the paired comparisons read each run's eval.json, because a paired test needs the per-seed values.

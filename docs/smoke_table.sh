@@ -21,7 +21,7 @@ if [[ "${1:-}" != "--tables" ]]; then
     --grid "balancer=mmcore.uniform,redcore.relative_advantage,baselines.inverse_rate,baselines.gblending,$NO_TARGET" \
     --jobs "$JOBS" --out "$OUT/vib" --metrics macro_f1
   # mmcore.zero has no loss group of its own: the weighing balancers weigh the unimodal heads'.
-  mmcore sweep "$RECIPE" model.imputer=mmcore.zero \
+  mmcore sweep "$RECIPE" model.imputer=mmcore.zero balancer=mmcore.uniform \
     --grid "balancer=mmcore.uniform,{type: redcore.relative_advantage, target: unimodal},{type: baselines.inverse_rate, target: unimodal},{type: baselines.gblending, target: unimodal},$NO_TARGET" \
     --jobs "$JOBS" --out "$OUT/zero" --metrics macro_f1
   # The imputers added with the balancers, with uniform weights.
@@ -70,6 +70,6 @@ for sweep in ("vib", "zero", "imputers"):
         target = balancer.get("target") if isinstance(balancer, dict) else None
         balancer = (balancer["type"] if isinstance(balancer, dict) else balancer) + (f" ({target})" if target else "")
         run_dir = out / sweep / next(iter(point["runs"].values()))
-        cells = row(run_dir) if (run_dir / "eval.json").is_file() else ("failed",) * 5
+        cells = row(run_dir) if (run_dir / "eval.json").is_file() else ("not finished",) + ("",) * 4
         print(f"| {imputer} | {balancer} | " + " | ".join(cells) + " |")
 PY
