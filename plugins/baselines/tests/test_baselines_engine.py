@@ -76,7 +76,7 @@ def test_resume_equals_straight_run(tmp_path: Path, overrides: tuple[str, ...]) 
         assert mean.shape == (3, 8) and bool((mean != 0).all()) and a["imputer.seen"].min() > 0
 
 
-def test_ogm_ge_without_unimodal_heads_stops_at_the_first_step(tmp_path: Path) -> None:
-    r = recipe(tmp_path, "model.unimodal_heads=false")
-    with pytest.raises(MMCoreError, match="set 'model.unimodal_heads: true'"):
-        run(r, show_progress=False)
+def test_ogm_ge_without_unimodal_heads_is_rejected_at_validation(tmp_path: Path) -> None:
+    # validation now says it (mmcore.recipe.crosschecks), before anything is built
+    with pytest.raises(MMCoreError, match="reads the unimodal heads' confidences; set model.unimodal_heads"):
+        recipe(tmp_path, "model.unimodal_heads=false")
