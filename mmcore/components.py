@@ -178,14 +178,14 @@ class Balancer:
         """Restore what ``state_dict`` returned."""
 
 
-def requested_stats(balancer: Balancer) -> frozenset[str]:
-    """The optional ``StepStats`` fields to compute for this balancer.
+def requested_stats(balancer: Balancer | type[Balancer]) -> frozenset[str]:
+    """The optional ``StepStats`` fields to compute for this balancer (an instance or its class).
 
     A class that declares ``needs`` gets exactly those. One written before ``needs`` existed that
     overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``, as it
     always did (declare ``needs = frozenset({"unimodal_confidence"})``, or ``frozenset()``, instead).
     """
-    cls = type(balancer)
+    cls = balancer if isinstance(balancer, type) else type(balancer)
     for klass in cls.__mro__:
         if klass is Balancer:
             break

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from mmcore.components import Balancer, requested_stats
 from mmcore.conditions import parse_conditions
 from mmcore.errors import MMCoreError
 from mmcore.lossgroups import target_problems
@@ -130,7 +131,8 @@ def balancer_task_problems(resolved: dict[str, Any], registry: Registry, task: T
     if component is None:
         return []
     kinds = getattr(component.factory, "task_kinds", None)
-    needs = getattr(component.factory, "needs", frozenset()) if isinstance(component.factory, type) else frozenset()
+    factory = component.factory
+    needs = requested_stats(factory) if isinstance(factory, type) and issubclass(factory, Balancer) else frozenset()
     problems = []
     if "unimodal_confidence" in needs:
         kinds = kinds or ("classification",)

@@ -20,15 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from mmcore import Above, Between
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import MMCoreError
 from mmcore.types import ImputerOutput, ModalitySpec
-
-
-def _check_shapes(name: str, m: int, dim: int, h: Tensor, present: Tensor) -> None:
-    if h.dim() != 3 or tuple(h.shape[1:]) != (m, dim) or tuple(present.shape) != tuple(h.shape[:2]):
-        raise DataError(
-            f"{name} expects h [B, {m}, {dim}] and present [B, {m}], got {tuple(h.shape)} and {tuple(present.shape)}"
-        )
+from mmcore_baselines.checks import check_shapes
 
 
 def _fill(h: Tensor, present: Tensor, fill: Tensor) -> Tensor:
@@ -54,7 +48,7 @@ class MissingToken(nn.Module):
         self.token = nn.Parameter(torch.zeros(len(specs), dim))
 
     def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
-        _check_shapes("baselines.missing_token", len(self.names), self.dim, h, present)
+        check_shapes("baselines.missing_token", len(self.names), self.dim, h, present)
         return ImputerOutput(z=_fill(h, present, self.token), losses={})
 
 
@@ -89,7 +83,7 @@ class RunningMean(nn.Module):
         self.register_buffer("seen", torch.zeros(len(specs), dtype=torch.int64))  # present latents folded in so far
 
     def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
-        _check_shapes("baselines.mean", len(self.names), self.dim, h, present)
+        check_shapes("baselines.mean", len(self.names), self.dim, h, present)
         if self.training:
             self._update(h.detach(), present.bool())
         return ImputerOutput(z=_fill(h, present, self.mean), losses={})

@@ -76,6 +76,7 @@ from mmcore import NonNegative, PositiveInt
 from mmcore.components import Balancer, EpochView
 from mmcore.errors import MMCoreError
 from mmcore.types import StepStats
+from mmcore_baselines.checks import confidences, encoder_modules
 
 NAME = "baselines.inforeg"
 
@@ -159,19 +160,12 @@ class InfoReg(Balancer):
         return self
 
     def modulate_gradients(self, model: nn.Module, stats: StepStats) -> None:
-        if stats.unimodal_confidence is None:
-            raise MMCoreError(
-                f"{NAME} needs the unimodal heads' confidences: set 'model.unimodal_heads: true' in the recipe "
-                f"(and use a classification dataset; regression has no class probabilities)"
-            )
-        encoders = getattr(model, "encoders", None)
-        if not isinstance(encoders, nn.ModuleDict) or any(m not in encoders for m in self.modalities):
-            raise MMCoreError(f"{NAME}: the model must have 'encoders', a ModuleDict with modalities {self.modalities}")
+        conf = confidences(NAME, stats, self.device)
+        encoders = encoder_modules(NAME, model, self.modalities)
         params = {n: [p for p in encoders[n].parameters() if p.requires_grad] for n in self.modalities}
         if self.anchor is None:  # the first step of an epoch: its parameters are the epoch's start
             self.anchor = {n: [p.detach().clone() for p in ps] for n, ps in params.items()}
         self._check_anchor(params)
-        conf = stats.unimodal_confidence.detach().to(self.device, torch.float32)
         score = conf * float(stats.batch_size) if self.score == "sum" else conf
         self.gap, self.coef = regulation_coefficients(score, self.rate > self.threshold, self.beta)
         traces = []

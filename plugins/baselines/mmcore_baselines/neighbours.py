@@ -103,9 +103,10 @@ import torch
 from torch import Tensor, nn
 
 from mmcore import Above, Between, NonNegative, PositiveInt
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import MMCoreError
 from mmcore.nn import mlp
 from mmcore.types import ImputerOutput, ModalitySpec
+from mmcore_baselines.checks import check_shapes
 
 NAME = "baselines.neighbours"
 KERNELS, KERNEL_MUL = 3, 2.0  # M3Care guassian_kernel(kernel_mul=2.0, kernel_num=3)
@@ -272,8 +273,7 @@ class Neighbours(nn.Module):
 
     def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
         m, d = len(self.names), self.dim
-        if h.dim() != 3 or tuple(h.shape[1:]) != (m, d) or tuple(present.shape) != tuple(h.shape[:2]):
-            raise DataError(f"{NAME} expects h [B, {m}, {d}] and present [B, {m}], got {tuple(h.shape)} and {tuple(present.shape)}")
+        check_shapes(NAME, m, d, h, present)
         present = present.bool()
         x = torch.where(present.unsqueeze(-1), h, torch.zeros((), dtype=h.dtype, device=h.device))
         pool, u = self.donors(x, present)

@@ -50,6 +50,7 @@ from mmcore import Count, NonNegative
 from mmcore.components import Balancer
 from mmcore.errors import MMCoreError
 from mmcore.types import StepStats
+from mmcore_baselines.checks import confidences, encoder_modules
 
 NAME = "baselines.ogm_ge"
 NOISE_FLOOR = 1e-8  # added to std(g), as the reference does
@@ -110,16 +111,9 @@ class OGMGE(Balancer):
         return self.start_step <= step and (self.end_step is None or step <= self.end_step)
 
     def modulate_gradients(self, model: nn.Module, stats: StepStats) -> None:
-        if stats.unimodal_confidence is None:
-            raise MMCoreError(
-                f"{NAME} needs the unimodal heads' confidences: set 'model.unimodal_heads: true' in the recipe "
-                f"(and use a classification dataset; regression has no class probabilities)"
-            )
-        encoders = getattr(model, "encoders", None)
-        if not isinstance(encoders, nn.ModuleDict) or any(m not in encoders for m in self.modalities):
-            raise MMCoreError(f"{NAME}: the model must have 'encoders', a ModuleDict with modalities {self.modalities}")
+        conf = confidences(NAME, stats, self.device)
+        encoders = encoder_modules(NAME, model, self.modalities)
         # pooled over ranks by the engine under data parallelism (Runtime.pool_stats)
-        conf = stats.unimodal_confidence.detach().to(self.device, torch.float32)
         self.ratio, k = coefficients(conf, self.alpha, self.formula)
         if not self.active(stats.step):
             self.coef = torch.ones_like(k)

@@ -58,9 +58,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmcore import NonNegative, PositiveInt
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import MMCoreError
 from mmcore.nn import mlp
 from mmcore.types import ImputerOutput, ModalitySpec
+from mmcore_baselines.checks import check_shapes
 
 NAME = "baselines.shaspec"
 
@@ -120,8 +121,7 @@ class ShaSpec(nn.Module):
 
     def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
         m, d = len(self.names), self.dim
-        if h.dim() != 3 or tuple(h.shape[1:]) != (m, d) or tuple(present.shape) != tuple(h.shape[:2]):
-            raise DataError(f"{NAME} expects h [B, {m}, {d}] and present [B, {m}], got {tuple(h.shape)} and {tuple(present.shape)}")
+        check_shapes(NAME, m, d, h, present)
         present = present.bool()
         shared, specific = self.features(h, present)
         a, b = (F.normalize(shared, dim=-1), F.normalize(specific, dim=-1)) if self.normalize else (shared, specific)
