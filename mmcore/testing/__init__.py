@@ -46,16 +46,18 @@ from mmcore.testing.datasets import check_dataset
 from mmcore.testing.loggers import check_logger
 from mmcore.testing.modules import check_encoder, check_fusion, check_imputer
 from mmcore.testing.recipes import tiny_recipe
-from mmcore.testing.training import short_run
+from mmcore.testing.training import ResumeCheck, check_resume, short_run
 
 __all__ = [
     "ContractSkip",
+    "ResumeCheck",
     "check_balancer",
     "check_dataset",
     "check_encoder",
     "check_fusion",
     "check_imputer",
     "check_logger",
+    "check_resume",
     "ContractCase",
     "contract_cases",
     "parametrize_with_contracts",
