@@ -76,17 +76,27 @@ def test_swap_replaces_every_dropout_and_turns_on_attention_dropout():
 
 
 @pytest.mark.parametrize("fast", [False, True])
-def test_block_attention_is_multihead_attention(fast):
-    """``attend`` computes nn.MultiheadAttention's function from its weights (eval: no dropout)."""
+def test_block_attention_is_multihead_attention(fast, monkeypatch):
+    """Both of ``attend``'s paths compute nn.MultiheadAttention's function from its weights: SDPA
+    (eval), and the explicit path fast masks take (training with p > 0, here with the mask drawn
+    as all-keep so that the two can be compared)."""
+    import mmcore.builtins.encoders as encoders
+
     torch.manual_seed(0)
-    block = _PreNormBlock(16, 4, 2, 0.1, 0.3).eval()
-    block.fast_dropout = fast
+    block = _PreNormBlock(16, 4, 2, 0.0, 0.3).eval()
     x = torch.randn(5, 7, 16)
     padding = torch.zeros(5, 7, dtype=torch.bool)
     padding[1, 4:] = True
     padding[3, 1:] = True
     expected, _ = block.attn(x, x, x, key_padding_mask=padding, need_weights=False)
+    if fast:
+        taken: list[float] = []
+        monkeypatch.setattr(encoders, "fast_dropout", lambda w, p, training: taken.append(p) or w)
+        block.fast_dropout = True
+        block.train()
     assert torch.allclose(block.attend(x, padding), expected, atol=1e-6)
+    if fast:
+        assert taken == [0.3]  # the explicit path ran, with the attention dropout's p
 
 
 def test_fast_attention_dropout_keeps_padding_masked_in_training():
@@ -113,6 +123,8 @@ def test_a_run_with_fast_masks_and_length_order_learns(tmp_path, monkeypatch):
     calls: list[int] = []
     real = trainer.length_order
     monkeypatch.setattr(trainer, "length_order", lambda order, *a: calls.append(len(order)) or real(order, *a))
+    swapped: list[int] = []
+    monkeypatch.setattr(trainer, "use_fast_dropout", lambda model: swapped.append(use_fast_dropout(model)) or swapped[-1])
     dataset = {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 400, "dim": 8,
                "sequence": True, "min_lens": [2, 2, 2], "max_lens": [9, 9, 9]}
     recipe = tiny_recipe(
@@ -124,3 +136,4 @@ def test_a_run_with_fast_masks_and_length_order_learns(tmp_path, monkeypatch):
     evaluation = json.loads((Path(result.run_dir) / "eval.json").read_text())
     assert evaluation["results"]["test"]["average"]["accuracy"] > 0.5  # chance: 0.25
     assert len(calls) == 4  # once per epoch, over the whole training split
+    assert swapped == [3 * 4 + 1]  # per encoder its block's ff, two branch dropouts and attention; the fusion's
