@@ -1,142 +1,25 @@
-"""baselines.shaspec and baselines.neighbours: each rule by hand on tiny cases, no leakage, exact
-zeros for a modality absent from the batch, gradients, the neighbours' donor bank (a FIFO ring
-of present training entries, the only donors at evaluation), the contract suite, a tiny run that
-resumes exactly, and ``mmcore validate`` accepting their loss groups as a balancer target."""
+"""baselines.neighbours: the kernel, similarities and donor weights by hand, the donor bank (a FIFO
+ring of present training entries, the only donors at evaluation), row independence in eval, no
+leakage, exact zeros, the contract suite, a tiny run that resumes exactly with the bank in the
+checkpoint, and `mmcore validate` accepting its group as a balancer target."""
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from mmcore.cli import app
+from imputer_data import PRESENT, SPECS, latents, noisy, run_and_resume, validate_targets
+from imputer_data import one_thread  # noqa: F401  (an autouse fixture: importing it applies it)
 from mmcore.errors import DataError, MMCoreError
 from mmcore.plugins import get_registry
-from mmcore.testing import check_resume, run_contract, tiny_recipe
+from mmcore.testing import run_contract
 from mmcore.types import ModalitySpec
-from mmcore_baselines import Neighbours, ShaSpec
+from mmcore_baselines import Neighbours
 from mmcore_baselines.neighbours import Donors, bandwidth, gaussian_kernel
-
-SPECS = [ModalitySpec("a", 4), ModalitySpec("b", 3), ModalitySpec("c", 2)]
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
-PRESENT = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=torch.bool)  # "c" never present
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny loops run faster on one thread and do not fight other processes for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _latents(present: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(*present.shape, dim, generator=gen) * present.unsqueeze(-1)
-
-
-def _noisy(h: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(99)
-    return h + 100.0 * torch.randn(h.shape, generator=gen) * (~present).unsqueeze(-1)
-
-
-# ----------------------------------------------------------------------------------------- shaspec
-
-
-def _shaspec_by_hand() -> ShaSpec:
-    """d = 2, every projection one Linear with weights we know."""
-    torch.manual_seed(0)
-    imp = ShaSpec(SPECS, 2)
-    with torch.no_grad():
-        imp.shared[0].weight.copy_(2 * torch.eye(2))  # s = 2h + (1, 0)
-        imp.shared[0].bias.copy_(torch.tensor([1.0, 0.0]))
-        for i, proj in enumerate(imp.specific):  # p_m = (m + 1) h
-            proj[0].weight.copy_((i + 1) * torch.eye(2))
-            proj[0].bias.zero_()
-        imp.compose.weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]))  # compose([s, p]) = (s_0, p_1)
-        imp.classifier.weight.zero_()
-        imp.classifier.bias.zero_()  # uniform logits: CE = log 3 everywhere
-    return imp
-
-
-def test_shaspec_completed_latents_by_hand() -> None:
-    imp = _shaspec_by_hand()
-    h = torch.tensor([[[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]]])  # a, b present; c absent
-    present = torch.tensor([[True, True, False]])
-    z = imp(h, present).z
-    s_a, s_b = torch.tensor([3.0, 4.0]), torch.tensor([7.0, -2.0])
-    p_a, p_b = torch.tensor([1.0, 2.0]), torch.tensor([6.0, -2.0])
-    assert torch.allclose(z[0, 0], s_a + torch.stack([s_a[0], p_a[1]]))  # (6, 6)
-    assert torch.allclose(z[0, 1], s_b + torch.stack([s_b[0], p_b[1]]))  # (14, -4)
-    assert torch.allclose(z[0, 2], (s_a + s_b) / 2)  # the absent c: mean of present shared features, (5, 1)
-
-
-def test_shaspec_losses_by_hand() -> None:
-    imp = _shaspec_by_hand()
-    h = torch.tensor([[[1.0, 2.0], [3.0, -1.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]])
-    present = torch.tensor([[True, True, False], [True, False, False]])
-    out = imp(h, present)
-    assert sorted(out.losses) == ["align", "share"]
-    # align: log 3 for every present (row, modality), averaged per modality, times 0.02 / M; c nowhere
-    ce = math.log(3) * 0.02 / 3
-    assert torch.allclose(out.losses["align"], torch.tensor([ce, ce, 0.0]))
-    # share (L1, weight 0.1): only row 0 has a partner; s_a = (3, 4), s_b = (7, -2): mean |s_a - s_b| = 5
-    assert torch.allclose(out.losses["share"], torch.tensor([0.5, 0.5, 0.0]))
-    imp.share_distance = "mse"  # mean (s_a - s_b)² = (16 + 36) / 2
-    assert torch.allclose(imp(h, present).losses["share"], torch.tensor([2.6, 2.6, 0.0]))
-
-
-def test_shaspec_share_compares_with_the_mean_of_the_other_present_modalities() -> None:
-    imp = _shaspec_by_hand()
-    shared = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [4.0, 6.0]]])
-    everything = torch.ones(1, 3, dtype=torch.bool)
-    # a: |0 - (3, 3)| → 3; b: |(2, 0) - (2, 3)| → 1.5; c: |(4, 6) - (1, 0)| → 4.5
-    assert torch.allclose(imp.share_terms(shared, everything), torch.tensor([3.0, 1.5, 4.5]))
-
-
-@pytest.mark.parametrize("mode", ["train", "eval"])
-def test_shaspec_ignores_absent_rows_and_gives_exact_zeros(mode: str) -> None:
-    torch.manual_seed(0)
-    imp = ShaSpec(SPECS, 5, hidden=[8]).train(mode == "train")
-    h = _latents(PRESENT, 5).requires_grad_(True)
-    clean, dirty = imp(h, PRESENT), imp(_noisy(h, PRESENT), PRESENT)
-    assert torch.equal(clean.z, dirty.z)
-    assert all(torch.equal(clean.losses[g], dirty.losses[g]) for g in clean.losses)
-    assert clean.losses["align"][2].item() == 0.0 and clean.losses["share"][2].item() == 0.0
-    (clean.z.square().mean() + sum(t.sum() for t in clean.losses.values())).backward()
-    assert torch.isfinite(h.grad).all() and h.grad[~PRESENT].abs().sum() == 0
-    for name, p in imp.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        # c is absent from the whole batch: its specific projection is never used, everything else learns
-        assert (p.grad.abs().sum() > 0) != name.startswith("specific.2."), name
-
-
-def test_shaspec_weight_zero_removes_its_group_and_its_classifier() -> None:
-    assert ShaSpec.loss_groups() == ("align", "share")
-    assert ShaSpec.loss_groups(align_weight=0.0) == ("share",)
-    imp = ShaSpec(SPECS, 5, align_weight=0.0, share_weight=0.0)
-    assert imp.classifier is None and imp(_latents(PRESENT, 5), PRESENT).losses == {}
-
-
-def test_shaspec_bad_input() -> None:
-    with pytest.raises(MMCoreError, match="needs at least two modalities"):
-        ShaSpec(SPECS[:1], 5)
-    with pytest.raises(DataError, match=r"expects h \[B, 3, 5\]"):
-        ShaSpec(SPECS, 5)(torch.zeros(2, 3, 6), torch.ones(2, 3, dtype=torch.bool))
-    with pytest.raises(MMCoreError, match=r"share_distance: expected 'l1' \| 'mse', got str 'l3'"):
-        get_registry().get("imputer", "baselines.shaspec").build({"specs": SPECS, "dim": 5}, {"share_distance": "l3"})
-
-
-def test_shaspec_meets_the_contract() -> None:
-    run_contract(get_registry(), "imputer", "baselines.shaspec")
 
 
 # -------------------------------------------------------------------------------------- neighbours
@@ -279,16 +162,16 @@ def test_the_bank_is_a_fifo_ring_of_present_entries() -> None:
 def test_the_bank_never_stores_absent_rows_and_eval_never_writes_it() -> None:
     torch.manual_seed(0)
     imp = Neighbours(SPECS, 5, hidden=[8], bank_size=16)
-    h = _latents(PRESENT, 5)
-    imp(_latents(PRESENT, 5, seed=7), PRESENT)  # something in the bank already
+    h = latents(PRESENT, 5)
+    imp(latents(PRESENT, 5, seed=7), PRESENT)  # something in the bank already
     dirty = copy.deepcopy(imp)
     imp(h, PRESENT)
-    dirty(_noisy(h, PRESENT), PRESENT)
+    dirty(noisy(h, PRESENT), PRESENT)
     assert all(torch.equal(v, _bank(dirty)[k]) for k, v in _bank(imp).items())
     assert torch.equal(imp.bank_present[:8], torch.cat([PRESENT, PRESENT])) and not imp.bank_present[8:].any()
     assert imp.bank_h[~imp.bank_present].abs().sum() == 0 and imp.bank_h[imp.bank_present].abs().sum() > 0
     before = _bank(imp)
-    imp.eval()(_noisy(h, PRESENT), PRESENT)
+    imp.eval()(noisy(h, PRESENT), PRESENT)
     assert all(torch.equal(v, _bank(imp)[k]) for k, v in before.items())
 
 
@@ -301,7 +184,7 @@ def test_eval_rows_are_independent_of_the_call() -> None:
     for seed in range(3):  # fill the bank from training calls with every modality present somewhere
         mask = torch.rand(12, 3, generator=gen) < 0.6
         mask[~mask.any(1), 0] = True
-        imp(_latents(mask, 5, seed=seed), mask)
+        imp(latents(mask, 5, seed=seed), mask)
     imp.eval()
     h = torch.randn(5, 3, 5, generator=gen)
     only_a, everything = torch.zeros(5, 3, dtype=torch.bool), torch.ones(5, 3, dtype=torch.bool)
@@ -321,13 +204,13 @@ def test_neighbours_ignore_absent_rows_and_give_exact_zeros(mode: str) -> None:
     torch.manual_seed(0)
     # a low threshold, so that rows 1 and 2 each have several donors
     imp = Neighbours(SPECS, 5, hidden=[8], threshold=0.01, norm_weight=0.1, bank_size=16)
-    imp(_latents(PRESENT, 5, seed=7), PRESENT)  # a bank without "c", as the batch
+    imp(latents(PRESENT, 5, seed=7), PRESENT)  # a bank without "c", as the batch
     imp.train(mode == "train")
-    h = _latents(PRESENT, 5).requires_grad_(True)
+    h = latents(PRESENT, 5).requires_grad_(True)
     dirty = copy.deepcopy(imp)  # a training call writes the bank: both calls start from the same one
     clean = imp(h, PRESENT)
-    noisy = dirty(_noisy(h, PRESENT), PRESENT)
-    assert torch.allclose(clean.z, noisy.z, atol=1e-6) and torch.allclose(clean.losses["norm"], noisy.losses["norm"])
+    shaken = dirty(noisy(h, PRESENT), PRESENT)
+    assert torch.allclose(clean.z, shaken.z, atol=1e-6) and torch.allclose(clean.losses["norm"], shaken.losses["norm"])
     assert clean.losses["norm"][2].item() == 0.0  # "c" absent from the whole batch
     assert torch.equal(clean.z[:, 2], imp.token[2].expand(4, 5))  # and nobody can donate it
     probe = torch.randn(clean.z.shape, generator=torch.Generator().manual_seed(5))  # linear: the zero token gets a gradient
@@ -349,7 +232,7 @@ def test_neighbours_threshold_fixed_or_learned_bank_shapes_and_bad_input() -> No
     assert not any(n.startswith("bank_") for n, _ in fixed.named_parameters())
     assert Neighbours(SPECS, 5).bank_h.shape[0] == 1024
     assert Neighbours.loss_groups() == ("norm",) and Neighbours.loss_groups(norm_weight=0) == ()
-    assert Neighbours(SPECS, 5, norm_weight=0.0)(_latents(PRESENT, 5), PRESENT).losses == {}
+    assert Neighbours(SPECS, 5, norm_weight=0.0)(latents(PRESENT, 5), PRESENT).losses == {}
     with pytest.raises(MMCoreError, match="needs at least two modalities"):
         Neighbours(SPECS[:1], 5)
     build = get_registry().get("imputer", "baselines.neighbours").build
@@ -368,47 +251,14 @@ def test_neighbours_meets_the_contract() -> None:
     run_contract(get_registry(), "imputer", "baselines.neighbours")
 
 
-# ------------------------------------------------------------------------------------------ engine
-
-NODES: dict[str, Any] = {
-    "dataset": {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 300, "dim": 8},
-    "missing": {"train": {"rates": {"m0": 0.2, "m1": 0.5, "m2": 0.6}}, "eval": {"conditions": "all"}},
-    "dim": 8,
-    "encoders": {"default": {"type": "mmcore.mlp", "layers": [16]}},
-    "fusion": {"type": "mmcore.concat", "layers": [16]},
-    "unimodal_heads": {"layers": [8]},
-}
+def test_tiny_run_trains_and_resumes_exactly_with_the_bank(tmp_path: Path) -> None:
+    imputer = {"type": "baselines.neighbours", "hidden": [8], "norm_weight": 0.1, "bank_size": 100}
+    check = run_and_resume(tmp_path, imputer, "norm")
+    stopped = check.stopped_weights  # the bank has content and has wrapped: 3 steps of 64 rows in a ring of 100
+    assert stopped["imputer.bank_filled"].item() == 100 and stopped["imputer.bank_next"].item() == 3 * 64 % 100
+    assert stopped["imputer.bank_present"].any(1).all() and stopped["imputer.bank_h"].abs().sum() > 0
+    assert {"imputer.threshold_logit", "imputer.bank_h", "imputer.bank_next"} <= check.weights.keys()
 
 
-@pytest.mark.parametrize(
-    "imputer,target",
-    [
-        ({"type": "baselines.shaspec", "hidden": [8]}, "align"),
-        ({"type": "baselines.neighbours", "hidden": [8], "norm_weight": 0.1, "bank_size": 100}, "norm"),
-    ],
-    ids=["shaspec", "neighbours"],
-)
-def test_tiny_run_trains_and_resumes_exactly(tmp_path: Path, imputer: dict[str, Any], target: str) -> None:
-    nodes = {**NODES, "imputer": imputer, "balancer": {"type": "baselines.inverse_rate"}}
-    r = tiny_recipe(tmp_path / "runs", "train.epochs=2", f"+balancer.target={target}", **nodes)
-    check = check_resume(r, stop_after=3)  # stops mid-epoch
-    stopped = check.stopped_weights
-    if target == "norm":  # the neighbours' bank has content and has wrapped: 3 steps of 64 rows in a ring of 100
-        assert stopped["imputer.bank_filled"].item() == 100 and stopped["imputer.bank_next"].item() == 3 * 64 % 100
-        assert stopped["imputer.bank_present"].any(1).all() and stopped["imputer.bank_h"].abs().sum() > 0
-    assert {f"{target}.m0", f"{target}.m2", "weight.m1"} <= set(json.loads(check.lines[0]))  # its groups, weighed by the balancer
-    keys = ["imputer.compose.weight"] if target == "align" else ["imputer.threshold_logit", "imputer.bank_h", "imputer.bank_next"]
-    assert set(keys) <= check.weights.keys()  # the imputer's parameters (and the neighbours' bank) travel in the checkpoint
-
-
-@pytest.mark.parametrize(
-    "imputer,target,wrong",
-    [("baselines.shaspec", "share", "recon"), ("baselines.neighbours", "norm", "share")],
-)
-def test_validate_accepts_its_groups_as_the_balancer_target(imputer: str, target: str, wrong: str) -> None:
-    runner = CliRunner()
-    recipe = str(RECIPES / "quickstart.yaml")
-    ok = runner.invoke(app, ["validate", recipe, f"model.imputer={imputer}", f"balancer.target={target}"])
-    assert ok.exit_code == 0, ok.output
-    bad = runner.invoke(app, ["validate", recipe, f"model.imputer={imputer}", f"balancer.target={wrong}"])
-    assert bad.exit_code == 2 and f"'{wrong}' is not a loss group" in bad.output and target in bad.output
+def test_validate_accepts_its_groups_as_the_balancer_target() -> None:
+    validate_targets("baselines.neighbours", "norm", "share")
