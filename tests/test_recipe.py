@@ -1,4 +1,5 @@
-"""Recipes: YAML loading, command-line overrides, validation and the resolved recipe.
+"""Recipe validation and the resolved recipe (YAML loading: test_recipe_yaml.py; overrides:
+test_recipe_overrides.py).
 
 Most tests use a small registry of local factories, so that they pin the recipe machinery and
 not the built-in components' options; the last tests run against the real registry.
@@ -11,12 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-import yaml
 
-from mmcore.errors import RecipeError
-from mmcore.recipe import apply_overrides, check_value, dump_yaml, load_recipe, load_yaml, parse_yaml, validate_recipe
-from mmcore.recipe.overrides import FORMS
+from mmcore.recipe import check_value, dump_yaml, load_recipe, parse_yaml, validate_recipe
 from mmcore.registry import Registry
+from recipe_helpers import raises, write
 
 # ---------------------------------------------------------------- a tiny registry
 
@@ -79,169 +78,6 @@ def registry() -> Registry:
     ]:
         reg.register(kind, name, factory, origin="test")
     return reg
-
-
-def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
-def raises(fn: Any, *args: Any, **kwargs: Any) -> list[str]:
-    """The problems of the RecipeError that ``fn`` raises."""
-    with pytest.raises(RecipeError) as info:
-        fn(*args, **kwargs)
-    return info.value.problems
-
-
-# ---------------------------------------------------------------- loading
-
-
-def test_yaml_12_floats_and_scalars(tmp_path: Path) -> None:
-    path = write(
-        tmp_path,
-        "lr: 3e-4\nbig: 1e5\nhalf: .5\nneg: -2.5E-3\nwith_dot: 8.0e-4\nn: 3\n"
-        "word: on\nzero_led: 012\nday: 2024-05-01\ntime: 1:30\nyes_: true\nnothing: null\n",
-    )
-    tree = load_yaml(path)
-    assert tree["lr"] == 0.0003 and type(tree["lr"]) is float
-    assert tree["big"] == 100000.0 and type(tree["big"]) is float
-    assert tree["half"] == 0.5 and tree["neg"] == -0.0025 and tree["with_dot"] == 0.0008
-    assert tree["n"] == 3 and type(tree["n"]) is int
-    # YAML 1.1 oddities are plain values in YAML 1.2
-    assert tree["word"] == "on" and tree["zero_led"] == 12 and tree["day"] == "2024-05-01" and tree["time"] == "1:30"
-    assert tree["yes_"] is True and tree["nothing"] is None
-
-
-def test_duplicate_keys_are_reported_with_lines(tmp_path: Path) -> None:
-    text = "name: a\ntrain:\n  optimizer:\n    lr: 1e-3\n    lr: 2e-3\nname: b\n"
-    path = write(tmp_path, text)
-    assert raises(load_yaml, path) == [
-        f"{path}:5: duplicate key 'lr' in train.optimizer (first at line 4)",
-        f"{path}:6: duplicate key 'name' at the top level (first at line 1)",
-    ]
-
-
-def test_merge_keys_may_reset_values(tmp_path: Path) -> None:
-    path = write(tmp_path, "base: &b {lr: 1, wd: 2}\nopt:\n  <<: *b\n  lr: 3\n")
-    assert load_yaml(path)["opt"] == {"lr": 3, "wd": 2}
-
-
-def test_syntax_error_is_one_line_with_file_and_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: x\nmodel:\n  dim: [1, 2\ntrain: {}\n")
-    problems = raises(load_yaml, path)
-    assert len(problems) == 1 and "\n" not in problems[0]
-    assert problems[0].startswith(f"{path}:4: invalid YAML: ")
-    assert problems[0].endswith("while parsing a flow sequence started at line 3)")  # points at the open '['
-
-
-def test_python_tags_are_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: !!python/object/apply:os.getcwd []\n")
-    (problem,) = raises(load_yaml, path)
-    assert problem.startswith(f"{path}:1: invalid YAML: could not determine a constructor")
-
-
-def test_missing_file_and_bad_top_level(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.yaml"
-    assert raises(load_yaml, missing) == [f"{missing}: no such recipe file"]
-    as_list = write(tmp_path, "- a\n- b\n", "list.yaml")
-    assert raises(load_yaml, as_list) == [
-        f"{as_list}: a recipe must be a mapping (name: ..., dataset: ..., ...); got a list"
-    ]
-    empty = write(tmp_path, "# nothing\n", "empty.yaml")
-    assert raises(load_yaml, empty)[0].endswith("got an empty file")
-
-
-def test_dump_quotes_strings_that_look_like_other_types() -> None:
-    tree = {"a": "3e-4", "b": "on", "c": "012", "d": 1e-05, "e": [1, 2], "f": {"g": None, "h": True}, "i": ""}
-    text = dump_yaml(tree)
-    assert parse_yaml(text, "dump") == tree
-    assert yaml.safe_load(text) == tree  # a YAML 1.1 reader agrees
-    assert "e: [1, 2]\n" in text  # short scalar lists stay on one line
-
-
-# ---------------------------------------------------------------- overrides
-
-
-BASE: dict[str, Any] = {
-    "name": "x",
-    "train": {"epochs": 3, "optimizer": {"type": "adam", "lr": 0.001}, "grad_clip": 1.0},
-    "balancer": {"type": "redcore.relative_advantage", "rho": 0.5},
-    "model": {"fusion": {"type": "mmcore.concat", "layers": [128, 128]}},
-    "seed": 0,
-}
-
-
-def test_set_parses_values_with_recipe_rules() -> None:
-    out = apply_overrides(
-        BASE,
-        [
-            "train.optimizer.lr=3e-4",
-            "train.epochs=7",
-            "model.fusion.layers=[128, 64]",
-            "train.grad_clip=null",
-            "name='3'",
-            "model.dim = 64",
-            "model.extra={a: 1, b: [x]}",
-        ],
-    )
-    assert out["train"]["optimizer"]["lr"] == 0.0003 and type(out["train"]["optimizer"]["lr"]) is float
-    assert out["train"]["epochs"] == 7
-    assert out["model"]["fusion"]["layers"] == [128, 64]
-    assert out["train"]["grad_clip"] is None
-    assert out["name"] == "3"
-    assert out["model"]["dim"] == 64
-    assert out["model"]["extra"] == {"a": 1, "b": ["x"]}
-    assert BASE["train"]["optimizer"]["lr"] == 0.001  # the input tree is untouched
-
-
-def test_set_creates_missing_keys_and_list_items() -> None:
-    out = apply_overrides(BASE, ["missing.train.rates.a=0.5", "model.fusion.layers.1=32"])
-    assert out["missing"] == {"train": {"rates": {"a": 0.5}}}
-    assert out["model"]["fusion"]["layers"] == [128, 32]
-
-
-def test_add_and_add_existing() -> None:
-    out = apply_overrides(BASE, ["+model.unimodal_heads=true"])
-    assert out["model"]["unimodal_heads"] is True
-    assert raises(apply_overrides, BASE, ["+train.epochs=5"]) == [
-        "command line: override '+train.epochs=5': train.epochs already exists (value int 3); "
-        "set it with train.epochs=..."
-    ]
-
-
-def test_delete_and_delete_missing() -> None:
-    out = apply_overrides(BASE, ["~train.grad_clip"])
-    assert "grad_clip" not in out["train"] and out["train"]["epochs"] == 3
-    assert raises(apply_overrides, BASE, ["~train.grad_clp"]) == [
-        "command line: override '~train.grad_clp': train.grad_clp does not exist, nothing to delete; "
-        "did you mean 'grad_clip'?"
-    ]
-
-
-def test_string_over_a_component_node_swaps_it() -> None:
-    out = apply_overrides(BASE, ["balancer=mmcore.uniform"])
-    assert out["balancer"] == {"type": "mmcore.uniform"}  # rho belonged to the other balancer
-    kept = apply_overrides(BASE, ["balancer.type=test.open"])
-    assert kept["balancer"] == {"type": "test.open", "rho": 0.5}
-    whole = apply_overrides(BASE, ["balancer={type: test.strict, alpha: 2}"])
-    assert whole["balancer"] == {"type": "test.strict", "alpha": 2}
-
-
-def test_malformed_overrides_are_all_reported() -> None:
-    bad = ["train.epochs", "=3", "~seed=1", "train..epochs=1", "a b=1", "seed.x=1", "name=[1, 2"]
-    problems = raises(apply_overrides, BASE, bad)
-    assert problems[:5] == [
-        f"command line: override 'train.epochs': has no '='; {FORMS}",
-        f"command line: override '=3': '' is not a dotted key path like train.optimizer.lr; {FORMS}",
-        f"command line: override '~seed=1': a delete takes no value; {FORMS}",
-        "command line: override 'train..epochs=1': 'train..epochs' is not a dotted key path like "
-        f"train.optimizer.lr; {FORMS}",
-        f"command line: override 'a b=1': 'a b' is not a dotted key path like train.optimizer.lr; {FORMS}",
-    ]
-    assert problems[5] == "command line: override 'seed.x=1': cannot set 'x' under seed: seed is int 0, not a mapping"
-    assert problems[6].startswith("command line: override 'name=[1, 2': the value is not valid YAML: ")
-    assert len(problems) == 7
 
 
 # ---------------------------------------------------------------- check_value
