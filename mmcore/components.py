@@ -178,19 +178,28 @@ class Balancer:
         """Restore what ``state_dict`` returned."""
 
 
-def requested_stats(balancer: Balancer | type[Balancer]) -> frozenset[str]:
-    """The optional ``StepStats`` fields to compute for this balancer (an instance or its class).
-
-    A class that declares ``needs`` gets exactly those. One written before ``needs`` existed that
-    overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``, as it
-    always did (declare ``needs = frozenset({"unimodal_confidence"})``, or ``frozenset()``, instead).
-    """
+def declared_needs(balancer: Balancer | type[Balancer]) -> frozenset[str] | None:
+    """The ``needs`` a balancer class (or an instance's) declares itself, or None if none does."""
     cls = balancer if isinstance(balancer, type) else type(balancer)
     for klass in cls.__mro__:
         if klass is Balancer:
             break
         if "needs" in vars(klass):
             return frozenset(klass.needs) & STEP_NEEDS
+    return None
+
+
+def requested_stats(balancer: Balancer) -> frozenset[str]:
+    """The optional ``StepStats`` fields to compute for this balancer.
+
+    A class that declares ``needs`` gets exactly those. One written before ``needs`` existed that
+    overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``, as it
+    always did (declare ``needs = frozenset({"unimodal_confidence"})``, or ``frozenset()``, instead).
+    """
+    declared = declared_needs(balancer)
+    if declared is not None:
+        return declared
+    cls = type(balancer)
     legacy = cls.observe is not Balancer.observe or cls.modulate_gradients is not Balancer.modulate_gradients
     return frozenset({"unimodal_confidence"}) if legacy else frozenset()
 

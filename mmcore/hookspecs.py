@@ -122,7 +122,9 @@ def register_balancers(register: Register) -> None:
 
     ``needs`` (a frozenset of ``mmcore.components.STEP_NEEDS``) names the optional ``StepStats``
     fields the engine computes for the balancer: ``unimodal_confidence`` (OGM-GE) and
-    ``group_grads`` (MMPareto); nothing else is computed. A subclass that predates ``needs`` and
+    ``group_grads`` (MMPareto); nothing else is computed. Declaring ``unimodal_confidence`` makes
+    ``mmcore validate`` require ``model.unimodal_heads`` and, unless ``task_kinds`` says
+    otherwise, a classification task (the confidences are class probabilities). A subclass that predates ``needs`` and
     overrides ``observe`` or ``modulate_gradients`` still gets ``unimodal_confidence``.
     ``target`` must be a loss group of the model when ``target_required`` is true, or when the
     recipe sets a target other than the balancer's default (``mmcore.uniform`` aimed at ``recn``

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import mmcore
+
 from mmcore.errors import RecipeError
 from mmcore.plugins import get_registry
 from mmcore.recipe import validate_recipe
@@ -36,6 +38,17 @@ class Broken(Described):
         raise FileNotFoundError("no files yet")
 
 
+class Legacy(mmcore.Balancer):
+    """Written before ``needs``: it overrides ``observe`` and so still gets confidences when they exist."""
+
+    def observe(self, stats) -> None:
+        pass
+
+
+class Reads(mmcore.Balancer):
+    needs = frozenset({"unimodal_confidence"})
+
+
 class Silent:
     def __init__(self, views: int = 3, regression: bool = False) -> None:
         raise AssertionError("validate must not build the dataset")
@@ -48,11 +61,14 @@ def registry() -> Registry:
         out.register(c.kind, c.name, c.factory, origin=c.origin, description=c.description)
     for name, factory in (("described", Described), ("broken", Broken), ("silent", Silent)):
         out.register("dataset", f"test.{name}", factory, origin="test")
+    out.register("balancer", "test.legacy", Legacy, origin="test")
+    out.register("balancer", "test.reads", Reads, origin="test")
     return out
 
 
-def _problems(registry: Registry, tmp_path: Path, dataset: str = "test.described", **sections) -> list[str]:
-    tree = {"name": "x", "output": str(tmp_path / "runs"), "dataset": {"type": dataset}, **sections}
+def _problems(registry: Registry, tmp_path: Path, dataset: str | dict = "test.described", **sections) -> list[str]:
+    node = dataset if isinstance(dataset, dict) else {"type": dataset}
+    tree = {"name": "x", "output": str(tmp_path / "runs"), "dataset": node, **sections}
     try:
         validate_recipe(tree, registry, "r.yaml")
     except RecipeError as error:
@@ -130,3 +146,16 @@ def test_output_must_be_creatable(tmp_path):
         "output: cannot create run directories under '/proc/mmcore-test/runs': No such file or directory"
     ]
     assert output_problems("runs\x00x") == ["output: 'runs\\x00x' holds a NUL character, which no path can"]
+
+
+def test_declared_confidences_need_heads_and_classification_but_a_legacy_balancer_is_not_held_to_them(registry, tmp_path):
+    def problems(balancer: str) -> list[str]:
+        dataset = {"type": "test.described", "regression": True}
+        return _problems(registry, tmp_path, dataset, balancer={"type": balancer}, train={"select": "val.mae"})
+
+    reads = problems("test.reads")
+    assert reads == [
+        "r.yaml: balancer: test.reads reads the unimodal heads' confidences; set model.unimodal_heads (e.g. {layers: [128], weight: 1.0})",
+        "r.yaml: balancer: test.reads is defined for classification only; this dataset's task is regression",
+    ]
+    assert problems("test.legacy") == []

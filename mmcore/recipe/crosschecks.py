@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from mmcore.components import Balancer, requested_stats
+from mmcore.components import Balancer, declared_needs
 from mmcore.conditions import parse_conditions
 from mmcore.errors import MMCoreError
 from mmcore.lossgroups import target_problems
@@ -132,7 +132,9 @@ def balancer_task_problems(resolved: dict[str, Any], registry: Registry, task: T
         return []
     kinds = getattr(component.factory, "task_kinds", None)
     factory = component.factory
-    needs = requested_stats(factory) if isinstance(factory, type) and issubclass(factory, Balancer) else frozenset()
+    # declared needs only: a balancer from before ``needs`` still gets confidences when they
+    # exist, and is not held to what it never said it reads
+    needs = (declared_needs(factory) or frozenset()) if isinstance(factory, type) and issubclass(factory, Balancer) else frozenset()
     problems = []
     if "unimodal_confidence" in needs:
         kinds = kinds or ("classification",)
