@@ -150,6 +150,7 @@ class InfoReg(Balancer):
         self.coef = torch.zeros(m)  # β of the last step
         self.gap = torch.zeros(m)  # score gap of the last step
         self.anchor: dict[str, list[Tensor]] | None = None  # θ^start; None: taken at the next step
+        self.anchor_loaded = False  # θ^start came from a checkpoint and is not yet checked against the model
 
     def to(self, device: torch.device | str) -> "InfoReg":
         super().to(device)
@@ -165,7 +166,9 @@ class InfoReg(Balancer):
         params = {n: [p for p in encoders[n].parameters() if p.requires_grad] for n in self.modalities}
         if self.anchor is None:  # the first step of an epoch: its parameters are the epoch's start
             self.anchor = {n: [p.detach().clone() for p in ps] for n, ps in params.items()}
-        self._check_anchor(params)
+        elif self.anchor_loaded:  # from a checkpoint: check once that it fits this model
+            self._check_anchor(params)
+            self.anchor_loaded = False
         score = conf * float(stats.batch_size) if self.score == "sum" else conf
         self.gap, self.coef = regulation_coefficients(score, self.rate > self.threshold, self.beta)
         traces = []
@@ -221,6 +224,7 @@ class InfoReg(Balancer):
         if anchor is not None:
             _check(sorted(anchor) == sorted(self.modalities), f"checkpoint anchors are for {sorted(anchor)}, not {self.modalities}")
             self.anchor = {n: [_tensor_from_json(a, dev) for a in anchor[n]] for n in self.modalities}
+            self.anchor_loaded = True
 
     def _check_anchor(self, params: dict[str, list[nn.Parameter]]) -> None:
         assert self.anchor is not None
