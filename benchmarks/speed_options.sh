@@ -13,7 +13,7 @@
 #   ROOT=DATA [OLD=/tmp/old] bash benchmarks/speed_options.sh
 # Run it on an otherwise idle machine: every figure is a wall-clock rate.
 set -euo pipefail
-ROOT="${ROOT:?set ROOT to make_iemocap.py's output folder}"
+ROOT="${ROOT:?set ROOT to the output folder of make_iemocap.py}"
 EPOCHS="${EPOCHS:-3}"
 BENCH=(python benchmarks/bench_iemocap.py --root "$ROOT" --epochs "$EPOCHS" --repeats 1)
 FAST=(--set train.dropout_masks=fast --set train.optimizer.implementation=fused)
