@@ -17,6 +17,8 @@ conditions per epoch, and the steps and seconds until it first reaches 0.5 and 0
     python benchmarks/bench_iemocap.py --quick              # under 2 minutes on 2 cores
     python benchmarks/bench_iemocap.py --scale              # 1x, 4x, 16x the training set
     python benchmarks/bench_iemocap.py --set precision=bf16 --set compile=true --device cuda
+    python benchmarks/bench_iemocap.py --root DATA --epochs 60 --repeats 1 --engine-only \
+        --recipe recipes/redcore_iemocap_reference.yaml     # time-to-accuracy of the reference variant
 
 Not a test: nothing is asserted; numbers depend on the machine and on what else runs on it.
 """
@@ -39,7 +41,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-RECIPE = HERE.parent / "recipes" / "redcore_iemocap.yaml"
+DEFAULT_RECIPE = HERE.parent / "recipes" / "redcore_iemocap.yaml"
 THRESHOLDS = (0.5, 0.7)
 SCALES = (1, 4, 16)
 # IEMOCAP's feature shapes as the MMIN/RedCore feature folder holds them (acoustic ComParE 130-d,
@@ -110,7 +112,7 @@ def time_to(epochs: list[tuple[int, int, float, float]], started: float) -> dict
     return out
 
 
-def measure(kind: str, overrides: list[str], threads: int, device: str) -> dict[str, Any]:
+def measure(kind: str, recipe_path: Path, overrides: list[str], threads: int, device: str) -> dict[str, Any]:
     """One engine run or one plain run of the recipe with ``overrides``; a JSON-able summary."""
     import torch
 
@@ -119,7 +121,7 @@ def measure(kind: str, overrides: list[str], threads: int, device: str) -> dict[
     from mmcore.recipe import load_recipe
 
     imported = time.perf_counter()
-    recipe = load_recipe(RECIPE, [f"device={device}", *overrides])
+    recipe = load_recipe(recipe_path, [f"device={device}", *overrides])
     cfg = recipe["train"]
     out: dict[str, Any] = {"kind": kind, "import_s": round(imported - _STARTED, 2)}
     if kind == "plain":
@@ -179,7 +181,7 @@ def _train_size(recipe: dict[str, Any]) -> int:
 
 # --- the orchestration ----------------------------------------------------------------------------
 def _spawn(kind: str, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--case", kind, "--threads", str(args.threads), "--device", args.device]
+    cmd = [sys.executable, __file__, "--case", kind, "--recipe", str(args.recipe), "--threads", str(args.threads), "--device", args.device]
     cmd += [f"--override={o}" for o in overrides]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -201,10 +203,11 @@ def _spread(values: list[float], fmt: str = "{:.1f}") -> str:
 def compare(args: argparse.Namespace, base: list[str]) -> None:
     runs: dict[str, list[dict[str, Any]]] = {"engine": [], "plain": []}
     for r in range(args.repeats):
-        for kind in ("engine", "plain") if r % 2 == 0 else ("plain", "engine"):  # alternate who goes first
+        kinds = ("engine", "plain") if r % 2 == 0 else ("plain", "engine")  # alternate who goes first
+        for kind in ("engine",) if args.engine_only else kinds:
             runs[kind].append(_spawn(kind, base, args))
             print(f"  pair {r + 1}/{args.repeats}: {kind} {runs[kind][-1]['samples_per_s']:.1f} samples/s", flush=True)
-    e, p = runs["engine"], runs["plain"]
+    e, p = runs["engine"], runs["plain"] or [dict.fromkeys(runs["engine"][0], float("nan")) for _ in runs["engine"]]
     ratio = lambda key: [a[key] / b[key] if b[key] else float("nan") for a, b in zip(e, p)]  # noqa: E731 - per pair, the same window
     print(f"\ntraining set {e[0]['n_train']} utterances, {e[0]['steps']} steps; median (min-max) of {args.repeats}")
     print(f"{'':28}{'mmcore':>22}{'plain loop':>22}{'mmcore/plain':>18}")
@@ -253,12 +256,14 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="read make_iemocap.py's files (corpora.iemocap, fold 1) instead")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="default recipes/redcore_iemocap.yaml")
+    parser.add_argument("--engine-only", action="store_true", help="no plain-loop runs (for long time-to-accuracy runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override for every run")
     parser.add_argument("--case", choices=["engine", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--override", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(measure(args.case, args.override, args.threads, args.device)))
+        print(json.dumps(measure(args.case, args.recipe, args.override, args.threads, args.device)))
         return
     quick = args.quick
     args.train = args.train or (300 if quick else 1200)
@@ -267,7 +272,7 @@ def main() -> None:
     args.repeats = args.repeats or (1 if quick else 3)
     args.scale_steps = args.scale_steps or (3 if quick else 10)
     base = [dataset_override(args.train, args.eval, args.root), f"train.epochs={args.epochs}", *args.set]
-    print(f"bench_iemocap: {RECIPE.name}, {args.threads} threads, device {args.device}, overrides {args.set or 'none'}")
+    print(f"bench_iemocap: {args.recipe.name}, {args.threads} threads, device {args.device}, overrides {args.set or 'none'}")
     compare(args, base)
     if args.scale:
         scale(args)

@@ -36,13 +36,17 @@ case "$MODE" in
   pilot)
     # RedCore (VIB + relative advantage), VIB with uniform weights and MMIN (hiding 0.5) with
     # uniform weights, under one imbalanced and the balanced preset: the smallest grid that tests
-    # the interaction. Not in the pilot: the second imbalanced preset, resampled masks, the
-    # modality-dropout axis, MMIN without hiding, zero-filling, learning-rate tuning (see full).
+    # the interaction, plus RedCore with modality dropout 0.3. Not in the pilot: the second
+    # imbalanced preset, resampled masks, the rest of the modality-dropout axis, MMIN without
+    # hiding, zero-filling, learning-rate tuning (see full).
     for preset in imbalanced balanced; do
       rates=$IMBALANCED; [[ $preset == balanced ]] && rates=$BALANCED
       sweep "$preset/vib" "missing.train.rates=$rates" "model.imputer=$VIB" \
         --grid "balancer=mmcore.uniform,redcore.relative_advantage"
       sweep "$preset/mmin" "missing.train.rates=$rates" "model.imputer=$MMIN" balancer=mmcore.uniform
+      # RedCore with the engine's modality dropout: does the practice MMIN's hiding gives close the gap?
+      sweep "$preset/vib-dropout" "missing.train.rates=$rates" "model.imputer=$VIB" balancer=redcore.relative_advantage \
+        train.modality_dropout=0.3
     done
     ;;
   full)

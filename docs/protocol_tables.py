@@ -35,7 +35,9 @@ def method(values: dict) -> str:
     if isinstance(imputer, dict) and "hide_rate" in imputer:
         name += f" (hide {imputer['hide_rate']})"
     balancer = balancer["type"] if isinstance(balancer, dict) else balancer
-    return f"{name} + {balancer.split('.', 1)[1]}"
+    name = f"{name} + {balancer.split('.', 1)[1]}"
+    dropout = float(values.get("train.modality_dropout", 0.0))
+    return name + (f" + modality dropout {dropout}" if dropout else "")
 
 
 def load(preset: Path) -> dict[str, dict[int, dict]]:
@@ -51,7 +53,8 @@ def _load_sweep(sweep: Path, out: dict[str, dict[int, dict]]) -> None:
     info = json.loads((sweep / "sweep.json").read_text())
     for point in info["points"]:
         base = info["base_recipe"]  # the sweep's recipe with its overrides: what a grid does not vary
-        values = {"model.imputer": base["model"]["imputer"], "balancer": base["balancer"], **point["values"]}
+        values = {"model.imputer": base["model"]["imputer"], "balancer": base["balancer"],
+                  "train.modality_dropout": base["train"].get("modality_dropout", 0.0), **point["values"]}
         runs = out.setdefault(method(values), {})
         for seed, rel in point["runs"].items():
             path = sweep / rel / "eval.json"
