@@ -227,7 +227,38 @@ def _add_plugin_commands() -> None:
 
 def main() -> None:
     _add_plugin_commands()  # here, not at import: importing the CLI loads no plugin
-    app()
+    from mmcore.engine.launch import under_torchrun
+
+    if not under_torchrun():
+        app()
+        return
+    try:
+        app()
+    except SystemExit as done:
+        _leave_worker(done.code)
+    _leave_worker(0)
+
+
+def _leave_worker(code: int | str | None) -> None:
+    """End a torchrun worker once its command has finished, without the interpreter's shutdown.
+
+    A finished 2-process gloo run's rank still aborted now and then while the interpreter tore
+    down ("terminate called without an active exception", SIGABRT, so torchrun reported the whole
+    run as failed after every file was written): 1 in 120 of the tests' stop-and-resume launches
+    with 3 such loops sharing 2 cores, and once in CI. Every file is closed by then (loggers in
+    the loop's ``finally``, checkpoints and eval.json written whole), so the worker flushes its
+    output and leaves with ``os._exit``; ``atexit`` handlers do not run in torchrun workers. In a
+    minimal DDP script the same ending took the aborts from 10 in 50 launches to 0 in 50."""
+    import logging
+    import os
+
+    if isinstance(code, str):  # SystemExit("message"): printed to stderr, status 1, as Python does
+        print(code, file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(int(code or 0))
 
 
 if __name__ == "__main__":

@@ -84,3 +84,15 @@ def test_every_installed_balancer_keeps_identical_state_on_every_rank():
     names = [c.name for c in get_registry().all("balancer")]
     assert "redcore.relative_advantage" in names and "mmcore.uniform" in names
     check_balancers_across_ranks(names)
+
+
+def test_an_error_inside_the_workers_is_one_line_per_rank_and_a_failed_exit(tmp_path):
+    # the CLI checks only that recipe.yaml exists; "nothing to resume" is found inside each worker
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.yaml").write_text(dump_yaml(tiny_recipe(tmp_path / "out")))
+    failed = _launch(["resume", str(run_dir)])
+    assert failed.returncode == 1
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {run_dir}: nothing to resume (no checkpoint was written yet)"] * 2
+    assert "terminate called" not in failed.stderr
