@@ -2,7 +2,7 @@
 # Issue 11's protocol: RedCore against uniform weighting and MMIN under imbalanced and balanced
 # missing rates, at the reference's step budget, paired over seeds. docs/results.md reports it.
 #
-#   docs/protocol.sh pilot            the CPU pilot (what docs/results.md reports; ~1 h on 2 cores at 3 seeds)
+#   docs/protocol.sh pilot            the CPU pilot (what docs/results.md reports; 40 runs, ~22 min on 2 cores at JOBS=2)
 #   docs/protocol.sh full             the whole grid, for a GPU machine (see below)
 #   docs/protocol.sh tables [pilot]   only the tables and the interaction tests
 #   JOBS=2 SEEDS=0-2 docs/protocol.sh pilot   fewer seeds first; a rerun adds the rest
