@@ -94,5 +94,8 @@ def test_an_error_inside_the_workers_is_one_line_per_rank_and_a_failed_exit(tmp_
     failed = _launch(["resume", str(run_dir)])
     assert failed.returncode == 1
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
-    assert errors == [f"error: {run_dir}: nothing to resume (no checkpoint was written yet)"] * 2
-    assert "terminate called" not in failed.stderr
+    # the rank that fails first prints its line; torchrun stops the other, which may not get to it
+    assert errors[0] == f"error: {run_dir}: nothing to resume (no checkpoint was written yet)"
+    assert errors[-1].startswith("error: rank ") and "failed first (exit code 1)" in errors[-1]
+    assert len(errors) in (2, 3)
+    assert "Traceback" not in failed.stderr and "terminate called" not in failed.stderr
