@@ -27,9 +27,10 @@ IMBALANCED='{a: 0.2, v: 0.5, l: 0.8}'
 IMBALANCED2='{a: 0.5, v: 0.8, l: 0.2}'
 BALANCED='{a: 0.5, v: 0.5, l: 0.5}'
 
-sweep() {  # sweep <name> <overrides and --grid ...>
-  local name="$1"; shift
-  mmcore sweep "$RECIPE" "${COMMON[@]}" "$@" --seeds "$SEEDS" --jobs "$JOBS" --out "$OUT/$name" --metrics macro_f1,accuracy
+sweep() {  # sweep <name> <overrides and --grid ...> [--recipe FILE, last]
+  local name="$1" recipe="$RECIPE"; shift
+  if [[ $# -ge 2 && "${*: -2:1}" == --recipe ]]; then recipe="${*: -1}"; set -- "${@:1:$#-2}"; fi
+  mmcore sweep "$recipe" "${COMMON[@]}" "$@" --seeds "$SEEDS" --jobs "$JOBS" --out "$OUT/$name" --metrics macro_f1,accuracy
 }
 
 case "$MODE" in
@@ -74,8 +75,16 @@ case "$MODE" in
       done
     done
     ;;
+  handwritten)
+    # UCI Handwritten (6 modalities) at recipes/redcore_handwritten.yaml's full budget (40
+    # epochs): RedCore, VIB + uniform and MMIN (hiding 0.5) + uniform under the recipe's
+    # imbalanced rates. Tables: python docs/handwritten_tables.py runs/protocol/handwritten
+    sweep "handwritten/vib" --grid "balancer=mmcore.uniform,redcore.relative_advantage" \
+      --recipe recipes/redcore_handwritten.yaml
+    sweep "handwritten/mmin" "model.imputer=$MMIN" balancer=mmcore.uniform --recipe recipes/redcore_handwritten.yaml
+    ;;
   tables) ;;
-  *) echo "usage: docs/protocol.sh pilot|full|tables" >&2; exit 2 ;;
+  *) echo "usage: docs/protocol.sh pilot|full|handwritten|tables" >&2; exit 2 ;;
 esac
 
 python docs/protocol_tables.py "$OUT" imbalanced balanced
