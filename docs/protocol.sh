@@ -88,4 +88,8 @@ case "$MODE" in
   *) echo "usage: docs/protocol.sh pilot|full|handwritten|tables" >&2; exit 2 ;;
 esac
 
-python docs/protocol_tables.py "$OUT" imbalanced balanced
+if [[ $MODE == handwritten ]]; then
+  python docs/handwritten_tables.py "$OUT/handwritten"
+else
+  python docs/protocol_tables.py "$OUT" imbalanced balanced
+fi
