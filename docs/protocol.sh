@@ -4,7 +4,7 @@
 #
 #   docs/protocol.sh pilot            the CPU pilot (what docs/results.md reports; 40 runs, ~22 min on 2 cores at JOBS=2)
 #   docs/protocol.sh full             the whole grid, for a GPU machine (see below)
-#   docs/protocol.sh handwritten      UCI Handwritten at its recipe's 40 epochs (15 runs, ~30 min on 2 cores at JOBS=2)
+#   docs/protocol.sh handwritten      UCI Handwritten at its recipe's 40 epochs (15 runs, ~10 min on 2 cores at JOBS=2)
 #   docs/protocol.sh tables [pilot]   only the tables and the interaction tests
 #   JOBS=2 SEEDS=0-2 docs/protocol.sh pilot   fewer seeds first; a rerun adds the rest
 #
