@@ -4,7 +4,7 @@
 #
 #   docs/protocol.sh pilot            the CPU pilot (what docs/results.md reports; 40 runs, ~22 min on 2 cores at JOBS=2)
 #   docs/protocol.sh full             the whole grid, for a GPU machine (see below)
-#   docs/protocol.sh handwritten      UCI Handwritten at its recipe's 40 epochs (15 runs, ~10 min on 2 cores at JOBS=2)
+#   docs/protocol.sh handwritten      UCI Handwritten at its recipe's 40 epochs (30 runs, ~20 min on 2 cores at JOBS=2)
 #   docs/protocol.sh tables [pilot]   only the tables and the interaction tests
 #   JOBS=2 SEEDS=0-2 docs/protocol.sh pilot   fewer seeds first; a rerun adds the rest
 #
@@ -78,18 +78,24 @@ case "$MODE" in
     ;;
   handwritten)
     # UCI Handwritten (6 modalities) at recipes/redcore_handwritten.yaml's full budget (40
-    # epochs): RedCore, VIB + uniform and MMIN (hiding 0.5) + uniform under the recipe's
-    # imbalanced rates. Tables: python docs/handwritten_tables.py runs/protocol/handwritten
-    sweep "handwritten/vib" --grid "balancer=mmcore.uniform,redcore.relative_advantage" \
-      --recipe recipes/redcore_handwritten.yaml
-    sweep "handwritten/mmin" "model.imputer=$MMIN" balancer=mmcore.uniform --recipe recipes/redcore_handwritten.yaml
+    # epochs): RedCore, VIB + uniform and MMIN (hiding 0.5) + uniform, under the recipe's
+    # imbalanced rates and under balanced ones at their mean (0.4 each), for the interaction.
+    HW_IMBALANCED='{fou: 0.1, fac: 0.7, kar: 0.5, pix: 0.7, zer: 0.1, mor: 0.3}'
+    HW_BALANCED='{fou: 0.4, fac: 0.4, kar: 0.4, pix: 0.4, zer: 0.4, mor: 0.4}'
+    for preset in imbalanced balanced; do
+      rates=$HW_IMBALANCED; [[ $preset == balanced ]] && rates=$HW_BALANCED
+      sweep "handwritten/$preset/vib" "missing.train.rates=$rates" \
+        --grid "balancer=mmcore.uniform,redcore.relative_advantage" --recipe recipes/redcore_handwritten.yaml
+      sweep "handwritten/$preset/mmin" "missing.train.rates=$rates" "model.imputer=$MMIN" balancer=mmcore.uniform \
+        --recipe recipes/redcore_handwritten.yaml
+    done
     ;;
   tables) ;;
   *) echo "usage: docs/protocol.sh pilot|full|handwritten|tables" >&2; exit 2 ;;
 esac
 
 if [[ $MODE == handwritten ]]; then
-  python docs/handwritten_tables.py "$OUT/handwritten"
+  python docs/handwritten_tables.py "$OUT/handwritten" imbalanced balanced
 else
   python docs/protocol_tables.py "$OUT" imbalanced balanced
 fi
