@@ -28,10 +28,9 @@ IMBALANCED='{a: 0.2, v: 0.5, l: 0.8}'
 IMBALANCED2='{a: 0.5, v: 0.8, l: 0.2}'
 BALANCED='{a: 0.5, v: 0.5, l: 0.5}'
 
-sweep() {  # sweep <name> <overrides and --grid ...> [--recipe FILE, last]
-  local name="$1" recipe="$RECIPE"; shift
-  if [[ $# -ge 2 && "${*: -2:1}" == --recipe ]]; then recipe="${*: -1}"; set -- "${@:1:$#-2}"; fi
-  mmcore sweep "$recipe" "${COMMON[@]}" "$@" --seeds "$SEEDS" --jobs "$JOBS" --out "$OUT/$name" --metrics macro_f1,accuracy
+sweep() {  # sweep <name> <overrides and --grid ...>, on $RECIPE
+  local name="$1"; shift
+  mmcore sweep "$RECIPE" "${COMMON[@]}" "$@" --seeds "$SEEDS" --jobs "$JOBS" --out "$OUT/$name" --metrics macro_f1,accuracy
 }
 
 case "$MODE" in
@@ -80,14 +79,13 @@ case "$MODE" in
     # UCI Handwritten (6 modalities) at recipes/redcore_handwritten.yaml's full budget (40
     # epochs): RedCore, VIB + uniform and MMIN (hiding 0.5) + uniform, under the recipe's
     # imbalanced rates and under balanced ones at their mean (0.4 each), for the interaction.
+    RECIPE=recipes/redcore_handwritten.yaml
     HW_IMBALANCED='{fou: 0.1, fac: 0.7, kar: 0.5, pix: 0.7, zer: 0.1, mor: 0.3}'
     HW_BALANCED='{fou: 0.4, fac: 0.4, kar: 0.4, pix: 0.4, zer: 0.4, mor: 0.4}'
     for preset in imbalanced balanced; do
       rates=$HW_IMBALANCED; [[ $preset == balanced ]] && rates=$HW_BALANCED
-      sweep "handwritten/$preset/vib" "missing.train.rates=$rates" \
-        --grid "balancer=mmcore.uniform,redcore.relative_advantage" --recipe recipes/redcore_handwritten.yaml
-      sweep "handwritten/$preset/mmin" "missing.train.rates=$rates" "model.imputer=$MMIN" balancer=mmcore.uniform \
-        --recipe recipes/redcore_handwritten.yaml
+      sweep "handwritten/$preset/vib" "missing.train.rates=$rates" --grid "balancer=mmcore.uniform,redcore.relative_advantage"
+      sweep "handwritten/$preset/mmin" "missing.train.rates=$rates" "model.imputer=$MMIN" balancer=mmcore.uniform
     done
     ;;
   tables) ;;

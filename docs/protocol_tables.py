@@ -19,6 +19,7 @@ import math
 import statistics
 import sys
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -80,6 +81,10 @@ def p_text(p: float) -> str:
     return "—" if math.isnan(p) else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
 
 
+Score = Callable[[dict], float]  # one run -> the figure a comparison is made on
+SCORES: dict[str, Score] = {"7-condition": lambda run: score(run)}
+
+
 def preset_tables(name: str, runs: dict[str, dict[int, dict]]) -> None:
     print(f"\n### Preset `{name}`\n")
     print("| method | seeds | 7-condition avg | a, v, l avg | " + " | ".join(CONDITIONS) + " | selected last epoch |")
@@ -92,45 +97,53 @@ def preset_tables(name: str, runs: dict[str, dict[int, dict]]) -> None:
         print(f"| {m} | {len(seeds)} | {mean_std([score(s) for s in seeds.values()])} | "
               f"{mean_std([score(s, SINGLE) for s in seeds.values()])} | " + " | ".join(per)
               + f" | {sum(s['last'] for s in seeds.values())}/{len(seeds)} |")
+
+
+def comparisons(runs: dict[str, dict[int, dict]], scores: dict[str, Score]) -> None:
+    """RedCore against each other method on each score, paired over seeds, Holm within a score."""
     if REDCORE not in runs:
         return
-    others = [m for m in runs if m != REDCORE]
-    comparisons = [stats.compare(REDCORE, {k: score(v) for k, v in runs[REDCORE].items()},
-                                 m, {k: score(v) for k, v in runs[m].items()}) for m in others]
-    adjusted = stats.holm([c.t.p if c.t else math.nan for c in comparisons])
-    print(f"\nRedCore against each method, 7-condition average (paired over seeds; Holm over {len(others)} comparisons):\n")
-    print("| against | seeds | mean difference | t-test p | Holm p | Wilcoxon p | Cohen's d_z | verdict |")
-    print("|---|---|---|---|---|---|---|---|")
-    for c, p in zip(comparisons, adjusted):
-        if c.t is None:
-            print(f"| {c.b} | {len(c.seeds)} | — | — | — | — | — | n/a |")
-            continue
-        print(f"| {c.b} | {len(c.seeds)} | {c.t.mean_diff:+.4f} | {p_text(c.t.p)} | {p_text(p)} | {p_text(c.w.p)} | "
-              f"{c.t.cohen_dz:+.2f} | {stats.verdict(c.t.mean_diff, p)} |")
+    others = [m for m in runs if m != REDCORE and runs[m]]
+    print(f"\nRedCore against each method (paired over seeds; Holm over {len(others)} comparisons per average):\n")
+    print("| average | against | seeds | mean difference | t-test p | Holm p | Wilcoxon p | Cohen's d_z | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, f in scores.items():
+        found = [stats.compare(REDCORE, {k: f(v) for k, v in runs[REDCORE].items()},
+                               m, {k: f(v) for k, v in runs[m].items()}) for m in others]
+        adjusted = stats.holm([c.t.p if c.t else math.nan for c in found])
+        for c, p in zip(found, adjusted):
+            if c.t is None:
+                print(f"| {label} | {c.b} | {len(c.seeds)} | — | — | — | — | — | n/a |")
+                continue
+            print(f"| {label} | {c.b} | {len(c.seeds)} | {c.t.mean_diff:+.4f} | {p_text(c.t.p)} | {p_text(p)} | "
+                  f"{p_text(c.w.p)} | {c.t.cohen_dz:+.2f} | {stats.verdict(c.t.mean_diff, p)} |")
 
 
-def interaction(imbalanced: dict[str, dict[int, dict]], balanced: dict[str, dict[int, dict]]) -> None:
+def interaction(imbalanced: dict[str, dict[int, dict]], balanced: dict[str, dict[int, dict]],
+                scores: dict[str, Score]) -> None:
     print("\n### The interaction: is RedCore's gain larger under imbalanced rates?\n")
-    print("Per seed, gain = RedCore − method on the 7-condition average; the test is on "
-          "gain(imbalanced) − gain(balanced) over seeds (paired t-test; Holm over the methods).\n")
-    print("| method | seeds | gain, imbalanced | gain, balanced | difference | t-test p | Holm p | Cohen's d_z |")
-    print("|---|---|---|---|---|---|---|---|")
-    rows = []
-    for m in imbalanced:
-        if m == REDCORE or m not in balanced or REDCORE not in imbalanced or REDCORE not in balanced:
-            continue
-        seeds = sorted(set(imbalanced[m]) & set(balanced[m]) & set(imbalanced[REDCORE]) & set(balanced[REDCORE]))
-        g_imb = [score(imbalanced[REDCORE][s]) - score(imbalanced[m][s]) for s in seeds]
-        g_bal = [score(balanced[REDCORE][s]) - score(balanced[m][s]) for s in seeds]
-        test = stats.paired_t(g_imb, g_bal) if len(seeds) >= 2 else None
-        rows.append((m, seeds, g_imb, g_bal, test))
-    adjusted = stats.holm([r[4].p if r[4] else math.nan for r in rows])
-    for (m, seeds, g_imb, g_bal, test), p in zip(rows, adjusted):
-        if test is None:
-            print(f"| {m} | {len(seeds)} | — | — | — | — | — | — |")
-            continue
-        print(f"| {m} | {len(seeds)} | {statistics.fmean(g_imb):+.4f} | {statistics.fmean(g_bal):+.4f} | "
-              f"{test.mean_diff:+.4f} | {p_text(test.p)} | {p_text(p)} | {test.cohen_dz:+.2f} |")
+    print("Per seed, gain = RedCore − method; the test is on gain(imbalanced) − gain(balanced) over "
+          "seeds (paired t-test; Holm over the methods within one average).\n")
+    print("| average | method | seeds | gain, imbalanced | gain, balanced | difference | t-test p | Holm p | Cohen's d_z |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    if REDCORE not in imbalanced or REDCORE not in balanced:
+        return
+    for label, f in scores.items():
+        rows = []
+        for m in imbalanced:
+            if m == REDCORE or m not in balanced:
+                continue
+            seeds = sorted(set(imbalanced[m]) & set(balanced[m]) & set(imbalanced[REDCORE]) & set(balanced[REDCORE]))
+            g_imb = [f(imbalanced[REDCORE][s]) - f(imbalanced[m][s]) for s in seeds]
+            g_bal = [f(balanced[REDCORE][s]) - f(balanced[m][s]) for s in seeds]
+            rows.append((m, seeds, g_imb, g_bal, stats.paired_t(g_imb, g_bal) if len(seeds) >= 2 else None))
+        adjusted = stats.holm([r[4].p if r[4] else math.nan for r in rows])
+        for (m, seeds, g_imb, g_bal, test), p in zip(rows, adjusted):
+            if test is None:
+                print(f"| {label} | {m} | {len(seeds)} | — | — | — | — | — | — |")
+                continue
+            print(f"| {label} | {m} | {len(seeds)} | {statistics.fmean(g_imb):+.4f} | {statistics.fmean(g_bal):+.4f} | "
+                  f"{test.mean_diff:+.4f} | {p_text(test.p)} | {p_text(p)} | {test.cohen_dz:+.2f} |")
 
 
 def costs(runs: dict[str, dict[int, dict]]) -> None:
@@ -145,16 +158,18 @@ def costs(runs: dict[str, dict[int, dict]]) -> None:
         print(f"| {m} | {sum(first['parameters'].values()):,} | {rate:.0f} |")
 
 
-def main() -> None:
-    root, presets = Path(sys.argv[1]), sys.argv[2:]
+def report(root: Path, presets: list[str], table: Callable[[str, dict[str, dict[int, dict]]], None],
+           scores: dict[str, Score]) -> None:
+    """Every preset's ``table`` and comparisons, the interaction when both presets ran, the cost."""
     loaded = {p: load(root / p) for p in presets if list((root / p).glob("*/sweep.json"))}
     for name, runs in loaded.items():
-        preset_tables(name, runs)
+        table(name, runs)
+        comparisons(runs, scores)
     if "imbalanced" in loaded and "balanced" in loaded:
-        interaction(loaded["imbalanced"], loaded["balanced"])
+        interaction(loaded["imbalanced"], loaded["balanced"], scores)
     if loaded:
         costs(next(iter(loaded.values())))
 
 
 if __name__ == "__main__":
-    main()
+    report(Path(sys.argv[1]), sys.argv[2:], preset_tables, SCORES)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
@@ -48,7 +48,6 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     owns_process_group: bool = False  # True when ``create`` initialised torch.distributed
-    wrapped: list[nn.Module] = field(default_factory=list, repr=False)  # DDP wrappers, released in close
 
     @classmethod
     def create(cls, device: str = "auto", precision: str = "fp32") -> "Runtime":
@@ -111,9 +110,7 @@ class Runtime:
         if not self.distributed:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-        self.wrapped.append(ddp)
-        return ddp
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
     # --- collectives (identity on one process) -------------------------------------------------
     def all_reduce_sum(self, tensor: Tensor) -> Tensor:
@@ -218,16 +215,15 @@ class Runtime:
         exception": 2-3 runs in 20 of the tests' 2-process run; 0 in 30 with the barrier). After
         an error the other ranks may never arrive, so there is no barrier then.
 
-        The DDP wrappers go first: a wrapper's reducer holds the process group, and one still
-        alive when the interpreter shut down aborted the process in gloo's teardown ("terminate
-        called without an active exception"; DDP sits in reference cycles, so dropping the last
-        name is not enough and a collection frees it). A 5-step DDP script, two launches at a time
-        on 2 cores: 14 and 16 aborts in 50 runs with the wrapper alive at exit, 11 in 50 with its
-        names deleted, 0 in 50 with it collected first."""
+        A collection comes first, to free the DDP wrapper the loop made (no name holds it once
+        the loop has returned, but it sits in reference cycles): its reducer holds the process
+        group, and a wrapper still alive when the interpreter shut down aborted the process in
+        gloo's teardown ("terminate called without an active exception"). A 5-step DDP script,
+        two launches at a time on 2 cores: 14 and 16 aborts in 50 runs with the wrapper alive at
+        exit, 11 in 50 with its names deleted, 0 in 50 with it deleted and collected."""
         if self.owns_process_group and dist.is_initialized():
             if wait_for_all:
                 dist.barrier()
-            self.wrapped.clear()
             gc.collect()
             dist.destroy_process_group()
             self.owns_process_group = False
