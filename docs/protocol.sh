@@ -35,20 +35,57 @@ sweep() {  # sweep <name> <overrides and --grid ...>, on $RECIPE
 
 case "$MODE" in
   pilot)
-    # RedCore (VIB + relative advantage), VIB with uniform weights and MMIN (hiding 0.5) with
-    # uniform weights, under one imbalanced and the balanced preset: the smallest grid that tests
-    # the interaction, plus RedCore with modality dropout 0.3. Not in the pilot: the second
-    # imbalanced preset, resampled masks, the rest of the modality-dropout axis, MMIN without
-    # hiding, zero-filling, learning-rate tuning (see full).
-    for preset in imbalanced balanced; do
-      rates=$IMBALANCED; [[ $preset == balanced ]] && rates=$BALANCED
-      sweep "$preset/vib" "missing.train.rates=$rates" "model.imputer=$VIB" \
+    # Every axis of the full grid at the pilot's scale (vectors, the quickstart's widths), 5 seeds.
+    # In the order a stop loses least: learning-rate tuning first (seed 0, validation only), then
+    # each method under the imbalanced and balanced presets, the modality-dropout axis, the
+    # second imbalanced preset and resampled masks. Methods: RedCore (VIB + relative advantage),
+    # VIB + uniform, MMIN (hiding 0.5 and 0) + uniform, zero-filling + uniform.
+    # Not in the pilot (see full): sequences with transformer encoders, the dropout axis under the
+    # second preset and with resampled masks, MMIN without hiding and zero-filling with resampled
+    # masks, dropout rates other than 0.3.
+    for lr in 3.0e-4 1.0e-3 3.0e-3 1.0e-2; do
+      SEEDS=0 sweep "tune/lr$lr/vib" "missing.train.rates=$IMBALANCED" train.optimizer.lr=$lr "model.imputer=$VIB" \
         --grid "balancer=mmcore.uniform,redcore.relative_advantage"
-      sweep "$preset/mmin" "missing.train.rates=$rates" "model.imputer=$MMIN" balancer=mmcore.uniform
-      # RedCore with the engine's modality dropout: does the practice MMIN's hiding gives close the gap?
-      sweep "$preset/vib-dropout" "missing.train.rates=$rates" "model.imputer=$VIB" balancer=redcore.relative_advantage \
-        train.modality_dropout=0.3
+      SEEDS=0 sweep "tune/lr$lr/mmin" "missing.train.rates=$IMBALANCED" train.optimizer.lr=$lr balancer=mmcore.uniform \
+        --grid "model.imputer=$MMIN,$MMIN0"
+      SEEDS=0 sweep "tune/lr$lr/zero" "missing.train.rates=$IMBALANCED" train.optimizer.lr=$lr model.imputer=mmcore.zero \
+        balancer=mmcore.uniform
     done
+    # Each method whose best validation score came at another rate than the recipe's also runs at
+    # that rate under both presets; the tables then compare every method at its chosen rate too.
+    python docs/protocol_tables.py --chosen "$OUT/tune" | while read -r slug lr; do
+      case $slug in
+        redcore) arm=("model.imputer=$VIB" balancer=redcore.relative_advantage) ;;
+        vib-uniform) arm=("model.imputer=$VIB" balancer=mmcore.uniform) ;;
+        mmin) arm=("model.imputer=$MMIN" balancer=mmcore.uniform) ;;
+        mmin0) arm=("model.imputer=$MMIN0" balancer=mmcore.uniform) ;;
+        zero) arm=(model.imputer=mmcore.zero balancer=mmcore.uniform) ;;
+      esac
+      sweep "imbalanced/tuned-$slug" "missing.train.rates=$IMBALANCED" train.optimizer.lr="$lr" "${arm[@]}" </dev/null
+      sweep "balanced/tuned-$slug" "missing.train.rates=$BALANCED" train.optimizer.lr="$lr" "${arm[@]}" </dev/null
+    done
+    pilot_arms() {  # pilot_arms <preset directory> <rates> <policy> [dropout]
+      local dir="$1" rates="$2" policy="$3"
+      local on=("missing.train.rates=$rates" "missing.train.policy=$policy")
+      sweep "$dir/vib" "${on[@]}" "model.imputer=$VIB" --grid "balancer=mmcore.uniform,redcore.relative_advantage"
+      sweep "$dir/mmin" "${on[@]}" "model.imputer=$MMIN" balancer=mmcore.uniform
+      if [[ "${4:-}" == dropout || $policy == fixed ]]; then
+        sweep "$dir/mmin0" "${on[@]}" "model.imputer=$MMIN0" balancer=mmcore.uniform
+        sweep "$dir/zero" "${on[@]}" model.imputer=mmcore.zero balancer=mmcore.uniform
+      fi
+      if [[ "${4:-}" == dropout ]]; then
+        # The engine's modality dropout for the imputers that do not hide by themselves: does the
+        # per-step practice MMIN's hiding gives close the gap?
+        sweep "$dir/vib-dropout" "${on[@]}" "model.imputer=$VIB" train.modality_dropout=0.3 \
+          --grid "balancer=mmcore.uniform,redcore.relative_advantage"
+        sweep "$dir/mmin0-dropout" "${on[@]}" "model.imputer=$MMIN0" train.modality_dropout=0.3 balancer=mmcore.uniform
+      fi
+    }
+    pilot_arms imbalanced "$IMBALANCED" fixed dropout
+    pilot_arms balanced "$BALANCED" fixed dropout
+    pilot_arms imbalanced2 "$IMBALANCED2" fixed
+    pilot_arms imbalanced-resample "$IMBALANCED" resample nodropout
+    pilot_arms balanced-resample "$BALANCED" resample nodropout
     ;;
   full)
     # Every axis of issue 11: three presets x both mask policies x modality dropout {0, 0.3} x
@@ -95,5 +132,6 @@ esac
 if [[ $MODE == handwritten ]]; then
   python docs/handwritten_tables.py "$OUT/handwritten" imbalanced balanced
 else
-  python docs/protocol_tables.py "$OUT" imbalanced balanced
+  python docs/protocol_tables.py "$OUT" imbalanced balanced imbalanced2 imbalanced-resample balanced-resample \
+    --figures docs/results_figures
 fi

@@ -14,6 +14,8 @@ while the data are the same). Cost: parameters and training samples/s from each 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import statistics
@@ -28,6 +30,7 @@ from mmcore import stats
 CONDITIONS = ("a", "v", "l", "a+v", "a+l", "v+l", "a+v+l")
 SINGLE = ("a", "v", "l")
 REDCORE = "vib + relative_advantage"
+RECIPE_LR = 1.0e-3  # recipes/protocol_synthetic.yaml's; a run at another rate says so in its label
 
 
 def method(values: dict) -> str:
@@ -38,7 +41,9 @@ def method(values: dict) -> str:
     balancer = balancer["type"] if isinstance(balancer, dict) else balancer
     name = f"{name} + {balancer.split('.', 1)[1]}"
     dropout = float(values.get("train.modality_dropout", 0.0))
-    return name + (f" + modality dropout {dropout}" if dropout else "")
+    name += f" + modality dropout {dropout}" if dropout else ""
+    lr = float(values.get("train.optimizer.lr", RECIPE_LR))
+    return name + (f" @ lr {lr:g}" if lr != RECIPE_LR else "")
 
 
 def load(preset: Path) -> dict[str, dict[int, dict]]:
@@ -55,15 +60,25 @@ def _load_sweep(sweep: Path, out: dict[str, dict[int, dict]]) -> None:
     for point in info["points"]:
         base = info["base_recipe"]  # the sweep's recipe with its overrides: what a grid does not vary
         values = {"model.imputer": base["model"]["imputer"], "balancer": base["balancer"],
-                  "train.modality_dropout": base["train"].get("modality_dropout", 0.0), **point["values"]}
+                  "train.modality_dropout": base["train"].get("modality_dropout", 0.0),
+                  "train.optimizer.lr": base["train"]["optimizer"]["lr"], **point["values"]}
         runs = out.setdefault(method(values), {})
         for seed, rel in point["runs"].items():
             path = sweep / rel / "eval.json"
             if path.is_file():
                 evaluation = json.loads(path.read_text())
-                epochs = yaml.safe_load((sweep / rel / "recipe.yaml").read_text())["train"]["epochs"]
-                runs[int(seed)] = {"test": evaluation["results"]["test"], "cost": evaluation["cost"],
-                                   "last": evaluation["best_epoch"] == epochs}
+                train = yaml.safe_load((sweep / rel / "recipe.yaml").read_text())["train"]
+                runs[int(seed)] = {"test": evaluation["results"]["test"], "val": evaluation["results"]["val"],
+                                   "pooled": evaluation["pooled"]["test"], "cost": evaluation["cost"],
+                                   "last": evaluation["best_epoch"] == train["epochs"],
+                                   "epoch_rows": _steps_per_epoch(sweep / rel / "metrics.jsonl") * train["batch_size"]}
+
+
+def _steps_per_epoch(metrics: Path) -> int:
+    """The step count at the end of epoch 1 (the first validation line of metrics.jsonl)."""
+    with metrics.open() as lines:
+        return next(row["step"] for row in map(json.loads, lines) if row.get("epoch") == 1 and "step" in row
+                    and any(k.startswith("val.") for k in row))
 
 
 def score(run: dict, conditions: tuple[str, ...] = CONDITIONS) -> float:
@@ -82,46 +97,75 @@ def p_text(p: float) -> str:
 
 
 Score = Callable[[dict], float]  # one run -> the figure a comparison is made on
-SCORES: dict[str, Score] = {"7-condition": lambda run: score(run)}
+SCORES: dict[str, Score] = {"7-condition": lambda run: score(run), "a, v, l": lambda run: score(run, SINGLE)}
+# (with, without) pairs whose paired difference says what one ingredient is worth
+EFFECTS = (
+    ("mmin (hide 0.5) + uniform", "mmin (hide 0.0) + uniform"),
+    ("mmin (hide 0.0) + uniform + modality dropout 0.3", "mmin (hide 0.0) + uniform"),
+    ("vib + uniform + modality dropout 0.3", "vib + uniform"),
+    ("vib + relative_advantage + modality dropout 0.3", "vib + relative_advantage"),
+)
+Runs = dict[str, dict[int, dict]]  # method -> seed -> run
 
 
-def preset_tables(name: str, runs: dict[str, dict[int, dict]]) -> None:
+def preset_tables(name: str, runs: Runs) -> None:
     print(f"\n### Preset `{name}`\n")
-    print("| method | seeds | 7-condition avg | a, v, l avg | " + " | ".join(CONDITIONS) + " | selected last epoch |")
-    print("|---|---|---|---|" + "---|" * len(CONDITIONS) + "---|")
+    print("| method | seeds | 7-condition avg | a, v, l avg | pooled | " + " | ".join(CONDITIONS) + " | selected last epoch |")
+    print("|---|---|---|---|---|" + "---|" * len(CONDITIONS) + "---|")
     for m, seeds in runs.items():
         if not seeds:
-            print(f"| {m} | 0 | not finished |" + " |" * (len(CONDITIONS) + 2))
+            print(f"| {m} | 0 | not finished |" + " |" * (len(CONDITIONS) + 3))
             continue
         per = [mean_std([s["test"][c]["macro_f1"] for s in seeds.values()]).split(" ±")[0] for c in CONDITIONS]
+        pooled = mean_std([s["pooled"]["macro_f1"] for s in seeds.values()]).split(" ±")[0]
         print(f"| {m} | {len(seeds)} | {mean_std([score(s) for s in seeds.values()])} | "
-              f"{mean_std([score(s, SINGLE) for s in seeds.values()])} | " + " | ".join(per)
+              f"{mean_std([score(s, SINGLE) for s in seeds.values()])} | {pooled} | " + " | ".join(per)
               + f" | {sum(s['last'] for s in seeds.values())}/{len(seeds)} |")
 
 
-def comparisons(runs: dict[str, dict[int, dict]], scores: dict[str, Score]) -> None:
+def comparison_rows(label: str, pairs: list[tuple[str, dict[int, float], str, dict[int, float]]]) -> None:
+    """One table row per (a, b) pair: paired t-test and Wilcoxon over seeds, Holm over the pairs."""
+    found = [stats.compare(*pair) for pair in pairs]
+    adjusted = stats.holm([c.t.p if c.t else math.nan for c in found])
+    for c, p in zip(found, adjusted):
+        if c.t is None:
+            print(f"| {label} | {c.a} | {c.b} | {len(c.seeds)} | — | — | — | — | — | n/a |")
+            continue
+        print(f"| {label} | {c.a} | {c.b} | {len(c.seeds)} | {c.t.mean_diff:+.4f} | {p_text(c.t.p)} | {p_text(p)} | "
+              f"{p_text(c.w.p)} | {c.t.cohen_dz:+.2f} | {stats.verdict(c.t.mean_diff, p)} |")
+
+
+COMPARISON_HEADER = ("| average | method | against | seeds | mean difference | t-test p | Holm p | Wilcoxon p | "
+                     "Cohen's d_z | verdict |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def comparisons(runs: Runs, scores: dict[str, Score]) -> None:
     """RedCore against each other method on each score, paired over seeds, Holm within a score."""
     if REDCORE not in runs:
         return
     others = [m for m in runs if m != REDCORE and runs[m]]
     print(f"\nRedCore against each method (paired over seeds; Holm over {len(others)} comparisons per average):\n")
-    print("| average | against | seeds | mean difference | t-test p | Holm p | Wilcoxon p | Cohen's d_z | verdict |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(COMPARISON_HEADER)
     for label, f in scores.items():
-        found = [stats.compare(REDCORE, {k: f(v) for k, v in runs[REDCORE].items()},
-                               m, {k: f(v) for k, v in runs[m].items()}) for m in others]
-        adjusted = stats.holm([c.t.p if c.t else math.nan for c in found])
-        for c, p in zip(found, adjusted):
-            if c.t is None:
-                print(f"| {label} | {c.b} | {len(c.seeds)} | — | — | — | — | — | n/a |")
-                continue
-            print(f"| {label} | {c.b} | {len(c.seeds)} | {c.t.mean_diff:+.4f} | {p_text(c.t.p)} | {p_text(p)} | "
-                  f"{p_text(c.w.p)} | {c.t.cohen_dz:+.2f} | {stats.verdict(c.t.mean_diff, p)} |")
+        red = {k: f(v) for k, v in runs[REDCORE].items()}
+        comparison_rows(label, [(REDCORE, red, m, {k: f(v) for k, v in runs[m].items()}) for m in others])
 
 
-def interaction(imbalanced: dict[str, dict[int, dict]], balanced: dict[str, dict[int, dict]],
-                scores: dict[str, Score]) -> None:
-    print("\n### The interaction: is RedCore's gain larger under imbalanced rates?\n")
+def effects(runs: Runs, scores: dict[str, Score]) -> None:
+    """What hiding and modality dropout are worth: each EFFECTS pair that ran, Holm within a score."""
+    pairs = [(a, b) for a, b in EFFECTS if runs.get(a) and runs.get(b)]
+    if not pairs:
+        return
+    print(f"\nHiding and modality dropout, with against without (paired over seeds; Holm over {len(pairs)} per average):\n")
+    print(COMPARISON_HEADER)
+    for label, f in scores.items():
+        comparison_rows(label, [(a, {k: f(v) for k, v in runs[a].items()}, b, {k: f(v) for k, v in runs[b].items()})
+                                for a, b in pairs])
+
+
+def interaction(imbalanced: Runs, balanced: Runs, scores: dict[str, Score],
+                names: tuple[str, str] = ("imbalanced", "balanced")) -> None:
+    print(f"\n### The interaction: is RedCore's gain larger under `{names[0]}` than under `{names[1]}`?\n")
     print("Per seed, gain = RedCore − method; the test is on gain(imbalanced) − gain(balanced) over "
           "seeds (paired t-test; Holm over the methods within one average).\n")
     print("| average | method | seeds | gain, imbalanced | gain, balanced | difference | t-test p | Holm p | Cohen's d_z |")
@@ -146,30 +190,105 @@ def interaction(imbalanced: dict[str, dict[int, dict]], balanced: dict[str, dict
                   f"{test.mean_diff:+.4f} | {p_text(test.p)} | {p_text(p)} | {test.cohen_dz:+.2f} |")
 
 
-def costs(runs: dict[str, dict[int, dict]]) -> None:
+def balanced_partner(preset: str) -> str:
+    """The balanced control of an imbalanced preset: imbalanced2 -> balanced, imbalanced-resample
+    -> balanced-resample (docs/protocol.sh's directory names)."""
+    return "balanced" + (preset[preset.index("-"):] if "-" in preset else "")
+
+
+def costs(runs: Runs) -> None:
     print("\n### Cost (from eval.json; one thread per run, two runs at a time on 2 cores)\n")
-    print("| method | parameters | training samples/s |")
-    print("|---|---|---|")
+    print("| method | parameters | training samples/s | seconds per epoch |")
+    print("|---|---|---|---|")
     for m, seeds in runs.items():
         if not seeds:
             continue
-        first = next(iter(seeds.values()))["cost"]
+        first = next(iter(seeds.values()))
         rate = statistics.fmean(s["cost"]["train_samples_per_s"] for s in seeds.values())
-        print(f"| {m} | {sum(first['parameters'].values()):,} | {rate:.0f} |")
+        print(f"| {m} | {sum(first['cost']['parameters'].values()):,} | {rate:.0f} | {first['epoch_rows'] / rate:.2f} |")
 
 
-def report(root: Path, presets: list[str], table: Callable[[str, dict[str, dict[int, dict]]], None],
-           scores: dict[str, Score]) -> None:
-    """Every preset's ``table`` and comparisons, the interaction when both presets ran, the cost."""
+def tuning(root: Path) -> dict[str, float]:
+    """The learning-rate table of ``root``'s lr<rate> sweeps (one seed, imbalanced preset) and
+    each method's rate with the best validation macro-F1 (the 7-condition average, at the epoch
+    that validation selected): the only data the choice sees."""
+    found: dict[str, dict[float, float]] = {}
+    for lr_dir in sorted(root.glob("lr*"), key=lambda d: float(d.name[2:])):
+        for m, seeds in load(lr_dir).items():
+            if seeds:
+                base = m.split(" @ lr ")[0]
+                found.setdefault(base, {})[float(lr_dir.name[2:])] = statistics.fmean(
+                    s["val"]["average"]["macro_f1"] for s in seeds.values())
+    rates = sorted({lr for per in found.values() for lr in per})
+    print("\n### Learning-rate tuning (seed 0, preset `imbalanced`; validation macro-F1, 7-condition average)\n")
+    print("| method | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | chosen |")
+    print("|---|" + "---|" * (len(rates) + 1))
+    best = {m: max(per, key=per.get) for m, per in found.items()}
+    for m, per in found.items():
+        cells = [f"{per[lr]:.4f}" if lr in per else "—" for lr in rates]
+        print(f"| {m} | " + " | ".join(cells) + f" | {best[m]:g} |")
+    return best
+
+
+# The tuned methods' names and docs/protocol.sh's names for them (its `tuned` arms)
+SLUGS = {"vib + relative_advantage": "redcore", "vib + uniform": "vib-uniform", "mmin (hide 0.5) + uniform": "mmin",
+         "mmin (hide 0.0) + uniform": "mmin0", "zero + uniform": "zero"}
+
+
+def at_chosen_rates(runs: Runs, chosen: dict[str, float]) -> Runs:
+    """Each tuned method's runs at its chosen learning rate (absent if those did not run)."""
+    labels = {m: m if lr == RECIPE_LR else f"{m} @ lr {lr:g}" for m, lr in chosen.items()}
+    return {m: runs[label] for m, label in labels.items() if runs.get(label)}
+
+
+def heatmap(name: str, runs: Runs, out: Path) -> None:
+    """Condition × method test macro-F1 (mean over seeds) of one preset, as a PNG under ``out``."""
+    from mmcore.report import figures
+
+    methods = [m for m, seeds in runs.items() if seeds]
+    matrix = [[statistics.fmean(s["test"][c]["macro_f1"] for s in runs[m].values()) for m in methods]
+              for c in CONDITIONS]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.png").write_bytes(figures.heatmap(matrix, list(CONDITIONS), methods, f"test macro-F1, preset {name}"))
+    print(f"\n![test macro-F1 per condition, preset {name}]({out.name}/{name}.png)")
+
+
+def report(root: Path, presets: list[str], table: Callable[[str, Runs], None],
+           scores: dict[str, Score], figures: Path | None = None) -> None:
+    """Every preset's ``table``, comparisons and effects, the interaction of each imbalanced preset
+    with its balanced control where both ran, the cost; with ``figures``, a heatmap per preset."""
+    chosen = tuning(root / "tune") if (root / "tune").is_dir() else {}
     loaded = {p: load(root / p) for p in presets if list((root / p).glob("*/sweep.json"))}
+    if any(lr != RECIPE_LR for lr in chosen.values()):
+        for name in ("imbalanced", "balanced"):
+            if name in loaded:
+                loaded[f"{name}, tuned rates"] = at_chosen_rates(loaded[name], chosen)
     for name, runs in loaded.items():
         table(name, runs)
+        if figures is not None:
+            heatmap(name, runs, figures)
         comparisons(runs, scores)
-    if "imbalanced" in loaded and "balanced" in loaded:
-        interaction(loaded["imbalanced"], loaded["balanced"], scores)
+        effects(runs, scores)
+    for name in loaded:
+        partner = balanced_partner(name.replace(", tuned rates", "")) + (", tuned rates" if "tuned" in name else "")
+        if name.startswith("imbalanced") and partner in loaded:
+            interaction(loaded[name], loaded[partner], scores, (name, partner))
     if loaded:
         costs(next(iter(loaded.values())))
 
 
 if __name__ == "__main__":
-    report(Path(sys.argv[1]), sys.argv[2:], preset_tables, SCORES)
+    args = sys.argv[1:]
+    if args[0] == "--chosen":  # docs/protocol.sh's tuned arms: "<slug> <rate>" per method not at the recipe's rate
+        with contextlib.redirect_stdout(io.StringIO()):
+            chosen = tuning(Path(args[1]))
+        for m, lr in chosen.items():
+            if lr != RECIPE_LR and m in SLUGS:
+                print(SLUGS[m], lr)
+        sys.exit(0)
+    figures_dir = None
+    if "--figures" in args:
+        at = args.index("--figures")
+        figures_dir = Path(args[at + 1])
+        del args[at:at + 2]
+    report(Path(args[0]), args[1:], preset_tables, SCORES, figures_dir)
