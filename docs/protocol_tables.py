@@ -30,7 +30,6 @@ from mmcore import stats
 CONDITIONS = ("a", "v", "l", "a+v", "a+l", "v+l", "a+v+l")
 SINGLE = ("a", "v", "l")
 REDCORE = "vib + relative_advantage"
-RECIPE_LR = 1.0e-3  # recipes/protocol_synthetic.yaml's; a run at another rate says so in its label
 
 
 def method(values: dict) -> str:
@@ -41,9 +40,7 @@ def method(values: dict) -> str:
     balancer = balancer["type"] if isinstance(balancer, dict) else balancer
     name = f"{name} + {balancer.split('.', 1)[1]}"
     dropout = float(values.get("train.modality_dropout", 0.0))
-    name += f" + modality dropout {dropout}" if dropout else ""
-    lr = float(values.get("train.optimizer.lr", RECIPE_LR))
-    return name + (f" @ lr {lr:g}" if lr != RECIPE_LR else "")
+    return name + (f" + modality dropout {dropout}" if dropout else "")
 
 
 def load(preset: Path) -> dict[str, dict[int, dict]]:
@@ -62,15 +59,18 @@ def _load_sweep(sweep: Path, out: dict[str, dict[int, dict]]) -> None:
         values = {"model.imputer": base["model"]["imputer"], "balancer": base["balancer"],
                   "train.modality_dropout": base["train"].get("modality_dropout", 0.0),
                   "train.optimizer.lr": base["train"]["optimizer"]["lr"], **point["values"]}
-        runs = out.setdefault(method(values), {})
+        label = method(values)
+        runs = out.setdefault(label, {})
         for seed, rel in point["runs"].items():
             path = sweep / rel / "eval.json"
             if path.is_file():
+                if int(seed) in runs:  # one method, one rate per preset: two would pair arbitrarily
+                    sys.exit(f"{sweep}: {label} seed {seed} also ran in another sweep of {sweep.parent}")
                 evaluation = json.loads(path.read_text())
                 train = yaml.safe_load((sweep / rel / "recipe.yaml").read_text())["train"]
                 runs[int(seed)] = {"test": evaluation["results"]["test"], "val": evaluation["results"]["val"],
                                    "pooled": evaluation["pooled"]["test"], "cost": evaluation["cost"],
-                                   "last": evaluation["best_epoch"] == train["epochs"],
+                                   "last": evaluation["best_epoch"] == train["epochs"], "lr": train["optimizer"]["lr"],
                                    "epoch_rows": _steps_per_epoch(sweep / rel / "metrics.jsonl") * train["batch_size"]}
 
 
@@ -110,15 +110,16 @@ Runs = dict[str, dict[int, dict]]  # method -> seed -> run
 
 def preset_tables(name: str, runs: Runs) -> None:
     print(f"\n### Preset `{name}`\n")
-    print("| method | seeds | 7-condition avg | a, v, l avg | pooled | " + " | ".join(CONDITIONS) + " | selected last epoch |")
-    print("|---|---|---|---|---|" + "---|" * len(CONDITIONS) + "---|")
+    print("| method | lr | seeds | 7-condition avg | a, v, l avg | pooled | " + " | ".join(CONDITIONS) + " | selected last epoch |")
+    print("|---|---|---|---|---|---|" + "---|" * len(CONDITIONS) + "---|")
     for m, seeds in runs.items():
         if not seeds:
-            print(f"| {m} | 0 | not finished |" + " |" * (len(CONDITIONS) + 3))
+            print(f"| {m} | — | 0 | not finished |" + " |" * (len(CONDITIONS) + 3))
             continue
         per = [mean_std([s["test"][c]["macro_f1"] for s in seeds.values()]).split(" ±")[0] for c in CONDITIONS]
         pooled = mean_std([s["pooled"]["macro_f1"] for s in seeds.values()]).split(" ±")[0]
-        print(f"| {m} | {len(seeds)} | {mean_std([score(s) for s in seeds.values()])} | "
+        rates = "/".join(sorted({f"{s['lr']:g}" for s in seeds.values()}))
+        print(f"| {m} | {rates} | {len(seeds)} | {mean_std([score(s) for s in seeds.values()])} | "
               f"{mean_std([score(s, SINGLE) for s in seeds.values()])} | {pooled} | " + " | ".join(per)
               + f" | {sum(s['last'] for s in seeds.values())}/{len(seeds)} |")
 
@@ -216,8 +217,7 @@ def tuning(root: Path) -> dict[str, float]:
     for lr_dir in sorted(root.glob("lr*"), key=lambda d: float(d.name[2:])):
         for m, seeds in load(lr_dir).items():
             if seeds:
-                base = m.split(" @ lr ")[0]
-                found.setdefault(base, {})[float(lr_dir.name[2:])] = statistics.fmean(
+                found.setdefault(m, {})[float(lr_dir.name[2:])] = statistics.fmean(
                     s["val"]["average"]["macro_f1"] for s in seeds.values())
     rates = sorted({lr for per in found.values() for lr in per})
     print("\n### Learning-rate tuning (seed 0, preset `imbalanced`; validation macro-F1, 7-condition average)\n")
@@ -230,15 +230,9 @@ def tuning(root: Path) -> dict[str, float]:
     return best
 
 
-# The tuned methods' names and docs/protocol.sh's names for them (its `tuned` arms)
+# The tuned methods' names and docs/protocol.sh's names for them
 SLUGS = {"vib + relative_advantage": "redcore", "vib + uniform": "vib-uniform", "mmin (hide 0.5) + uniform": "mmin",
          "mmin (hide 0.0) + uniform": "mmin0", "zero + uniform": "zero"}
-
-
-def at_chosen_rates(runs: Runs, chosen: dict[str, float]) -> Runs:
-    """Each tuned method's runs at its chosen learning rate (absent if those did not run)."""
-    labels = {m: m if lr == RECIPE_LR else f"{m} @ lr {lr:g}" for m, lr in chosen.items()}
-    return {m: runs[label] for m, label in labels.items() if runs.get(label)}
 
 
 def heatmap(name: str, runs: Runs, out: Path) -> None:
@@ -257,12 +251,9 @@ def report(root: Path, presets: list[str], table: Callable[[str, Runs], None],
            scores: dict[str, Score], figures: Path | None = None) -> None:
     """Every preset's ``table``, comparisons and effects, the interaction of each imbalanced preset
     with its balanced control where both ran, the cost; with ``figures``, a heatmap per preset."""
-    chosen = tuning(root / "tune") if (root / "tune").is_dir() else {}
+    if (root / "tune").is_dir():
+        tuning(root / "tune")
     loaded = {p: load(root / p) for p in presets if list((root / p).glob("*/sweep.json"))}
-    if any(lr != RECIPE_LR for lr in chosen.values()):
-        for name in ("imbalanced", "balanced"):
-            if name in loaded:
-                loaded[f"{name}, tuned rates"] = at_chosen_rates(loaded[name], chosen)
     for name, runs in loaded.items():
         table(name, runs)
         if figures is not None:
@@ -270,20 +261,19 @@ def report(root: Path, presets: list[str], table: Callable[[str, Runs], None],
         comparisons(runs, scores)
         effects(runs, scores)
     for name in loaded:
-        partner = balanced_partner(name.replace(", tuned rates", "")) + (", tuned rates" if "tuned" in name else "")
-        if name.startswith("imbalanced") and partner in loaded:
-            interaction(loaded[name], loaded[partner], scores, (name, partner))
+        if name.startswith("imbalanced") and balanced_partner(name) in loaded:
+            interaction(loaded[name], loaded[balanced_partner(name)], scores, (name, balanced_partner(name)))
     if loaded:
         costs(next(iter(loaded.values())))
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if args[0] == "--chosen":  # docs/protocol.sh's tuned arms: "<slug> <rate>" per method not at the recipe's rate
+    if args[0] == "--chosen":  # for docs/protocol.sh: "<slug> <rate>" per tuned method
         with contextlib.redirect_stdout(io.StringIO()):
             chosen = tuning(Path(args[1]))
         for m, lr in chosen.items():
-            if lr != RECIPE_LR and m in SLUGS:
+            if m in SLUGS:
                 print(SLUGS[m], lr)
         sys.exit(0)
     figures_dir = None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ def write_sweep(path: Path, imputer, balancer: str, test: list[float], val: list
             "best_epoch": 2, "select": "val.macro_f1", "pooled": {"test": {"macro_f1": value}},
             "results": {"test": conditions, "val": {"average": {"macro_f1": valid}}},
             "cost": {"parameters": {"encoders": 10, "fusion": 5}, "train_samples_per_s": 200.0}}))
-        (run / "recipe.yaml").write_text(yaml.safe_dump({"train": {"epochs": 3, "batch_size": 10}}))
+        (run / "recipe.yaml").write_text(yaml.safe_dump({"train": {"epochs": 3, "batch_size": 10, "optimizer": {"lr": lr}}}))
         (run / "metrics.jsonl").write_text(json.dumps({"step": 2, "epoch": 1, "loss": 1.0}) + "\n"
                                            + json.dumps({"epoch": 1, "step": 4, "val.macro_f1": valid}) + "\n")
         runs[str(seed)] = f"points/p/seed{seed}"
@@ -48,11 +50,17 @@ def write_sweep(path: Path, imputer, balancer: str, test: list[float], val: list
     (path / "sweep.json").write_text(json.dumps({"base_recipe": base, "points": [{"values": {}, "runs": runs}]}))
 
 
-def test_labels_name_hiding_dropout_and_a_rate_other_than_the_recipes(tables) -> None:
+def test_labels_name_hiding_and_dropout(tables) -> None:
     values = {"model.imputer": MMIN, "balancer": "mmcore.uniform", "train.modality_dropout": 0.3}
     assert tables.method(values) == "mmin (hide 0.5) + uniform + modality dropout 0.3"
-    assert tables.method({**values, "train.optimizer.lr": 3e-3}).endswith("modality dropout 0.3 @ lr 0.003")
     assert tables.method({"model.imputer": "mmcore.zero", "balancer": "mmcore.uniform"}) == "zero + uniform"
+
+
+def test_one_method_at_two_rates_in_one_preset_is_refused(tables, tmp_path: Path) -> None:
+    write_sweep(tmp_path / "imbalanced" / "a", VIB, "mmcore.uniform", test=[0.5])
+    write_sweep(tmp_path / "imbalanced" / "b", VIB, "mmcore.uniform", test=[0.6], lr=3e-3)
+    with pytest.raises(SystemExit, match="vib \\+ uniform seed 0 also ran in another sweep"):
+        tables.load(tmp_path / "imbalanced")
 
 
 def test_the_chosen_rate_is_the_best_on_validation_not_on_test(tables, tmp_path: Path, capsys) -> None:
@@ -65,10 +73,10 @@ def test_the_chosen_rate_is_the_best_on_validation_not_on_test(tables, tmp_path:
     assert chosen == {"vib + relative_advantage": 3e-3, "mmin (hide 0.5) + uniform": 1e-3}
     assert "| vib + relative_advantage | 0.5000 | 0.6000 | 0.003 |" in capsys.readouterr().out
 
-    runs = {"vib + relative_advantage": {0: "at 1e-3"}, "vib + relative_advantage @ lr 0.003": {0: "at 3e-3"},
-            "mmin (hide 0.5) + uniform": {0: "mmin"}}
-    assert tables.at_chosen_rates(runs, chosen) == {"vib + relative_advantage": {0: "at 3e-3"},
-                                                    "mmin (hide 0.5) + uniform": {0: "mmin"}}
+    # what docs/protocol.sh reads: one "<slug> <rate>" line per tuned method
+    lines = subprocess.run([sys.executable, str(SCRIPT), "--chosen", str(tmp_path)], capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    assert sorted(lines) == ["mmin 0.001", "redcore 0.003"]
 
 
 def test_interaction_is_the_paired_difference_of_per_seed_gains(tables, tmp_path: Path, capsys) -> None:
@@ -91,6 +99,7 @@ def test_interaction_is_the_paired_difference_of_per_seed_gains(tables, tmp_path
     assert cells[6] == f"{expected.p:.3f}"
     # Cost: 10 + 5 parameters; an epoch of 4 steps x 10 rows at 200 rows/s is 0.2 s.
     assert "| vib + relative_advantage | 15 | 200 | 0.20 |" in out
+    assert out.count("| vib + relative_advantage | 0.001 | 3 | 0.6100 ± 0.0100 |") == 1
 
 
 def test_balanced_partner_follows_the_scripts_directory_names(tables) -> None:
