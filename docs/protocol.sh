@@ -4,7 +4,7 @@
 #
 #   docs/protocol.sh pilot            the CPU pilot (what docs/results.md reports; 155 runs, ~110 min on 2 cores at JOBS=2)
 #   docs/protocol.sh full             the whole grid on sequences, for a GPU machine (see below)
-#   docs/protocol.sh handwritten      UCI Handwritten at its recipe's 40 epochs (30 runs, ~20 min on 2 cores at JOBS=2)
+#   docs/protocol.sh handwritten      UCI Handwritten at its recipe's 40 epochs (40 runs, ~22 min on 2 cores at JOBS=2)
 #   docs/protocol.sh tables [full]    only the tables, interaction tests and heatmaps (of the pilot, or of full)
 #   JOBS=2 SEEDS=0-2 docs/protocol.sh pilot   fewer seeds first; a rerun adds the rest
 #
@@ -129,8 +129,9 @@ case "$MODE" in
     ;;
   handwritten)
     # UCI Handwritten (6 modalities) at recipes/redcore_handwritten.yaml's full budget (40
-    # epochs): RedCore, VIB + uniform and MMIN (hiding 0.5) + uniform, under the recipe's
-    # imbalanced rates and under balanced ones at their mean (0.4 each), for the interaction.
+    # epochs): RedCore, VIB + uniform, MMIN (hiding 0.5) + uniform and zero-filling + uniform,
+    # under the recipe's imbalanced rates and under balanced ones at their mean (0.4 each), for
+    # the interaction.
     RECIPE=recipes/redcore_handwritten.yaml
     HW_IMBALANCED='{fou: 0.1, fac: 0.7, kar: 0.5, pix: 0.7, zer: 0.1, mor: 0.3}'
     HW_BALANCED='{fou: 0.4, fac: 0.4, kar: 0.4, pix: 0.4, zer: 0.4, mor: 0.4}'
@@ -138,6 +139,7 @@ case "$MODE" in
       rates=$HW_IMBALANCED; [[ $preset == balanced ]] && rates=$HW_BALANCED
       sweep "handwritten/$preset/vib" "missing.train.rates=$rates" --grid "balancer=mmcore.uniform,redcore.relative_advantage"
       sweep "handwritten/$preset/mmin" "missing.train.rates=$rates" "model.imputer=$MMIN" balancer=mmcore.uniform
+      sweep "handwritten/$preset/zero" "missing.train.rates=$rates" model.imputer=mmcore.zero balancer=mmcore.uniform
     done
     ;;
   tables)  # docs/protocol.sh tables [full]
