@@ -18,7 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from protocol_tables import mean_std, report
+from protocol_tables import figures_option, mean_std, report
 
 
 def views(condition: str) -> int:
@@ -49,4 +49,5 @@ def preset_table(name: str, runs: dict[str, dict[int, dict]]) -> None:
 
 
 if __name__ == "__main__":
-    report(Path(sys.argv[1]), sys.argv[2:], preset_table, SCORES)
+    args, figures = figures_option(sys.argv[1:])
+    report(Path(args[0]), args[1:], preset_table, SCORES, figures)

@@ -149,7 +149,7 @@ case "$MODE" in
 esac
 
 if [[ $MODE == handwritten ]]; then
-  python docs/handwritten_tables.py "$OUT/handwritten" imbalanced balanced
+  python docs/handwritten_tables.py "$OUT/handwritten" imbalanced balanced --figures docs/results_figures/handwritten
 else
   FIGURES=docs/results_figures
   [[ $OUT == */full ]] && { PRESETS+=(imbalanced2-resample); FIGURES=docs/results_figures/full; }

@@ -240,11 +240,24 @@ def heatmap(name: str, runs: Runs, out: Path) -> None:
     from mmcore.report import figures
 
     methods = [m for m, seeds in runs.items() if seeds]
+    if not methods:
+        return
+    conditions = [c for c in next(iter(runs[methods[0]].values()))["test"] if c != "average"]
     matrix = [[statistics.fmean(s["test"][c]["macro_f1"] for s in runs[m].values()) for m in methods]
-              for c in CONDITIONS]
+              for c in conditions]
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.png").write_bytes(figures.heatmap(matrix, list(CONDITIONS), methods, f"test macro-F1, preset {name}"))
-    print(f"\n![test macro-F1 per condition, preset {name}]({out.name}/{name}.png)")
+    (out / f"{name}.png").write_bytes(figures.heatmap(matrix, conditions, methods, f"test macro-F1, preset {name}"))
+    link = out / f"{name}.png"  # as docs/results.md links it when the figures live under docs/
+    link = link.relative_to("docs") if link.is_relative_to("docs") else link
+    print(f"\n![test macro-F1 per condition, preset {name}]({link})")
+
+
+def figures_option(args: list[str]) -> tuple[list[str], Path | None]:
+    """The command line without ``--figures DIR``, and DIR (None without it)."""
+    if "--figures" not in args:
+        return args, None
+    at = args.index("--figures")
+    return args[:at] + args[at + 2:], Path(args[at + 1])
 
 
 def report(root: Path, presets: list[str], table: Callable[[str, Runs], None],
@@ -268,7 +281,7 @@ def report(root: Path, presets: list[str], table: Callable[[str, Runs], None],
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
+    args, figures_dir = figures_option(sys.argv[1:])
     if args[0] == "--chosen":  # for docs/protocol.sh: "<slug> <rate>" per tuned method
         with contextlib.redirect_stdout(io.StringIO()):
             chosen = tuning(Path(args[1]))
@@ -276,9 +289,4 @@ if __name__ == "__main__":
             if m in SLUGS:
                 print(SLUGS[m], lr)
         sys.exit(0)
-    figures_dir = None
-    if "--figures" in args:
-        at = args.index("--figures")
-        figures_dir = Path(args[at + 1])
-        del args[at:at + 2]
     report(Path(args[0]), args[1:], preset_tables, SCORES, figures_dir)
