@@ -14,8 +14,6 @@ while the data are the same). Cost: parameters and training samples/s from each 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import statistics
@@ -26,6 +24,7 @@ from typing import Callable
 import yaml
 
 from mmcore import stats
+from mmcore.report.sources import read_metrics
 
 CONDITIONS = ("a", "v", "l", "a+v", "a+l", "v+l", "a+v+l")
 SINGLE = ("a", "v", "l")
@@ -57,8 +56,7 @@ def _load_sweep(sweep: Path, out: dict[str, dict[int, dict]]) -> None:
     for point in info["points"]:
         base = info["base_recipe"]  # the sweep's recipe with its overrides: what a grid does not vary
         values = {"model.imputer": base["model"]["imputer"], "balancer": base["balancer"],
-                  "train.modality_dropout": base["train"].get("modality_dropout", 0.0),
-                  "train.optimizer.lr": base["train"]["optimizer"]["lr"], **point["values"]}
+                  "train.modality_dropout": base["train"].get("modality_dropout", 0.0), **point["values"]}
         label = method(values)
         runs = out.setdefault(label, {})
         for seed, rel in point["runs"].items():
@@ -71,14 +69,9 @@ def _load_sweep(sweep: Path, out: dict[str, dict[int, dict]]) -> None:
                 runs[int(seed)] = {"test": evaluation["results"]["test"], "val": evaluation["results"]["val"],
                                    "pooled": evaluation["pooled"]["test"], "cost": evaluation["cost"],
                                    "last": evaluation["best_epoch"] == train["epochs"], "lr": train["optimizer"]["lr"],
-                                   "epoch_rows": _steps_per_epoch(sweep / rel / "metrics.jsonl") * train["batch_size"]}
-
-
-def _steps_per_epoch(metrics: Path) -> int:
-    """The step count at the end of epoch 1 (the first validation line of metrics.jsonl)."""
-    with metrics.open() as lines:
-        return next(row["step"] for row in map(json.loads, lines) if row.get("epoch") == 1 and "step" in row
-                    and any(k.startswith("val.") for k in row))
+                                   # rows of one epoch: its steps (the step of the first validation) x batch
+                                   "epoch_rows": read_metrics(sweep / rel / "metrics.jsonl").epochs[0]["step"]
+                                   * train["batch_size"]}
 
 
 def score(run: dict, conditions: tuple[str, ...] = CONDITIONS) -> float:
@@ -118,8 +111,8 @@ def preset_tables(name: str, runs: Runs) -> None:
             continue
         per = [mean_std([s["test"][c]["macro_f1"] for s in seeds.values()]).split(" ±")[0] for c in CONDITIONS]
         pooled = mean_std([s["pooled"]["macro_f1"] for s in seeds.values()]).split(" ±")[0]
-        rates = "/".join(sorted({f"{s['lr']:g}" for s in seeds.values()}))
-        print(f"| {m} | {rates} | {len(seeds)} | {mean_std([score(s) for s in seeds.values()])} | "
+        rate = next(iter(seeds.values()))["lr"]  # one per method and preset: load refuses a method in two sweeps of a preset
+        print(f"| {m} | {rate:g} | {len(seeds)} | {mean_std([score(s) for s in seeds.values()])} | "
               f"{mean_std([score(s, SINGLE) for s in seeds.values()])} | {pooled} | " + " | ".join(per)
               + f" | {sum(s['last'] for s in seeds.values())}/{len(seeds)} |")
 
@@ -209,21 +202,30 @@ def costs(runs: Runs) -> None:
         print(f"| {m} | {sum(first['cost']['parameters'].values()):,} | {rate:.0f} | {first['epoch_rows'] / rate:.2f} |")
 
 
-def tuning(root: Path) -> dict[str, float]:
-    """The learning-rate table of ``root``'s lr<rate> sweeps (one seed, imbalanced preset) and
-    each method's rate with the best validation macro-F1 (the 7-condition average, at the epoch
-    that validation selected): the only data the choice sees."""
+def tuning_scores(root: Path) -> dict[str, dict[float, float]]:
+    """method -> rate -> validation macro-F1 (the 7-condition average, at the epoch validation
+    selected) of ``root``'s lr<rate> sweeps: the only data the choice of a rate sees."""
     found: dict[str, dict[float, float]] = {}
     for lr_dir in sorted(root.glob("lr*"), key=lambda d: float(d.name[2:])):
         for m, seeds in load(lr_dir).items():
             if seeds:
                 found.setdefault(m, {})[float(lr_dir.name[2:])] = statistics.fmean(
                     s["val"]["average"]["macro_f1"] for s in seeds.values())
+    return found
+
+
+def chosen_rates(found: dict[str, dict[float, float]]) -> dict[str, float]:
+    return {m: max(per, key=per.get) for m, per in found.items()}
+
+
+def tuning(root: Path) -> dict[str, float]:
+    """The learning-rate table (one seed, imbalanced preset) and each method's chosen rate."""
+    found = tuning_scores(root)
     rates = sorted({lr for per in found.values() for lr in per})
     print("\n### Learning-rate tuning (seed 0, preset `imbalanced`; validation macro-F1, 7-condition average)\n")
     print("| method | " + " | ".join(f"lr {lr:g}" for lr in rates) + " | chosen |")
     print("|---|" + "---|" * (len(rates) + 1))
-    best = {m: max(per, key=per.get) for m, per in found.items()}
+    best = chosen_rates(found)
     for m, per in found.items():
         cells = [f"{per[lr]:.4f}" if lr in per else "—" for lr in rates]
         print(f"| {m} | " + " | ".join(cells) + f" | {best[m]:g} |")
@@ -283,9 +285,7 @@ def report(root: Path, presets: list[str], table: Callable[[str, Runs], None],
 if __name__ == "__main__":
     args, figures_dir = figures_option(sys.argv[1:])
     if args[0] == "--chosen":  # for docs/protocol.sh: "<slug> <rate>" per tuned method
-        with contextlib.redirect_stdout(io.StringIO()):
-            chosen = tuning(Path(args[1]))
-        for m, lr in chosen.items():
+        for m, lr in chosen_rates(tuning_scores(Path(args[1]))).items():
             if m in SLUGS:
                 print(SLUGS[m], lr)
         sys.exit(0)

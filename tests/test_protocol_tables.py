@@ -18,6 +18,7 @@ from mmcore import stats
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "protocol_tables.py"
 VIB = {"type": "redcore.vib", "hidden": [8], "blocks": 1}
 MMIN = {"type": "baselines.mmin", "hidden": [8], "blocks": 1, "hide_rate": 0.5}
+MMIN0 = {**MMIN, "hide_rate": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,10 @@ def test_interaction_is_the_paired_difference_of_per_seed_gains(tables, tmp_path
     write_sweep(tmp_path / "imbalanced" / "mmin", MMIN, "mmcore.uniform", other_imb)
     write_sweep(tmp_path / "balanced" / "vib", VIB, "redcore.relative_advantage", red_bal)
     write_sweep(tmp_path / "balanced" / "mmin", MMIN, "mmcore.uniform", other_bal)
-    tables.report(tmp_path, ["imbalanced", "balanced"], tables.preset_tables, tables.SCORES)
+    tables.report(tmp_path, ["imbalanced", "balanced"], tables.preset_tables, tables.SCORES, tmp_path / "figures")
     out = capsys.readouterr().out
+    assert (tmp_path / "figures" / "imbalanced.png").read_bytes().startswith(b"\x89PNG")
+    assert f"]({tmp_path / 'figures' / 'balanced.png'})" in out
 
     gains_imb = [r - o for r, o in zip(red_imb, other_imb)]  # 0.10, 0.12, 0.09
     gains_bal = [r - o for r, o in zip(red_bal, other_bal)]  # 0.01, 0.01, 0.02
@@ -106,3 +109,18 @@ def test_balanced_partner_follows_the_scripts_directory_names(tables) -> None:
     assert tables.balanced_partner("imbalanced") == "balanced"
     assert tables.balanced_partner("imbalanced2") == "balanced"
     assert tables.balanced_partner("imbalanced-resample") == "balanced-resample"
+
+
+def test_effects_compare_a_method_with_and_without_its_ingredient(tables, tmp_path: Path, capsys) -> None:
+    with_hiding, without = [0.60, 0.63, 0.62], [0.58, 0.60, 0.61]
+    write_sweep(tmp_path / "mmin", MMIN, "mmcore.uniform", with_hiding)
+    write_sweep(tmp_path / "mmin0", MMIN0, "mmcore.uniform", without)
+    write_sweep(tmp_path / "vib", VIB, "mmcore.uniform", [0.5, 0.5, 0.5])  # its dropout twin did not run: no row
+    tables.effects(tables.load(tmp_path), tables.SCORES)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 7-condition |")]
+    expected = stats.paired_t(with_hiding, without)
+    assert len(rows) == 1  # one pair ran, so Holm over one leaves p as it is
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1:4] == ["mmin (hide 0.5) + uniform", "mmin (hide 0.0) + uniform", "3"]
+    assert cells[4] == f"{expected.mean_diff:+.4f}" == "+0.0200"
+    assert cells[5] == cells[6] == f"{expected.p:.3f}"
