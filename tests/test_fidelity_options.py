@@ -14,7 +14,7 @@ from torch import nn
 
 from mmcore.builtins.encoders import TransformerEncoder
 from mmcore.conditions import AVERAGE
-from mmcore.engine.build import build_dataset, build_model
+from mmcore.engine.build import build_dataset, build_model, kaiming_normal_init
 from mmcore.engine.evaluate import POOLED, score, write_eval
 from mmcore.engine.optim import lr_factor
 from mmcore.errors import RecipeError
@@ -167,3 +167,17 @@ def test_iemocap_recipe_differs_from_its_reference_variant_only_where_stated():
     # every departure is stated on its line as "ref: <the reference's value>"
     for needle in ("ref: detach_target false", "ref: lr 2e-4", "ref: kaiming_normal", "ref: layout reference"):
         assert needle in text
+
+
+def test_kaiming_normal_init_gives_attention_input_projection_the_reference_std():
+    # the reference's transformer encoder: initialize_parameters() draws in_proj_weight from
+    # N(0, width ** -0.5); init_net's Kaiming pass skips it (a bare parameter, not a Linear)
+    block = nn.Sequential(nn.MultiheadAttention(128, 8, batch_first=True), nn.Linear(128, 512))
+    torch.manual_seed(0)
+    kaiming_normal_init(block)
+    attn = block[0]
+    assert attn.in_proj_weight.std().item() == pytest.approx(128**-0.5, rel=0.05)  # 49152 draws
+    assert attn.in_proj_weight.mean().abs().item() < 4 * 128**-0.5 / math.sqrt(attn.in_proj_weight.numel())
+    # the output projection is a Linear: Kaiming-normal, zero bias, as every other Linear
+    assert attn.out_proj.weight.std().item() == pytest.approx(math.sqrt(2.0 / 128), rel=0.1)
+    assert torch.count_nonzero(attn.out_proj.bias) == 0 and torch.count_nonzero(attn.in_proj_bias) == 0

@@ -85,20 +85,28 @@ _INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def kaiming_normal_init(module: nn.Module) -> None:
-    """Kaiming-normal weights and zero biases on every Linear and Conv layer of ``module``.
+    """The reference's init: Kaiming-normal weights and zero biases on every Linear and Conv layer
+    of ``module``, and N(0, 1/width) on attention's packed input projection.
 
-    As RedCore's reference (github sunjunaimer/RedCore, ``models/networks/tools.py``,
-    ``init_weights`` with ``init_type='kaiming'``): ``kaiming_normal_(w, a=0, mode='fan_in')``,
-    i.e. std = sqrt(2 / fan_in), and ``constant_(bias, 0)``, on every module whose class is a
-    Linear or Conv (attention's output projection included; its packed input projection is a bare
-    parameter, not a Linear, and keeps PyTorch's init there as here). Other layers (LayerNorm,
-    embeddings, ...) keep their defaults.
+    RedCore's reference (github sunjunaimer/RedCore) does this in two steps. The model first calls
+    each transformer encoder's ``initialize_parameters()`` (``models/redcore_mmin_model.py``;
+    ``models/networks/transformer.py``), which draws ``attn.in_proj_weight`` from
+    N(0, std = width ** -0.5) (and the other block weights, which the next step overwrites). Then
+    ``init_net`` (``models/networks/tools.py``, ``init_weights`` with the default
+    ``init_type='kaiming'``) applies ``kaiming_normal_(w, a=0, mode='fan_in')`` (std =
+    sqrt(2 / fan_in)) and ``constant_(bias, 0)`` to every module whose class name contains Linear or
+    Conv, attention's output projection included. ``in_proj_weight`` is a bare parameter of
+    ``nn.MultiheadAttention``, not a Linear, so it keeps the first step's N(0, 1/width); before
+    this was fixed mmcore left it at PyTorch's xavier-uniform (std sqrt(1/(2·width)), 0.71× the
+    reference's). Other layers (LayerNorm, embeddings, ...) keep their defaults.
     """
     for layer in module.modules():
         if isinstance(layer, _INIT_LAYERS):
             nn.init.kaiming_normal_(layer.weight, a=0, mode="fan_in")
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.MultiheadAttention) and layer.in_proj_weight is not None:
+            nn.init.normal_(layer.in_proj_weight, std=layer.embed_dim**-0.5)
 
 
 def train_missing_spec(recipe: dict[str, Any], modalities: list[str]) -> MissingSpec:

@@ -72,7 +72,7 @@ def msp_improv(
 def mmsa(
     file: Path = typer.Argument(..., help="An MMSA feature pickle (aligned_50.pkl, unaligned_50.pkl)."),
     out: Path = OutOption,
-    task: str = typer.Option("regression", help="regression, binary, 3class or 7class."),
+    task: str = typer.Option("regression", help="regression, binary, 3class, 3class_sign or 7class."),
     force: bool = ForceOption,
 ) -> None:
     """CMU-MOSI / CMU-MOSEI MMSA pickle -> features format."""

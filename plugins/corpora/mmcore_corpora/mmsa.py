@@ -37,10 +37,11 @@ log = logging.getLogger("mmcore.corpora")
 KEYS: dict[str, str] = {"a": "audio", "v": "vision", "l": "text"}  # modality -> key in a split dict
 LENGTH_KEYS: dict[str, str] = {"a": "audio_lengths", "v": "vision_lengths"}
 FILE_SPLITS: dict[str, str] = {"train": "train", "val": "valid", "test": "test"}
-Task = Literal["regression", "binary", "3class", "7class"]
+Task = Literal["regression", "binary", "3class", "3class_sign", "7class"]
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "binary": ("negative", "non-negative"),
     "3class": ("negative", "neutral", "positive"),
+    "3class_sign": ("negative", "neutral", "positive"),
     "7class": ("-3", "-2", "-1", "0", "1", "2", "3"),
 }
 
@@ -49,9 +50,18 @@ def score_to_class(score: np.ndarray, task: str) -> np.ndarray:
     """Class targets from sentiment scores, as the field's metrics define them (MMSA metricsTop):
     binary is ``score >= 0`` (the non-negative/negative Acc-2); 3class and 7class round the score
     clipped to [-1, 1] and [-3, 3] (numpy rounding: halves go to the even integer) and shift it to
-    start at 0."""
+    start at 0.
+
+    ``3class_sign`` is the pickle's own ``classification_labels`` as MMSA documents them
+    (github thuiar/MMSA, README: "Negative(0), Neutral(1), Positive(2)" for scores "<0", "0", ">0"),
+    which is what RedCore's reference trains MOSEI on (``data/cmu_mosei_miss_dataset.py`` reads
+    ``classification_labels``). It differs from ``3class`` for every score with 0 < |score| < 0.5
+    (neutral under ``3class``, signed under ``3class_sign``). It is computed from the scores, not
+    read, because MMSA v2 pickles no longer carry ``classification_labels``."""
     if task == "binary":
         return (score >= 0).astype(np.int64)
+    if task == "3class_sign":
+        return (np.sign(score) + 1).astype(np.int64)
     bound = {"3class": 1.0, "7class": 3.0}[task]
     return (np.round(np.clip(score, -bound, bound)) + bound).astype(np.int64)
 
@@ -60,7 +70,7 @@ def _task_spec(task: str) -> TaskSpec:
     if task == "regression":
         return TaskSpec("regression")
     if task not in CLASS_NAMES:
-        raise MMCoreError(f"mmsa: task '{task}' is not one of regression, binary, 3class, 7class")
+        raise MMCoreError(f"mmsa: task '{task}' is not one of regression, binary, 3class, 3class_sign, 7class")
     return TaskSpec("classification", len(CLASS_NAMES[task]), CLASS_NAMES[task])
 
 
@@ -71,7 +81,7 @@ class MMSAPickle:
 
     def __init__(self, root: str, file: str, task: Task) -> None:
         if task not in ("regression", *CLASS_NAMES):
-            raise MMCoreError(f"{self.name}: task '{task}' is not one of regression, binary, 3class, 7class")
+            raise MMCoreError(f"{self.name}: task '{task}' is not one of regression, binary, 3class, 3class_sign, 7class")
         path = require(Path(root).expanduser(), self.name, "feature pickle or folder")
         self.path = require(path / file, self.name, "feature pickle") if path.is_dir() else path
         self.task_name = task

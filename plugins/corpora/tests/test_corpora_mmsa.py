@@ -73,6 +73,8 @@ def test_score_to_class_thresholds_by_hand():
     assert score_to_class(scores, "binary").tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 1, 0]
     # clip to [-1, 1] then round half to even: -0.5 -> 0, 0.5 -> 0
     assert score_to_class(scores, "3class").tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2, 0]
+    # MMSA's classification_labels (RedCore's MOSEI targets): the sign alone, only 0.0 is neutral
+    assert score_to_class(scores, "3class_sign").tolist() == [0, 0, 0, 1, 2, 2, 2, 2, 2, 0]
     # clip to [-3, 3] then round half to even: 1.5 -> 2, 2.5 -> 2, -2.6 -> -3
     assert score_to_class(scores, "7class").tolist() == [0, 0, 3, 3, 3, 3, 5, 5, 6, 2]
 
@@ -122,7 +124,7 @@ def test_missing_file_and_unknown_task(tmp_path):
     with pytest.raises(DataError, match=r"feature pickle not found: .*unaligned_50.pkl"):
         MOSEI(str(tmp_path), file="unaligned_50.pkl")
     write_mmsa(tmp_path / "aligned_50.pkl")
-    with pytest.raises(MMCoreError, match=r"task '5class' is not one of regression, binary, 3class, 7class"):
+    with pytest.raises(MMCoreError, match=r"task '5class' is not one of regression, binary, 3class, 3class_sign, 7class"):
         MOSI(str(tmp_path), task="5class")  # type: ignore[arg-type]
 
 
