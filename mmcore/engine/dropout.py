@@ -15,7 +15,9 @@ its autoencoder's input only, while still training the reconstruction of the hid
 against their real latents (that is MMIN's recipe, kept for fidelity). Modality dropout hides
 them from the whole model, so the fusion head and the unimodal heads also practise on the rarer
 patterns, but no imputer sees the hidden latent as a target. The two compose; with MMIN, set
-``hide_rate: 0`` to have only the engine's dropout.
+``hide_rate: 0`` to have only the engine's dropout. Every imputer that reconstructs
+(``baselines.mmin``, ``redcore.vib``) offers MMIN's hiding through ``mmcore.hiding``;
+``hide_scope: model`` there is this dropout with the hidden rows kept as reconstruction targets.
 """
 
 from __future__ import annotations

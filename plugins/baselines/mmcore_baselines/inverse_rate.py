@@ -1,4 +1,4 @@
-"""``baselines.inverse_rate``: fixed per-modality weights ∝ 1/(1 − missing rate), mean 1.
+"""``baselines.inverse_rate``: fixed per-modality weights ∝ 1/(1 − missing rate), mean 1 by default.
 
 The obvious answer to imbalanced missing rates, and so the one a learned balancer must beat: a
 modality present in a fraction 1 − r_m of the training samples is up-weighted by the inverse
@@ -10,6 +10,10 @@ Normalising to mean 1 (Σ_m w_m = M) keeps the target group's total weight what 
 ``mmcore.uniform``, so a comparison changes *how* the weight is shared, not how much of it
 there is; equal rates give exactly the uniform weights. The rates are the training missing
 rates the engine injects (the realised per-modality marginals of ``missing.train``).
+
+``norm``/``total`` put the same direction at another scale (``mmcore.weighting``): ``norm: l2,
+total: 1`` gives ‖w‖₂ = 1, the scale of ``redcore.relative_advantage``'s β and of
+``mmcore.uniform`` at ``norm: l2``, so the three differ only in how the weight is shared.
 
 Target group: ``recon`` by default (``redcore.vib`` and ``baselines.mmin`` produce it, so the
 comparison with ``redcore.relative_advantage`` is like for like). Imputers without a
@@ -25,15 +29,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmcore import Positive
 from mmcore.components import Balancer
 from mmcore.errors import MMCoreError
 from mmcore.types import StepStats
+from mmcore.weighting import Norm, scale_weights
 
 NAME = "baselines.inverse_rate"
 
 
-def inverse_rate_weights(modalities: list[str], missing_rates: dict[str, float]) -> list[float]:
-    """The normalised weights in modality order; a clear error for a missing or impossible rate."""
+def inverse_rate_weights(
+    modalities: list[str], missing_rates: dict[str, float], norm: Norm = "mean", total: float = 1.0
+) -> list[float]:
+    """The weights in modality order, scaled so their ``norm`` is ``total`` (default: mean 1);
+    a clear error for a missing or impossible rate."""
     lacking = [m for m in modalities if m not in missing_rates]
     _check(not lacking, f"no missing rate for modalities {lacking} (rates given: {sorted(missing_rates)})")
     for m in modalities:
@@ -44,23 +53,30 @@ def inverse_rate_weights(modalities: list[str], missing_rates: dict[str, float])
             f"training sample has no inverse rate (lower missing.train.rates.{m} or drop the modality)",
         )
     inverse = [1.0 / (1.0 - float(missing_rates[m])) for m in modalities]
-    total = sum(inverse)
-    return [len(modalities) * x / total for x in inverse]
+    return scale_weights(inverse, norm, total)
 
 
 class InverseRate(Balancer):
-    """Fixed weights ∝ 1/(1 − missing rate) on the target group, normalised to mean 1.
+    """Fixed weights ∝ 1/(1 − missing rate) on the target group, normalised to mean 1 by default.
 
-    Logged as ``weight.<modality>``.
+    ``norm: l2, total: 1`` puts them on the unit sphere instead (RedCore's β scale). Logged as
+    ``weight.<modality>``.
     """
 
     needs: frozenset[str] = frozenset()  # fixed weights: no per-step statistics beyond the losses
     target_required = True  # its target must be a loss group of the model (mmcore.lossgroups)
 
-    def __init__(self, modalities: list[str], missing_rates: dict[str, float], target: str = "recon") -> None:
+    def __init__(
+        self,
+        modalities: list[str],
+        missing_rates: dict[str, float],
+        target: str = "recon",
+        norm: Norm = "mean",
+        total: Positive = 1.0,
+    ) -> None:
         super().__init__(modalities, target=target)
         _check(len(self.modalities) >= 1, "needs at least one modality")
-        self.values = inverse_rate_weights(self.modalities, missing_rates)  # validates the rates
+        self.values = inverse_rate_weights(self.modalities, missing_rates, norm, float(total))  # validates the rates
         self.rates = [float(missing_rates[m]) for m in self.modalities]
         self.w = torch.tensor(self.values, dtype=torch.float32)
 
@@ -98,7 +114,7 @@ class InverseRate(Balancer):
         )
 
 
-InverseRate.contract_options = [{}, {"target": "unimodal"}]  # type: ignore[attr-defined]
+InverseRate.contract_options = [{}, {"target": "unimodal"}, {"norm": "l2"}, {"norm": "mean", "total": 2.0}]  # type: ignore[attr-defined]
 
 
 def _check(ok: bool, message: str) -> None:

@@ -36,7 +36,11 @@ How the training signal is adapted — MMIN assumes complete training data:
   hidden modality is its real encoding, so those terms teach imagination; visible ones teach
   the autoencoder to pass its input through. With ``hide_rate: 0`` the input holds every
   target and the autoencoder can satisfy ``recon`` by copying: it then learns little about
-  absent modalities. Evaluation hides nothing.
+  absent modalities. Evaluation hides nothing. The rule is ``mmcore.hiding``'s, shared with
+  ``redcore.vib``; ``hide_scope: imputer`` (the default) hides from the autoencoder's input only
+  and the fusion head reads the real latent of a hidden modality; ``hide_scope: model`` gives
+  the fusion head the imagined latent instead, as MMIN's classifier reads only what its
+  autoencoder produced from the visible part.
 - The teacher is frozen in MMIN (its embeddings are computed under no_grad); ``detach_target``
   (default true) does the same to h_m. The input x is not detached: the encoders learn from
   both the task and the reconstruction, as MMIN's encoders (initialised from the teacher) do.
@@ -59,6 +63,7 @@ from torch import Tensor, nn
 
 from mmcore import Fraction, NonNegative, PositiveInt
 from mmcore.errors import DataError, MMCoreError
+from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
 from mmcore.recipe.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
@@ -107,6 +112,7 @@ class MMINImputer(nn.Module):
         recon_weight: NonNegative = 4.0,  # MMIN scripts: mse_weight 4
         cycle_weight: NonNegative = 2.0,  # MMIN scripts: cycle_weight 2; 0 removes the backward autoencoder
         hide_rate: Fraction = 0.5,
+        hide_scope: HideScope = "imputer",
         detach_target: bool = True,
     ) -> None:
         super().__init__()
@@ -118,6 +124,7 @@ class MMINImputer(nn.Module):
         self.recon_weight = float(recon_weight)
         self.cycle_weight = float(cycle_weight)
         self.hide_rate = float(hide_rate)
+        self.hide_scope = hide_scope
         self.detach_target = bool(detach_target)
         width = len(specs) * dim
         self.forward_ae = ResidualAutoencoder(width, hidden, blocks)
@@ -126,11 +133,7 @@ class MMINImputer(nn.Module):
 
     def visible(self, present: Tensor) -> Tensor:
         """``[B, M]`` modalities the autoencoder may read: present, minus those hidden in training."""
-        if not self.training or self.hide_rate == 0.0:
-            return present
-        hidden = torch.rand(present.shape, device=present.device) < self.hide_rate
-        kept = present & ~hidden
-        return torch.where(kept.any(1, keepdim=True), kept, present)  # never hide every present modality of a row
+        return hide(present, self.hide_rate, self.training)
 
     def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
         m, d = len(self.names), self.dim
@@ -144,7 +147,7 @@ class MMINImputer(nn.Module):
         zero = torch.zeros((), dtype=h.dtype, device=h.device)
         x = torch.where(visible.unsqueeze(-1), h, zero)  # [B, M, d]: hidden and absent rows are zero
         imagined = self.forward_ae(x.flatten(1)).view_as(h)
-        z = torch.where(present.unsqueeze(-1), h, imagined)
+        z = complete(h, imagined, present, visible, self.hide_scope)
 
         target = h.detach() if self.detach_target else h
         losses = {"recon": self.recon_weight * _masked_mse(imagined, target, present)}
@@ -171,4 +174,5 @@ def _check(ok: bool, message: str) -> None:
 MMINImputer.contract_options = [  # type: ignore[attr-defined]
     {"hidden": [16, 8], "blocks": 2},
     {"hidden": [8], "blocks": 1, "cycle_weight": 0.0, "hide_rate": 0.0, "detach_target": False},
+    {"hidden": [8], "blocks": 1, "hide_scope": "model"},
 ]

@@ -61,3 +61,21 @@ def test_state_round_trip_and_a_changed_rate_is_refused() -> None:
     assert torch.equal(bal.log_values()["weight"], bal.weights())
     with pytest.raises(MMCoreError, match="checkpoint was saved with missing rates"):
         InverseRate(NAMES, {"a": 0.1, "b": 0.5, "c": 0.6}).load_state_dict(state)
+
+
+def test_unit_l2_norm_by_hand() -> None:
+    # 1/(1 − r) = [1, 2, 4]; ‖·‖₂ = √21, so w = [1, 2, 4]/√21 — the scale of RedCore's β
+    bal = InverseRate(NAMES, {"a": 0.0, "b": 0.5, "c": 0.75}, norm="l2")
+    root = 21**0.5
+    assert torch.allclose(bal.weights(), torch.tensor([1 / root, 2 / root, 4 / root]))
+    assert bal.weights().norm().item() == pytest.approx(1.0)
+    # same direction as the default (mean 1), only the length differs
+    mean1 = InverseRate(NAMES, {"a": 0.0, "b": 0.5, "c": 0.75}).weights()
+    assert torch.allclose(bal.weights() / bal.weights().sum(), mean1 / mean1.sum())
+    # equal rates at unit norm are mmcore.uniform at unit norm: 1/√M each
+    assert torch.allclose(InverseRate(NAMES, {"a": 0.3, "b": 0.3, "c": 0.3}, norm="l2").weights(), torch.full((3,), 3**-0.5))
+
+
+def test_total_scales_the_chosen_norm() -> None:
+    bal = InverseRate(NAMES, {"a": 0.0, "b": 0.5, "c": 0.75}, norm="mean", total=2.0)
+    assert torch.allclose(bal.weights(), torch.tensor([6 / 7, 12 / 7, 24 / 7]))

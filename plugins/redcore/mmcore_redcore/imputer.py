@@ -44,6 +44,12 @@ How this relates to the reference code:
   swamps the shared encoders; in small synthetic runs that cost far more accuracy than the
   imputation won back.
   ``zero_init: false`` restores the reference's init.
+- MMIN-style hiding (``hide_rate``, ``hide_scope``; off by default, as the reference has none):
+  in training each present modality is hidden from the *other* modalities' predictors with
+  probability ``hide_rate`` while its own latent stays the recon target, so the predictors
+  practise on the sparser inputs they meet at test time (``mmcore.hiding`` has the rule and how
+  it relates to ``train.modality_dropout``, which removes the target instead). A predictor never
+  reads its own modality, so hiding cannot be undone by copying, unlike MMIN's autoencoder.
 """
 
 from __future__ import annotations
@@ -53,8 +59,9 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor, nn
 
-from mmcore import NonNegative, PositiveInt
+from mmcore import Fraction, NonNegative, PositiveInt
 from mmcore.errors import MMCoreError
+from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
 from mmcore.recipe.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
@@ -113,6 +120,8 @@ class VIBImputer(nn.Module):
         absent_input: Literal["learned", "zero"] = "learned",
         activation: Literal["none", "sigmoid"] = "none",
         zero_init: bool = True,
+        hide_rate: Fraction = 0.0,
+        hide_scope: HideScope = "imputer",
     ) -> None:
         super().__init__()
         names = [s.name for s in specs]
@@ -126,6 +135,8 @@ class VIBImputer(nn.Module):
         self.kl_reduction = kl_reduction
         self.detach_target = bool(detach_target)
         self.activation = activation
+        self.hide_rate = float(hide_rate)
+        self.hide_scope = hide_scope
 
         m = len(specs)
         self.heads = nn.ModuleList(nn.Linear(dim, 2 * dim) for _ in range(m))  # -> [μ, log σ²]
@@ -154,14 +165,14 @@ class VIBImputer(nn.Module):
         _check(m == len(self.names) and d == self.dim, f"expected h of shape {expected}, got {list(h.shape)}")
         _check(present.shape == (b, m), f"expected present of shape [{b}, {m}], got {list(present.shape)}")
         present = present.bool()
-        keep = present.unsqueeze(-1)  # [B, M, 1]
 
         x = torch.sigmoid(h) if self.activation == "sigmoid" else h
         mu, logvar = torch.stack([head(x[:, i]) for i, head in enumerate(self.heads)], dim=1).chunk(2, dim=-1)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
 
-        # Predictors never read an absent modality's latent, only its placeholder.
-        visible = torch.where(keep, z, self.absent.to(z.dtype).unsqueeze(0))
+        # Predictors never read an absent (or, in training, hidden) modality's latent, only its placeholder.
+        shown = hide(present, self.hide_rate, self.training)
+        visible = torch.where(shown.unsqueeze(-1), z, self.absent.to(z.dtype).unsqueeze(0))
         if not self.training:  # evaluation: only the rows whose prediction is used, no recon term
             completed = z.clone()
             for i, pred in enumerate(self.predictors):
@@ -171,7 +182,7 @@ class VIBImputer(nn.Module):
             kl = self.kl_weight * self._kl(mu, logvar, present)
             return ImputerOutput(z=completed, losses={"kl": kl, "recon": torch.zeros_like(kl)})
         g = torch.stack([pred(_others(visible, i)) for i, pred in enumerate(self.predictors)], dim=1)
-        completed = torch.where(keep, z, g)
+        completed = complete(z, g, present, shown, self.hide_scope)
 
         kl = self._kl(mu, logvar, present)
         per_present = present.sum(0).to(torch.float32).clamp_min(1.0)
@@ -197,6 +208,8 @@ VIBImputer.contract_options = [  # type: ignore[attr-defined]
     {"hidden": [8], "blocks": 1, "kl_half": False, "kl_reduction": "batch"},
     {"hidden": [8], "blocks": 1, "detach_target": True, "absent_input": "zero"},
     {"hidden": [8], "blocks": 1, "activation": "sigmoid", "zero_init": False},
+    {"hidden": [8], "blocks": 1, "hide_rate": 0.5},
+    {"hidden": [8], "blocks": 1, "hide_rate": 0.5, "hide_scope": "model"},
 ]
 
 
