@@ -89,6 +89,9 @@ class StepView:
     # mean of a tensor over ranks (identity in one process): for statistics a balancer keeps
     # from this hook, so that its state agrees on every rank (each rank calls it every step)
     mean_over_ranks: Callable[[Tensor], Tensor] = lambda t: t
+    # [B] each row's task loss of the fusion head (with its gradient; its mean is the step's task
+    # loss): what a balancer needs to reweight rows, e.g. by availability pattern (group DRO)
+    task_rows: Tensor | None = None
 
 
 @dataclass

@@ -108,7 +108,9 @@ def register_balancers(register: Register) -> None:
       outputs, completed latents ``z``, encodings ``h``, targets, ``present`` (after modality
       dropout) and ``probe(mask) -> prediction``: the fusion re-run with other modalities masked,
       without gradients and in eval mode (AGM's contribution probes); ``mean_over_ranks`` pools
-      what a balancer keeps from this hook so its state agrees on every rank.
+      what a balancer keeps from this hook so its state agrees on every rank; ``task_rows`` is
+      each row's task loss ``[B]`` with its gradient (its mean is the task loss), which with
+      ``present`` lets a balancer reweight rows by availability pattern (``baselines.pattern_dro``).
     - ``modulate_gradients(model, stats)``: after backward, before clipping and the optimiser
       step (OGM-GE, MMPareto). With ``"group_grads"`` in ``needs``, ``stats.group_grads[g][i]`` is
       the gradient of group ``g``'s weighted loss (``task``: the fusion head's task loss) for

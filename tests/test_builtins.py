@@ -271,4 +271,4 @@ def test_builtin_options_are_read_from_signatures() -> None:
     assert names[:4] == ["modalities", "classes", "samples", "dim"] and "signal" in names
     fusion = {o.name for o in registry.get("fusion", "mmcore.concat").options()}
     assert fusion == {"layers", "dropout"}
-    assert {o.name for o in registry.get("balancer", "mmcore.uniform").options()} == {"target"}
+    assert {o.name for o in registry.get("balancer", "mmcore.uniform").options()} == {"target", "norm", "total"}

@@ -197,7 +197,7 @@ def train(
                 if not target_checked:  # once per process: the groups this model really returns
                     check_target(balancer, groups, recipe["model"]["imputer"]["type"], bool(heads), recipe["balancer"]["type"])
                     target_checked = True
-                extra = balancer.extra_loss(_step_view(model, out, batch.target, present, step, rt))
+                extra = balancer.extra_loss(_step_view(model, out, batch.target, present, step, rt, loss_kind))
                 if extra is not None:  # the balancer's own term (PMR's prototype loss)
                     loss = loss + extra
                 stats = rt.pool_stats(
@@ -287,10 +287,11 @@ def train(
 
 
 # --- helpers the loop calls -------------------------------------------------------------------
-def _step_view(model: Any, out: Any, target: torch.Tensor, present: torch.Tensor, step: int, rt: Runtime) -> StepView:
+def _step_view(model: Any, out: Any, target: torch.Tensor, present: torch.Tensor, step: int, rt: Runtime, kind: str) -> StepView:
     return StepView(
         step, out.prediction, out.unimodal, out.z, out.h, target, present,
         lambda mask: model.probe(out.h, mask), rt.all_reduce_mean,
+        losses.elementwise_task_loss(out.prediction, target, kind),
     )
 
 

@@ -31,6 +31,7 @@ def register_balancers(register: Register) -> None:
     from mmcore_baselines.inverse_rate import InverseRate
     from mmcore_baselines.mmpareto import MMPareto
     from mmcore_baselines.ogm_ge import OGMGE
+    from mmcore_baselines.pattern_dro import PatternDRO
     from mmcore_baselines.pmr import PMR
 
     register("baselines.ogm_ge", OGMGE)
@@ -40,3 +41,4 @@ def register_balancers(register: Register) -> None:
     register("baselines.agm", AGM)
     register("baselines.gblending", GBlending)
     register("baselines.inforeg", InfoReg)
+    register("baselines.pattern_dro", PatternDRO)

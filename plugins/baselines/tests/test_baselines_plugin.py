@@ -25,6 +25,7 @@ def test_found_through_the_entry_point() -> None:
         "balancer:baselines.inverse_rate",
         "balancer:baselines.mmpareto",
         "balancer:baselines.ogm_ge",
+        "balancer:baselines.pattern_dro",
         "balancer:baselines.pmr",
         "imputer:baselines.mean",
         "imputer:baselines.missing_token",
@@ -59,6 +60,7 @@ def test_options_are_read_from_the_signatures() -> None:
         "recon_weight": 4.0,
         "cycle_weight": 2.0,
         "hide_rate": 0.5,
+        "hide_scope": "imputer",
         "detach_target": True,
     }
     assert _defaults("balancer", "baselines.ogm_ge") == {
@@ -70,7 +72,7 @@ def test_options_are_read_from_the_signatures() -> None:
         "formula": "shifted",
     }
     # missing_rates is injected by the framework, so the only option is the target group
-    assert _defaults("balancer", "baselines.inverse_rate") == {"target": "recon"}
+    assert _defaults("balancer", "baselines.inverse_rate") == {"target": "recon", "norm": "mean", "total": 1.0}
     for kind, name in CASES:
         assert REQUIRED not in _defaults(kind, name).values()
         assert REGISTRY.get(kind, name).doc  # every component says what it is in `mmcore components`
@@ -84,6 +86,7 @@ def test_contract_cases_cover_every_component() -> None:
         ("balancer", "baselines.inverse_rate"),
         ("balancer", "baselines.mmpareto"),
         ("balancer", "baselines.ogm_ge"),
+        ("balancer", "baselines.pattern_dro"),
         ("balancer", "baselines.pmr"),
         ("imputer", "baselines.mean"),
         ("imputer", "baselines.missing_token"),

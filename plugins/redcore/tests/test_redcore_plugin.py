@@ -43,6 +43,8 @@ def test_options_are_read_from_the_signatures() -> None:
         "absent_input": "learned",
         "activation": "none",
         "zero_init": True,
+        "hide_rate": 0.0,
+        "hide_scope": "imputer",
     }
     balancer = {o.name: o.default for o in REGISTRY.get("balancer", "redcore.relative_advantage").options()}
     assert balancer == {
