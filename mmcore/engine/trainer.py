@@ -23,6 +23,7 @@ from rich.console import Console
 
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
+from mmcore import missbench
 from mmcore.engine import losses
 from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
@@ -282,7 +283,9 @@ def train(
     if rt.is_main:
         items = sum(len(session.splits[s]) * len(session.eval_masks[s]) for s in EVAL_SPLITS)
         cost = cost_figures(session, trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
-        write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost})
+        trained_on = fixed_masks if fixed_masks is not None else usable(train_masks(spec, names, data.ids, seed, epochs - 1), data)
+        diagnostics = missbench.diagnostics(results["test"], names, trained_on, run_dir / "metrics.jsonl")
+        write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost, "diagnostics": diagnostics})
     return RunResult(run_dir, step, False, state.best_epoch, results)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from mmcore.conditions import AVERAGE
 from mmcore.report import figures
+from mmcore.report.diagnostics import diagnostics_section
 from mmcore.report.html import Document
 from mmcore.report.sources import (
     GRAD_NORM,
@@ -76,6 +77,7 @@ def run_document(run_dir: Path, metric: str | None = None) -> Document:
     _per_modality(doc, metrics, recipe, modalities)
     _conditions(doc, test, metric)
     _contributions(doc, test, modalities)
+    diagnostics_section(doc, evaluation or {}, test, metric)
     _later(doc, run_dir, metric)
     _costs(doc, evaluation or {}, manifest)
     return doc
