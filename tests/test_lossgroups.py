@@ -39,7 +39,7 @@ def test_validation_suggests_the_close_group_for_a_typo(tmp_path):
 
 def test_uniform_default_target_is_fine_without_the_group(tmp_path):
     recipe = tiny_recipe(tmp_path)  # mmcore.zero (no groups) with mmcore.uniform's default target 'recon'
-    assert recipe["balancer"] == {"type": "mmcore.uniform", "target": "recon"}
+    assert recipe["balancer"] == {"type": "mmcore.uniform", "target": "recon", "norm": "mean", "total": 1.0}
     assert not weighs_target(mmcore.Balancer) and weighs_target(Halving)
 
 

@@ -34,6 +34,7 @@ from mmcore.registry import Registry
 from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, results_table, write_csv
 from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values, split_top_level
 from mmcore.sweep.runner import Outcome, Run, check_existing, interruptible, plan_runs, prepare, run_local, run_ray
+from mmcore.sweep.spread import spread_table
 
 BACKENDS = ("local", "ray")
 
@@ -265,6 +266,9 @@ def _print_summary(
             chosen = [m for m in chosen if m in available] or available
     if rows:
         console.print(results_table(rows, plan.points, [a.key for a in plan.axes], chosen))
+        spread = spread_table(outcomes, chosen)
+        if spread is not None:
+            console.print(spread)
     failed = [o for o in outcomes if o.status in ("failed", "interrupted")]
     summary = f"results: {plan.sweep_dir / 'results.csv'}"
     if failed:

@@ -26,6 +26,7 @@ def register_imputers(register: Register) -> None:
 @hookimpl
 def register_balancers(register: Register) -> None:
     from mmcore_baselines.agm import AGM
+    from mmcore_baselines.balm import BALM
     from mmcore_baselines.gblending import GBlending
     from mmcore_baselines.inforeg import InfoReg
     from mmcore_baselines.inverse_rate import InverseRate
@@ -42,3 +43,4 @@ def register_balancers(register: Register) -> None:
     register("baselines.gblending", GBlending)
     register("baselines.inforeg", InfoReg)
     register("baselines.pattern_dro", PatternDRO)
+    register("baselines.balm", BALM)

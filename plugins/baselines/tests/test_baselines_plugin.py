@@ -20,6 +20,7 @@ def test_found_through_the_entry_point() -> None:
     assert info.version == "0.1.0" and "mmcore-baselines" in info.origin
     assert sorted(info.components) == [
         "balancer:baselines.agm",
+        "balancer:baselines.balm",
         "balancer:baselines.gblending",
         "balancer:baselines.inforeg",
         "balancer:baselines.inverse_rate",
@@ -81,6 +82,7 @@ def test_options_are_read_from_the_signatures() -> None:
 def test_contract_cases_cover_every_component() -> None:
     assert sorted(CASES) == [
         ("balancer", "baselines.agm"),
+        ("balancer", "baselines.balm"),
         ("balancer", "baselines.gblending"),
         ("balancer", "baselines.inforeg"),
         ("balancer", "baselines.inverse_rate"),

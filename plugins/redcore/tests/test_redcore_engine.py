@@ -156,7 +156,7 @@ def test_loss_weighs_recon_by_the_previous_steps_beta(make_recipe) -> None:
 
 def test_uniform_balancer_swaps_in_with_the_vib_imputer(make_recipe) -> None:
     recipe = make_recipe("train.log_every=1", "balancer=mmcore.uniform")
-    assert recipe["balancer"] == {"type": "mmcore.uniform", "target": "recon"}  # RedCore's options are gone
+    assert recipe["balancer"] == {"type": "mmcore.uniform", "target": "recon", "norm": "mean", "total": 1.0}  # RedCore's options are gone
     result = run(recipe, show_progress=False)
     assert result.results is not None and set(result.results["test"]) == {
         "m0", "m1", "m2", "m0+m1", "m0+m2", "m1+m2", "m0+m1+m2", "average"
