@@ -194,3 +194,16 @@ def test_the_contract_suite_checks_the_round_trip() -> None:
 
     with pytest.raises(AssertionError, match="must be 4 finite values"):
         check_dataset(Broken, options={"modalities": 2, "classes": 2, "samples": 40, "dim": 4})
+
+
+def test_every_run_gets_a_model_card_that_eval_refreshes(copy: Path) -> None:
+    card = (copy / "MODEL_CARD.md").read_text()
+    assert "# Model card: tiny" in card and "`tst.measured`" in card
+    assert "- m0: `standardize` with mean, std" in card
+    assert "range of per-modality missing rates trained on: 0.3 to 0.3" in card
+    assert "| m0+m1+m2 | 3 |" in card and "Averages by number of present modalities" in card
+    assert card.index("| m0 | 1 |") < card.index("| m0+m1 | 2 |") < card.index("| m0+m1+m2 | 3 |")
+    test = json.loads((copy / "eval.json").read_text())["results"]["test"]
+    assert f"{test['m0']['macro_f1']:.4f}" in card
+    evaluate_run(copy, split="val")
+    assert "`evals/best-val`" in (copy / "MODEL_CARD.md").read_text()
