@@ -247,3 +247,13 @@ def test_export_names_the_components_it_cannot_export(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"imputer redcore.vib; fusion mmcore.concat\)") as info:
         export_run(run_dir, "torchscript")
     assert "\n" not in str(info.value) and not (run_dir / "exports" / "model.ts").exists()
+
+
+def test_console_does_not_wrap_when_output_is_not_a_terminal(monkeypatch, capsys) -> None:
+    from mmcore.clitools import PIPE_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    console = make_console()  # pytest's captured stdout is not a terminal
+    assert console.width == PIPE_WIDTH
+    console.print("x" * 150 + " /a/long/run/path/" + "y" * 60)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from mmcore.clitools import err_console, friendly_errors
+from mmcore.clitools import err_console, friendly_errors, make_console
 from mmcore.errors import MMCoreError
 
-console = Console()
+console = make_console()
 
 
 def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
