@@ -68,15 +68,51 @@ def packing(lengths: Tensor, steps: int) -> Packing:
     )
 
 
+class _Gather(torch.autograd.Function):
+    """``flat[index]`` whose backward writes the gradient back with ``index_copy``.
+
+    The indices are distinct, so no accumulation is needed; autograd's own backward of
+    ``index_select`` is a scatter-add, which on a CPU ran ~10x slower than this copy (a tenth of
+    a step on IEMOCAP-shaped batches)."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, index: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index)
+        ctx.rows = flat.shape[0]
+        return flat.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        return _scatter(grad, index, ctx.rows), None
+
+
+class _Scatter(torch.autograd.Function):
+    """Zeros of ``rows`` rows with ``y`` copied to ``index``; backward gathers (see ``_Gather``)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, index: Tensor, rows: int) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(index)
+        return _scatter(y, index, rows)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (index,) = ctx.saved_tensors
+        return grad.index_select(0, index), None, None
+
+
+def _scatter(y: Tensor, index: Tensor, rows: int) -> Tensor:
+    return y.new_zeros(rows, y.shape[-1]).index_copy_(0, index, y)
+
+
 def pack(x: Tensor, p: Packing) -> Tensor:
     """``[B, T, D]`` -> ``[N, D]``: the real frames, row by row."""
-    return x.reshape(p.batch * p.steps, x.shape[-1]).index_select(0, p.index)
+    return _Gather.apply(x.reshape(p.batch * p.steps, x.shape[-1]), p.index)
 
 
 def unpack(y: Tensor, p: Packing) -> Tensor:
     """``[N, D]`` -> ``[B, T, D]`` with zeros on the padding (the inverse of ``pack`` on real frames)."""
-    flat = y.new_zeros(p.batch * p.steps, y.shape[-1])
-    return flat.index_copy(0, p.index, y).view(p.batch, p.steps, y.shape[-1])
+    return _Scatter.apply(y, p.index, p.batch * p.steps).view(p.batch, p.steps, y.shape[-1])
 
 
 def packed_mean(y: Tensor, p: Packing) -> Tensor:
@@ -86,5 +122,5 @@ def packed_mean(y: Tensor, p: Packing) -> Tensor:
     (bf16 activations over long rows stay accurate) and is divided by the row's frame count.
     """
     acc = torch.promote_types(y.dtype, torch.float32)
-    total = y.new_zeros(p.batch, y.shape[-1], dtype=acc).index_add(0, p.rows, y.to(acc))
+    total = unpack(y, p).sum(dim=1, dtype=acc)  # a copy and a sum: cheaper than a scatter-add on a CPU
     return (total / p.counts.clamp(min=1).to(acc).unsqueeze(1)).to(y.dtype)
