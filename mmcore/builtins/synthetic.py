@@ -29,6 +29,7 @@ from torch import Tensor
 from mmcore.errors import DataError
 from mmcore.nn import length_mask
 from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
+from mmcore.transform import InputTransform
 from mmcore.types import SPLITS, ModalitySpec, SplitData, TaskSpec
 
 DEFAULT_STRONGEST, DEFAULT_WEAKEST = 2.0, 0.75  # default signal strengths of m0 and of the last modality
@@ -147,6 +148,10 @@ class Synthetic:
         ]
         task = TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
         return specs, task
+
+    def input_transform(self) -> InputTransform:
+        """Drawn directly in the model's input space: nothing to apply."""
+        return InputTransform.identity()
 
     def split(self, name: str) -> SplitData:
         """The split's tensors (shared, not copied: do not modify them in place)."""
