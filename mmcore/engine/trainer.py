@@ -286,6 +286,9 @@ def train(
         trained_on = fixed_masks if fixed_masks is not None else usable(train_masks(spec, names, data.ids, seed, epochs - 1), data)
         diagnostics = missbench.diagnostics(results["test"], names, trained_on, run_dir / "metrics.jsonl")
         write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost, "diagnostics": diagnostics})
+        from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
+
+        write_model_card(run_dir)
     return RunResult(run_dir, step, False, state.best_epoch, results)
 
 
