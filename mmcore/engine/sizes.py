@@ -27,7 +27,8 @@ from torch import nn
 from mmcore.errors import MMCoreError
 
 DEFAULT_MAX_PARAMS = 500_000_000  # 2 GB of float32 weights; with gradients and Adam's two moments about 8 GB
-MAX_MODULES = 50_000  # a 100-layer transformer has about a thousand; more is a typo, not a model
+MAX_MODULES = 5_000  # a 100-layer transformer has about a thousand; more is a typo, not a model (and
+# building a module costs about a millisecond even on meta, so the count must stop early)
 ENV = "MMCORE_MAX_PARAMS"
 
 T = TypeVar("T")
