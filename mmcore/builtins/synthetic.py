@@ -31,6 +31,7 @@ from mmcore.errors import DataError
 from mmcore.oracle import frame_counts, per_sample
 from mmcore.nn import length_mask
 from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
+from mmcore.transform import InputTransform
 from mmcore.types import SPLITS, ModalitySpec, SplitData, TaskSpec
 
 DEFAULT_STRONGEST, DEFAULT_WEAKEST = 2.0, 0.75  # default signal strengths of m0 and of the last modality
@@ -62,6 +63,7 @@ class Synthetic:
         dims: list[PositiveInt] | None = None,
         min_lens: list[PositiveInt] | None = None,
         max_lens: list[PositiveInt] | None = None,
+        lengths: Literal["independent", "correlated"] = "independent",
         tau: NonNegative | None = None,
         alpha: list[NonNegative] | None = None,
         gamma: list[NonNegative] | None = None,
@@ -84,6 +86,10 @@ class Synthetic:
             dims: per-modality feature widths, overriding ``dim`` (IEMOCAP's shapes: [130, 342, 1024]).
             min_lens: per-modality shortest sequence (default max_len // 3).
             max_lens: per-modality longest (padded) sequence, overriding ``max_len``.
+            lengths: ``independent`` draws each modality's length on its own; ``correlated``
+                draws one duration per sample that places every modality's length at the same
+                point of its range (as a/v/l follow an utterance's duration on real IEMOCAP),
+                so that length bucketing can group short and long samples.
             tau: turns on the shared-latent generator (mmcore.builtins.latent) with this spread of
                 the shared latent around its class mean; 0 keeps modalities conditionally independent.
             alpha: per-modality loading of the shared latent (latent generator; default all 1).
@@ -113,9 +119,13 @@ class Synthetic:
         target = (torch.arange(samples) % classes)[torch.randperm(samples, generator=gen)]  # balanced classes
         split_of = _stratified_split(target, classes, val_fraction, test_fraction, gen)
         if self.latent is None:
-            features, lengths = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen)
+            # one shared duration per sample, drawn only when asked, so independent draws stay as they were
+            duration = torch.rand(samples, generator=gen) if lengths == "correlated" and sequence else None
+            features, lengths_of = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
         else:
-            features, lengths, target, self.embeddings = draw_latent(target, self.latent, self.modalities, lows, gen)
+            if lengths != "independent":
+                raise DataError("mmcore.synthetic: 'lengths: correlated' is not supported with the latent generator ('tau')")
+            features, lengths_of, target, self.embeddings = draw_latent(target, self.latent, self.modalities, lows, gen)
 
         ids = torch.arange(samples, dtype=torch.int64)
         self._splits: dict[str, SplitData] = {}
@@ -123,7 +133,7 @@ class Synthetic:
             rows = torch.nonzero(split_of == code).squeeze(1)
             self._splits[name] = SplitData(
                 features={k: v.index_select(0, rows) for k, v in features.items()},
-                lengths={k: v.index_select(0, rows) for k, v in lengths.items()},
+                lengths={k: v.index_select(0, rows) for k, v in lengths_of.items()},
                 target=target.index_select(0, rows),
                 ids=ids.index_select(0, rows),
             )
@@ -178,6 +188,10 @@ class Synthetic:
         frames = frame_counts(split, [s.name for s in self.modalities])
         metric = "mse" if self.latent.regression else "accuracy"
         return {name: {metric: float(per_sample(self.latent, mask.cpu(), frames).mean())} for name, mask in masks.items()}
+
+    def input_transform(self) -> InputTransform:
+        """Drawn directly in the model's input space: nothing to apply."""
+        return InputTransform.identity()
 
     def split(self, name: str) -> SplitData:
         """The split's tensors (shared, not copied: do not modify them in place)."""
@@ -260,8 +274,12 @@ def _draw_features(
     lows: list[int],
     noise: float,
     gen: torch.Generator,
+    duration: Tensor | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Features (and lengths for sequences) for every sample, one modality at a time."""
+    """Features (and lengths for sequences) for every sample, one modality at a time.
+
+    ``duration [N]`` in [0, 1), when given, sets every modality's length to the same quantile of
+    its range instead of an independent draw."""
     n = target.shape[0]
     features: dict[str, Tensor] = {}
     lengths: dict[str, Tensor] = {}
@@ -273,7 +291,10 @@ def _draw_features(
             features[spec.name] = centre + noise * torch.randn(n, spec.dim, generator=gen)
             continue
         max_len = int(spec.max_len or 1)
-        length = torch.randint(lows[m], max_len + 1, (n,), generator=gen)
+        if duration is None:
+            length = torch.randint(lows[m], max_len + 1, (n,), generator=gen)
+        else:
+            length = lows[m] + (duration * (max_len - lows[m] + 1)).long().clamp(max=max_len - lows[m])
         frames = centre.unsqueeze(1) + noise * torch.randn(n, max_len, spec.dim, generator=gen)
         valid = length_mask(length, max_len).unsqueeze(-1)
         features[spec.name] = torch.where(valid, frames, 0.0)  # the class signal lives in valid frames only
