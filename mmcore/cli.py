@@ -109,6 +109,9 @@ def sweep(
     grid: list[str] = typer.Option([], "--grid", help="KEY=V1,V2,... (repeatable); split on top-level commas."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2 or 0-4 (default: the recipe's seed)."),
     jobs: int = typer.Option(1, help="Runs at a time (Ray: tasks in flight)."),
+    jobs_per_device: Optional[int] = typer.Option(
+        None, help="K runs at a time on each visible GPU (or K on the CPU), each pinned to its device; replaces --jobs."
+    ),
     out: Optional[Path] = typer.Option(None, help="Sweep directory (default: <output>/<name>-sweep)."),
     backend: str = typer.Option("local", help="local (process pool) or ray."),
     ray_address: Optional[str] = typer.Option(None, help="ray.init address; none starts a local Ray."),
@@ -120,7 +123,7 @@ def sweep(
 
     result = run_sweep(
         recipe, list(overrides or []), grid, seeds=seeds, jobs=jobs, out=out, backend=backend,
-        ray_address=ray_address, ray_gpus=ray_gpus, metrics=metrics, console=console,
+        ray_address=ray_address, ray_gpus=ray_gpus, metrics=metrics, console=console, jobs_per_device=jobs_per_device,
     )
     if result.failed:
         raise typer.Exit(1)

@@ -75,12 +75,19 @@ def predict_command(
     split: str = typer.Option("test", help="With a features folder: which split file to read."),
     checkpoint: str = typer.Option("best", help="best or last."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, ... (default: the recipe's)."),
+    input_form: str = typer.Option("raw", "--input-form",
+                                   help="raw: the dataset's raw features (the run's stored input transform is applied); "
+                                        "model: already in the model's input space."),
 ) -> None:
     """Predict new inputs with a saved run; absent modalities are explicit."""
     from mmcore.after.predict import predict_file
 
     names = [m.strip() for m in (absent or "").split(",") if m.strip()]
-    n = predict_file(run_dir, input_path, out, absent=names, checkpoint=checkpoint, device=device, split=split)
+    notes: list[str] = []
+    n = predict_file(run_dir, input_path, out, absent=names, checkpoint=checkpoint, device=device, split=split,
+                     input_form=input_form, notes=notes)
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"{n} predictions written to {out}", highlight=False, soft_wrap=True)
 
 

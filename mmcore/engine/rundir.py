@@ -97,7 +97,13 @@ def write_manifest(
 
 
 def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
-    """The manifest of a run built from ``session`` (plugins, device, data and mask hashes)."""
+    """The manifest of a run built from ``session`` (plugins, device, data and mask hashes), and
+    the dataset's input transform beside it (``mmcore.transform``), before any checkpoint records it."""
+    from mmcore.transform import declared_transform, save_transform
+
+    dataset = str(session.recipe["dataset"]["type"])
+    transform = declared_transform(session.dataset, session.specs, f"dataset '{dataset}'")
+    save_transform(run_dir, transform, dataset)
     write_manifest(
         run_dir,
         plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in session.plugins.infos],
@@ -109,6 +115,7 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
             "seed": int(session.recipe["seed"]),
             "world_size": session.runtime.world_size,
             "precision": session.runtime.precision,
+            "input_transform": transform.describe() if transform is not None else None,
         },
     )
 
