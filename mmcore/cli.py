@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mmcore.clitools import err_console, friendly_errors
+from mmcore.clitools import err_console, friendly_errors, make_console
 from mmcore.components import KINDS
 from mmcore.errors import MMCoreError
 from mmcore.plugins import get_plugins
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning with missing modalities.")
-console = Console()
+console = make_console()
 
 
 OverridesArg = typer.Argument(None, help="Overrides: a.b=v, +a.b=v, ~a.b, node=component.name")

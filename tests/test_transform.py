@@ -194,3 +194,66 @@ def test_the_contract_suite_checks_the_round_trip() -> None:
 
     with pytest.raises(AssertionError, match="must be 4 finite values"):
         check_dataset(Broken, options={"modalities": 2, "classes": 2, "samples": 40, "dim": 4})
+
+
+def test_every_run_gets_a_model_card_that_eval_refreshes(copy: Path) -> None:
+    card = (copy / "MODEL_CARD.md").read_text()
+    assert "# Model card: tiny" in card and "`tst.measured`" in card
+    assert "- m0: `standardize` with mean, std" in card
+    assert "range of per-modality missing rates trained on: 0.3 to 0.3" in card
+    assert "| m0+m1+m2 | 3 |" in card and "Averages by number of present modalities" in card
+    assert card.index("| m0 | 1 |") < card.index("| m0+m1 | 2 |") < card.index("| m0+m1+m2 | 3 |")
+    test = json.loads((copy / "eval.json").read_text())["results"]["test"]
+    assert f"{test['m0']['macro_f1']:.4f}" in card
+    evaluate_run(copy, split="val")
+    assert "`evals/best-val`" in (copy / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_equals_predict_on_raw_rows(copy: Path, tmp_path: Path, fmt: str) -> None:
+    from mmcore.after.export import ATOL, export_run
+
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnx")
+    record = export_run(copy, fmt)
+    assert record["max_abs_diff"] <= ATOL and record["checked_rows"] == 60
+    assert (copy / "exports" / record["file"]).is_file() and (copy / "exports" / "README.md").is_file()
+    assert f"`exports/{record['file']}`" in (copy / "MODEL_CARD.md").read_text()
+    if fmt == "torchscript":  # loads with torch alone; raw rows + mask in, the predict CSV's answers out
+        logits, _ = _raw_file(copy, tmp_path / "raw.safetensors", raw=True)
+        from safetensors.torch import load_file
+
+        raw = load_file(str(tmp_path / "raw.safetensors"))
+        model = torch.jit.load(str(copy / "exports" / "model.ts"))
+        n = len(raw["ids"])
+        out = model([raw[f"x.m{i}"] for i in range(3)], [torch.ones(n, dtype=torch.int64)] * 3, torch.ones(n, 3, dtype=torch.bool))
+        assert torch.allclose(out, logits, atol=ATOL)
+
+
+def test_export_refuses_an_unknown_format(copy: Path) -> None:
+    from mmcore.after.export import export_run
+
+    with pytest.raises(MMCoreError, match="--format: 'tflite' is not one of: torchscript, onnx"):
+        export_run(copy, "tflite")
+
+
+def test_export_names_the_components_it_cannot_export(tmp_path: Path) -> None:
+    """redcore.vib selects present rows by boolean indexing: a trace fixes their number."""
+    from mmcore.after.export import ExportError, export_run
+
+    pytest.importorskip("mmcore_redcore")
+    run_dir = train_run(tiny_recipe(tmp_path, "train.epochs=1", imputer={"type": "redcore.vib"}), show_progress=False).run_dir
+    with pytest.raises(ExportError, match=r"imputer redcore.vib; fusion mmcore.concat\)") as info:
+        export_run(run_dir, "torchscript")
+    assert "\n" not in str(info.value) and not (run_dir / "exports" / "model.ts").exists()
+
+
+def test_console_does_not_wrap_when_output_is_not_a_terminal(monkeypatch, capsys) -> None:
+    from mmcore.clitools import PIPE_WIDTH, make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    console = make_console()  # pytest's captured stdout is not a terminal
+    assert console.width == PIPE_WIDTH
+    console.print("x" * 150 + " /a/long/run/path/" + "y" * 60)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 1

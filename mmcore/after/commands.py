@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from mmcore.clitools import err_console, friendly_errors
+from mmcore.clitools import err_console, friendly_errors, make_console
 from mmcore.errors import MMCoreError
 
-console = Console()
+console = make_console()
 
 
 def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
@@ -109,3 +108,18 @@ def add_commands(app: typer.Typer) -> None:
     app.command("eval")(friendly_errors(eval_command))
     app.command("predict")(friendly_errors(predict_command))
     app.command("report")(friendly_errors(report_command))
+    app.command("export")(friendly_errors(export_command))
+
+
+def export_command(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript, or onnx (needs the 'export' extra)."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+) -> None:
+    """One self-contained model file (input transform, encoders, imputer, fusion), checked against predict."""
+    from mmcore.after.export import export_run
+
+    record = export_run(run_dir, fmt, checkpoint=checkpoint)
+    console.print(f"exported: {Path(run_dir) / 'exports' / record['file']} (max |difference| from predict "
+                  f"{record['max_abs_diff']:.2e} on {record['checked_rows']} rows, tolerance {record['tolerance']:g})",
+                  highlight=False, soft_wrap=True)

@@ -118,6 +118,9 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
             "input_transform": transform.describe() if transform is not None else None,
         },
     )
+    from mmcore.after.card import write_model_card
+
+    write_model_card(run_dir)  # without results yet; the end of training rewrites it
 
 
 def cost_figures(session: "Session", train_rate: float, eval_rate: float) -> dict[str, Any]:

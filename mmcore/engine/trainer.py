@@ -283,6 +283,9 @@ def train(
         items = sum(len(session.splits[s]) * len(session.eval_masks[s]) for s in EVAL_SPLITS)
         cost = cost_figures(session, trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
         write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost})
+        from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
+
+        write_model_card(run_dir)
     return RunResult(run_dir, step, False, state.best_epoch, results)
 
 
