@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
+from mmcore.engine.record import run_state as record_state
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
 from mmcore.registry import Registry
@@ -96,11 +97,7 @@ def plan_runs(
 
 
 def run_state(run_dir: Path) -> State:
-    if (run_dir / "eval.json").is_file():
-        return "finished"
-    if (run_dir / "checkpoints" / "last").is_dir() and (run_dir / "recipe.yaml").is_file():
-        return "resume"
-    return "fresh"
+    return record_state(run_dir)
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
