@@ -125,6 +125,26 @@ def frame_counts(split: Any, names: list[str]) -> Tensor:
     return torch.stack(cols, 1)
 
 
+def oracle_entry(dataset: Any, splits: dict[str, Any], masks: dict[str, dict[str, Tensor]]) -> dict[str, Any] | None:
+    """The ``oracle`` entry for a dataset with the optional ``oracle(split, masks)`` method, or None.
+
+    ``masks``: split -> condition -> ``[N, M]`` bool. The average row is the unweighted mean over
+    conditions, as for the model's numbers.
+    """
+    method = getattr(dataset, "oracle", None)
+    if not callable(method):
+        return None
+    results: dict[str, Any] = {}
+    for split, table_masks in masks.items():
+        table = method(splits[split], table_masks)
+        if table is None:
+            return None
+        metrics = list(next(iter(table.values())))
+        table["average"] = {k: sum(row[k] for row in table.values()) / len(table) for k in metrics}
+        results[split] = table
+    return {"method": str(getattr(dataset, "oracle_method", type(dataset).__name__)), "results": results}
+
+
 def write_oracle(run_dir: Path, oracle: dict[str, Any] | None) -> None:
     """Add the ``oracle`` entry to an existing ``eval.json`` (no-op when the data has none)."""
     if oracle is None:

@@ -169,3 +169,18 @@ def test_bad_latent_options_are_one_line_errors(options: dict, fragment: str) ->
     with pytest.raises(DataError) as err:
         Synthetic(samples=60, **options)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_eval_json_carries_the_oracle(tmp_path) -> None:
+    """A run on the latent generator writes the ceiling beside the model's numbers; the plain one does not."""
+    from mmcore.oracle import read_oracle
+    from mmcore.testing import short_run, tiny_recipe
+
+    latent = {"type": "mmcore.synthetic", "modalities": 3, "classes": 3, "samples": 60, "dim": 4, "tau": 1.0}
+    result = short_run(tiny_recipe(tmp_path / "a", "train.epochs=1", dataset=latent))
+    entry = read_oracle(result.run_dir)
+    assert entry is not None and set(entry["results"]) == {"val", "test"}
+    test = entry["results"]["test"]
+    assert "average" in test and all(1 / 3 < row["accuracy"] <= 1 for row in test.values())
+    plain = short_run(tiny_recipe(tmp_path / "b", "train.epochs=1", dataset={**latent, "tau": None}))
+    assert read_oracle(plain.run_dir) is None
