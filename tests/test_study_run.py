@@ -53,3 +53,23 @@ def test_ray_backend_runs_a_study(tmp_path):
     output, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, output
     assert (tmp_path / "out" / "study.md").is_file()
+
+
+def test_killed_study_keeps_finished_runs_and_continues(tmp_path):
+    import signal
+    import time
+
+    study, out = _small(tmp_path), tmp_path / "out"
+    proc = _mmcore("study", "run", str(study), "--out", str(out))
+    first = out / "runs" / "uniform" / "base" / "seed0"
+    deadline = time.monotonic() + 600
+    while not (first / "eval.json").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=300)
+    again = _mmcore("study", "run", str(study), "--out", str(out))
+    output, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, output
+    assert (out / "logs" / "runs" / "uniform" / "base" / "seed0.log").read_text().count("=== ") == 1  # never rerun
+    assert all((run / "eval.json").is_file() for run in (out / "runs").glob("*/*/seed*"))
+    assert (out / "study.md").is_file()
