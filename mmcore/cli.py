@@ -241,6 +241,10 @@ from mmcore.after.commands import add_commands as _add_after_training  # noqa: E
 
 _add_after_training(app)
 
+from mmcore.study.commands import add_commands as _add_study  # noqa: E402  (study run|status|report|check)
+
+_add_study(app)
+
 
 def _add_plugin_commands() -> None:
     for warning in get_plugins().register_commands(app):  # a plugin's command never breaks the core CLI

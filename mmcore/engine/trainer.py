@@ -46,6 +46,7 @@ from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
 from mmcore.missing import train_masks
+from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
 
@@ -283,6 +284,7 @@ def train(
         items = sum(len(session.splits[s]) * len(session.eval_masks[s]) for s in EVAL_SPLITS)
         cost = cost_figures(session, trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
         write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost})
+        write_oracle(run_dir, oracle_entry(session.dataset, session.splits, {s: session.eval_masks[s] for s in EVAL_SPLITS}))
         from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
         write_model_card(run_dir)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, Literal
 
 from mmcore.engine.lifeline import child_env, terminate_group
 from mmcore.engine.ownership import own_run_dir
+from mmcore.engine.record import run_state as record_state
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
 from mmcore.registry import Registry
@@ -98,11 +99,7 @@ def plan_runs(
 
 
 def run_state(run_dir: Path) -> State:
-    if (run_dir / "eval.json").is_file():
-        return "finished"
-    if (run_dir / "checkpoints" / "last").is_dir() and (run_dir / "recipe.yaml").is_file():
-        return "resume"
-    return "fresh"
+    return record_state(run_dir)
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
