@@ -47,6 +47,7 @@ from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
 from mmcore.missing import train_masks
+from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
 
@@ -286,6 +287,7 @@ def train(
         trained_on = fixed_masks if fixed_masks is not None else usable(train_masks(spec, names, data.ids, seed, epochs - 1), data)
         diagnostics = missbench.diagnostics(results["test"], names, trained_on, run_dir / "metrics.jsonl")
         write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost, "diagnostics": diagnostics})
+        write_oracle(run_dir, oracle_entry(session.dataset, session.splits, {s: session.eval_masks[s] for s in EVAL_SPLITS}))
         from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
         write_model_card(run_dir)
