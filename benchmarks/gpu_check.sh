@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # One command for a machine with a GPU: the quickstart and the IEMOCAP-shaped workload on CUDA in
-# fp32, bf16 and compiled, on 1 GPU and on all GPUs, with samples/s, evaluation items/s and peak
-# GPU memory per case (read from each run's eval.json "cost"). About 5-8 minutes on one H200.
+# fp32 (packed and padded frames), bf16 and compiled, on 1 GPU and on all GPUs, with samples/s,
+# evaluation items/s and peak GPU memory per case (read from each run's eval.json "cost"), the full
+# 60-epoch IEMOCAP-scale recipe, and K runs sharing one GPU (`mmcore sweep --jobs-per-device K`).
+# Not yet run on a GPU (no device was lent to the sessions that wrote it); budget ~8 minutes on one
+# H200, CASE_TIMEOUT (default 240 s) bounds each case.
 #
 #   bash benchmarks/gpu_check.sh            # from the repository root or anywhere
 #   GPU_CHECK_OUT=/tmp/gc bash benchmarks/gpu_check.sh   # keep the run directories there
@@ -76,11 +79,28 @@ case_run quickstart-fp32 1 $QS
 case_run quickstart-bf16 1 $QS precision=bf16
 case_run quickstart-fp32-compiled 1 $QS compile=true
 case_run iemocap-fp32 1 $IR "$IEMO" train.epochs=10
+# issue 25: the same model with every frame computed (before packing), and compiled in fp32
+case_run iemocap-fp32-padded 1 $IR "$IEMO" train.epochs=10 model.encoders.default.frames=padded
+case_run iemocap-fp32-compiled 1 $IR "$IEMO" train.epochs=10 compile=true
 case_run iemocap-bf16 1 $IR "$IEMO" train.epochs=10 precision=bf16
 case_run iemocap-bf16-compiled 1 $IR "$IEMO" train.epochs=10 precision=bf16 compile=true
 # the issue's GPU target: the full IEMOCAP-scale recipe (~5,500 training utterances, 60 epochs)
 # under a minute on one H200 with bf16 (wall_s includes start-up and the final evaluation)
 case_run iemocap-full-60ep-bf16 1 $IR "$IEMO_FULL" precision=bf16
+case_run iemocap-full-60ep-fp32 1 $IR "$IEMO_FULL"
+
+# K runs sharing one GPU (mmcore sweep --jobs-per-device, issue 25): 4 seeds x 5 epochs at once,
+# pinned to GPU 0; aggregate samples/s = 4 x 1200 x 5 / wall, against iemocap-fp32's one run
+SWEEP_K=${SWEEP_K:-4}
+start=$(date +%s.%N)
+if CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} timeout "$CASE_TIMEOUT" "$PY" -m mmcore sweep $IR "$IEMO" train.epochs=5 device=cuda \
+    --seeds 0-$((SWEEP_K - 1)) --jobs-per-device "$SWEEP_K" --out "$OUT/sweep-k$SWEEP_K" >"$OUT/sweep-k$SWEEP_K.log" 2>&1; then
+  end=$(date +%s.%N)
+  "$PY" -c "w = $end - $start; print(f'sweep --jobs-per-device $SWEEP_K: {$SWEEP_K} runs x 5 epochs in {w:.1f} s, aggregate {$SWEEP_K * 1200 * 5 / w:.1f} training samples/s (start-up included)')"
+else
+  echo "sweep --jobs-per-device $SWEEP_K: FAILED ($OUT/sweep-k$SWEEP_K.log)"; tail -n 5 "$OUT/sweep-k$SWEEP_K.log" | sed 's/^/    /'
+  FAILED=$((FAILED + 1))
+fi
 if [ "$NGPU" -gt 1 ]; then
   case_run quickstart-bf16-all "$NGPU" $QS precision=bf16 "train.batch_size=$((128 * NGPU))"
   case_run iemocap-bf16-all "$NGPU" $IR "$IEMO" train.epochs=10 precision=bf16 "train.batch_size=$((128 * NGPU))"

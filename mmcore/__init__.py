@@ -6,7 +6,8 @@ A plugin needs nothing deeper; what is exported here changes only after a deprec
 
 - writing hooks: ``hookimpl``, ``Register`` (the type of the ``register`` callback);
 - base classes and the data types components speak: ``Balancer``, ``Logger``, ``Dataset``,
-  ``ModalitySpec``, ``TaskSpec``, ``SplitData``, ``Batch``, ``ImputerOutput``, ``StepStats``;
+  ``ModalitySpec``, ``TaskSpec``, ``SplitData``, ``Batch``, ``ImputerOutput``, ``StepStats``,
+  ``InputTransform`` (what a dataset's optional ``input_transform()`` returns);
 - errors that reach the user as one line: ``MMCoreError``, ``DataError``, ``RecipeError``,
   ``RegistryError``;
 - ranges for option signatures: the markers ``AtLeast``, ``Above``, ``Between``, ``Finite``
@@ -37,6 +38,7 @@ from mmcore.recipe.hints import (
     PositiveInt,
     Rate,
 )
+from mmcore.transform import InputTransform
 from mmcore.types import Batch, Dataset, ImputerOutput, ModalitySpec, SplitData, StepStats, TaskSpec
 
 __version__ = "0.1.0"
@@ -57,6 +59,7 @@ __all__ = [
     "Finite",
     "Fraction",
     "ImputerOutput",
+    "InputTransform",
     "Logger",
     "MMCoreError",
     "ModalitySpec",

@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mmcore.clitools import err_console, friendly_errors
+from mmcore.clitools import err_console, friendly_errors, make_console
 from mmcore.components import KINDS
 from mmcore.errors import MMCoreError
 from mmcore.plugins import get_plugins
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning with missing modalities.")
-console = Console()
+console = make_console()
 
 
 OverridesArg = typer.Argument(None, help="Overrides: a.b=v, +a.b=v, ~a.b, node=component.name")
@@ -109,6 +108,9 @@ def sweep(
     grid: list[str] = typer.Option([], "--grid", help="KEY=V1,V2,... (repeatable); split on top-level commas."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2 or 0-4 (default: the recipe's seed)."),
     jobs: int = typer.Option(1, help="Runs at a time (Ray: tasks in flight)."),
+    jobs_per_device: Optional[int] = typer.Option(
+        None, help="K runs at a time on each visible GPU (or K on the CPU), each pinned to its device; replaces --jobs."
+    ),
     out: Optional[Path] = typer.Option(None, help="Sweep directory (default: <output>/<name>-sweep)."),
     backend: str = typer.Option("local", help="local (process pool) or ray."),
     ray_address: Optional[str] = typer.Option(None, help="ray.init address; none starts a local Ray."),
@@ -120,7 +122,7 @@ def sweep(
 
     result = run_sweep(
         recipe, list(overrides or []), grid, seeds=seeds, jobs=jobs, out=out, backend=backend,
-        ray_address=ray_address, ray_gpus=ray_gpus, metrics=metrics, console=console,
+        ray_address=ray_address, ray_gpus=ray_gpus, metrics=metrics, console=console, jobs_per_device=jobs_per_device,
     )
     if result.failed:
         raise typer.Exit(1)

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import signal
+import sys
 import threading
 from typing import Any, Callable, Iterator
 
@@ -20,7 +21,19 @@ from rich.markup import escape
 
 from mmcore.errors import MMCoreError
 
-err_console = Console(stderr=True)
+PIPE_WIDTH = 1000  # columns when output is not a terminal: a table row or a hint stays one line
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that wraps at the terminal's width, or not at all when the output is a file or
+    a pipe (rich would otherwise assume 80 columns and break tables and paths into pieces a
+    log reader or ``grep`` cannot follow). ``COLUMNS`` still wins when set."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPE_WIDTH if piped else None)
+
+
+err_console = make_console(stderr=True)
 
 
 @contextlib.contextmanager

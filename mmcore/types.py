@@ -106,6 +106,11 @@ class Dataset(Protocol):
 
     ``split(name)`` is called with ``"train"``, ``"val"`` and ``"test"``; tensors may live on the
     CPU, the engine moves them to the device once.
+
+    Optional: ``input_transform() -> mmcore.InputTransform | None`` declares how the dataset's
+    raw features became what ``split`` returns (e.g. standardisation with training statistics).
+    The run stores it, and ``mmcore eval``, ``predict`` and ``export`` apply it to raw inputs
+    (see ``mmcore.transform``); without it, ``predict`` feeds inputs to the model as given.
     """
 
     modalities: list[ModalitySpec]

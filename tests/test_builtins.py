@@ -266,7 +266,9 @@ def test_builtin_options_are_read_from_signatures() -> None:
     from mmcore.recipe import type_name
 
     options = {o.name: (type_name(o.annotation), o.default) for o in registry.get("encoder", "mmcore.mlp").options()}
-    assert options == {"layers": ("list[int >= 1]", [256]), "dropout": ("float in [0, 1)", 0.0)}  # ranges kept
+    assert options == {  # ranges kept
+        "layers": ("list[int >= 1]", [256]), "dropout": ("float in [0, 1)", 0.0), "frames": ("'packed' | 'padded'", "packed")
+    }
     names = [o.name for o in registry.get("dataset", "mmcore.synthetic").options()]
     assert names[:4] == ["modalities", "classes", "samples", "dim"] and "signal" in names
     fusion = {o.name for o in registry.get("fusion", "mmcore.concat").options()}

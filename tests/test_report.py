@@ -140,6 +140,7 @@ def test_run_report_says_what_was_not_recorded(tmp_path: Path) -> None:
     assert 'data-file="validation.png"' in text
     assert "Per-modality encoder gradient norms: not recorded by this run." in text
     assert "Modality contributions: not available: 1 of 3 subsets were not evaluated (v)" in text
+    assert "with a smaller train.log_every" in text  # a short run: the report names the setting (issue 24)
 
 
 def test_run_report_shows_robustness_curves(tmp_path: Path) -> None:

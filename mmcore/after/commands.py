@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from mmcore.clitools import err_console, friendly_errors
+from mmcore.clitools import err_console, friendly_errors, make_console
 from mmcore.errors import MMCoreError
 
-console = Console()
+console = make_console()
 
 
 def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
@@ -75,12 +74,19 @@ def predict_command(
     split: str = typer.Option("test", help="With a features folder: which split file to read."),
     checkpoint: str = typer.Option("best", help="best or last."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, ... (default: the recipe's)."),
+    input_form: str = typer.Option("raw", "--input-form",
+                                   help="raw: the dataset's raw features (the run's stored input transform is applied); "
+                                        "model: already in the model's input space."),
 ) -> None:
     """Predict new inputs with a saved run; absent modalities are explicit."""
     from mmcore.after.predict import predict_file
 
     names = [m.strip() for m in (absent or "").split(",") if m.strip()]
-    n = predict_file(run_dir, input_path, out, absent=names, checkpoint=checkpoint, device=device, split=split)
+    notes: list[str] = []
+    n = predict_file(run_dir, input_path, out, absent=names, checkpoint=checkpoint, device=device, split=split,
+                     input_form=input_form, notes=notes)
+    for note in notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(f"{n} predictions written to {out}", highlight=False, soft_wrap=True)
 
 
@@ -102,3 +108,18 @@ def add_commands(app: typer.Typer) -> None:
     app.command("eval")(friendly_errors(eval_command))
     app.command("predict")(friendly_errors(predict_command))
     app.command("report")(friendly_errors(report_command))
+    app.command("export")(friendly_errors(export_command))
+
+
+def export_command(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript, or onnx (needs the 'export' extra)."),
+    checkpoint: str = typer.Option("best", help="best or last."),
+) -> None:
+    """One self-contained model file (input transform, encoders, imputer, fusion), checked against predict."""
+    from mmcore.after.export import export_run
+
+    record = export_run(run_dir, fmt, checkpoint=checkpoint)
+    console.print(f"exported: {Path(run_dir) / 'exports' / record['file']} (max |difference| from predict "
+                  f"{record['max_abs_diff']:.2e} on {record['checked_rows']} rows, tolerance {record['tolerance']:g})",
+                  highlight=False, soft_wrap=True)

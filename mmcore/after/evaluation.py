@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mmcore.after.card import write_model_card
 from mmcore.after.runs import OpenRun, open_run
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.evaluate import POOLED
@@ -92,6 +93,7 @@ def evaluate_run(
         out = Path(run_dir) / "evals" / label
         out.mkdir(parents=True, exist_ok=True)
         _write(run, out, split, table, overrides, conditions)  # eval.json keeps the pooled row apart, as training's does
+        write_model_card(Path(run_dir))  # lists this evaluation
         results = {c: row for c, row in table.items() if c != POOLED}
         pooled = getattr(table, "pooled", None)  # engine's score() carries it as .pooled, not as a row
         curve_data = None

@@ -11,12 +11,19 @@ The output CSV has one row per sample: ``id``, the prediction (class index and, 
 dataset names its classes, the class name; or the regression value), the class probabilities
 (softmax of the fusion head's logits) and ``present.<modality>`` (1/0). The model runs exactly
 as the engine evaluates a condition: encode, zero absent rows, impute, fuse.
+
+Input form: by default (``--input-form raw``) rows are the dataset's raw features and the run's
+stored input transform (``mmcore.transform``, e.g. standardisation with the training split's
+statistics) is applied first, exactly as the dataset prepared its splits; ``--input-form model``
+takes rows already in the model's input space. A run whose dataset declares no transform takes
+its inputs as given, and the command says so.
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -123,24 +130,68 @@ def _ids(path: Path, tensors: dict[str, Tensor], n: int) -> Tensor:
     return ids.to(torch.int64)
 
 
+INPUT_FORMS = ("raw", "model")
+
+
+def to_model_inputs(data: SplitData, present: Tensor, stored: Any, input_form: str, source: Path | str,
+                    notes: list[str]) -> SplitData:
+    """``data`` as the model's inputs: the run's stored input transform applied to present rows
+    (``raw``), or nothing (``model``). Refuses rows the transform cannot take (non-finite results)."""
+    if input_form not in INPUT_FORMS:
+        raise MMCoreError(f"--input-form: '{input_form}' is not one of: {', '.join(INPUT_FORMS)}")
+    if input_form == "model":
+        return data
+    if stored is None or not stored.present:
+        notes.append("this run predates stored input transforms: inputs are fed to the model as given "
+                     "(prepare them as the dataset prepared its splits, and say --input-form model)")
+        return data
+    if stored.transform is None:
+        notes.append("the run's dataset declares no input transform: inputs are fed to the model as given")
+        return data
+    out = stored.transform.apply_split(data)
+    for i, (m, x) in enumerate(out.features.items()):  # read_input keeps the modality order of present's columns
+        rows = present[:, i].to(x.device)
+        bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1) & rows
+        if bool(bad.any()):
+            raise DataError(f"{source}: 'x.{m}' row {int(bad.nonzero()[0])}: the run's input transform gives "
+                            "non-finite values (values out of range for the stored statistics?)")
+        out.features[m] = x * rows.reshape(-1, *[1] * (x.dim() - 1)).to(x.dtype)  # absent rows stay zero
+    return out
+
+
 def predict_file(run_dir: Path, input_path: Path, out: Path, *, absent: list[str] | None = None,
-                 checkpoint: str = "best", device: str | None = None, split: str = "test") -> int:
-    """Write predictions for ``input_path`` to ``out`` (CSV); returns the number of rows."""
+                 checkpoint: str = "best", device: str | None = None, split: str = "test",
+                 input_form: str = "raw", notes: list[str] | None = None) -> int:
+    """Write predictions for ``input_path`` to ``out`` (CSV); returns the number of rows.
+
+    ``input_form``: ``raw`` (default) applies the run's stored input transform to the rows,
+    ``model`` takes them as the model's inputs. ``notes`` receives what the user should know.
+    """
     from mmcore.engine.evaluate import predict
 
     if Path(out).suffix.lower() != ".csv":
         raise MMCoreError(f"--out {out}: expected a .csv file name")
+    if input_form not in INPUT_FORMS:
+        raise MMCoreError(f"--input-form: '{input_form}' is not one of: {', '.join(INPUT_FORMS)}")
+    notes = notes if notes is not None else []
     with open_run(run_dir, [], checkpoint, device) as run:
         s = run.session
+        notes.extend(run.warnings)
         data, present = read_input(input_path, s.specs, list(absent or []), split)
+        data = to_model_inputs(data, present, run.transform, input_form, input_path, notes)
         batch = int(s.recipe["train"]["eval_batch_size"])
         outputs = predict(s.model, data.to(s.runtime.device), {INPUT_CONDITION: present.to(s.runtime.device)},
                           batch, s.runtime.autocast)[INPUT_CONDITION].float().cpu()
         task = s.task
+    _write_csv(out, data, present, outputs, task, s.specs)
+    return len(data)
+
+
+def _write_csv(out: Path, data: SplitData, present: Tensor, outputs: Tensor, task: Any, specs: list[ModalitySpec]) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        present_cols = [f"present.{spec.name}" for spec in s.specs]
+        present_cols = [f"present.{spec.name}" for spec in specs]
         if task.kind == "classification":
             classes = list(task.class_names or [str(c) for c in range(int(task.num_classes or 0))])
             writer.writerow(["id", "prediction", "class", *[f"prob.{c}" for c in classes], *present_cols])
@@ -152,4 +203,3 @@ def predict_file(run_dir: Path, input_path: Path, out: Path, *, absent: list[str
             writer.writerow(["id", "prediction", *present_cols])
             for i, value in enumerate(outputs.squeeze(-1).tolist()):
                 writer.writerow([int(data.ids[i]), repr(value), *present[i].int().tolist()])
-    return len(data)

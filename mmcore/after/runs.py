@@ -32,6 +32,7 @@ class OpenRun:
     model_sha256: str  # of model.safetensors, recorded in every evaluation's manifest
     verified: bool  # False for a checkpoint that predates recorded checksums
     warnings: list[str]
+    transform: Any = None  # mmcore.transform.StoredTransform: the dataset's transform, as training stored it
 
 
 def check_run_dir(run_dir: Path, checkpoint: str) -> Path:
@@ -110,4 +111,26 @@ def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str 
         for split, digest in recorded.items():
             if split in session.splits and split in ("val", "test") and split_checksum(session.splits[split]) != digest:
                 warnings.append(f"the {split} split differs from the one the run was trained with (manifest.json data_sha256)")
-        yield OpenRun(run_dir, recipe, session, path, sha256_file(path / "model.safetensors"), verified, warnings)
+        stored = _stored_transform(run_dir, session, warnings)
+        yield OpenRun(run_dir, recipe, session, path, sha256_file(path / "model.safetensors"), verified, warnings, stored)
+
+
+def _stored_transform(run_dir: Path, session: Any, warnings: list[str]) -> Any:
+    """The run's stored input transform; when the dataset now declares a different one (its
+    training data changed), the evaluation splits are mapped back to raw features and through
+    the stored transform, so the model sees inputs as training prepared them."""
+    from mmcore.transform import declared_transform, load_transform
+
+    stored = load_transform(run_dir)
+    if stored.transform is None:
+        return stored
+    where = f"dataset '{session.recipe['dataset']['type']}'"
+    current = declared_transform(session.dataset, session.specs, where)
+    if current is None or current.same_as(stored.transform):
+        return stored
+    for split in ("val", "test"):
+        raw = current.apply_split(session.splits[split], inverse=True)
+        session.splits[split] = stored.transform.apply_split(raw)
+    warnings.append("the dataset's input transform differs from the one stored with the run; "
+                    "evaluation applies the stored one (transform.json)")
+    return stored

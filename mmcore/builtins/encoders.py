@@ -3,6 +3,12 @@
 Both accept vectors ``[B, D]`` and padded sequences ``[B, T, D]`` with ``lengths [B]``, and
 both are *padding invariant*: frames past a row's length never influence its output, so
 results do not depend on how far a batch happens to be padded.
+
+With ``frames: packed`` (the default) a sequence's per-frame work runs on its real frames only
+(``mmcore.packing``): the same function as ``frames: padded`` (outputs and gradients agree to
+float rounding), about a third less arithmetic on IEMOCAP-shaped lengths, but dropout masks are
+drawn for the real frames only, so training draws differ from a padded run's. Vectors are
+untouched by the option.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from mmcore.errors import MMCoreError
 from mmcore.fastdropout import fast_dropout
 from mmcore.recipe.hints import Fraction, PositiveInt
 from mmcore.nn import check_encoder_input, length_mask, masked_mean, mlp, sinusoidal_positions
+from mmcore.packing import Packing, pack, packed_mean, packing, unpack
 from mmcore.types import ModalitySpec
 
 
@@ -26,6 +33,8 @@ class MLPEncoder(nn.Module):
     Args:
         layers: hidden widths, each followed by ReLU and dropout; a final linear layer maps to ``dim``.
         dropout: dropout probability after each hidden layer.
+        frames: ``packed`` runs a sequence's MLP on its real frames only, ``padded`` on every
+            frame (the same outputs; different dropout draws in training). Vectors: no effect.
     """
 
     def __init__(
@@ -34,13 +43,18 @@ class MLPEncoder(nn.Module):
         dim: int,
         layers: list[PositiveInt] = [256],  # noqa: B006 - never mutated; a list default shows in the recipe schema
         dropout: Fraction = 0.0,
+        frames: Literal["packed", "padded"] = "packed",
     ) -> None:
         super().__init__()
         self.spec = spec
+        self.packed = frames == "packed"
         self.net = mlp(spec.dim, list(layers), out_dim=dim, dropout=dropout)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_encoder_input("mmcore.mlp", self.spec, x)
+        if self.packed and x.dim() == 3 and lengths is not None:
+            p = packing(lengths, x.shape[1])
+            return packed_mean(self.net(pack(x, p)), p)
         y = self.net(x)  # Linear acts on the last axis, so sequences are encoded frame by frame
         if y.dim() == 3:
             y = masked_mean(y, lengths)
@@ -71,9 +85,21 @@ class _PreNormBlock(nn.Module):
         self.post2: nn.Module = nn.LayerNorm(dim) if branch_norm else nn.Dropout(dropout)
         self.fast_dropout = False  # attention dropout from mmcore.fastdropout (train.dropout_masks: fast)
 
-    def forward(self, x: Tensor, padding: Tensor) -> Tensor:
-        x = x + self.post1(self.attend(self.norm1(x), padding))
+    def forward(self, x: Tensor, frames: Tensor | Packing) -> Tensor:
+        """``x``: ``[B, T, dim]`` with ``frames`` the ``[B, T]`` padding mask, or the packed
+        ``[N, dim]`` real frames with their ``Packing``; every op but attention is per frame."""
+        if isinstance(frames, Packing):
+            x = x + self.post1(self.attend_packed(self.norm1(x), frames))
+        else:
+            x = x + self.post1(self.attend(self.norm1(x), frames))
         return x + self.post2(self.ff(self.norm2(x)))
+
+    def attend_packed(self, x: Tensor, p: Packing) -> Tensor:
+        """``attend`` on packed frames: the input projection on the real frames, the frames laid
+        out padded for attention only, and the output projection on the real frames again."""
+        attn = self.attn
+        qkv = unpack(F.linear(x, attn.in_proj_weight, attn.in_proj_bias), p)
+        return attn.out_proj(pack(self._attention(qkv, p.keep), p))
 
     def attend(self, x: Tensor, padding: Tensor) -> Tensor:
         """Self-attention with ``self.attn``'s weights, computed here rather than by its forward:
@@ -82,11 +108,17 @@ class _PreNormBlock(nn.Module):
         step), and with attention-weight dropout from ``mmcore.fastdropout`` when
         ``fast_dropout`` is on (``train.dropout_masks: fast``)."""
         attn = self.attn
-        batch, steps, dim = x.shape
-        heads = attn.num_heads
         qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+        return attn.out_proj(self._attention(qkv, ~padding))
+
+    def _attention(self, qkv: Tensor, keep: Tensor) -> Tensor:
+        """Heads' attention of ``qkv [B, T, 3 dim]`` over the keys ``keep [B, T]`` -> ``[B, T, dim]``
+        (before the output projection)."""
+        attn = self.attn
+        batch, steps, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        heads = attn.num_heads
         q, k, v = qkv.view(batch, steps, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)  # [B, h, T, dh] each
-        keep = ~padding[:, None, None, :]  # [B, 1, 1, T]: which keys a query may attend to
+        keep = keep[:, None, None, :]  # [B, 1, 1, T]: which keys a query may attend to
         p = attn.dropout if self.training else 0.0
         if p > 0.0 and self.fast_dropout:
             scores = (q @ k.transpose(-2, -1)) * (dim // heads) ** -0.5
@@ -94,7 +126,7 @@ class _PreNormBlock(nn.Module):
             y = fast_dropout(weights, p, True) @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)
-        return attn.out_proj(y.transpose(1, 2).reshape(batch, steps, dim))
+        return y.transpose(1, 2).reshape(batch, steps, dim)
 
 
 class TransformerEncoder(nn.Module):
@@ -116,6 +148,10 @@ class TransformerEncoder(nn.Module):
         attn_dropout: dropout on the attention weights.
         positional: add sinusoidal position codes (order then matters).
         layout: ``prenorm`` or ``reference`` (RedCore's block, see above).
+        frames: ``packed`` runs every per-frame operation (projections, feed-forward layers,
+            norms, dropout) on a sequence's real frames only and lays them out padded for
+            attention alone; ``padded`` runs them on every frame. The same outputs and gradients
+            (to float rounding); training draws different dropout masks. Vectors: no effect.
     """
 
     def __init__(
@@ -129,6 +165,7 @@ class TransformerEncoder(nn.Module):
         attn_dropout: Fraction = 0.1,
         positional: bool = False,
         layout: Literal["prenorm", "reference"] = "prenorm",
+        frames: Literal["packed", "padded"] = "packed",
     ) -> None:
         super().__init__()
         if dim % heads != 0:  # ranges are in the signature; this invariant spans two values
@@ -136,6 +173,7 @@ class TransformerEncoder(nn.Module):
         self.spec = spec
         self.dim = dim
         self.positional = positional
+        self.packed = frames == "packed"
         self.proj = nn.Linear(spec.dim, dim)
         self.blocks = nn.ModuleList(
             [_PreNormBlock(dim, heads, ff_mult, dropout, attn_dropout, layout == "reference") for _ in range(layers)]
@@ -148,6 +186,8 @@ class TransformerEncoder(nn.Module):
         if x.dim() == 2:
             x, lengths = x.unsqueeze(1), None
         batch, steps, _ = x.shape
+        if self.packed and lengths is not None:
+            return self._forward_packed(x, packing(lengths, steps))
         y = self.proj(x)
         if self.positional:
             y = y + sinusoidal_positions(steps, self.dim, device=y.device).to(y.dtype)
@@ -161,3 +201,12 @@ class TransformerEncoder(nn.Module):
         for block in self.blocks:
             y = block(y, padding)
         return masked_mean(self.norm(y), lengths)
+
+    def _forward_packed(self, x: Tensor, p: Packing) -> Tensor:
+        """``forward`` on the real frames only (``frames: packed``)."""
+        y = self.proj(pack(x, p))
+        if self.positional:
+            y = y + sinusoidal_positions(p.steps, self.dim, device=y.device).to(y.dtype).index_select(0, p.positions)
+        for block in self.blocks:
+            y = block(y, p)
+        return packed_mean(self.norm(y), p)

@@ -21,7 +21,7 @@ down, so the same strengths are easier there.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor
@@ -29,6 +29,7 @@ from torch import Tensor
 from mmcore.errors import DataError
 from mmcore.nn import length_mask
 from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
+from mmcore.transform import InputTransform
 from mmcore.types import SPLITS, ModalitySpec, SplitData, TaskSpec
 
 DEFAULT_STRONGEST, DEFAULT_WEAKEST = 2.0, 0.75  # default signal strengths of m0 and of the last modality
@@ -60,6 +61,7 @@ class Synthetic:
         dims: list[PositiveInt] | None = None,
         min_lens: list[PositiveInt] | None = None,
         max_lens: list[PositiveInt] | None = None,
+        lengths: Literal["independent", "correlated"] = "independent",
     ) -> None:
         """Args:
             modalities: number of modalities M.
@@ -77,6 +79,10 @@ class Synthetic:
             dims: per-modality feature widths, overriding ``dim`` (IEMOCAP's shapes: [130, 342, 1024]).
             min_lens: per-modality shortest sequence (default max_len // 3).
             max_lens: per-modality longest (padded) sequence, overriding ``max_len``.
+            lengths: ``independent`` draws each modality's length on its own; ``correlated``
+                draws one duration per sample that places every modality's length at the same
+                point of its range (as a/v/l follow an utterance's duration on real IEMOCAP),
+                so that length bucketing can group short and long samples.
         """
         strengths = _check_options(
             modalities, classes, samples, dim, sequence, max_len, signal, noise, val_fraction, test_fraction
@@ -90,7 +96,9 @@ class Synthetic:
         gen = torch.Generator().manual_seed(int(seed))
         target = (torch.arange(samples) % classes)[torch.randperm(samples, generator=gen)]  # balanced classes
         split_of = _stratified_split(target, classes, val_fraction, test_fraction, gen)
-        features, lengths = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen)
+        # one shared duration per sample, drawn only when asked, so independent draws stay as they were
+        duration = torch.rand(samples, generator=gen) if lengths == "correlated" and sequence else None
+        features, lengths_of = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
 
         ids = torch.arange(samples, dtype=torch.int64)
         self._splits: dict[str, SplitData] = {}
@@ -98,7 +106,7 @@ class Synthetic:
             rows = torch.nonzero(split_of == code).squeeze(1)
             self._splits[name] = SplitData(
                 features={k: v.index_select(0, rows) for k, v in features.items()},
-                lengths={k: v.index_select(0, rows) for k, v in lengths.items()},
+                lengths={k: v.index_select(0, rows) for k, v in lengths_of.items()},
                 target=target.index_select(0, rows),
                 ids=ids.index_select(0, rows),
             )
@@ -140,6 +148,10 @@ class Synthetic:
         ]
         task = TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
         return specs, task
+
+    def input_transform(self) -> InputTransform:
+        """Drawn directly in the model's input space: nothing to apply."""
+        return InputTransform.identity()
 
     def split(self, name: str) -> SplitData:
         """The split's tensors (shared, not copied: do not modify them in place)."""
@@ -222,8 +234,12 @@ def _draw_features(
     lows: list[int],
     noise: float,
     gen: torch.Generator,
+    duration: Tensor | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Features (and lengths for sequences) for every sample, one modality at a time."""
+    """Features (and lengths for sequences) for every sample, one modality at a time.
+
+    ``duration [N]`` in [0, 1), when given, sets every modality's length to the same quantile of
+    its range instead of an independent draw."""
     n = target.shape[0]
     features: dict[str, Tensor] = {}
     lengths: dict[str, Tensor] = {}
@@ -235,7 +251,10 @@ def _draw_features(
             features[spec.name] = centre + noise * torch.randn(n, spec.dim, generator=gen)
             continue
         max_len = int(spec.max_len or 1)
-        length = torch.randint(lows[m], max_len + 1, (n,), generator=gen)
+        if duration is None:
+            length = torch.randint(lows[m], max_len + 1, (n,), generator=gen)
+        else:
+            length = lows[m] + (duration * (max_len - lows[m] + 1)).long().clamp(max=max_len - lows[m])
         frames = centre.unsqueeze(1) + noise * torch.randn(n, max_len, spec.dim, generator=gen)
         valid = length_mask(length, max_len).unsqueeze(-1)
         features[spec.name] = torch.where(valid, frames, 0.0)  # the class signal lives in valid frames only

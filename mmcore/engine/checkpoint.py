@@ -28,9 +28,13 @@ from torch import nn
 from mmcore.data import sha256_file
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
+from mmcore.transform import FILES as TRANSFORM_FILES
 
 STATE_FILE = "state.json"
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+# files of the run directory (two levels up) that a checkpoint's weights depend on: the dataset's
+# input transform. Recorded in state.json under "run_files" when present, verified like the rest.
+RUN_FILES = TRANSFORM_FILES
 NAMES = ("last", "best")
 
 
@@ -115,7 +119,8 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
             save_file(content, str(tmp / name))
             _fsync(tmp / name)
             files[name] = _digest(tmp / name)
-        payload = {**state.to_json(), "optimizer": opt_meta, "files": files}
+        run_files = {name: _digest(path.parent.parent / name) for name in RUN_FILES if (path.parent.parent / name).is_file()}
+        payload = {**state.to_json(), "optimizer": opt_meta, "files": files, "run_files": run_files}
         with open(tmp / STATE_FILE, "w") as fh:
             fh.write(json.dumps(payload, indent=1))
             fh.flush()
@@ -161,7 +166,20 @@ def verify(path: Path) -> dict[str, Any]:
             raise CheckpointError(f"{file}: {actual['size']} bytes, the checkpoint recorded {expected['size']} (truncated or damaged)")
         if actual["sha256"] != expected["sha256"]:
             raise CheckpointError(f"{file}: sha256 does not match the checkpoint's record (damaged)")
+    _verify_run_files(path, data.get("run_files") or {})
     return data
+
+
+def _verify_run_files(path: Path, recorded: dict[str, Any]) -> None:
+    """The run-level files this checkpoint recorded (the input transform) are the ones it was saved with."""
+    for name, expected in recorded.items():
+        file = path.parent.parent / name
+        if name not in RUN_FILES or not isinstance(expected, dict):
+            raise CheckpointError(f"{path / STATE_FILE}: unexpected run file record '{name}'")
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing (the checkpoint {path.name} recorded it)")
+        if _digest(file) != {"sha256": expected.get("sha256"), "size": expected.get("size")}:
+            raise CheckpointError(f"{file}: sha256 does not match checkpoint {path.name}'s record (changed or damaged)")
 
 
 def _is_complete(path: Path) -> bool:

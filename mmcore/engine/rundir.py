@@ -97,7 +97,13 @@ def write_manifest(
 
 
 def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
-    """The manifest of a run built from ``session`` (plugins, device, data and mask hashes)."""
+    """The manifest of a run built from ``session`` (plugins, device, data and mask hashes), and
+    the dataset's input transform beside it (``mmcore.transform``), before any checkpoint records it."""
+    from mmcore.transform import declared_transform, save_transform
+
+    dataset = str(session.recipe["dataset"]["type"])
+    transform = declared_transform(session.dataset, session.specs, f"dataset '{dataset}'")
+    save_transform(run_dir, transform, dataset)
     write_manifest(
         run_dir,
         plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in session.plugins.infos],
@@ -109,8 +115,12 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
             "seed": int(session.recipe["seed"]),
             "world_size": session.runtime.world_size,
             "precision": session.runtime.precision,
+            "input_transform": transform.describe() if transform is not None else None,
         },
     )
+    from mmcore.after.card import write_model_card
+
+    write_model_card(run_dir)  # without results yet; the end of training rewrites it
 
 
 def cost_figures(session: "Session", train_rate: float, eval_rate: float) -> dict[str, Any]:

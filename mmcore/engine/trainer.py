@@ -284,6 +284,9 @@ class Trainer:
             items = sum(len(s.splits[split]) * len(s.eval_masks[split]) for split in EVAL_SPLITS)
             cost = cost_figures(s, self.trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
             write_eval(self.run_dir, results, {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost})
+            from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
+
+            write_model_card(self.run_dir)
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------

@@ -157,6 +157,22 @@ def _literal(choice: Any) -> str:
     return "null" if choice is None else str(choice).lower() if isinstance(choice, bool) else repr(choice)
 
 
+def _constraint_words(constraints: list[Constraint]) -> list[str]:
+    """Each constraint's words, with a lower bound folded into a range it repeats: ``Above(0)`` and
+    ``Between(0, 1)`` read ``in (0, 1]``, not ``> 0.0 in [0, 1]``."""
+    between = next((c for c in constraints if isinstance(c, Between)), None)
+    words = []
+    for c in constraints:
+        if between is not None and isinstance(c, (Above, AtLeast)) and float(c.minimum) == float(between.low):
+            if isinstance(c, Above):
+                words.append(f"in ({between.low:g}, {between.high:g}{')' if between.high_open else ']'}")
+            continue
+        if c is between and any(isinstance(o, Above) and float(o.minimum) == float(between.low) for o in constraints):
+            continue
+        words.append(c.describe())
+    return words
+
+
 def type_name(annotation: Any) -> str:
     """An annotation in the words of the recipe reference: ``int >= 1``, ``'adam' | 'sgd'``."""
     if annotation is Any or annotation is object or annotation is REQUIRED:
@@ -168,8 +184,7 @@ def type_name(annotation: Any) -> str:
         node = next((m for m in args[1:] if isinstance(m, NodeOf)), None)
         if node is not None:
             return f"{node.kind} node"
-        words = [m.describe() for m in args[1:] if isinstance(m, Constraint)]
-        return " ".join([type_name(args[0]), *words])
+        return " ".join([type_name(args[0]), *_constraint_words([m for m in args[1:] if isinstance(m, Constraint)])])
     if origin in (Union, types.UnionType):
         return " | ".join(type_name(a) for a in args)
     if origin is Literal:

@@ -72,7 +72,7 @@ def run_document(run_dir: Path, metric: str | None = None) -> Document:
 
     doc = Document(f"mmcore report: {recipe.get('name', run_dir.name)}")
     _summary(doc, run_dir, recipe, evaluation, manifest, metric)
-    _training(doc, metrics)
+    _training(doc, metrics, (recipe.get("train") or {}).get("log_every"))
     _per_modality(doc, metrics, recipe, modalities)
     _conditions(doc, test, metric)
     _contributions(doc, test, modalities)
@@ -107,8 +107,14 @@ def _summary(doc: Document, run_dir: Path, recipe: dict, evaluation: dict | None
             doc.text(f"Test {metric}, average over {len(test) - 1} conditions: {test[AVERAGE][metric]:.4f}.")
 
 
-def _training(doc: Document, metrics: Metrics) -> None:
+FEW_POINTS = 20  # fewer logged steps than this make a loss curve hard to read
+
+
+def _training(doc: Document, metrics: Metrics, log_every: object = None) -> None:
     doc.heading("Training")
+    if len(metrics.steps) < FEW_POINTS:  # a short run with the default interval logs a handful of points
+        doc.text(f"{len(metrics.steps)} training steps were logged (train.log_every={log_every}); for a curve with "
+                 f"at least {FEW_POINTS} points, run again with a smaller train.log_every.", note=True)
     if not metrics.steps and not metrics.epochs:
         doc.text("No metrics.jsonl lines: nothing was logged.", note=True)
         return

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Literal
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
 from mmcore.registry import Registry
+from mmcore.sweep.devices import Placement, Slots, slot_env
 from mmcore.sweep.grid import Point
 
 State = Literal["finished", "resume", "fresh"]
@@ -228,9 +229,16 @@ def interruptible() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run_local(todo: list[tuple[Run, bool]], jobs: int, report: Report) -> list[Outcome]:
-    """Run ``(run, resume)`` pairs as child processes, ``jobs`` at a time; ``report`` sees each outcome."""
+def run_local(
+    todo: list[tuple[Run, bool]], jobs: int, report: Report, place: Placement | None = None
+) -> list[Outcome]:
+    """Run ``(run, resume)`` pairs as child processes, ``jobs`` at a time; ``report`` sees each outcome.
+
+    With ``place`` (``--jobs-per-device``) ``place.slots`` run at a time instead, each pinned to
+    the device of the slot it takes (``mmcore.sweep.devices``)."""
     env = thread_env(jobs)
+    slots = Slots(place) if place is not None else None
+    jobs = place.slots if place is not None else jobs
     lock = threading.Lock()
     children: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
@@ -239,7 +247,13 @@ def run_local(todo: list[tuple[Run, bool]], jobs: int, report: Report) -> list[O
         if stopping.is_set():
             return Outcome(run, "interrupted", resume, 0.0, "not started: the sweep was interrupted")
         start = time.monotonic()
-        code = execute(str(run.run_dir), resume, str(run.log), env, started=children.append)
+        slot = slots.take() if slots is not None else None
+        try:
+            own = env if slot is None or place is None else slot_env(place, slot)
+            code = execute(str(run.run_dir), resume, str(run.log), own, started=children.append)
+        finally:
+            if slot is not None and slots is not None:
+                slots.give(slot)
         outcome = finish(run, resume, code, time.monotonic() - start)
         with lock:
             report(outcome)

@@ -32,6 +32,7 @@ from mmcore.errors import MMCoreError
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.registry import Registry
 from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, results_table, write_csv
+from mmcore.sweep.devices import Placement, placement, visible_gpus
 from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values, split_top_level
 from mmcore.sweep.runner import Outcome, Run, check_existing, interruptible, plan_runs, prepare, run_local, run_ray
 
@@ -101,12 +102,15 @@ def run_sweep(
     metrics: str | None = None,
     console: Console | None = None,
     registry: Registry | None = None,
+    jobs_per_device: int | None = None,
 ) -> SweepResult:
     """Plan, run (skipping finished runs), aggregate and print a sweep; failures are in the result.
 
     Every recipe problem of every point is raised before anything runs (``RecipeError``).
     ``seeds`` defaults to the recipe's own seed; ``metrics`` (comma-separated) picks the table's
-    columns, all metrics by default.
+    columns, all metrics by default. ``jobs_per_device`` K runs K runs on each visible GPU (on the
+    CPU when there is none) at a time instead of ``jobs``, each pinned to its device, with the
+    CPU threads divided (``mmcore.sweep.devices``).
     """
     console = console or Console()
     if registry is None:
@@ -119,6 +123,12 @@ def run_sweep(
         raise MMCoreError(f"--jobs: expected an integer >= 1, got {jobs}")
     if ray_gpus < 0:
         raise MMCoreError(f"--ray-gpus: expected a number >= 0, got {ray_gpus}")
+    place = None
+    if jobs_per_device is not None:
+        if backend != "local":
+            raise MMCoreError("--jobs-per-device: only with --backend local (on Ray, --ray-gpus 1/K shares a GPU)")
+        place = placement(jobs_per_device, visible_gpus())
+        jobs = place.slots
     axes = parse_axes(list(grid))
     source = os.fspath(recipe_path)
     tree = load_yaml(recipe_path)
@@ -134,7 +144,7 @@ def run_sweep(
         check_existing(runs)
         _write_sweep_json(plan)
         log = _EventLog(sweep_dir / "sweep.log", console, len(runs))
-        outcomes = _execute(plan, log, jobs, backend, ray_address, ray_gpus)
+        outcomes = _execute(plan, log, jobs, backend, ray_address, ray_gpus, place)
         per_point = [
             (p, [read_results(o.run.run_dir) for o in outcomes if o.run.point == p and o.status in ("skipped", "done")])
             for p in points
@@ -160,7 +170,8 @@ class _Plan:
 
 
 def _execute(
-    plan: _Plan, log: _EventLog, jobs: int, backend: str, ray_address: str | None, ray_gpus: float
+    plan: _Plan, log: _EventLog, jobs: int, backend: str, ray_address: str | None, ray_gpus: float,
+    place: Placement | None = None,
 ) -> list[Outcome]:
     """Skip finished runs, prepare and run the others; one outcome per run, in plan order."""
     states = {id(run): prepare(run) for run in plan.runs}
@@ -180,7 +191,7 @@ def _execute(
             if backend == "ray":
                 done = run_ray(todo, jobs, ray_address, ray_gpus, log.outcome)
             else:
-                done = run_local(todo, jobs, log.outcome)
+                done = run_local(todo, jobs, log.outcome, place)
     except KeyboardInterrupt:
         log.line("interrupted (Ctrl-C)", "yellow")
         raise Interrupted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -61,6 +62,34 @@ def _check_dataset_with(ctx: _Ctx, opts: dict[str, Any]) -> None:
     same = torch.equal(again.ids, train.ids) and torch.equal(again.target, train.target)
     same = same and all(torch.equal(again.features[k], v) for k, v in train.features.items())
     ctx.expect(same, "building twice gives different train tensors (masks follow ids: data must be stable)")
+    if getattr(ds, "input_transform", None) is not None:
+        _check_transform(ctx, ds, splits)
+
+
+def _check_transform(ctx: _Ctx, ds: Dataset, splits: dict[str, SplitData]) -> None:
+    """The declared input transform: well formed, and a round trip — model inputs mapped back to
+    raw features and forward again, and through the run directory's files — changes nothing."""
+    import tempfile
+
+    from mmcore.transform import InputTransform, TransformError, declared_transform, load_transform, save_transform
+
+    try:
+        transform = declared_transform(ds, list(ds.modalities), "input_transform()")
+    except TransformError as exc:
+        ctx.expect(False, str(exc))
+        return
+    if transform is None:
+        return
+    for name, split in splits.items():
+        back = transform.apply_split(transform.apply_split(split, inverse=True))
+        for m, x in split.features.items():
+            ok = torch.allclose(back.features[m], x, rtol=1e-4, atol=1e-4)
+            ctx.expect(ok, f"input_transform(): split '{name}' modality '{m}' changes in a raw -> model round trip")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_transform(Path(tmp), transform, ctx.c.name)
+        stored = load_transform(Path(tmp)).transform
+    ok = isinstance(stored, InputTransform) and stored.same_as(transform)
+    ctx.expect(ok, "input_transform(): not the same after saving to and loading from a run directory")
 
 
 def _check_split(ctx: _Ctx, ds: Dataset, name: str) -> SplitData:

@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from mmcore.errors import DataError, MMCoreError
+from mmcore import InputTransform
 from mmcore.types import Dataset, ModalitySpec, SplitData, TaskSpec
 
 from mmcore.data import DOCS, SPLITS, check_split, require
@@ -61,6 +62,10 @@ class Features:
                 f"{NAME}: {self.files['train']}: metadata num_classes={self.task.num_classes} is implausible "
                 f"for {total} samples in the three files"
             )
+
+    def input_transform(self) -> InputTransform:
+        """The files hold the model's inputs: ``mmcore predict`` takes rows in the same form."""
+        return InputTransform.identity()
 
     @classmethod
     def describe(cls, root: str) -> tuple[list[ModalitySpec], TaskSpec]:

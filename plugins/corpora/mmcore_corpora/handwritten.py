@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mmcore.errors import DataError, MMCoreError
+from mmcore import InputTransform
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
 from mmcore.data import DOCS, SPLITS, check_split, require, seeded_order, sha256_file, to_split
@@ -65,6 +66,7 @@ class Handwritten:
         self.modalities, self.task = self.describe()
         self.checksums: dict[str, str] = {}  # view -> sha256 of the file read (filled on load)
         self._splits: dict[str, SplitData] | None = None
+        self._stats: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # view -> training mean, std
 
     @classmethod
     def describe(cls, **options: object) -> tuple[list[ModalitySpec], TaskSpec]:
@@ -79,6 +81,15 @@ class Handwritten:
             self._splits = self._load()
         return self._splits[name]
 
+    def input_transform(self) -> InputTransform:
+        """Per view, standardisation with the training split's mean and std (identity with
+        ``standardize: false``): what ``mmcore predict`` applies to raw UCI rows."""
+        if not self.standardize:
+            return InputTransform.identity()
+        if self._splits is None:
+            self._splits = self._load()
+        return InputTransform.standardize(self._stats)
+
     def _load(self) -> dict[str, SplitData]:
         views = {view: self._read(view, dim) for view, dim in VIEWS}
         rows = self.split_rows()
@@ -88,7 +99,9 @@ class Handwritten:
                 train = x[rows["train"]]
                 std = train.std(axis=0)
                 std[std == 0.0] = 1.0  # a constant training column carries nothing; keep it at 0
-                views[view] = (x - train.mean(axis=0)) / std
+                mean = train.mean(axis=0)
+                self._stats[view] = (mean, std)  # stored as float32: predict reproduces inputs to ~1e-6
+                views[view] = (x - mean) / std
         return {
             split: to_split({v: x[idx] for v, x in views.items()}, {}, labels[idx], idx, regression=False)
             for split, idx in rows.items()

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mmcore.errors import DataError, MMCoreError
+from mmcore import InputTransform
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
 from mmcore.data import DOCS, SPLITS, as_names, check_split, pad_sequences, require, stable_ids, to_split
@@ -122,6 +123,13 @@ class _MMINCorpus:
             features[m], lengths[m] = pad_sequences(seqs, DIMS[m], plan["max_len"][m])
         ids = np.array([plan["ids"][n] for n in names], dtype=np.int64)
         return to_split(features, lengths, plan["labels"][name], ids, regression=False)
+
+    def input_transform(self) -> InputTransform:
+        """Audio standardised with the fold's statistics (``audio_norm``), video and text as read:
+        what ``mmcore predict`` applies to raw ComParE frames."""
+        if self.audio_norm == "none":
+            return InputTransform.identity()
+        return InputTransform.standardize({"a": self.audio_stats()})
 
     def audio_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature mean and std of the fold's training audio: from the stats file, or

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mmcore.errors import DataError, MMCoreError
+from mmcore import InputTransform
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
 from mmcore.data import SPLITS, as_names, check_split, clamp_lengths, pad_time, replace_nonfinite, require
@@ -108,6 +109,10 @@ class MMSAPickle:
     def nonfinite_by_key(self) -> dict[str, int]:
         """The same count per ``<split>/<key>`` of the pickle, for the report."""
         return dict(self._load()["nonfinite"])
+
+    def input_transform(self) -> InputTransform:
+        """The pickle's features are the model's inputs (MMSA ships them already processed)."""
+        return InputTransform.identity()
 
     def split(self, name: str) -> SplitData:
         check_split(self.name, name)

