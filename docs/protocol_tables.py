@@ -23,7 +23,7 @@ from typing import Callable
 
 import yaml
 
-from mmcore import stats
+from mmcore.report import stats
 from mmcore.report.sources import read_metrics
 
 CONDITIONS = ("a", "v", "l", "a+v", "a+l", "v+l", "a+v+l")

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import yaml
 
-from mmcore import stats as paired_stats
+from mmcore.report import stats as paired_stats
 
 METRICS = ("macro_f1", "accuracy")
 NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
@@ -152,7 +152,7 @@ def grid_tables(points, imputers, balancers):
 
 
 def paired(a, b, condition, metric):
-    """Mean of a − b over shared seeds and its verdict by a two-sided paired t-test at 5 % (mmcore.stats)."""
+    """Mean of a − b over shared seeds and its verdict by a two-sided paired t-test at 5 % (mmcore.report.stats)."""
     c = paired_stats.compare("a", {s: r[condition][metric] for s, r in a["seeds"].items()},
                       "b", {s: r[condition][metric] for s, r in b["seeds"].items()})
     if c.t is None:

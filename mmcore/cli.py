@@ -7,6 +7,7 @@ User mistakes end in one red line and a non-zero exit (2 for recipe errors); set
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -25,6 +26,9 @@ console = make_console()
 
 
 OverridesArg = typer.Argument(None, help="Overrides: a.b=v, +a.b=v, ~a.b, node=component.name")
+MaxParamsOption = typer.Option(
+    None, "--max-params", help="Refuse models with more parameters than this (default 500,000,000; see docs/reliability.md)."
+)
 
 
 def _load(recipe: Path, overrides: Optional[list[str]]) -> dict[str, Any]:
@@ -50,12 +54,17 @@ def run(
     overrides: Optional[list[str]] = OverridesArg,
     progress: bool = typer.Option(True, help="Show the progress bar."),
     nproc: int = typer.Option(1, min=1, help="Processes on this machine (DDP through torchrun): one per GPU, or gloo on the CPU."),
+    max_params: Optional[int] = MaxParamsOption,
 ) -> None:
     """Train and evaluate a recipe; writes runs/<name>/<timestamp>/."""
     from mmcore.engine.launch import launch_local, under_torchrun
+    from mmcore.engine.sizes import set_max_params
     from mmcore.engine.trainer import run as run_recipe
+    from mmcore.paths import check_output_dir
 
+    set_max_params(max_params)
     resolved = _load(recipe, overrides)  # validated once here, so a bad recipe never starts N processes
+    check_output_dir(Path(resolved["output"]) / resolved["name"], "output")  # before any data is read
     if nproc > 1 and not under_torchrun():
         argv = ["run", str(recipe), *(overrides or []), "--progress" if progress else "--no-progress"]
         raise typer.Exit(launch_local(nproc, argv))
@@ -69,13 +78,18 @@ def resume(
     overrides: Optional[list[str]] = typer.Argument(None, help="Only train.max_steps, logging, device, compile."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
     nproc: int = typer.Option(1, min=1, help="Processes on this machine (DDP through torchrun)."),
+    max_params: Optional[int] = MaxParamsOption,
 ) -> None:
     """Continue an interrupted or stopped run exactly where its last checkpoint left it."""
     from mmcore.engine.launch import check_resume_overrides, launch_local, under_torchrun
+    from mmcore.engine.sizes import set_max_params
     from mmcore.engine.trainer import run as run_recipe
+    from mmcore.paths import check_output_dir
 
+    set_max_params(max_params)
     if not (run_dir / "recipe.yaml").is_file():
         raise MMCoreError(f"{run_dir}: not a run directory (no recipe.yaml)")
+    check_output_dir(run_dir, "resume")
     check_resume_overrides(list(overrides or []))
     resolved = _load(run_dir / "recipe.yaml", overrides)
     if nproc > 1 and not under_torchrun():
@@ -116,9 +130,13 @@ def sweep(
     ray_address: Optional[str] = typer.Option(None, help="ray.init address; none starts a local Ray."),
     ray_gpus: float = typer.Option(0.0, help="GPUs per run on Ray (Ray hides GPUs from tasks without)."),
     metrics: Optional[str] = typer.Option(None, help="Table columns, e.g. macro_f1,accuracy (default: all)."),
+    max_params: Optional[int] = MaxParamsOption,
 ) -> None:
     """Run a recipe over a grid × seeds; finished runs are skipped on restart; mean ± std table."""
+    from mmcore.engine.sizes import set_max_params
     from mmcore.sweep import run_sweep
+
+    set_max_params(max_params)
 
     result = run_sweep(
         recipe, list(overrides or []), grid, seeds=seeds, jobs=jobs, out=out, backend=backend,
@@ -211,8 +229,10 @@ def new_plugin(
     directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write it (default: ./mmcore-NAME)."),
 ) -> None:
     """Write a plugin package whose tests (the contract suite, a short run) pass after `pip install -e`."""
+    from mmcore.paths import check_output_dir
     from mmcore.scaffold import new_plugin as write
 
+    check_output_dir(directory if directory is not None else Path(f"mmcore-{name}"), "--dir")
     root = write(name, kind, directory)
     console.print(f"wrote {root}; next: cd {root} && pip install -e . && python -m pytest", highlight=False)
 
@@ -220,6 +240,10 @@ def new_plugin(
 from mmcore.after.commands import add_commands as _add_after_training  # noqa: E402  (eval, predict, report)
 
 _add_after_training(app)
+
+from mmcore.study.commands import add_commands as _add_study  # noqa: E402  (study run|status|report|check)
+
+_add_study(app)
 
 
 def _add_plugin_commands() -> None:
@@ -234,6 +258,10 @@ def main() -> None:
     if not under_torchrun():
         app()
         return
+    from mmcore.engine.lifeline import bind_to_parent
+
+    # SIGKILL, not SIGTERM: a rank blocked in a collective would not run a handler until its timeout
+    bind_to_parent(signal.SIGKILL)
     try:
         app()
     except SystemExit as done:

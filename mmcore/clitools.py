@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mmcore.engine.launch import report_to_agent
 from mmcore.errors import MMCoreError
 
 PIPE_WIDTH = 1000  # columns when output is not a terminal: a table row or a hint stays one line
@@ -65,12 +66,25 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except MMCoreError as exc:
             if os.environ.get("MMCORE_DEBUG"):
                 raise
-            for line in str(exc).splitlines() or [type(exc).__name__]:
-                err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            lines = str(exc).splitlines() or [type(exc).__name__]
+            if not report_to_agent(lines):  # a rank of `--nproc`: the agent prints the first failure once
+                for line in lines:
+                    err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:  # outside training (the trainer says what can be resumed itself)
-            err_console.print("[red]interrupted[/]")
+            if not report_to_agent(["interrupted"]):
+                err_console.print("[red]interrupted[/]")
             raise typer.Exit(130)
+        except (MemoryError, RuntimeError) as exc:  # out of memory: one line with the phase and sizes
+            from mmcore.engine.sizes import is_out_of_memory, out_of_memory_message
+
+            if os.environ.get("MMCORE_DEBUG") or not is_out_of_memory(exc):
+                raise
+            line = out_of_memory_message()
+            del exc  # let the traceback's frames (and their tensors) go before printing
+            if not report_to_agent([line]):
+                err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
 
     return wrapper
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mmcore.errors import DataError, MMCoreError
+from mmcore.paths import is_readable_kind, require_file
 from mmcore.types import SplitData
 
 DOCS = "docs/datasets.md"
@@ -38,6 +39,8 @@ def require(path: Path, dataset: str, what: str, docs: str = DOCS) -> Path:
     (``docs``: where the expected layout is described; a plugin passes its own page)."""
     if not path.exists():
         raise DataError(f"{dataset}: {what} not found: {path} (see {docs} for the expected layout)")
+    if not is_readable_kind(path):  # a FIFO or a device would block or stream forever when opened
+        raise DataError(f"{dataset}: {what} {path} is not a regular file or folder (a FIFO, device or socket)")
     return path
 
 
@@ -114,6 +117,7 @@ def replace_nonfinite(x: np.ndarray) -> int:
 
 
 def sha256_file(path: Path) -> str:
+    require_file(path, "sha256")  # never open a FIFO: it would wait for a writer
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmcore import stats
+from mmcore.report import stats
 
 SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "protocol_tables.py"
 VIB = {"type": "redcore.vib", "hidden": [8], "blocks": 1}

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from mmcore import stats
-from mmcore.robustness import summarize, trapezoid_auc
-from mmcore.shapley import modalities_of, shapley
+from mmcore.report import stats
+from mmcore.report.robustness import summarize, trapezoid_auc
+from mmcore.report.shapley import modalities_of, shapley
 
 # Two-sided 5 % critical values of Student's t by degrees of freedom (any t table).
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 30: 2.042}

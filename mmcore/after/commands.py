@@ -42,7 +42,10 @@ def eval_command(
     """Evaluate a saved run under any protocol; results go to RUN/evals/<label>/."""
     from mmcore.after.evaluation import evaluate_run
     from mmcore.engine.progress import results_table
+    from mmcore.paths import check_output_dir
 
+    if run_dir.is_dir():
+        check_output_dir(run_dir / "evals", "eval")  # results go to RUN/evals/<label>/
     result = evaluate_run(run_dir, list(overrides or []), split=split, checkpoint=checkpoint, label=label, device=device,
                           curve=curve, rates=_floats(rates, "--rates"), draws=draws, min_present=min_present)
     for note in result.notes:
@@ -80,7 +83,9 @@ def predict_command(
 ) -> None:
     """Predict new inputs with a saved run; absent modalities are explicit."""
     from mmcore.after.predict import predict_file
+    from mmcore.paths import check_output_file
 
+    check_output_file(out, "--out")  # before the model is loaded and the input read
     names = [m.strip() for m in (absent or "").split(",") if m.strip()]
     notes: list[str] = []
     n = predict_file(run_dir, input_path, out, absent=names, checkpoint=checkpoint, device=device, split=split,
@@ -96,8 +101,10 @@ def report_command(
     metric: Optional[str] = typer.Option(None, help="The metric of charts and tests (default: the recipe's train.select)."),
 ) -> None:
     """A self-contained HTML report (figures embedded, also written as PNG files)."""
+    from mmcore.paths import check_output_file
     from mmcore.report import build_report
 
+    check_output_file(out, "--out")
     written = build_report(path, out, metric)
     console.print(f"report: {written[0]} ({len(written) - 1} figures in {written[0].parent / (written[0].stem + '_figures')})",
                   highlight=False, soft_wrap=True)

@@ -3,12 +3,12 @@
 Results never touch the run's own ``eval.json``: they go to ``RUN/evals/<label>/`` as
 ``eval.json``/``eval.csv`` (the engine's format, one split) plus ``protocol.json`` — the
 overrides, the conditions, the split, the checkpoint and its sha256 — so an evaluation can be
-told apart and repeated. ``--curve`` adds ``curve.json`` (layout in ``mmcore.robustness``).
+told apart and repeated. ``--curve`` adds ``curve.json`` (layout in ``mmcore.report.robustness``).
 
 The curve: for each missing rate r (0 to 0.9 by default) and each of ``draws`` seeds, random
 masks with every modality missing at rate r (``uniform``), and per modality masks with only that
 modality missing at rate r (the others present); mean ± std (ddof=1) over the draws, then the
-area under the curve and relative robustness of ``mmcore.robustness``. Masks are drawn by the
+area under the curve and relative robustness of ``mmcore.report.robustness``. Masks are drawn by the
 engine's evaluation conditions (per sample id, calibrated so the realised per-modality rates
 equal r under ``min_present``), so every method and training seed sees the same masks. Rates
 that ``min_present`` makes infeasible (uniform r > (M − min_present)/M) are left out and said so.
@@ -29,7 +29,7 @@ from mmcore.after.runs import OpenRun, open_run
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.evaluate import POOLED
 from mmcore.errors import MMCoreError
-from mmcore.robustness import CURVE_FILE, summarize
+from mmcore.report.robustness import CURVE_FILE, summarize
 
 SPLITS = ("test", "val")
 DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(10))  # 0.0 … 0.9

@@ -84,6 +84,7 @@ def _load_weights(path: Path, model: Any) -> bool:
 def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str = "best",
              device: str | None = None) -> Iterator[OpenRun]:
     """A session of a saved run with the checkpoint's weights, for the duration of the block."""
+    from mmcore.engine.record import RunRecord
     from mmcore.engine.rundir import split_checksum
     from mmcore.engine.runtime import runtime_for
     from mmcore.engine.session import build_session
@@ -103,11 +104,7 @@ def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str 
         if not verified:
             warnings.append(f"{path}: written before checkpoints recorded checksums; loaded without verification")
         session.model.eval()
-        manifest = run_dir / "manifest.json"
-        try:
-            recorded = json.loads(manifest.read_text()).get("data_sha256", {}) if manifest.is_file() else {}
-        except ValueError:
-            recorded = {}
+        recorded = RunRecord(run_dir).manifest.get("data_sha256") or {}
         for split, digest in recorded.items():
             if split in session.splits and split in ("val", "test") and split_checksum(session.splits[split]) != digest:
                 warnings.append(f"the {split} split differs from the one the run was trained with (manifest.json data_sha256)")

@@ -26,7 +26,9 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor
 
+from mmcore.builtins.latent import LatentParams, check_latent, draw_latent, latent_params
 from mmcore.errors import DataError
+from mmcore.oracle import frame_counts, per_sample
 from mmcore.nn import length_mask
 from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
 from mmcore.transform import InputTransform
@@ -62,6 +64,11 @@ class Synthetic:
         min_lens: list[PositiveInt] | None = None,
         max_lens: list[PositiveInt] | None = None,
         lengths: Literal["independent", "correlated"] = "independent",
+        tau: NonNegative | None = None,
+        alpha: list[NonNegative] | None = None,
+        gamma: list[NonNegative] | None = None,
+        nuisance: NonNegative = 0.0,
+        task: Literal["classification", "regression"] = "classification",
     ) -> None:
         """Args:
             modalities: number of modalities M.
@@ -83,22 +90,42 @@ class Synthetic:
                 draws one duration per sample that places every modality's length at the same
                 point of its range (as a/v/l follow an utterance's duration on real IEMOCAP),
                 so that length bucketing can group short and long samples.
+            tau: turns on the shared-latent generator (mmcore.builtins.latent) with this spread of
+                the shared latent around its class mean; 0 keeps modalities conditionally independent.
+            alpha: per-modality loading of the shared latent (latent generator; default all 1).
+            gamma: per-modality private class signal (latent generator; default 1.5 falling to 0.5).
+            nuisance: per-sample private noise of each modality (latent generator; frames share it).
+            task: regression predicts a linear function of the shared latent (latent generator).
         """
+        latent = tau is not None or task == "regression"
+        if not latent and (alpha is not None or gamma is not None or nuisance):
+            raise DataError("mmcore.synthetic: 'alpha', 'gamma' and 'nuisance' belong to the latent generator; set 'tau' (0 or more) to use them")
         strengths = _check_options(
-            modalities, classes, samples, dim, sequence, max_len, signal, noise, val_fraction, test_fraction
+            modalities, classes, samples, dim, sequence, max_len, None if latent else signal, noise, val_fraction, test_fraction
         )
         self.modalities = self.describe(modalities, classes, dim=dim, sequence=sequence, max_len=max_len,
                                         names=names, dims=dims, min_lens=min_lens, max_lens=max_lens)[0]
         lows = _lows(self.modalities, min_lens)
-        self.task = self.describe(modalities, classes)[1]
+        self.task = self.describe(modalities, classes, task=task)[1]
         self.signal = strengths  # [M] float, kept for reports and tests
+        self.latent: LatentParams | None = None  # the shared-latent generator's constants (its oracle needs them)
+        if latent:
+            problems = check_latent(modalities, classes, [s.dim for s in self.modalities], float(tau or 0.0), alpha, gamma, signal)
+            if problems:
+                raise DataError("mmcore.synthetic: " + "; ".join(problems))
+            self.latent = latent_params(modalities, classes, float(tau or 0.0), alpha, gamma, nuisance, noise, task == "regression")
 
         gen = torch.Generator().manual_seed(int(seed))
         target = (torch.arange(samples) % classes)[torch.randperm(samples, generator=gen)]  # balanced classes
         split_of = _stratified_split(target, classes, val_fraction, test_fraction, gen)
-        # one shared duration per sample, drawn only when asked, so independent draws stay as they were
-        duration = torch.rand(samples, generator=gen) if lengths == "correlated" and sequence else None
-        features, lengths_of = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
+        if self.latent is None:
+            # one shared duration per sample, drawn only when asked, so independent draws stay as they were
+            duration = torch.rand(samples, generator=gen) if lengths == "correlated" and sequence else None
+            features, lengths_of = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
+        else:
+            if lengths != "independent":
+                raise DataError("mmcore.synthetic: 'lengths: correlated' is not supported with the latent generator ('tau')")
+            features, lengths_of, target, self.embeddings = draw_latent(target, self.latent, self.modalities, lows, gen)
 
         ids = torch.arange(samples, dtype=torch.int64)
         self._splits: dict[str, SplitData] = {}
@@ -123,6 +150,7 @@ class Synthetic:
         dims: list[int] | None = None,
         min_lens: list[int] | None = None,
         max_lens: list[int] | None = None,
+        task: str = "classification",
         **_: object,
     ) -> tuple[list[ModalitySpec], TaskSpec]:
         """The modality specs and task these options give, without drawing any tensor."""
@@ -146,8 +174,20 @@ class Synthetic:
             )
             for i in range(modalities)
         ]
-        task = TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
-        return specs, task
+        if task == "regression":
+            return specs, TaskSpec("regression")
+        return specs, TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
+
+    oracle_method = "closed form (mmcore.oracle): Bayes accuracy / MSE per sample given its pattern and lengths, averaged"
+
+    def oracle(self, split: SplitData, masks: dict[str, Tensor]) -> dict[str, dict[str, float]] | None:
+        """The Bayes ceiling per condition (``accuracy``, or ``mse`` for regression) on this split
+        under these masks; None for the plain generator, whose ceiling has no closed form here."""
+        if self.latent is None:
+            return None
+        frames = frame_counts(split, [s.name for s in self.modalities])
+        metric = "mse" if self.latent.regression else "accuracy"
+        return {name: {metric: float(per_sample(self.latent, mask.cpu(), frames).mean())} for name, mask in masks.items()}
 
     def input_transform(self) -> InputTransform:
         """Drawn directly in the model's input space: nothing to apply."""

@@ -12,6 +12,7 @@ from torch import nn
 from mmcore.components import Balancer, Logger
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.model import MultimodalModel, unimodal_heads
+from mmcore.engine.sizes import checked_build, record
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.missing import MissingSpec, marginal_rates
 from mmcore.registry import Registry
@@ -48,7 +49,13 @@ def _check_modality_keys(keys: list[str], modalities: list[str], path: str, extr
 
 
 def build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
-    """The recipe's encoders, imputer, fusion and optional unimodal heads, in modality order."""
+    """The recipe's encoders, imputer, fusion and optional unimodal heads, in modality order,
+    after a memory-free build on ``meta`` has shown it is within the size limits (``sizes``)."""
+    record(dim=recipe["model"].get("dim"), batch_size=(recipe.get("train") or {}).get("batch_size"))
+    return checked_build(lambda: _build_model(recipe, specs, task, registry))
+
+
+def _build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
     model_cfg = recipe["model"]
     dim = int(model_cfg["dim"])
     names = [s.name for s in specs]

@@ -129,11 +129,33 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
             path.rename(old)
         tmp.rename(path)
         shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as SafetensorError
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not path.exists():
             old.rename(path)  # put the previous checkpoint back
-        raise CheckpointError(f"{path}: could not write the checkpoint: {exc.strerror or exc}") from exc
+        raise CheckpointError(write_failure(path, exc)) from exc
+
+
+def write_failure(path: Path, exc: BaseException) -> str:
+    """One line for a failed checkpoint write: the folder, the cause and the free space left there."""
+    text = str(exc).strip()
+    cause = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+    free = free_space(path.parent)
+    room = f"; {free} free in {path.parent}" if free else ""
+    return f"{path.parent}: could not write the checkpoint {path.name} ({cause}){room}; the previous checkpoints are intact"
+
+
+def free_space(folder: Path) -> str:
+    """Free space of the file system holding ``folder``, human-readable ('' when unknown)."""
+    try:
+        free = float(shutil.disk_usage(folder).free)
+    except OSError:
+        return ""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            return f"{free:.0f} {unit}" if unit == "bytes" else f"{free:.1f} {unit}"
+        free /= 1024
+    return ""
 
 
 # --- recovery and verification ------------------------------------------------------------------

@@ -11,14 +11,18 @@ traceback: the workers have printed their errors by then.
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 
 from mmcore.errors import RecipeError
 
 # Keys a resumed run may change: they alter where and how long it runs, never what a step computes.
 RESUMABLE_KEYS = ("train.max_steps", "logging", "device", "compile")
+RANK_ERRORS_ENV = "MMCORE_RANK_ERRORS"  # the folder where ranks leave their one-line errors
 
 
 def under_torchrun() -> bool:
@@ -31,13 +35,53 @@ def is_main_process() -> bool:
 
 
 def launch_local(nproc: int, argv: list[str]) -> int:
-    """Run ``mmcore <argv>`` in ``nproc`` processes through torch.distributed.run; its exit code."""
+    """Run ``mmcore <argv>`` in ``nproc`` processes through torch.distributed.run; its exit code.
+
+    The agent dies with this process and its ranks with the agent (``mmcore.engine.lifeline``);
+    the ranks leave their errors in a temporary folder for the agent to print the first one."""
+    from mmcore.engine.lifeline import child_env
+
     command = [sys.executable, "-m", "mmcore.engine.launch", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "mmcore", *argv]
+    with tempfile.TemporaryDirectory(prefix="mmcore-ranks-") as errors:
+        agent_process = subprocess.Popen(command, env=child_env({RANK_ERRORS_ENV: errors}))
+        try:
+            return agent_process.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the agent too; a SIGTERM here did not: pass it on
+            if agent_process.poll() is None:
+                agent_process.send_signal(signal.SIGTERM)
+            try:
+                agent_process.wait(timeout=120)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                agent_process.kill()
+            return 130
+
+
+def report_to_agent(lines: list[str]) -> bool:
+    """Inside a rank started by ``launch_local``: leave the error for the agent; False elsewhere.
+
+    Every rank meets the same bad data root; printed by each, the user would read the error
+    N times, interleaved with the stopped ranks' "interrupted"."""
+    folder = os.environ.get(RANK_ERRORS_ENV)
+    if not folder or not under_torchrun():
+        return False
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:  # torchrun forwards the signal to its workers and reports their exit
-        return 130
+        with open(os.path.join(folder, f"rank{int(os.environ.get('RANK', '0'))}.txt"), "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines))
+    except OSError:
+        return False
+    return True
+
+
+def _rank_error(rank: int) -> list[str]:
+    folder = os.environ.get(RANK_ERRORS_ENV)
+    if not folder:
+        return []
+    try:
+        with open(os.path.join(folder, f"rank{rank}.txt"), encoding="utf-8") as fh:
+            return [line for line in fh.read().splitlines() if line.strip()]
+    except OSError:
+        return []
 
 
 def check_resume_overrides(overrides: list[str]) -> None:
@@ -61,16 +105,25 @@ def agent(torchrun_args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from mmcore.engine.lifeline import PARENT_ENV, bind_to_parent
+
+    bind_to_parent()  # SIGTERM when `mmcore run --nproc` dies: this agent then stops its ranks
+    os.environ[PARENT_ENV] = str(os.getpid())  # and the ranks die with this agent
+    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # its own lines; the summary below replaces them
     try:
         run(parse_args(torchrun_args))
     except ChildFailedError as failed:
         rank, first = failed.get_first_failure()
+        for line in _rank_error(rank):
+            print(f"error: {line}", file=sys.stderr)
         how = f"exit code {first.exitcode}" if first.exitcode >= 0 else f"signal {-first.exitcode}"
-        print(f"error: rank {rank} of the run failed first ({how}) and the others were stopped; "
-              "its own message, if it printed one, is above", file=sys.stderr)
+        print(f"error: rank {rank} failed ({how}); the other ranks were stopped", file=sys.stderr)
         return first.exitcode if first.exitcode > 0 else 1
     except SignalException as stopped:  # Ctrl-C or a kill reached the agent: the workers are ended
-        print(f"error: stopped by signal {int(stopped.sigval)}", file=sys.stderr)
+        lines = _rank_error(0) or [f"stopped by signal {int(stopped.sigval)}"]
+        for line in lines:
+            print(f"error: {line}", file=sys.stderr)
         return 128 + int(stopped.sigval)
     return 0
 

@@ -44,6 +44,7 @@ from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
 from mmcore.missing import train_masks
+from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
 
@@ -284,6 +285,7 @@ class Trainer:
             items = sum(len(s.splits[split]) * len(s.eval_masks[split]) for split in EVAL_SPLITS)
             cost = cost_figures(s, self.trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
             write_eval(self.run_dir, results, {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost})
+            write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)

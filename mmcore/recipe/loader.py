@@ -27,6 +27,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mmcore.errors import RecipeError
+from mmcore.paths import is_readable_kind
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -280,6 +281,8 @@ def parse_yaml(text: str, source: str) -> Any:
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a recipe file into plain data; the top level must be a mapping."""
     source = os.fspath(path)
+    if os.path.exists(source) and not is_readable_kind(Path(source)):  # a FIFO would block the read
+        raise RecipeError([f"{source}: not a regular file (a FIFO, device or socket), not a recipe file"])
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -26,7 +26,7 @@ from mmcore.report.sources import (
     read_yaml,
     select_metric,
 )
-from mmcore.shapley import modalities_of, shapley
+from mmcore.report.shapley import modalities_of, shapley
 
 COST_KEYS = ("cost", "costs")  # where eval.json or the manifest keep parameter counts, throughput, memory
 
@@ -225,7 +225,7 @@ def _curve(doc: Document, label: str, curve: dict[str, Any], metric: str | None)
             for name, c in curve["curves"].items()]
     doc.table(["curve", "AUC (trapezoid)", "mean level", "relative robustness"], rows, f"robustness-{label}")
     doc.text("AUC = Σ (r_{k+1} − r_k)(f_k + f_{k+1})/2; mean level = AUC / (r_K − r_0); relative robustness = "
-             "mean level / full-modality score (MultiBench's area-under-curve robustness, see mmcore.robustness). "
+             "mean level / full-modality score (MultiBench's area-under-curve robustness, see mmcore.report.robustness). "
              f"{curve.get('draws', '?')} seeded draws per rate; bands are ± std over draws.", note=True)
 
 

@@ -2,7 +2,7 @@
 
 Sections: the configuration × metric table (mean ± std over seeds, from results.csv); paired
 tests over seeds between every pair of configurations on the test average (paired t-test and
-Wilcoxon signed-rank, Holm-corrected across the pairs, effect sizes; ``mmcore.stats``);
+Wilcoxon signed-rank, Holm-corrected across the pairs, effect sizes; ``mmcore.report.stats``);
 win/tie/loss per condition; a condition × configuration heatmap; robustness curves overlaid
 (mean over seeds of each configuration's ``evals/*/curve.json``).
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 import yaml
 
-from mmcore import stats
+from mmcore.report import stats
 from mmcore.conditions import AVERAGE
 from mmcore.errors import MMCoreError
 from mmcore.metrics import METRICS_DIRECTION
 from mmcore.report import figures
 from mmcore.report.html import Document
-from mmcore.report.sources import later_evals, read_eval, read_json, select_metric
+from mmcore.report.sources import RunRecord, read_json, select_metric
 from mmcore.sweep.aggregate import read_csv
 
 SPLIT = "test"
@@ -46,9 +46,10 @@ def load_points(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         curves: dict[int, dict[str, Any]] = {}
         for seed, rel in (p.get("runs") or {}).items():
             run_dir = sweep_dir / rel
-            if (run_dir / "eval.json").is_file():
-                seeds[int(seed)] = read_eval(run_dir / "eval.json")["results"].get(SPLIT, {})
-            for label, entry in later_evals(run_dir).items():
+            record = RunRecord(run_dir)
+            if record.finished:
+                seeds[int(seed)] = record.results.get(SPLIT, {})
+            for label, entry in record.later_evals.items():
                 if entry["curve"] is not None:
                     curves.setdefault(int(seed), {})[label] = entry["curve"]
         points.append({"slug": p["slug"], "label": _label(p), "seeds": seeds, "curves": curves})
@@ -112,7 +113,7 @@ def _paired(doc: Document, points: list[dict[str, Any]], metric: str, higher: bo
                "rank-biserial r", "A's verdict (Holm, 5 %)"], body, "paired")
     doc.text("Paired t-test and Wilcoxon signed-rank test (two-sided) on the per-seed differences; Holm's correction "
              "across all pairs above; d_z = mean(d)/sd(d); r = (W+ − W−)/(W+ + W−). With n seeds the smallest exact "
-             "Wilcoxon p is 2/2^n (0.0625 for 5 seeds). Formulas and sources: mmcore.stats.", note=True)
+             "Wilcoxon p is 2/2^n (0.0625 for 5 seeds). Formulas and sources: mmcore.report.stats.", note=True)
 
 
 def _win_tie_loss(doc: Document, points: list[dict[str, Any]], metric: str, higher: bool) -> None:

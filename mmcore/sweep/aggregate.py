@@ -10,7 +10,6 @@ spreadsheets and pandas pivot easily; the screen table shows one split and condi
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -55,16 +54,12 @@ def mean_std(values: list[float]) -> Stat:
 
 
 def read_results(run_dir: Path) -> Results:
-    """The ``results`` of a run's eval.json (split -> condition -> metric -> value)."""
-    path = run_dir / "eval.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise MMCoreError(f"{path}: cannot read the run's results: {error}") from None
-    results = data.get("results") if isinstance(data, dict) else None
-    if not isinstance(results, dict) or not all(isinstance(t, dict) for t in results.values()):
-        raise MMCoreError(f"{path}: expected {{'results': {{split: {{condition: {{metric: value}}}}}}}}")
-    return results
+    """The ``results`` of a run's eval.json (split -> condition -> metric -> value), via RunRecord."""
+    from mmcore.engine.record import EVAL_FILE, RunRecord
+
+    if not (Path(run_dir) / EVAL_FILE).is_file():
+        raise MMCoreError(f"{Path(run_dir) / EVAL_FILE}: cannot read the run's results: no such file")
+    return RunRecord.load(run_dir).results
 
 
 def _ordered(keys: list[str]) -> list[str]:

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
+from mmcore.engine.lifeline import child_env, terminate_group
+from mmcore.engine.ownership import own_run_dir
+from mmcore.engine.record import run_state as record_state
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
 from mmcore.registry import Registry
@@ -96,11 +99,7 @@ def plan_runs(
 
 
 def run_state(run_dir: Path) -> State:
-    if (run_dir / "eval.json").is_file():
-        return "finished"
-    if (run_dir / "checkpoints" / "last").is_dir() and (run_dir / "recipe.yaml").is_file():
-        return "resume"
-    return "fresh"
+    return record_state(run_dir)
 
 
 def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
@@ -140,7 +139,8 @@ def prepare(run: Run) -> State:
     state = run_state(run.run_dir)
     if state == "fresh":
         if run.run_dir.exists():
-            shutil.rmtree(run.run_dir)  # half-made by an earlier attempt, nothing to resume
+            with own_run_dir(run.run_dir, "restart"):  # refused while a live process still trains it
+                shutil.rmtree(run.run_dir)  # half-made by an earlier attempt, nothing to resume
         run.run_dir.mkdir(parents=True)
         (run.run_dir / "recipe.yaml").write_text(dump_yaml(run.recipe), encoding="utf-8")
     run.log.parent.mkdir(parents=True, exist_ok=True)
@@ -165,13 +165,16 @@ def execute(
         fh.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resume else 'start'} {run_dir}\n")
         fh.flush()
         command = worker_command(Path(run_dir), resume)
-        with subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}) as child:
+        # its own process group, so that stopping the sweep stops whatever the run started too;
+        # MMCORE_PARENT_PID makes the worker die with this process (mmcore.engine.lifeline)
+        with subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=child_env(env),
+                              start_new_session=True) as child:
             if started is not None:
                 started(child)
             try:
                 return child.wait()
             except BaseException:
-                child.kill()
+                terminate_group(child, signal.SIGKILL)
                 raise
 
 
@@ -270,8 +273,7 @@ def run_local(
             # SIGTERM, not SIGINT: a sweep started in the background hands its children an ignored
             # SIGINT. Then wait, so that no orphan keeps writing to a run a restart would resume.
             for child in children:
-                if child.poll() is None:
-                    child.terminate()
+                terminate_group(child)
             for child in children:
                 child.wait()
             raise

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mmcore.errors import MMCoreError
+from mmcore.paths import check_output_dir
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.registry import Registry
 from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, results_table, write_csv
@@ -136,6 +137,7 @@ def run_sweep(
     seed_list = parse_seeds(seeds) if seeds is not None else [int(base["seed"])]
     points = expand(axes)
     sweep_dir = sweep_dir_for(base, out)
+    check_output_dir(sweep_dir, "--out" if out is not None else "output")
     runs = plan_runs(tree, source, list(overrides), points, seed_list, sweep_dir, registry)
     plan = _Plan(sweep_dir, source, list(overrides), base, axes, points, seed_list, runs)
 

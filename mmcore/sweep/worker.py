@@ -22,12 +22,14 @@ def train_run_dir(run_dir: Path, resume: bool) -> None:
     """Train (or continue) the run whose resolved recipe is ``run_dir/recipe.yaml``."""
     from rich.console import Console
 
+    from mmcore.engine.ownership import own_run_dir
     from mmcore.engine.trainer import run
     from mmcore.recipe import load_recipe
 
     recipe = load_recipe(run_dir / "recipe.yaml")
-    console = Console(width=120, force_terminal=False)  # the output goes to a log file
-    result = run(recipe, run_dir=run_dir, resume=resume, console=console, show_progress=False)
+    with own_run_dir(run_dir, "train"):  # a restarted sweep never trains a run beside an orphan
+        console = Console(width=120, force_terminal=False)  # the output goes to a log file
+        result = run(recipe, run_dir=run_dir, resume=resume, console=console, show_progress=False)
     console.print(f"done: best epoch {result.best_epoch}, {result.step} steps, eval.json in {result.run_dir}")
 
 
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(paths) != 1:
         print("usage: python -m mmcore.sweep.worker RUN_DIR [--resume]", file=sys.stderr)
         return 2
+    from mmcore.engine.lifeline import bind_to_parent
+
+    bind_to_parent()  # SIGTERM when the sweep dies, however it dies: no orphaned training
     try:
         train_run_dir(Path(paths[0]), resume)
     except MMCoreError as exc:

@@ -26,6 +26,14 @@ OutOption = typer.Option(..., "--out", help="Folder to write train/val/test.safe
 ForceOption = typer.Option(False, "--force", help="Replace existing files in --out.")
 
 
+def _check(source: Path, out: Path) -> None:
+    """Before minutes of reading: the input is a regular file or folder, the output folder writable."""
+    from mmcore.paths import check_output_dir, require_input
+
+    require_input(source, "convert")
+    check_output_dir(out, "--out")
+
+
 def _write(dataset: Dataset, out: Path, force: bool, source: str, extra: dict[str, str] | None = None) -> None:
     files = write_features(dataset, out, metadata={"source": source, **(extra or {})}, force=force)
     for path in files:
@@ -36,6 +44,7 @@ def _mmin(corpus: str, root: Path, fold: int, out: Path, max_len: Optional[int],
     from mmcore_corpora.mmin import IEMOCAP, MSPImprov
 
     cls = IEMOCAP if corpus == "iemocap" else MSPImprov
+    _check(root, out)
     dataset = cls(str(root), fold=fold, max_len=max_len)
     norm = f"audio normalised with fold {fold} training statistics ({dataset.audio_norm})"
     _write(dataset, out, force, f"{cls.name} root={root} fold={fold}", {"preprocessing": norm})
@@ -78,6 +87,7 @@ def mmsa(
     """CMU-MOSI / CMU-MOSEI MMSA pickle -> features format."""
     from mmcore_corpora.mmsa import MMSAPickle
 
+    _check(file, out)
     dataset = MMSAPickle(str(file), "aligned_50.pkl", task)  # the file name is used only for a folder
     replaced = dataset.nonfinite_replaced
     typer.echo(f"replaced {replaced} non-finite feature values (inf/NaN) by 0")

@@ -20,6 +20,7 @@ import numpy as np
 from mmcore.errors import DataError
 
 from mmcore.data import DOCS
+from mmcore.paths import is_readable_kind
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -93,8 +94,15 @@ def _load_stream(f: BinaryIO, source: str) -> Any:
         raise DataError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc})") from None
 
 
+def _regular(path: Path) -> None:
+    """Refuse a FIFO or device before opening it: reading one would block or never end."""
+    if not is_readable_kind(path) or Path(path).is_dir():
+        raise DataError(f"{path}: not a regular file (a folder, FIFO, device or socket); expected a data file")
+
+
 def load_pickle(path: Path) -> Any:
     """The object in a pickle file, admitting only arrays and builtin containers."""
+    _regular(path)
     with open(path, "rb") as f:
         return _load_stream(f, str(path))
 
@@ -102,6 +110,7 @@ def load_pickle(path: Path) -> Any:
 def load_npy(path: Path) -> np.ndarray:
     """A ``.npy`` array; object arrays (pickled after the header) go through the restricted
     unpickler instead of ``np.load(allow_pickle=True)``."""
+    _regular(path)
     with open(path, "rb") as f:
         try:
             version = np.lib.format.read_magic(f)

@@ -1,0 +1,87 @@
+"""``mmcore study run|status|report|check FILE``: the study commands, added to the CLI by ``add_commands``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmcore.clitools import friendly_errors
+
+console = Console()
+study_app = typer.Typer(help="Studies: arms × axes × seeds, tuned, pre-registered, analysed.", no_args_is_help=True)
+
+OutOption = typer.Option(None, "--out", help="Study directory (default: the file's output, or <recipe output>/<name>-study).")
+AmendOption = typer.Option(None, "--amend", help="Record a change of the analysis section, with this reason.")
+
+
+@study_app.command("run")
+@friendly_errors
+def run(
+    file: Path = typer.Argument(..., help="The study YAML file."),
+    jobs: int = typer.Option(1, help="Runs at a time (Ray: tasks in flight)."),
+    backend: str = typer.Option("local", help="local (process pool) or ray."),
+    out: Optional[Path] = OutOption,
+    amend: Optional[str] = AmendOption,
+    ray_address: Optional[str] = typer.Option(None, help="ray.init address; none starts a local Ray."),
+    ray_gpus: float = typer.Option(0.0, help="GPUs per run on Ray."),
+) -> None:
+    """Validate every run, freeze the analysis, tune, run every arm × axes × seed, write the outputs."""
+    from mmcore.study.run import run_study
+
+    _, outcomes = run_study(file, jobs=jobs, backend=backend, out=out, amend=amend,
+                            ray_address=ray_address, ray_gpus=ray_gpus, console=console)
+    if any(o.status in ("failed", "interrupted") for o in outcomes):
+        raise typer.Exit(1)
+
+
+@study_app.command("status")
+@friendly_errors
+def status(file: Path = typer.Argument(..., help="The study YAML file."), out: Optional[Path] = OutOption) -> None:
+    """Finished, interrupted and not-started runs per phase and arm."""
+    from mmcore.study.run import status_lines
+
+    for line in status_lines(file, out):
+        console.print(line, highlight=False)
+
+
+@study_app.command("report")
+@friendly_errors
+def report(file: Path = typer.Argument(..., help="The study YAML file."), out: Optional[Path] = OutOption,
+           amend: Optional[str] = AmendOption) -> None:
+    """Write study.md, tables.tex, results.csv and report.html from the finished runs."""
+    from mmcore.study.freeze import freeze
+    from mmcore.study.outputs import write_outputs
+    from mmcore.study.run import finished_count, plan
+
+    state = plan(file, out)
+    freeze(state.study, state.study_dir, amend, finished_count(state), create=False)
+    for path in write_outputs(state):
+        console.print(f"wrote {path}", highlight=False)
+
+
+@study_app.command("check")
+@friendly_errors
+def check(file: Path = typer.Argument(..., help="The study YAML file."),
+          expected: Path = typer.Option(..., "--expected", help="The expected numbers (a reproduction pack)."),
+          out: Optional[Path] = OutOption, jobs: int = typer.Option(1, help="Runs at a time.")) -> None:
+    """Run (or read) the study and compare each cell's mean with the expected file; exit 1 on a failure."""
+    from mmcore.study.check import check as compare
+    from mmcore.study.run import run_study
+
+    state, outcomes = run_study(file, jobs=jobs, out=out, console=console)
+    results = compare(state, expected)
+    table = Table("cell", "n", "expected", "actual", "tolerance", "", title=f"{file} against {expected}")
+    for c in results:
+        table.add_row(c.cell, str(c.n), f"{c.expected:.10f}", "n/a" if c.actual is None else f"{c.actual:.10f}",
+                      f"{c.tolerance:g}", "[green]pass[/]" if c.passed else "[red]FAIL[/]")
+    console.print(table)
+    if not all(c.passed for c in results) or any(o.status in ("failed", "interrupted") for o in outcomes):
+        raise typer.Exit(1)
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")

@@ -1,0 +1,74 @@
+"""Pre-registration: the analysis is fixed at the first run and every later change is on record.
+
+The first ``study run`` writes ``prereg.json`` into the study directory: the study file's
+sha256, its ``analysis`` section and the time. A later ``run`` or ``report`` whose analysis
+differs is refused (exit 2) unless ``--amend "reason"`` is given; the amendment is appended
+with its reason, the time, the previous analysis and the number of finished runs that existed
+when it was made (an analysis changed after the results were in is worth less, and a reader
+must see that). Changes elsewhere in the file (more seeds, another arm) are not amendments of
+the analysis; the current file hash is recorded beside each amendment only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mmcore.study.spec import Study, StudyError
+
+PREREG = "prereg.json"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def read_prereg(study_dir: Path) -> dict[str, Any] | None:
+    path = study_dir / PREREG
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise StudyError(f"{path}: not valid JSON ({error}); restore it from a backup, never edit it") from None
+    if not isinstance(data, dict) or "analysis" not in data:
+        raise StudyError(f"{path}: expected the pre-registration written by 'mmcore study run'")
+    return data
+
+
+def _write(study_dir: Path, data: dict[str, Any]) -> None:
+    tmp = study_dir / f".{PREREG}.tmp"
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(study_dir / PREREG)  # atomic: a kill never leaves half a pre-registration
+
+
+def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int, create: bool = True) -> dict[str, Any] | None:
+    """Check the analysis against the frozen one; write the freeze (first run) or an amendment.
+
+    ``create`` is False for ``report``/``status``: reading never pre-registers a study.
+    """
+    current = study.raw.get("analysis")
+    data = read_prereg(study_dir)
+    if data is None:
+        if not create:
+            return None
+        study_dir.mkdir(parents=True, exist_ok=True)
+        data = {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": []}
+        _write(study_dir, data)
+        return data
+    if json.dumps(data["analysis"], sort_keys=True) == study.analysis_text:
+        return data
+    if not amend:
+        raise StudyError(
+            f"{study.path}: analysis: differs from the one pre-registered at {data.get('frozen_at')} "
+            f"({study_dir / PREREG}); expected the frozen analysis, or --amend \"reason\" to record the change"
+        )
+    data.setdefault("amendments", []).append({
+        "reason": amend, "at": _now(), "finished_runs": finished_runs,
+        "previous": data["analysis"], "file_sha256": study.file_hash(),
+    })
+    data["analysis"] = current
+    _write(study_dir, data)
+    return data

@@ -1,0 +1,169 @@
+"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``.
+
+The tables are built once as :class:`Table` values and rendered three ways, so the markdown,
+LaTeX and HTML always show the same numbers. ``results.csv`` has one row per run × split ×
+condition × metric with the arm, axis levels, seed and chosen values.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmcore.engine.record import RunRecord
+from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect
+from mmcore.study.freeze import read_prereg
+from mmcore.study.plan import level_slug
+from mmcore.study.results import StudyNumbers, compute, endpoints
+
+DIGITS = 4
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.{DIGITS}f}"
+    return "" if value is None else str(value)
+
+
+def _mean_sd(values: dict[int, float]) -> str:
+    xs = list(values.values())
+    if not xs:
+        return "n/a"
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return f"{mean:.{DIGITS}f} ± {sd:.{DIGITS}f} (n={len(xs)})"
+
+
+def _effect_row(where: str, e: Effect, higher: bool) -> list[Any]:
+    word = e.word(higher) if e.n >= MIN_SEEDS else SMALL_N
+    return [e.label, where, e.n, e.mean, f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]", e.d_z, e.t_p, e.wilcoxon_p,
+            e.p_holm, e.mde, word]
+
+
+EFFECT_HEADER = ["comparison", "cell", "n", "mean diff", "95% CI", "d_z", "t p", "Wilcoxon p", "Holm p",
+                 "MDE (80%)", "verdict"]
+
+
+def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
+    study, higher = numbers.study, numbers.study.analysis.higher_is_better
+    slugs = list(dict.fromkeys(level_slug(lv) for _, lv in numbers.cells))
+    out = []
+    for endpoint in endpoints(study):
+        kind = "primary" if endpoint == study.analysis.primary else "secondary"
+        vals = numbers.values[endpoint]
+        out.append(Table(f"{endpoint} ({kind}): mean ± sd over seeds", ["arm", *slugs],
+                         [[arm, *(_mean_sd(vals.get((arm, s), {})) if (arm, s) in vals else "—" for s in slugs)]
+                          for arm in study.arms]))
+        family = numbers.effects[endpoint]
+        if family:
+            out.append(Table(f"{endpoint} ({kind}): paired differences over seeds", EFFECT_HEADER,
+                             [_effect_row(slug, e, higher) for slug, e in family],
+                             [f"Holm over exactly these {len(family)} declared comparisons; "
+                              f"no win/loss word below {MIN_SEEDS} seeds ('{SMALL_N}')."]))
+    if numbers.interactions:
+        out.append(Table(f"interaction on {study.analysis.primary}", EFFECT_HEADER,
+                         [_effect_row(slug, e, higher) for slug, e in numbers.interactions],
+                         ["per seed: difference of the two arms' differences at the two levels; its own test, not in the Holm family."]))
+    ks = sorted({k for per in numbers.present.values() for k in per})
+    if ks:
+        out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],
+                         [[arm, slug, *(per.get(k, math.nan) for k in ks)] for (arm, slug), per in numbers.present.items()]))
+    if numbers.cost:
+        out.append(Table("cost per arm (its first finished run)", ["arm", "steps", "parameters", "s/step"],
+                         [[arm, c["steps"], c["parameters"], c["seconds_per_step"]] for arm, c in numbers.cost.items()]))
+    if tune:
+        rows = [[arm, json.dumps(t["values"]), t["mean"] if t["mean"] is not None else math.nan,
+                 "chosen" if t["values"] == info["chosen"] else ""]
+                for arm, info in tune.items() for t in info["trials"]]
+        out.append(Table(f"tuning ({study.tune.select if study.tune else ''}, validation only)", ["arm", "values", "mean score", ""], rows))
+    return out
+
+
+def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
+    lines = [f"# Study {name}", ""]
+    if prereg:
+        lines += [f"Analysis pre-registered at {prereg.get('frozen_at')} (study file sha256 {prereg.get('file_sha256', '')[:12]}).", ""]
+        for a in prereg.get("amendments", []):
+            lines.append(f"- Amendment at {a['at']} with {a['finished_runs']} finished runs: {a['reason']}")
+        lines.append("")
+    for t in parts:
+        lines += [f"## {t.title}", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+        lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in t.rows]
+        lines += ["", *(f"{n}" for n in t.notes), ""] if t.notes else [""]
+    return "\n".join(lines)
+
+
+def _tex(text: Any) -> str:
+    s = fmt(text)
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"), ("−", "-")):
+        s = s.replace(a, b)
+    return s
+
+
+def latex(parts: list[Table]) -> str:
+    out = ["% booktabs tables written by mmcore study report; \\usepackage{booktabs}"]
+    for t in parts:
+        out += [f"% {t.title}", "\\begin{tabular}{" + "l" * len(t.header) + "}", "\\toprule",
+                " & ".join(_tex(h) for h in t.header) + " \\\\", "\\midrule"]
+        out += [" & ".join(_tex(c) for c in row) + " \\\\" for row in t.rows]
+        out += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def write_csv(path: Path, state: Any) -> None:
+    """Tidy: one row per run × split × condition × metric."""
+    study = state.study
+    axes, keys = list(study.axes), sorted({k for r in state.main for k in r.values})
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["study", "arm", *axes, "seed", *keys, "split", "condition", "metric", "value"])
+        for run in state.main:
+            record = RunRecord(run.run_dir)
+            for split, table in record.results.items():
+                for condition, metrics in table.items():
+                    for metric, value in metrics.items():
+                        writer.writerow([study.name, run.arm, *(run.levels[a] for a in axes), run.seed,
+                                         *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
+
+
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> None:
+    from mmcore.report.html import Document
+
+    doc = Document(f"Study {name}")
+    if prereg:
+        doc.text(f"Analysis pre-registered at {prereg.get('frozen_at')}; {len(prereg.get('amendments', []))} amendment(s).")
+        for a in prereg.get("amendments", []):
+            doc.text(f"Amendment at {a['at']} with {a['finished_runs']} finished runs: {a['reason']}", note=True)
+    for t in parts:
+        doc.heading(t.title)
+        doc.table(t.header, [[c if isinstance(c, (int, float)) else fmt(c) for c in row] for row in t.rows])
+        for n in t.notes:
+            doc.text(n, note=True)
+    doc.write(path)
+
+
+def write_outputs(state: Any) -> list[Path]:
+    """study.md, tables.tex, results.csv and report.html in the study directory; returns them."""
+    d = state.study_dir
+    tune_file = d / "tune.json"
+    tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
+    prereg = read_prereg(d)
+    parts = tables(compute(state.study, state.main), tune)
+    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html"]
+    files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
+    files[1].write_text(latex(parts), encoding="utf-8")
+    write_csv(files[2], state)
+    _html(files[3], state.study.name, prereg, parts)
+    return files

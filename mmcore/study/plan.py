@@ -1,0 +1,152 @@
+"""A study's runs: tuning candidates first, then every arm × axis levels × seed, each a fixed directory.
+
+Layout of the study directory::
+
+    prereg.json                          the frozen analysis, the file's hash, amendments
+    tune/<arm>/c<k>/seed<s>/             tuning runs (candidate k of the space; validation only)
+    runs/<arm>/<level>[+<level>]/seed<s>/  the study's runs, at each arm's chosen values
+    logs/<same path>.log                 each run's stdout and stderr
+    locks/<same path>/.lock              the claim one invocation holds while it runs that run
+
+A run's overrides, in order: the study's ``overrides``, the axis levels, the arm, the tuned
+values, the budget (last, so no arm can change it) and the seed. Every recipe is validated
+before anything starts and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmcore.errors import RecipeError
+from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
+from mmcore.registry import Registry
+from mmcore.study.spec import Study, StudyError
+
+NO_AXES = "base"  # the level slug of a study without axes
+
+
+@dataclass
+class StudyRun:
+    """One run of a study; the attributes the sweep runner reads (run_dir, log, recipe, name)."""
+
+    kind: str  # "tune" or "main"
+    arm: str
+    levels: dict[str, str]
+    seed: int
+    values: dict[str, Any]  # the tuned values it trains with (a candidate, or the chosen one)
+    rel: str  # path relative to the study directory: tune/<arm>/c<k>/seed<s> or runs/...
+    study_dir: Path
+    recipe: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.study_dir / self.rel
+
+    @property
+    def log(self) -> Path:
+        return self.study_dir / "logs" / f"{self.rel}.log"
+
+    @property
+    def claim(self) -> Path:
+        return self.study_dir / "locks" / self.rel
+
+    @property
+    def name(self) -> str:
+        return self.rel
+
+
+def level_slug(levels: dict[str, str]) -> str:
+    return "+".join(levels.values()) or NO_AXES
+
+
+def cells(study: Study) -> list[tuple[str, dict[str, str]]]:
+    """(arm, axis levels) for every arm on every level combination it runs on, in file order."""
+    combos = [dict(zip(study.axes, c)) for c in itertools.product(*(list(v) for v in study.axes.values()))]
+    out = []
+    for arm in study.arms:
+        only = study.only.get(arm, {})
+        out += [(arm, c) for c in combos if all(c[a] in levels for a, levels in only.items())]
+    return out
+
+
+def candidates(study: Study) -> list[dict[str, Any]]:
+    """The tuning grid's points (the full product of ``tune.space``), in file order."""
+    if study.tune is None:
+        return [{}]
+    keys = list(study.tune.space)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(study.tune.space[k] for k in keys))]
+
+
+def _text(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"  # JSON is YAML: strings stay strings, lists and maps stay nodes
+
+
+def overrides_for(study: Study, arm: str, levels: dict[str, str], values: dict[str, Any], seed: int) -> list[str]:
+    out = [_text(k, v) for k, v in study.overrides.items()]
+    for axis, level in levels.items():
+        out += [_text(k, v) for k, v in study.axes[axis][level].items()]
+    out += [_text(k, v) for k, v in study.arms[arm].items()]
+    out += [_text(k, v) for k, v in values.items()]
+    if "epochs" in study.budget:
+        out.append(_text("train.epochs", study.budget["epochs"]))
+    return [*out, f"seed={seed}"]
+
+
+def tune_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]] | None = None) -> list[StudyRun]:
+    """Every arm × candidate × tuning seed, on the tuning levels (``tune.at``)."""
+    if study.tune is None:
+        return []
+    runs = []
+    for arm in study.arms:
+        for k, values in enumerate(candidates(study)):
+            for seed in study.tune.seeds:
+                rel = f"tune/{arm}/c{k}/seed{seed}"
+                runs.append(StudyRun("tune", arm, dict(study.tune.at), seed, values, rel, study_dir))
+    return runs
+
+
+def main_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]]) -> list[StudyRun]:
+    """Every cell × seed at the arm's chosen values (the first candidate before tuning ends)."""
+    first = candidates(study)[0]
+    return [
+        StudyRun("main", arm, levels, seed, chosen.get(arm, first), f"runs/{arm}/{level_slug(levels)}/seed{seed}", study_dir)
+        for arm, levels in cells(study)
+        for seed in study.seeds
+    ]
+
+
+def resolve(study: Study, runs: list[StudyRun], registry: Registry) -> None:
+    """Validate every run's recipe (fills ``run.recipe``); all problems at once, then the budget check."""
+    tree = load_yaml(study.recipe)
+    problems: list[str] = []
+    for run in runs:
+        where = f"{study.path} (arm {run.arm}, {level_slug(run.levels)}, {run.kind})"
+        try:
+            run.recipe = validate_recipe(
+                apply_overrides(tree, overrides_for(study, run.arm, run.levels, run.values, run.seed), where),
+                registry, where,
+            )
+        except RecipeError as error:
+            problems += [p for p in error.problems if p not in problems]
+    if problems:
+        raise StudyError("\n".join(problems))
+    _check_budget(study, [r for r in runs if r.kind == "main"])
+
+
+def _check_budget(study: Study, runs: list[StudyRun]) -> None:
+    """Equal epochs, batch size and data per cell: with the same data they make equal optimiser steps."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for run in runs:
+        train = run.recipe.get("train", {})
+        budget = (train.get("epochs"), train.get("batch_size"), json.dumps(run.recipe.get("dataset"), sort_keys=True))
+        key = f"{level_slug(run.levels)}"
+        if key in seen and seen[key][1] != budget:
+            raise StudyError(
+                f"{study.path}: budget: arms '{seen[key][0]}' and '{run.arm}' train with different epochs, batch size "
+                f"or data at {key}; expected the same optimiser steps for every arm (set them in budget/overrides, not in an arm)"
+            )
+        seen.setdefault(key, (run.arm, budget))

@@ -1,0 +1,181 @@
+"""``mmcore study run|status``: plan, validate everything, freeze the analysis, tune, run, report.
+
+Order of work: (1) read the study file, resolve and validate every run's recipe (tuning runs
+and the study's runs at every candidate), all problems at once, nothing started on error;
+(2) freeze or check the analysis (``prereg.json``); (3) tuning runs, then each arm's choice by
+its mean validation score over the tuning seeds (``tune.json``); (4) the study's runs at the
+chosen values; (5) the outputs. Restarting does only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from mmcore.engine.record import RunRecord, read_yaml, run_state
+from mmcore.errors import MMCoreError
+from mmcore.study.execute import run_phase
+from mmcore.study.freeze import freeze
+from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs
+from mmcore.study.spec import Study, StudyError, load_study
+from mmcore.sweep.runner import Outcome
+
+BACKENDS = ("local", "ray")
+TUNE_FILE = "tune.json"
+
+
+class Interrupted(MMCoreError):
+    exit_code = 130
+
+
+@dataclass
+class StudyState:
+    study: Study
+    study_dir: Path
+    tune: list[StudyRun]
+    main: list[StudyRun]
+    chosen: dict[str, dict[str, Any]]
+
+
+def study_dir_for(study: Study, out: Path | None) -> Path:
+    if out is not None:
+        return Path(out)
+    if study.output is not None:
+        return study.output
+    recipe = read_yaml(study.recipe)
+    return Path(str(recipe.get("output", "runs"))) / f"{study.name}-study"
+
+
+def score(run: StudyRun, select: str) -> float | None:
+    """A tuning run's validation score: ``val.<metric>`` (the average condition) or ``val.<cond>.<metric>``."""
+    parts = select.split(".")
+    condition, metric = (parts[1], parts[2]) if len(parts) == 3 else ("average", parts[-1])
+    return RunRecord(run.run_dir).value("val", condition, metric) if run_state(run.run_dir) == "finished" else None
+
+
+def choose(study: Study, runs: list[StudyRun]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Each arm's candidate with the best mean validation score over the tuning seeds (first wins ties)."""
+    if study.tune is None:
+        return {}, {}
+    higher = study.analysis.higher_is_better
+    chosen: dict[str, dict[str, Any]] = {}
+    table: dict[str, Any] = {}
+    for arm in study.arms:
+        trials = []
+        for k, values in enumerate(candidates(study)):
+            scores = [score(r, study.tune.select) for r in runs if r.arm == arm and r.rel.split("/")[2] == f"c{k}"]
+            done = [s for s in scores if s is not None]
+            mean = statistics.fmean(done) if done and len(done) == len(scores) else None
+            trials.append({"candidate": k, "values": values, "scores": scores, "mean": mean})
+        scored = [t for t in trials if t["mean"] is not None]
+        if scored:
+            best = (max if higher else min)(scored, key=lambda t: t["mean"])
+            chosen[arm] = best["values"]
+        table[arm] = {"chosen": chosen.get(arm), "trials": trials}
+    return chosen, table
+
+
+def plan(path: Path, out: Path | None) -> StudyState:
+    """Everything a study will run, every recipe validated (the study's runs at every candidate)."""
+    from mmcore.plugins import get_registry
+
+    study = load_study(path)
+    study_dir = study_dir_for(study, out)
+    registry = get_registry()
+    tune = tune_runs(study, study_dir)
+    chosen, _ = choose(study, tune)
+    main = main_runs(study, study_dir, chosen)
+    probes = [StudyRun(r.kind, r.arm, r.levels, r.seed, values, r.rel, study_dir)
+              for values in candidates(study)[1:] for r in main if r.seed == study.seeds[0]]
+    resolve(study, [*tune, *main, *probes], registry)
+    return StudyState(study, study_dir, tune, main, chosen)
+
+
+class _Events:
+    """Lines to the screen and to study.log, safe from the pool's threads."""
+
+    def __init__(self, study_dir: Path, console: Console) -> None:
+        self.path, self.console, self.lock = study_dir / "study.log", console, threading.Lock()
+
+    def line(self, text: str, style: str = "") -> None:
+        with self.lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            self.console.print(Text(text, style=style), soft_wrap=True)
+
+    def outcome(self, o: Outcome) -> None:
+        styles = {"done": "green", "failed": "red", "interrupted": "yellow", "busy": "cyan"}
+        extra = f" ({o.seconds:.1f}s)" if o.status == "done" else (f": {o.error}" if o.error else "")
+        if o.status != "skipped":
+            self.line(f"{o.status} {o.run.name}{extra}", styles.get(o.status, ""))
+
+
+def finished_count(state: StudyState) -> int:
+    return sum(run_state(r.run_dir) == "finished" for r in [*state.tune, *state.main])
+
+
+def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | None = None, amend: str | None = None,
+              ray_address: str | None = None, ray_gpus: float = 0.0, console: Console | None = None,
+              write_outputs: bool = True) -> tuple[StudyState, list[Outcome]]:
+    """Run (or continue) a study; returns its state and this invocation's outcomes."""
+    console = console or Console()
+    if backend not in BACKENDS:
+        raise StudyError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    state = plan(path, out)
+    freeze(state.study, state.study_dir, amend, finished_count(state))
+    events = _Events(state.study_dir, console)
+    events.line(f"study {state.study.name}: {len(state.tune)} tuning runs, {len(state.main)} runs, in {state.study_dir}")
+    outcomes: list[Outcome] = []
+    try:
+        if state.tune:
+            outcomes += run_phase(state.tune, jobs, backend, events.outcome, ray_address, ray_gpus)
+            state = _after_tuning(state)
+        outcomes += run_phase(state.main, jobs, backend, events.outcome, ray_address, ray_gpus)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; finished runs are kept: run 'mmcore study run {path}' again to continue") from None
+    failed = [o for o in outcomes if o.status in ("failed", "interrupted")]
+    if write_outputs and not failed:
+        from mmcore.study.outputs import write_outputs as write
+
+        for file in write(state):
+            events.line(f"wrote {file}")
+    return state, outcomes
+
+
+def _after_tuning(state: StudyState) -> StudyState:
+    """Choose each arm's values, record every trial in tune.json, re-plan the study's runs at them."""
+    chosen, table = choose(state.study, state.tune)
+    missing = [arm for arm in state.study.arms if arm not in chosen]
+    if missing:
+        raise MMCoreError(f"{state.study_dir}: tuning of arm '{missing[0]}' has no complete candidate; "
+                          "see the failed runs above and run the study again")
+    (state.study_dir / TUNE_FILE).write_text(json.dumps(table, indent=1), encoding="utf-8")
+    from mmcore.plugins import get_registry
+
+    main = main_runs(state.study, state.study_dir, chosen)
+    resolve(state.study, main, get_registry())
+    return StudyState(state.study, state.study_dir, state.tune, main, chosen)
+
+
+def status_lines(path: Path, out: Path | None) -> list[str]:
+    """Per phase and arm: finished / interrupted / not started runs."""
+    state = plan(path, out)
+    lines = [f"study {state.study.name} in {state.study_dir}"]
+    for phase, runs in (("tune", state.tune), ("runs", state.main)):
+        for arm in state.study.arms:
+            mine = [r for r in runs if r.arm == arm]
+            if not mine:
+                continue
+            states = [run_state(r.run_dir) for r in mine]
+            lines.append(f"{phase:5} {arm}: {states.count('finished')}/{len(mine)} finished, "
+                         f"{states.count('resume')} interrupted, {states.count('fresh')} not started")
+    return lines

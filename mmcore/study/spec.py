@@ -1,0 +1,303 @@
+"""The study file: a recipe, a budget, seeds, arms, axes, an optional tuning grid and the analysis.
+
+    name: ra-vs-uniform
+    recipe: ../recipes/redcore_handwritten.yaml    # relative to the study file
+    overrides: {train.optimizer.implementation: fused}   # optional, every run
+    budget: {epochs: 40}                           # or {steps: 440}: every arm gets exactly this
+    seeds: 10                                      # 10 -> 0..9; or [0, 3, 5]; or "0-4"
+    arms:                                          # named override sets on the recipe
+      redcore: {balancer: redcore.relative_advantage}
+      uniform: {balancer: mmcore.uniform}
+      uniform-dropout: {from: uniform, train.modality_dropout: 0.3, only: {rates: [imbalanced]}}
+    axes:                                          # crossed with every arm (``only`` restricts an arm)
+      rates:
+        imbalanced: {missing.train.rates: {...}}
+        balanced: {missing.train.rates: {...}}
+    tune: {space: {train.optimizer.lr: [3.0e-4, 1.0e-3]}, seeds: 2, select: val.macro_f1}
+    analysis:
+      primary: test.average.macro_f1
+      compare: [[redcore, uniform]]
+      interaction: {axis: rates, levels: [imbalanced, balanced]}
+      secondary: [test.single_views.macro_f1]
+
+``from: other`` starts an arm from another arm's overrides (and its ``only``); an arm's own keys
+win. ``only: {axis: [levels]}`` runs the arm on those levels of that axis only. Every problem is
+one line naming the file and key; :class:`StudyError` exits with 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmcore.errors import MMCoreError
+from mmcore.report.analysis import MIN_SEEDS, split_endpoint
+from mmcore.sweep.grid import parse_seeds
+
+TOP_KEYS = ("name", "recipe", "overrides", "budget", "seeds", "arms", "axes", "tune", "analysis", "output")
+ANALYSIS_KEYS = ("primary", "compare", "interaction", "secondary", "higher_is_better")
+TUNE_KEYS = ("space", "seeds", "select", "at", "optuna")
+ARM_META = ("from", "only")
+
+
+class StudyError(MMCoreError):
+    """A study file that cannot run as written: exit 2, nothing started."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Tune:
+    space: dict[str, list[Any]]
+    seeds: list[int]
+    select: str  # val.<metric> (or val.<condition>.<metric>)
+    at: dict[str, str]  # axis -> the level tuning runs on
+    trials: int | None = None  # Optuna TPE trials instead of the grid
+
+
+@dataclass(frozen=True)
+class Analysis:
+    primary: str
+    compare: list[tuple[str, str]]
+    interaction: tuple[str, str, str] | None  # (axis, level 1, level 2)
+    secondary: list[str]
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Study:
+    path: Path
+    name: str
+    recipe: Path
+    overrides: dict[str, Any]
+    budget: dict[str, int]
+    seeds: list[int]
+    arms: dict[str, dict[str, Any]]  # resolved: ``from`` applied, meta keys removed
+    only: dict[str, dict[str, list[str]]]  # arm -> axis -> levels it runs on
+    axes: dict[str, dict[str, dict[str, Any]]]
+    tune: Tune | None
+    analysis: Analysis
+    output: Path | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def analysis_text(self) -> str:
+        """The analysis section, canonical JSON: what the pre-registration freezes."""
+        return json.dumps(self.raw.get("analysis"), sort_keys=True)
+
+    def file_hash(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def _fail(path: Path, key: str, expected: str) -> StudyError:
+    return StudyError(f"{path}: {key}: {expected}")
+
+
+def load_study(path: Path) -> Study:
+    """Parse and check a study file; every problem raises one line naming the file and key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise StudyError(f"{path}: cannot read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise StudyError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise _fail(path, "(top level)", "expected a mapping with name, recipe, seeds, arms and analysis")
+    unknown = [k for k in raw if k not in TOP_KEYS]
+    if unknown:
+        raise _fail(path, str(unknown[0]), f"unknown key; expected one of {', '.join(TOP_KEYS)}")
+    for key in ("name", "recipe", "seeds", "arms", "analysis"):
+        if key not in raw:
+            raise _fail(path, key, "missing; every study names it")
+    if not isinstance(raw["name"], str) or not raw["name"].strip():
+        raise _fail(path, "name", "expected a non-empty string")
+    recipe = (path.parent / str(raw["recipe"])).resolve()
+    if not recipe.is_file():
+        raise _fail(path, "recipe", f"no such file {recipe} (paths are relative to the study file)")
+    axes = _axes(path, raw.get("axes") or {})
+    arms, only = _arms(path, raw["arms"], axes)
+    seeds = _seeds(path, "seeds", raw["seeds"])
+    analysis = _analysis(path, raw["analysis"], arms, axes, len(seeds))
+    output = raw.get("output")
+    return Study(
+        path=path, name=raw["name"], recipe=recipe, overrides=_mapping(path, "overrides", raw.get("overrides") or {}),
+        budget=_budget(path, raw.get("budget") or {}), seeds=seeds, arms=arms, only=only, axes=axes,
+        tune=_tune(path, raw.get("tune"), axes), analysis=analysis,
+        output=(path.parent / str(output)) if output else None, raw=raw,
+    )
+
+
+def _mapping(path: Path, key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise _fail(path, key, "expected a mapping of recipe keys (dotted paths) to values")
+    return dict(value)
+
+
+def _seeds(path: Path, key: str, value: Any) -> list[int]:
+    if isinstance(value, bool):
+        raise _fail(path, key, "expected a count, a list of integers or a range like 0-4")
+    if isinstance(value, int):
+        if value < 1:
+            raise _fail(path, key, "expected at least 1 seed")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return sorted(set(value))
+    try:
+        return parse_seeds(str(value))
+    except MMCoreError:
+        raise _fail(path, key, "expected a count, a list of integers or a range like 0-4") from None
+
+
+def _budget(path: Path, value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or len(value) > 1 or any(k not in ("steps", "epochs") for k in value):
+        raise _fail(path, "budget", "expected {steps: N} or {epochs: N}")
+    for k, v in value.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise _fail(path, f"budget.{k}", "expected a positive integer")
+    return dict(value)
+
+
+def _axes(path: Path, value: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    if not isinstance(value, dict):
+        raise _fail(path, "axes", "expected axis -> level -> overrides")
+    axes: dict[str, dict[str, dict[str, Any]]] = {}
+    for axis, levels in value.items():
+        if not isinstance(levels, dict) or not levels:
+            raise _fail(path, f"axes.{axis}", "expected at least one level: level -> overrides")
+        axes[str(axis)] = {str(lv): _mapping(path, f"axes.{axis}.{lv}", ov or {}) for lv, ov in levels.items()}
+    return axes
+
+
+def _arms(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[str]]]]:
+    if not isinstance(value, dict) or not value:
+        raise _fail(path, "arms", "expected at least one arm: name -> overrides")
+    arms: dict[str, dict[str, Any]] = {}
+    only: dict[str, dict[str, list[str]]] = {}
+
+    def resolve(name: str, trail: tuple[str, ...]) -> None:
+        if name in arms:
+            return
+        body = _mapping(path, f"arms.{name}", value[name] or {})
+        base, own_only = body.pop("from", None), body.pop("only", None)
+        overrides, restrict = {}, {}
+        if base is not None:
+            if base not in value:
+                raise _fail(path, f"arms.{name}.from", f"'{base}' is not an arm; expected one of {', '.join(value)}")
+            if base in trail:
+                raise _fail(path, f"arms.{name}.from", f"circular: {' -> '.join((*trail, name, base))}")
+            resolve(base, (*trail, name))
+            overrides, restrict = dict(arms[base]), dict(only[base])
+        overrides.update(body)
+        restrict.update(_only(path, name, own_only, axes))
+        arms[name], only[name] = overrides, restrict
+
+    for name in value:
+        resolve(str(name), ())
+    return {n: arms[n] for n in value}, {n: only[n] for n in value}
+
+
+def _only(path: Path, arm: str, value: Any, axes: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(path, f"arms.{arm}.only", "expected axis -> [levels]")
+    out = {}
+    for axis, levels in value.items():
+        if axis not in axes:
+            raise _fail(path, f"arms.{arm}.only.{axis}", f"not an axis; expected one of {', '.join(axes) or '(none)'}")
+        levels = [levels] if isinstance(levels, str) else levels
+        bad = [lv for lv in levels or [] if lv not in axes[axis]] if isinstance(levels, list) else [levels]
+        if bad or not levels:
+            raise _fail(path, f"arms.{arm}.only.{axis}", f"expected levels among {', '.join(axes[axis])}")
+        out[str(axis)] = [str(lv) for lv in levels]
+    return out
+
+
+def _endpoint(path: Path, key: str, value: Any) -> str:
+    try:
+        split_endpoint(str(value))
+    except ValueError as error:
+        raise _fail(path, key, str(error)) from None
+    return str(value)
+
+
+def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict[str, Any]], n_seeds: int) -> Analysis:
+    if not isinstance(value, dict):
+        raise _fail(path, "analysis", "expected a mapping with primary and compare")
+    unknown = [k for k in value if k not in ANALYSIS_KEYS]
+    if unknown:
+        raise _fail(path, f"analysis.{unknown[0]}", f"unknown key; expected one of {', '.join(ANALYSIS_KEYS)}")
+    if "primary" not in value:
+        raise _fail(path, "analysis.primary", "missing; expected split.condition.metric, e.g. test.average.macro_f1")
+    pairs = value.get("compare") or []
+    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise _fail(path, "analysis.compare", "expected a list of [arm, arm] pairs")
+    for i, pair in enumerate(pairs):
+        for name in pair:
+            if name not in arms:
+                raise _fail(path, f"analysis.compare[{i}]", f"'{name}' is not an arm; expected one of {', '.join(arms)}")
+    compared = {n for p in pairs for n in p}
+    unused = [n for n in arms if n not in compared]
+    if pairs and unused:
+        raise _fail(path, "arms", f"arm '{unused[0]}' is in no analysis.compare pair; compare it or remove it")
+    if pairs and n_seeds < 2:
+        raise _fail(path, "seeds", "expected at least 2 seeds: the paired tests need two pairs (5 for win/loss words)")
+    return Analysis(
+        primary=_endpoint(path, "analysis.primary", value["primary"]),
+        compare=[(str(a), str(b)) for a, b in pairs],
+        interaction=_interaction(path, value.get("interaction"), axes),
+        secondary=[_endpoint(path, f"analysis.secondary[{i}]", s) for i, s in enumerate(value.get("secondary") or [])],
+        higher_is_better=bool(value.get("higher_is_better", True)),
+    )
+
+
+def _interaction(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[str, str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "axis" not in value:
+        raise _fail(path, "analysis.interaction", "expected {axis: NAME, levels: [L1, L2]}")
+    axis = str(value["axis"])
+    if axis not in axes:
+        raise _fail(path, "analysis.interaction.axis", f"'{axis}' is not an axis; expected one of {', '.join(axes) or '(none)'}")
+    if len(axes[axis]) < 2:
+        raise _fail(path, "analysis.interaction.axis", f"'{axis}' has one level; an interaction needs two")
+    levels = value.get("levels") or list(axes[axis])[:2]
+    if not isinstance(levels, list) or len(levels) != 2 or any(lv not in axes[axis] for lv in levels):
+        raise _fail(path, "analysis.interaction.levels", f"expected two levels of '{axis}' among {', '.join(axes[axis])}")
+    return axis, str(levels[0]), str(levels[1])
+
+
+def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "space" not in value:
+        raise _fail(path, "tune", "expected {space: {key: [values]}, seeds: N, select: val.METRIC}")
+    unknown = [k for k in value if k not in TUNE_KEYS]
+    if unknown:
+        raise _fail(path, f"tune.{unknown[0]}", f"unknown key; expected one of {', '.join(TUNE_KEYS)}")
+    space = _mapping(path, "tune.space", value["space"])
+    for key, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise _fail(path, f"tune.space.{key}", "expected a non-empty list of values")
+    select = str(value.get("select", "val.macro_f1"))
+    if not select.startswith("val."):
+        raise _fail(path, "tune.select", "expected val.<metric>: tuning never reads the test split")
+    at = value.get("at") or {}
+    if not isinstance(at, dict) or any(a not in axes or lv not in axes[a] for a, lv in at.items()):
+        raise _fail(path, "tune.at", "expected axis -> one level of that axis")
+    at = {a: str(at.get(a, next(iter(levels)))) for a, levels in axes.items()}
+    trials = None
+    if value.get("optuna") is not None:
+        trials = (value["optuna"] or {}).get("trials") if isinstance(value["optuna"], dict) else None
+        if not isinstance(trials, int) or trials < 1:
+            raise _fail(path, "tune.optuna.trials", "expected a positive integer")
+    return Tune(space, _seeds(path, "tune.seeds", value.get("seeds", 1)), select, at, trials)
+
+
+__all__ = ["MIN_SEEDS", "Analysis", "Study", "StudyError", "Tune", "load_study"]
