@@ -41,7 +41,7 @@ from mmcore.recipe.hints import (
 from mmcore.transform import InputTransform
 from mmcore.types import Batch, Dataset, ImputerOutput, ModalitySpec, SplitData, StepStats, TaskSpec
 
-__version__ = "0.1.0"
+from mmcore._version import __version__
 
 _TESTING = ("contract_cases", "parametrize_with_contracts", "run_contract", "tiny_recipe")
 # Names exported before that no plugin needs: still reachable, with a warning naming the replacement.

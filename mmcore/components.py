@@ -119,7 +119,7 @@ class Balancer:
     every step. It is a plain object rather than a module because its state is a handful of
     numbers that must survive a checkpoint as JSON.
 
-    The hooks, in the order the engine calls them each step (``mmcore.engine.trainer.train``):
+    The hooks, in the order the engine calls them each step (``mmcore.engine.trainer.Trainer.step``):
     ``weights()`` → ``extra_loss(view)`` (added to the loss) → backward → ``modulate_gradients``
     (``stats.group_grads`` filled when asked) → optimiser step → ``observe(stats)``; and after
     each epoch's validation, ``end_epoch(view)``. ``needs`` names the optional ``StepStats``

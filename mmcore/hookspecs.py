@@ -98,7 +98,7 @@ def register_balancers(register: Register) -> None:
     that declares a ``missing_rates`` parameter receives the training missing rates.
 
     The hooks of ``mmcore.Balancer``, in the order of one training step
-    (``mmcore.engine.trainer.train``), and the methods that use them:
+    (``mmcore.engine.trainer.Trainer.step``), and the methods that use them:
 
     - ``weights()``: ``[M]`` weights of the ``target`` group's terms (RedCore, inverse rate).
       Return a new tensor after an update, never write into the one returned before (autograd
@@ -135,7 +135,7 @@ def register_balancers(register: Register) -> None:
 
     Conventions: ``log_values()`` returns tensors; an ``[M]`` tensor under key ``k`` is logged as
     ``k.<modality>``, a scalar as ``k``. Statistics are pooled over ranks by the engine
-    (``Runtime.pool_stats``), and ``group_grads`` averaged, so a balancer never calls
+    (``mmcore.engine.losses.pool_stats``), and ``group_grads`` averaged, so a balancer never calls
     ``torch.distributed`` and its state agrees on every rank; ``extra_loss`` sees each rank's own
     batch, like the task loss. Keep state on the device (no host sync per step), ``state_dict``
     JSON-able, and ``load_state_dict`` exact so that a resumed run equals an uninterrupted one."""

@@ -141,7 +141,7 @@ def load_plugins(entry_points: list[md.EntryPoint] | None = None, extra: dict[st
     infos: list[PluginInfo] = []
     blocked = disabled_plugins()
 
-    from mmcore import __version__
+    from mmcore._version import __version__
 
     pm.register(builtins, name=CORE_PLUGIN)
     infos.append(PluginInfo(CORE_PLUGIN, __version__, "builtin", components=_register_plugin(pm, registry, CORE_PLUGIN)))

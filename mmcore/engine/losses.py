@@ -5,14 +5,17 @@ Weights are 1 except for the group the balancer targets, where they are the bala
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmcore.engine.model import ModelOutput
-from mmcore.types import TaskSpec
+from mmcore.types import UNIMODAL_GROUP, StepStats, TaskSpec
+
+if TYPE_CHECKING:
+    from mmcore.engine.runtime import Runtime
 
 
 def task_loss_kind(task: TaskSpec, configured: str) -> str:
@@ -118,3 +121,52 @@ def group_gradients(
         it = iter(grads)
         out[name] = [[next(it) for _ in ps] for ps in params]
     return out
+
+
+def pool_stats(stats: StepStats, rt: "Runtime") -> StepStats:
+    """The statistics one process with the whole global batch would have seen.
+
+    Lives next to the losses it pools, so the runtime is device, precision and collectives only.
+    The engine's rule, so that no balancer calls ``torch.distributed`` itself and every balancer's
+    state stays identical on every rank: per-modality loss terms are means over
+    each rank's present samples, so they are pooled weighted by the present counts
+    (Σ_r n_r·L_r / Σ_r n_r; NaN where no rank has a finite term), counts are summed, and
+    unimodal confidences (means over each rank's batch) are averaged weighted by batch size.
+    One packed all-reduce per step, with no host sync.
+    """
+    if not rt.distributed:
+        return stats
+    groups = sorted(stats.losses)
+    counts = stats.present_counts.float()
+    weight_of_rank = float(stats.batch_size or 1)  # batch size unknown: every rank weighs the same
+    rows = torch.full_like(counts[:1], weight_of_rank)
+    parts: list[Tensor] = [counts, rows]
+    for g in groups:
+        term = stats.losses[g].float()
+        finite = torch.isfinite(term)
+        # unimodal heads' terms are means over every row of the batch, the others over
+        # the rows where the modality is present
+        base = rows.expand_as(counts) if g == UNIMODAL_GROUP else counts
+        weight = torch.where(finite, base, torch.zeros_like(counts))
+        parts += [torch.where(finite, term, torch.zeros_like(term)) * weight, weight]
+    if stats.unimodal_confidence is not None:
+        parts.append(stats.unimodal_confidence.float() * weight_of_rank)
+    packed = rt.all_reduce_sum(torch.cat(parts))
+    m = counts.numel()
+    pooled_counts, total_rows = packed[:m], packed[m]
+    offset, losses = m + 1, {}
+    for g in groups:
+        weighted, weight = packed[offset : offset + m], packed[offset + m : offset + 2 * m]
+        mean = weighted / weight.clamp_min(1.0)
+        losses[g] = torch.where(weight > 0, mean, torch.full_like(mean, float("nan")))
+        offset += 2 * m
+    confidence = None
+    if stats.unimodal_confidence is not None:
+        confidence = packed[offset : offset + m] / total_rows
+    return StepStats(
+        step=stats.step,
+        losses=losses,
+        present_counts=pooled_counts.round().to(stats.present_counts.dtype),
+        unimodal_confidence=confidence,
+        batch_size=stats.batch_size * rt.world_size,
+    )

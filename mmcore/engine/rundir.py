@@ -78,7 +78,7 @@ def write_manifest(
     mask_hash: str | None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    from mmcore import __version__
+    from mmcore._version import __version__
 
     manifest = {
         "mmcore": __version__,

@@ -1,8 +1,11 @@
 """One training run, top to bottom: a session, then the loop, then the selected weights on test.
 
-``run`` builds what a recipe asks for (runtime, session) and calls ``train``; ``train`` is the
-loop, written to be read in one sitting (torchtune's style): per step, select the batch, look up
-its masks, forward, combine the losses, backward, let the balancer modulate and observe, step.
+``run`` builds what a recipe asks for (runtime, session) and hands it to a ``Trainer``, whose
+lifecycle follows torchtune's recipes: ``__init__`` sets everything up, ``fit`` loops over epochs,
+``train_epoch`` over steps, ``step`` is one optimisation step (select the batch, look up its
+masks, forward, combine the losses, backward, let the balancer modulate and observe, step),
+``end_epoch`` validates and checkpoints, ``test`` evaluates the selected weights. The trainer's
+attributes are the live state: ``self.state`` is the ``TrainState`` a checkpoint stores.
 
 Speed rules: whole splits live on the device, a batch is an index selection, masks are looked
 up by row, and nothing reads a value back to the host inside a step — losses accumulate on the
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from mmcore import deprecated
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore import missbench
@@ -28,20 +31,15 @@ from mmcore.engine import losses
 from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
-from mmcore.engine.checkpoint import (
-    describe_resumable,
-    load_last,
-    load_model_weights,
-    recover,
-    save_checkpoint,
-)
+from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable, write_eval
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
-from mmcore.engine.runtime import Runtime, runtime_for
+from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
+from mmcore.engine.steps import barrier, check_finite, log_line, save, split_losses, train_latents
 from mmcore.errors import MMCoreError
 from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
@@ -81,324 +79,255 @@ def run(
 ) -> RunResult:
     """Train and evaluate a resolved recipe. ``resume`` continues ``run_dir`` from ``checkpoints/last``.
 
-    ``stop_after_steps`` is deprecated: set ``train.max_steps`` in the recipe instead.
+    ``stop_after_steps`` is deprecated (``mmcore.deprecated``): set ``train.max_steps`` instead.
     """
-    if stop_after_steps is not None:
-        warnings.warn(
-            "run(stop_after_steps=N) is deprecated; set recipe['train']['max_steps'] = N (train.max_steps=N)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        recipe = {**recipe, "train": {**recipe["train"], "max_steps": int(stop_after_steps)}}
+    recipe = deprecated.stop_after_steps(recipe, stop_after_steps)
     with runtime_for(recipe) as runtime:
         session = build_session(recipe, runtime, plugins)
-        return train(session, run_dir=run_dir, resume=resume, console=console, show_progress=show_progress)
+        trainer = Trainer(session, run_dir=run_dir, resume=resume, console=console, show_progress=show_progress)
+        return trainer.fit()
 
 
-def train(
-    session: Session,
-    *,
-    run_dir: Path | None = None,
-    resume: bool = False,
-    console: Console | None = None,
-    show_progress: bool = True,
-) -> RunResult:
+def train(session: Session, **options: Any) -> RunResult:
+    """The training loop over a built session (``Trainer(session, **options).fit()``)."""
+    return Trainer(session, **options).fit()
+
+
+class Trainer:
     """The training loop over a built session; see the module docstring."""
-    recipe, rt, model, task = session.recipe, session.runtime, session.model, session.task
-    names, seed, cfg = session.names, int(recipe["seed"]), recipe["train"]
-    if cfg.get("dropout_masks") == "fast":
-        use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
-    forward = rt.wrap(model)
-    if recipe["compile"]:
-        forward = torch.compile(forward)
-    optimizer = build_optimizer(cfg["optimizer"], model)
-    blamed = component_labels(model, recipe, session.plugins.registry)
-    balancer = build_balancer(recipe, names, session.train_spec, session.plugins.registry).to(rt.device)
-    needs = requested_stats(balancer)  # optional StepStats fields, computed only when asked
-    loss_kind = losses.task_loss_kind(task, cfg["task_loss"])
-    heads = recipe["model"]["unimodal_heads"]
-    unimodal_weight = float(heads["weight"]) if heads else 0.0
-    drop_rate = float(cfg.get("modality_dropout") or 0.0)
 
-    data = session.splits["train"]
-    n, batch_size, epochs = len(data), int(cfg["batch_size"]), int(cfg["epochs"])
-    steps_per_epoch, log_every = math.ceil(n / batch_size), int(cfg["log_every"])
-    total_steps = steps_per_epoch * epochs
-    max_steps = int(cfg.get("max_steps") or total_steps)
-    base_lr, factor = float(cfg["optimizer"]["lr"]), lr_factor(cfg["schedule"], steps_per_epoch, epochs)
-    spec = session.train_spec
-    fixed_masks = usable(train_masks(spec, names, data.ids, seed), data) if spec.policy == "fixed" else None
+    def __init__(
+        self,
+        session: Session,
+        *,
+        run_dir: Path | None = None,
+        resume: bool = False,
+        console: Console | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        recipe, rt, model = session.recipe, session.runtime, session.model
+        self.session, self.rt, self.model, self.task, self.names = session, rt, model, session.task, session.names
+        self.seed, cfg = int(recipe["seed"]), recipe["train"]
+        if cfg.get("dropout_masks") == "fast":
+            use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
+        self.forward = rt.wrap(model)
+        if recipe["compile"]:
+            self.forward = torch.compile(self.forward)
+        self.optimizer = build_optimizer(cfg["optimizer"], model)
+        self.blamed = component_labels(model, recipe, session.plugins.registry)
+        self.balancer = build_balancer(recipe, self.names, session.train_spec, session.plugins.registry).to(rt.device)
+        self.needs = requested_stats(self.balancer)  # optional StepStats fields, computed only when asked
+        self.loss_kind = losses.task_loss_kind(self.task, cfg["task_loss"])
+        heads = recipe["model"]["unimodal_heads"]
+        self.unimodal_weight = float(heads["weight"]) if heads else 0.0
+        self.drop_rate = float(cfg.get("modality_dropout") or 0.0)
+        self.batch_size, self.epochs, self.log_every = int(cfg["batch_size"]), int(cfg["epochs"]), int(cfg["log_every"])
+        self.eval_batch_size, self.grad_clip = int(cfg["eval_batch_size"]), cfg["grad_clip"]
+        self.select_key, self.length_batches = cfg["select"], cfg.get("batch_order") == "length"
+        self.data = session.splits["train"]
+        self.steps_per_epoch = math.ceil(len(self.data) / self.batch_size)
+        self.total_steps = self.steps_per_epoch * self.epochs
+        self.max_steps = int(cfg.get("max_steps") or self.total_steps)
+        self.base_lr, self.lr_factor = float(cfg["optimizer"]["lr"]), lr_factor(cfg["schedule"], self.steps_per_epoch, self.epochs)
+        spec = session.train_spec
+        self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed), self.data) if spec.policy == "fixed" else None
+        self.masks: torch.Tensor | None = self.fixed_masks  # this epoch's training masks
+        self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
+        self.state.bind(rt)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.loggers = build_loggers(recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
+        for logger in self.loggers:
+            logger.open(self.run_dir, self.state.step if resume else None)
+        self.trained, self.target_checked, self.grad_norms = 0, False, None
 
-    # --- run directory and state -------------------------------------------------------------
-    state = TrainState()
-    if resume:
+    def _restore(self, run_dir: Path | None) -> tuple[TrainState, Path]:
+        """Model, optimiser, RNG and balancer from ``checkpoints/last``."""
         if run_dir is None:
             raise MMCoreError("resume needs a run directory")
-        if rt.is_main:
+        if self.rt.is_main:
             recover(run_dir / "checkpoints")
-        _barrier(rt)
-        last = run_dir / "checkpoints" / "last"
-        if not last.exists():
+        barrier(self.rt)
+        if not (run_dir / "checkpoints" / "last").exists():
             raise MMCoreError(f"{run_dir}: nothing to resume ({describe_resumable(run_dir / 'checkpoints')})")
-        state = load_last(run_dir / "checkpoints", model, optimizer)
-        balancer.load_state_dict(state.balancer)
-    else:
-        run_dir = Path(rt.broadcast_object(str(run_dir or new_run_dir(recipe)) if rt.is_main else None))
+        state = load_last(run_dir / "checkpoints", self.model, self.optimizer)
+        self.balancer.load_state_dict(state.balancer)
+        return state, run_dir
+
+    def _create(self, run_dir: Path | None) -> Path:
+        """A new run directory (rank 0 makes it and writes the manifest; every rank learns its path)."""
+        rt = self.rt
+        path = Path(rt.broadcast_object(str(run_dir or new_run_dir(self.session.recipe)) if rt.is_main else None))
         if rt.is_main:
-            write_session_manifest(session, run_dir, fixed_masks)
-    ckpt_dir = run_dir / "checkpoints"
-    step = state.step
-    own_sums = state.log_sums
-    if state.rank_log_sums is not None and len(state.rank_log_sums) == rt.world_size:
-        own_sums = state.rank_log_sums[rt.rank]
-    log_sums = {k: torch.tensor(v, device=rt.device, dtype=torch.float32) for k, v in own_sums.items()}
-    log_count = state.log_count
-    epoch_loss = torch.tensor(state.epoch_loss_sum, device=rt.device)
-    grad_norms: torch.Tensor | None = None
+            write_session_manifest(self.session, path, self.fixed_masks)
+        return path
 
-    def snapshot(epoch: int) -> TrainState:
-        # Each rank's partial log sums are kept (rank_log_sums), so a resume with the same number
-        # of processes continues every rank's sums exactly; log_sums holds their mean over ranks.
-        sums = {k: v.tolist() for k, v in log_sums.items()}
-        return TrainState(
-            step, epoch, state.best_value, state.best_epoch, log_count,
-            {k: rt.all_reduce_mean(v).tolist() for k, v in log_sums.items()},
-            float(rt.all_reduce_mean(epoch_loss)), balancer.state_dict(),
-            rank_log_sums=rt.all_gather_object(sums) if rt.distributed else None,
-        )
-
-    loggers = build_loggers(recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
-    for logger in loggers:
-        logger.open(run_dir, state.step if resume else None)
-    started, trained, target_checked = time.perf_counter(), 0, False
-    try:
-        for epoch in range(step // steps_per_epoch, epochs):
-            model.train()
-            shuffle = torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**63)  # any valid seed fits
-            order = torch.randperm(n, generator=shuffle).to(rt.device)
-            if cfg.get("batch_order") == "length":  # an option: it changes which rows share a step
-                order = length_order(order, data.lengths, batch_size)
-            masks = fixed_masks if fixed_masks is not None else usable(train_masks(spec, names, data.ids, seed, epoch), data)
-            hide_u = dropout_uniforms(seed, data.ids, len(names), epoch) if drop_rate > 0 else None
-            for position in range(step - epoch * steps_per_epoch, steps_per_epoch):
-                if step >= max_steps:
-                    _check_finite(rt, epoch_loss, step)
-                    _save(rt, ckpt_dir / "last", model, optimizer, snapshot(epoch))
-                    return RunResult(run_dir, step, True, state.best_epoch, None)
-                index = rt.shard(order[position * batch_size : (position + 1) * batch_size])
-                batch, present = trim_padding(data.select(index)), masks.index_select(0, index)
-                if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
-                    present = apply_dropout(present, hide_u.index_select(0, index), drop_rate)
-                set_lr(optimizer, base_lr, factor(step))
-                with rt.autocast(), blame_forward(blamed, f"training step {step}"):
-                    out = forward(batch, present)
-                weights = balancer.weights()
-                loss, task_loss, groups = losses.combine(
-                    out, batch.target, loss_kind, unimodal_weight, balancer.target, weights
-                )
-                if not target_checked:  # once per process: the groups this model really returns
-                    check_target(balancer, groups, recipe["model"]["imputer"]["type"], bool(heads), recipe["balancer"]["type"])
-                    target_checked = True
-                extra = balancer.extra_loss(_step_view(model, out, batch.target, present, step, rt, loss_kind))
-                if extra is not None:  # the balancer's own term (PMR's prototype loss)
-                    loss = loss + extra
-                stats = rt.pool_stats(
-                    StepStats(
-                        step=step,
-                        losses={g: t.detach().float() for g, t in groups.items()},
-                        present_counts=present.sum(0),
-                        unimodal_confidence=(
-                            losses.unimodal_confidence(out.unimodal.detach(), batch.target)
-                            if "unimodal_confidence" in needs and out.unimodal is not None and task.kind == "classification"
-                            else None
-                        ),
-                        batch_size=len(index),
-                    )
-                )
-                optimizer.zero_grad(set_to_none=True)
-                if "group_grads" in needs:  # per-group encoder gradients, before the total's backward
-                    stats.group_grads = losses.group_gradients(
-                        model, names, balancer.gradient_groups, groups, task_loss, balancer.target, weights, rt
-                    )
-                loss.backward()
-                logging_step = (step + 1) % log_every == 0
-                if logging_step:  # the field's imbalance signal, before any balancer touches it
-                    grad_norms = losses.encoder_grad_norms(model, names)
-                balancer.modulate_gradients(model, stats)
-                if cfg["grad_clip"]:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
-                optimizer.step()
-                balancer.observe(stats)
-                step += 1
-                trained += len(index)
-
-                epoch_loss = epoch_loss + loss.detach().float()
-                _accumulate(log_sums, {"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses})
-                if extra is not None:
-                    _accumulate(log_sums, {"balancer_loss": extra.detach()})
-                log_count += 1
-                if logging_step:
-                    line = _log_line(rt, log_sums, log_count, names, epoch, optimizer, balancer, grad_norms)
-                    for logger in loggers:
-                        logger.log_step(step, line)
-                    log_sums, log_count = {}, 0
-                for logger in loggers:
-                    logger.progress(step, total_steps, epoch + 1, epochs)
-
-            _check_finite(rt, epoch_loss, step)
-            epoch_loss = torch.zeros((), device=rt.device)
-            val = evaluate(model, session.splits["val"], session.eval_masks["val"], task, int(cfg["eval_batch_size"]), rt.autocast, rt)
-            value = val[session.select[0]][session.select[1]]
-            scalars = {f"val.{k}": v for k, v in val[AVERAGE].items()} | {f"select.{cfg['select']}": value}
-            for logger in loggers:
-                logger.log_epoch(epoch + 1, step, scalars)
-            balancer.end_epoch(
-                EpochView(
-                    epoch + 1, step, val, lambda: _train_latents(session, masks, rt),
-                    lambda split: _split_losses(session, split, masks, loss_kind, rt),
-                )
-            )
-            if state.best_value is None or better(session.select[1], value, state.best_value):
-                state.best_value, state.best_epoch = value, epoch + 1
-                _save(rt, ckpt_dir / "best", model, optimizer, snapshot(epoch + 1))
-            _save(rt, ckpt_dir / "last", model, optimizer, snapshot(epoch + 1))
-    except KeyboardInterrupt:
-        raise RunInterrupted(
-            f"interrupted at step {step}: {describe_resumable(ckpt_dir)}; "
-            + (f"continue with: mmcore resume {run_dir}" if (ckpt_dir / "last").exists() else "nothing to resume")
-        ) from None
-    finally:
-        for logger in loggers:
-            logger.close()
-    seconds = time.perf_counter() - started
-
-    # --- the selected weights, evaluated once on test ----------------------------------------
-    _barrier(rt)
-    load_model_weights(ckpt_dir / "best", model)
-    started = time.perf_counter()
-    results = {
-        s: evaluate(model, session.splits[s], session.eval_masks[s], task, int(cfg["eval_batch_size"]), rt.autocast, rt)
-        for s in EVAL_SPLITS
-    }
-    eval_seconds = time.perf_counter() - started
-    if rt.is_main:
-        items = sum(len(session.splits[s]) * len(session.eval_masks[s]) for s in EVAL_SPLITS)
-        cost = cost_figures(session, trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
-        trained_on = fixed_masks if fixed_masks is not None else usable(train_masks(spec, names, data.ids, seed, epochs - 1), data)
-        diagnostics = missbench.diagnostics(results["test"], names, trained_on, run_dir / "metrics.jsonl")
-        write_eval(run_dir, results, {"best_epoch": state.best_epoch, "select": cfg["select"], "cost": cost, "diagnostics": diagnostics})
-        write_oracle(run_dir, oracle_entry(session.dataset, session.splits, {s: session.eval_masks[s] for s in EVAL_SPLITS}))
-        from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
-
-        write_model_card(run_dir)
-    return RunResult(run_dir, step, False, state.best_epoch, results)
-
-
-# --- helpers the loop calls -------------------------------------------------------------------
-def _step_view(model: Any, out: Any, target: torch.Tensor, present: torch.Tensor, step: int, rt: Runtime, kind: str) -> StepView:
-    return StepView(
-        step, out.prediction, out.unimodal, out.z, out.h, target, present,
-        lambda mask: model.probe(out.h, mask), rt.all_reduce_mean,
-        losses.elementwise_task_loss(out.prediction, target, kind),
-    )
-
-
-def _train_latents(session: Session, masks: torch.Tensor, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Completed latents of the whole train split under this epoch's masks, in eval mode, no grad
-    (every rank computes the same, so what a balancer derives from them agrees across ranks)."""
-    model, data, size = session.model, session.splits["train"], int(session.recipe["train"]["eval_batch_size"])
-    model.eval()
-    chunks = []
-    try:
-        with torch.no_grad(), rt.autocast():
-            for start in range(0, len(data), size):
-                index = torch.arange(start, min(start + size, len(data)), device=rt.device)
-                chunks.append(model(data.select(index), masks.index_select(0, index)).z.float())
-    finally:
-        model.train()
-    return torch.cat(chunks), data.target, masks
-
-
-def _split_losses(session: Session, split: str, masks: torch.Tensor, kind: str, rt: Runtime) -> dict[str, torch.Tensor]:
-    """Mean task loss of the fusion head and of each unimodal head over a whole split, in eval mode
-    (G-Blending's train and validation losses); the same on every rank."""
-    model, data, size = session.model, session.splits[split], int(session.recipe["train"]["eval_batch_size"])
-    if split != "train":  # validation: every modality the data has
-        masks = usable(torch.ones(len(data), len(session.names), dtype=torch.bool, device=rt.device), data)
-    model.eval()
-    task, uni = torch.zeros((), device=rt.device), None
-    try:
-        with torch.no_grad(), rt.autocast():
-            for start in range(0, len(data), size):
-                index = torch.arange(start, min(start + size, len(data)), device=rt.device)
-                out, target = model(data.select(index), masks.index_select(0, index)), data.target.index_select(0, index)
-                task = task + losses.elementwise_task_loss(out.prediction, target, kind).sum()
-                if out.unimodal is not None:
-                    part = losses.unimodal_terms(out.unimodal, target, kind) * len(index)
-                    uni = part if uni is None else uni + part
-    finally:
-        model.train()
-    result = {"task": task / len(data)}
-    if uni is not None:
-        result["unimodal"] = uni / len(data)
-    return result
-
-
-def _barrier(rt: Runtime) -> None:
-    rt.all_agree(True)
-
-
-def _check_finite(rt: Runtime, epoch_loss: torch.Tensor, step: int) -> None:
-    """Divergence, checked at epoch ends (one host sync), before anything is saved."""
-    if not rt.all_agree(bool(torch.isfinite(epoch_loss))):
-        raise MMCoreError(
-            f"training diverged: the loss became {float(epoch_loss)} before step {step} "
-            "(checkpoints keep the last finite epoch); lower train.optimizer.lr or set train.grad_clip"
-        )
-
-
-def _save(rt: Runtime, path: Path, model: torch.nn.Module, optimizer: Any, state: TrainState) -> None:
-    """Rank 0 writes; every rank learns whether it worked, so all stop together on failure."""
-    error: MMCoreError | None = None
-    if rt.is_main:
+    # --- the lifecycle -----------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        """Every remaining epoch, then the selected weights on test (or a stop at ``max_steps``)."""
+        started = time.perf_counter()
         try:
-            save_checkpoint(path, model, optimizer, state)
-        except MMCoreError as exc:
-            error = exc
-    if not rt.all_agree(error is None):
-        raise error or MMCoreError(f"{path}: rank 0 could not write the checkpoint")
+            for epoch in range(self.state.step // self.steps_per_epoch, self.epochs):
+                if not self.train_epoch(epoch):
+                    return RunResult(self.run_dir, self.state.step, True, self.state.best_epoch, None)
+                self.end_epoch(epoch)
+        except KeyboardInterrupt:
+            last = (self.ckpt_dir / "last").exists()
+            raise RunInterrupted(
+                f"interrupted at step {self.state.step}: {describe_resumable(self.ckpt_dir)}; "
+                + (f"continue with: mmcore resume {self.run_dir}" if last else "nothing to resume")
+            ) from None
+        finally:
+            for logger in self.loggers:
+                logger.close()
+        return self.test(time.perf_counter() - started)
 
+    def train_epoch(self, epoch: int) -> bool:
+        """The epoch's remaining steps; False when ``max_steps`` stopped the run (``last`` saved)."""
+        self.model.train()
+        shuffle = torch.Generator().manual_seed((self.seed * 100_003 + epoch) % 2**63)  # any valid seed fits
+        order = torch.randperm(len(self.data), generator=shuffle).to(self.rt.device)
+        if self.length_batches:  # an option: it changes which rows share a step
+            order = length_order(order, self.data.lengths, self.batch_size)
+        if self.fixed_masks is None:
+            self.masks = usable(train_masks(self.session.train_spec, self.names, self.data.ids, self.seed, epoch), self.data)
+        hide_u = dropout_uniforms(self.seed, self.data.ids, len(self.names), epoch) if self.drop_rate > 0 else None
+        for position in range(self.state.step - epoch * self.steps_per_epoch, self.steps_per_epoch):
+            if self.state.step >= self.max_steps:
+                check_finite(self.rt, self.state.epoch_loss, self.state.step)
+                self.save("last")
+                return False
+            index = self.rt.shard(order[position * self.batch_size : (position + 1) * self.batch_size])
+            self.step(index, hide_u, epoch)
+        return True
 
-def _accumulate(sums: dict[str, torch.Tensor], values: dict[str, torch.Tensor]) -> None:
-    for key, value in values.items():
-        value = value.float()
-        sums[key] = sums[key] + value if key in sums else value.clone()
+    def step(self, index: torch.Tensor, hide_u: torch.Tensor | None, epoch: int) -> None:
+        """One optimisation step on the rows ``index`` of the training split."""
+        rt, state, balancer, model = self.rt, self.state, self.balancer, self.model
+        batch, present = trim_padding(self.data.select(index)), self.masks.index_select(0, index)
+        if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
+            present = apply_dropout(present, hide_u.index_select(0, index), self.drop_rate)
+        set_lr(self.optimizer, self.base_lr, self.lr_factor(state.step))
+        with rt.autocast(), blame_forward(self.blamed, f"training step {state.step}"):
+            out = self.forward(batch, present)
+        weights = balancer.weights()
+        loss, task_loss, groups = losses.combine(out, batch.target, self.loss_kind, self.unimodal_weight, balancer.target, weights)
+        self._check_target(groups)
+        extra = balancer.extra_loss(self._step_view(out, batch.target, present))
+        if extra is not None:  # the balancer's own term (PMR's prototype loss)
+            loss = loss + extra
+        stats = losses.pool_stats(self._step_stats(groups, present, out, batch.target, len(index)), rt)
+        self.optimizer.zero_grad(set_to_none=True)
+        if "group_grads" in self.needs:  # per-group encoder gradients, before the total's backward
+            stats.group_grads = losses.group_gradients(
+                model, self.names, balancer.gradient_groups, groups, task_loss, balancer.target, weights, rt
+            )
+        loss.backward()
+        logging_step = (state.step + 1) % self.log_every == 0
+        if logging_step:  # the field's imbalance signal, before any balancer touches it
+            self.grad_norms = losses.encoder_grad_norms(model, self.names)
+        balancer.modulate_gradients(model, stats)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.grad_clip))
+        self.optimizer.step()
+        balancer.observe(stats)
+        state.step += 1
+        self.trained += len(index)
+        state.epoch_loss = state.epoch_loss + loss.detach().float()
+        state.log.add({"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses})
+        if extra is not None:
+            state.log.add({"balancer_loss": extra.detach()})
+        state.log.count += 1
+        if logging_step:
+            line = log_line(rt, state.log.means(rt), self.names, epoch, self.optimizer, balancer, self.grad_norms)
+            for logger in self.loggers:
+                logger.log_step(state.step, line)
+            state.log.reset()
+        for logger in self.loggers:
+            logger.progress(state.step, self.total_steps, epoch + 1, self.epochs)
 
+    def end_epoch(self, epoch: int) -> None:
+        """Divergence check, validation, loggers, ``balancer.end_epoch``, then best and last."""
+        state = self.state
+        check_finite(self.rt, state.epoch_loss, state.step)
+        state.epoch_loss = torch.zeros((), device=self.rt.device)
+        val = self.validate()
+        condition, metric = self.session.select
+        value = val[condition][metric]
+        scalars = {f"val.{k}": v for k, v in val[AVERAGE].items()} | {f"select.{self.select_key}": value}
+        for logger in self.loggers:
+            logger.log_epoch(epoch + 1, state.step, scalars)
+        self.balancer.end_epoch(EpochView(epoch + 1, state.step, val, self.train_latents, self.split_losses))
+        state.epoch = epoch + 1
+        if state.best_value is None or better(metric, value, state.best_value):
+            state.best_value, state.best_epoch = value, epoch + 1
+            self.save("best")
+        self.save("last")
 
-def _log_line(
-    rt: Runtime,
-    sums: dict[str, torch.Tensor],
-    count: int,
-    names: list[str],
-    epoch: int,
-    optimizer: Any,
-    balancer: Any,
-    grad_norms: torch.Tensor | None,
-) -> dict[str, Any]:
-    """One logging step: mean losses since the last one (over ranks), per-modality terms, balancer values."""
-    line: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-    values: dict[str, Any] = {k: rt.all_reduce_mean(v) / count for k, v in sums.items()}
-    values |= dict(balancer.log_values())
-    if grad_norms is not None:
-        values["grad_norm"] = grad_norms
-    for key, value in values.items():  # the one host sync of a log interval
-        value = value.tolist() if isinstance(value, torch.Tensor) else value
-        if isinstance(value, list):
-            line.update({f"{key}.{m}": x for m, x in zip(names, value)})
-        else:
-            line[key] = value
-    if not math.isfinite(line["loss"]):
-        raise MMCoreError(
-            f"training diverged: loss is {line['loss']} at epoch {epoch + 1}; lower train.optimizer.lr or set train.grad_clip"
+    def validate(self) -> dict[str, dict[str, float]]:
+        s = self.session
+        return evaluate(self.model, s.splits["val"], s.eval_masks["val"], self.task, self.eval_batch_size, self.rt.autocast, self.rt)
+
+    def save(self, name: str) -> None:
+        """``checkpoints/<name>`` from the live state (every rank takes part; rank 0 writes)."""
+        save(self.rt, self.ckpt_dir / name, self.model, self.optimizer, self.state.snapshot(self.rt, self.balancer.state_dict()))
+
+    def test(self, seconds: float) -> RunResult:
+        """The selected (best) weights on every evaluation split; ``eval.json`` with the cost figures."""
+        rt, s = self.rt, self.session
+        barrier(rt)
+        load_model_weights(self.ckpt_dir / "best", self.model)
+        started = time.perf_counter()
+        results = {
+            split: evaluate(self.model, s.splits[split], s.eval_masks[split], self.task, self.eval_batch_size, rt.autocast, rt)
+            for split in EVAL_SPLITS
+        }
+        eval_seconds = time.perf_counter() - started
+        if rt.is_main:
+            items = sum(len(s.splits[split]) * len(s.eval_masks[split]) for split in EVAL_SPLITS)
+            cost = cost_figures(s, self.trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
+            trained_on = self.masks
+            if trained_on is None:  # resumed after the last epoch under policy: resample
+                trained_on = usable(train_masks(s.train_spec, self.names, self.data.ids, self.seed, self.epochs - 1), self.data)
+            diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
+            extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
+            write_eval(self.run_dir, results, extra)
+            write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
+            from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
+
+            write_model_card(self.run_dir)
+        return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
+
+    # --- what balancers see ------------------------------------------------------------------
+    def train_latents(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``EpochView.latents``: the train split's completed latents under this epoch's masks."""
+        return train_latents(self.session, self.masks, self.eval_batch_size, self.rt)
+
+    def split_losses(self, split: str) -> dict[str, torch.Tensor]:
+        """``EpochView.losses``: mean task (and unimodal) losses over a whole split."""
+        return split_losses(self.session, split, self.masks, self.loss_kind, self.eval_batch_size, self.rt)
+
+    def _check_target(self, groups: dict[str, torch.Tensor]) -> None:
+        """Once per process: the balancer's target against the groups this model really returns."""
+        if not self.target_checked:
+            recipe = self.session.recipe
+            heads = bool(recipe["model"]["unimodal_heads"])
+            check_target(self.balancer, groups, recipe["model"]["imputer"]["type"], heads, recipe["balancer"]["type"])
+            self.target_checked = True
+
+    def _step_view(self, out: Any, target: torch.Tensor, present: torch.Tensor) -> StepView:
+        model = self.model
+        return StepView(
+            self.state.step, out.prediction, out.unimodal, out.z, out.h, target, present,
+            lambda mask: model.probe(out.h, mask), self.rt.all_reduce_mean,
+            losses.elementwise_task_loss(out.prediction, target, self.loss_kind),
         )
-    return line
+
+    def _step_stats(self, groups: dict[str, torch.Tensor], present: torch.Tensor, out: Any, target: torch.Tensor, rows: int) -> StepStats:
+        confident = "unimodal_confidence" in self.needs and out.unimodal is not None and self.task.kind == "classification"
+        return StepStats(
+            step=self.state.step,
+            losses={g: t.detach().float() for g, t in groups.items()},
+            present_counts=present.sum(0),
+            unimodal_confidence=losses.unimodal_confidence(out.unimodal.detach(), target) if confident else None,
+            batch_size=rows,
+        )

@@ -1,7 +1,7 @@
 """Contract check across ranks: a balancer's state is identical on every rank after every step.
 
 Under data parallelism each rank sees its own shard of the batch, and the engine pools the
-statistics it hands to balancers (``Runtime.pool_stats``). A balancer keeps identical state on
+statistics it hands to balancers (``mmcore.engine.losses.pool_stats``). A balancer keeps identical state on
 every rank exactly when it depends on nothing but those pooled statistics (and the seeded global
 RNG); this check runs it in ``world_size`` gloo processes on the CPU, each fed different local
 statistics, and compares the ranks' ``state_dict`` and weights after every step.
@@ -52,6 +52,7 @@ def _rank_main(rank: int, world_size: int, names: list[str], steps: int, tmp: st
 
 
 def _check_one(rank: int, world_size: int, name: str, steps: int) -> str | None:
+    from mmcore.engine.losses import pool_stats
     from mmcore.engine.runtime import Runtime
     from mmcore.plugins import get_registry
 
@@ -68,7 +69,7 @@ def _check_one(rank: int, world_size: int, name: str, steps: int) -> str | None:
             for step in range(steps):
                 stats = step_stats(step, balancer.target, len(names), local)
                 stats.batch_size = BATCH
-                pooled = runtime.pool_stats(stats)
+                pooled = pool_stats(stats, runtime)
                 balancer.weights()
                 _modulated_grads(balancer, names, pooled)
                 balancer.observe(pooled)

@@ -113,7 +113,7 @@ class OGMGE(Balancer):
     def modulate_gradients(self, model: nn.Module, stats: StepStats) -> None:
         conf = confidences(NAME, stats, self.device)
         encoders = encoder_modules(NAME, model, self.modalities)
-        # pooled over ranks by the engine under data parallelism (Runtime.pool_stats)
+        # pooled over ranks by the engine under data parallelism (mmcore.engine.losses.pool_stats)
         self.ratio, k = coefficients(conf, self.alpha, self.formula)
         if not self.active(stats.step):
             self.coef = torch.ones_like(k)

@@ -107,7 +107,7 @@ class RelativeAdvantage(Balancer):
             )
         losses = stats.losses[self.target].detach().to(self.device, torch.float32)
         counts = stats.present_counts.detach().to(self.device, torch.float32)
-        # under data parallelism these are already pooled over ranks by the engine (Runtime.pool_stats)
+        # under data parallelism these are already pooled over ranks by the engine (mmcore.engine.losses.pool_stats)
 
         seen = (counts > 0) & torch.isfinite(losses)
         blended = (1.0 - self.rho) * self.ema + self.rho * losses

@@ -1,4 +1,4 @@
-"""Under torch.distributed the engine pools every rank's statistics (Runtime.pool_stats), so every
+"""Under torch.distributed the engine pools every rank's statistics (mmcore.engine.losses.pool_stats), so every
 rank's balancer applies the same β — the one a single process with the pooled batch computes."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mmcore.engine.losses import pool_stats
 from mmcore.engine.runtime import Runtime
 from mmcore.types import StepStats
 from mmcore_redcore.balancer import RelativeAdvantage
@@ -28,7 +29,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         runtime = Runtime(torch.device("cpu"), rank=rank, world_size=world)
         bal = RelativeAdvantage(NAMES, interval=1)
         for step, (recon, counts) in enumerate(STEPS[rank]):
-            bal.observe(runtime.pool_stats(StepStats(step, {"recon": torch.tensor(recon)}, torch.tensor(counts))))
+            bal.observe(pool_stats(StepStats(step, {"recon": torch.tensor(recon)}, torch.tensor(counts)), runtime))
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(bal.state_dict()))
     finally:
         dist.destroy_process_group()

@@ -1,0 +1,36 @@
+"""Every deprecated name that still works, in one place, with the release that removes it.
+
+Each shim warns once per call with ``DeprecationWarning`` and then does exactly what its
+replacement does, so that third-party code keeps passing its tests until the removal release.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mmcore.engine.runtime import Runtime
+    from mmcore.types import StepStats
+
+REMOVED_IN = "0.2"  # the release that deletes everything in this module
+
+
+def _warn(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated and will be removed in mmcore {REMOVED_IN}; {new}", DeprecationWarning, stacklevel=4)
+
+
+def stop_after_steps(recipe: dict[str, Any], steps: int | None) -> dict[str, Any]:
+    """``run(stop_after_steps=N)`` → ``train.max_steps = N``."""
+    if steps is None:
+        return recipe
+    _warn("run(stop_after_steps=N)", "set recipe['train']['max_steps'] = N (train.max_steps=N)")
+    return {**recipe, "train": {**recipe["train"], "max_steps": int(steps)}}
+
+
+def runtime_pool_stats(runtime: "Runtime", stats: "StepStats") -> "StepStats":
+    """``Runtime.pool_stats(stats)`` → ``mmcore.engine.losses.pool_stats(stats, runtime)``."""
+    from mmcore.engine.losses import pool_stats
+
+    _warn("Runtime.pool_stats(stats)", "use mmcore.engine.losses.pool_stats(stats, runtime)")
+    return pool_stats(stats, runtime)

@@ -1,0 +1,116 @@
+"""What the trainer calls besides the step itself: whole-split passes for balancers, the
+divergence check, checkpoint writes every rank agrees on, and one logging step's line.
+
+Kept apart from ``trainer.py`` so that the trainer reads as its lifecycle on a few screens.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mmcore.engine import losses
+from mmcore.engine.checkpoint import save_checkpoint
+from mmcore.engine.evaluate import usable
+from mmcore.engine.runtime import Runtime
+from mmcore.engine.state import TrainState
+from mmcore.errors import MMCoreError
+
+if TYPE_CHECKING:
+    from mmcore.engine.session import Session
+
+
+def train_latents(session: "Session", masks: torch.Tensor, size: int, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Completed latents of the whole train split under this epoch's masks, in eval mode, no grad
+    (every rank computes the same, so what a balancer derives from them agrees across ranks)."""
+    model, data = session.model, session.splits["train"]
+    model.eval()
+    chunks = []
+    try:
+        with torch.no_grad(), rt.autocast():
+            for start in range(0, len(data), size):
+                index = torch.arange(start, min(start + size, len(data)), device=rt.device)
+                chunks.append(model(data.select(index), masks.index_select(0, index)).z.float())
+    finally:
+        model.train()
+    return torch.cat(chunks), data.target, masks
+
+
+def split_losses(session: "Session", split: str, masks: torch.Tensor, kind: str, size: int, rt: Runtime) -> dict[str, torch.Tensor]:
+    """Mean task loss of the fusion head and of each unimodal head over a whole split, in eval mode
+    (G-Blending's train and validation losses); the same on every rank."""
+    model, data = session.model, session.splits[split]
+    if split != "train":  # validation: every modality the data has
+        masks = usable(torch.ones(len(data), len(session.names), dtype=torch.bool, device=rt.device), data)
+    model.eval()
+    task, uni = torch.zeros((), device=rt.device), None
+    try:
+        with torch.no_grad(), rt.autocast():
+            for start in range(0, len(data), size):
+                index = torch.arange(start, min(start + size, len(data)), device=rt.device)
+                out, target = model(data.select(index), masks.index_select(0, index)), data.target.index_select(0, index)
+                task = task + losses.elementwise_task_loss(out.prediction, target, kind).sum()
+                if out.unimodal is not None:
+                    part = losses.unimodal_terms(out.unimodal, target, kind) * len(index)
+                    uni = part if uni is None else uni + part
+    finally:
+        model.train()
+    result = {"task": task / len(data)}
+    if uni is not None:
+        result["unimodal"] = uni / len(data)
+    return result
+
+
+def barrier(rt: Runtime) -> None:
+    rt.all_agree(True)
+
+
+def check_finite(rt: Runtime, epoch_loss: torch.Tensor, step: int) -> None:
+    """Divergence, checked at epoch ends (one host sync), before anything is saved."""
+    if not rt.all_agree(bool(torch.isfinite(epoch_loss))):
+        raise MMCoreError(
+            f"training diverged: the loss became {float(epoch_loss)} before step {step} "
+            "(checkpoints keep the last finite epoch); lower train.optimizer.lr or set train.grad_clip"
+        )
+
+
+def save(rt: Runtime, path: Path, model: torch.nn.Module, optimizer: Any, state: TrainState) -> None:
+    """Rank 0 writes; every rank learns whether it worked, so all stop together on failure."""
+    error: MMCoreError | None = None
+    if rt.is_main:
+        try:
+            save_checkpoint(path, model, optimizer, state)
+        except MMCoreError as exc:
+            error = exc
+    if not rt.all_agree(error is None):
+        raise error or MMCoreError(f"{path}: rank 0 could not write the checkpoint")
+
+
+def log_line(
+    rt: Runtime,
+    means: dict[str, torch.Tensor],
+    names: list[str],
+    epoch: int,
+    optimizer: Any,
+    balancer: Any,
+    grad_norms: torch.Tensor | None,
+) -> dict[str, Any]:
+    """One logging step: mean losses since the last one (over ranks), per-modality terms, balancer values."""
+    line: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+    values: dict[str, Any] = dict(means) | dict(balancer.log_values())
+    if grad_norms is not None:
+        values["grad_norm"] = grad_norms
+    for key, value in values.items():  # the one host sync of a log interval
+        value = value.tolist() if isinstance(value, torch.Tensor) else value
+        if isinstance(value, list):
+            line.update({f"{key}.{m}": x for m, x in zip(names, value)})
+        else:
+            line[key] = value
+    if not math.isfinite(line["loss"]):
+        raise MMCoreError(
+            f"training diverged: loss is {line['loss']} at epoch {epoch + 1}; lower train.optimizer.lr or set train.grad_clip"
+        )
+    return line
