@@ -9,9 +9,9 @@ interval for every mean. Plain Python (``math`` only), equal to SciPy where SciP
   and p = P(χ²_{k−1} ≥ Q), the regularised upper incomplete gamma Q((k−1)/2, Q/2) (series
   below a + 1, continued fraction above, Numerical Recipes §6.2). Equals
   ``scipy.stats.friedmanchisquare`` (which applies the same tie correction). It asks whether any
-  arm differs before the pairwise tests (``mmcore.stats``) say which.
+  arm differs before the pairwise tests (``mmcore.report.stats``) say which.
 - Mean with a two-sided Student-t interval: mean ± t_{1−α/2, n−1} · sd/√n, the t quantile found
-  by bisection on ``mmcore.stats.t_two_sided_p`` (equals ``scipy.stats.t.interval``). n = 1 has
+  by bisection on ``mmcore.report.stats.t_two_sided_p`` (equals ``scipy.stats.t.interval``). n = 1 has
   no interval (None).
 """
 
@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mmcore.stats import t_two_sided_p
+from mmcore.report.stats import t_two_sided_p
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ padding, non-finite replacement, class derivation) already applied and recorded 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,7 +31,8 @@ def _check(source: Path, out: Path) -> None:
     """Before minutes of reading: the input is a regular file or folder, the output folder writable."""
     from mmcore.paths import check_output_dir, require_input
 
-    require_input(source, "convert")
+    if os.path.lexists(source):  # a missing input is reported by the corpus reader, with its layout hint
+        require_input(source, "convert")
     check_output_dir(out, "--out")
 
 
