@@ -12,7 +12,7 @@ it, so the imputer's no-leakage guarantee does not depend on the plugin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ class ModelOutput:
     z: Tensor | None = None  # [B, M, d] completed latents (what balancer hooks such as PMR read)
     # [B, M, d] encodings with absent rows zeroed, before any calibration (what a fusion probe re-completes)
     h: Tensor | None = None
+    monitors: dict[str, Tensor] = field(default_factory=dict)  # the imputer's logged-only statistics
 
 
 class MultimodalModel(nn.Module):
@@ -72,7 +73,7 @@ class MultimodalModel(nn.Module):
             unimodal = torch.stack(
                 [self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1
             )
-        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h)
+        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h, dict(out.monitors))
 
     def probe(self, h: Tensor, present: Tensor) -> Tensor:
         """The fusion's prediction with only ``present`` modalities, from given encodings, without
