@@ -7,7 +7,7 @@ is what lets evaluation encode a batch once and run the imputer and fusion once 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,7 @@ class ModelOutput:
     losses: dict[str, Tensor]  # group -> [M]
     z: Tensor | None = None  # [B, M, d] completed latents (what balancer hooks such as PMR read)
     h: Tensor | None = None  # [B, M, d] encodings with absent rows zeroed (what a fusion probe re-completes)
+    monitors: dict[str, Tensor] = field(default_factory=dict)  # the imputer's logged-only statistics
 
 
 class MultimodalModel(nn.Module):
@@ -62,7 +63,7 @@ class MultimodalModel(nn.Module):
             unimodal = torch.stack(
                 [self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1
             )
-        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h)
+        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h, dict(out.monitors))
 
     def probe(self, h: Tensor, present: Tensor) -> Tensor:
         """The fusion's prediction with only ``present`` modalities, from given encodings, without

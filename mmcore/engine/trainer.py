@@ -233,7 +233,7 @@ class Trainer:
         state.step += 1
         self.trained += len(index)
         state.epoch_loss = state.epoch_loss + loss.detach().float()
-        state.log.add({"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses})
+        state.log.add({"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses, **out.monitors})
         if extra is not None:
             state.log.add({"balancer_loss": extra.detach()})
         state.log.count += 1
