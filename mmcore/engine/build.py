@@ -149,6 +149,9 @@ def train_missing_spec(recipe: dict[str, Any], modalities: list[str]) -> Missing
         sample_rate=cfg.get("sample_rate"),
         policy=cfg.get("policy", "fixed"),
         min_present=int(cfg.get("min_present", 1)),
+        mechanism=cfg.get("mechanism", "mcar"),
+        depends_on=cfg.get("depends_on"),
+        strength=cfg.get("strength", 2.0),
     )
 
 
