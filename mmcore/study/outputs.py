@@ -72,12 +72,14 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
                 out.append(Table(title, EFFECT_HEADER, [_effect_row(slug, e, higher) for slug, e in family],
                                  [f"Holm over exactly these {len(family)} declared comparisons; "
                                   f"no win/loss word below {MIN_SEEDS} seeds ('{SMALL_N}')."]))
-    for endpoint, found in numbers.interactions.items():
-        if found:
-            kind = "primary" if endpoint == study.analysis.primary else "secondary"
-            out.append(Table(f"interaction on {endpoint} ({kind})", EFFECT_HEADER,
-                             [_effect_row(slug, e, higher) for slug, e in found],
-                             ["per seed: difference of the two arms' differences at the two levels; its own test, not in a Holm family."]))
+    for endpoint, declared in numbers.interactions.items():
+        kind = "primary" if endpoint == study.analysis.primary else "secondary"
+        for one, found in declared:
+            if found:
+                out.append(Table(f"interaction on {endpoint} ({kind}), {one.axis}: {one.level1} vs {one.level2}", EFFECT_HEADER,
+                                 [_effect_row(slug, e, higher) for slug, e in found],
+                                 ["per seed: difference of the two arms' differences at the two levels; "
+                                  f"Holm over exactly these {len(found)} interaction tests, a family of its own."]))
     out += condition_tables(numbers)
     ks = sorted({k for per in numbers.present.values() for k in per})
     if ks:

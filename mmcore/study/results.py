@@ -5,7 +5,8 @@ of the primary endpoint is exactly the declared ``compare`` pairs on every cell 
 combination) both arms of a pair run on; Holm is applied over that family and nothing else (a
 study declaring several named families gets Holm within each). Secondary endpoints get the same
 tests, Holm within each endpoint's own families, and are labelled secondary. Each declared
-interaction is its own test per pair (and per level of the other axes).
+interaction is tested per pair (its ``pairs``, default every compare pair) and per level of the
+other axes, with Holm over exactly that declaration's interaction tests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import Effect, by_present, endpoint_value, holm_family, interaction, paired, split_endpoint
 from mmcore.study.plan import StudyRun, cells, level_slug
-from mmcore.study.spec import Study
+from mmcore.study.spec import Interaction, Study
 
 Values = dict[int, float]  # seed -> value
 
@@ -30,7 +31,8 @@ class StudyNumbers:
     cells: list[tuple[str, dict[str, str]]]
     values: dict[str, dict[tuple[str, str], Values]]  # endpoint -> (arm, level slug) -> seed -> value
     effects: dict[str, dict[str, list[tuple[str, Effect]]]]  # endpoint -> family -> [(level slug, effect)], Holm within
-    interactions: dict[str, list[tuple[str, Effect]]] = field(default_factory=dict)  # endpoint -> [(other levels, effect)]
+    # endpoint -> per declared interaction: [(other axes' levels, effect)], Holm within each declaration
+    interactions: dict[str, list[tuple[Interaction, list[tuple[str, Effect]]]]] = field(default_factory=dict)
     conditions: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # mean over seeds per condition
     present: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)  # mean over seeds by k views
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> steps, parameters, s/step
@@ -68,12 +70,12 @@ def _family(study: Study, pairs: list[tuple[str, str]], values: dict[tuple[str, 
     return [(slug, e) for (slug, _), e in zip(family, adjusted)]
 
 
-def _interactions(study: Study, values: dict[tuple[str, str], Values]) -> list[tuple[str, Effect]]:
-    return [row for one in study.analysis.interactions for row in _interaction(study, one, values)]
+def _interactions(study: Study, values: dict[tuple[str, str], Values]) -> list[tuple[Interaction, list[tuple[str, Effect]]]]:
+    return [(one, _interaction(study, one, values)) for one in study.analysis.interactions]
 
 
-def _interaction(study: Study, declared: tuple[str, str, str], values: dict[tuple[str, str], Values]) -> list[tuple[str, Effect]]:
-    axis, l1, l2 = declared
+def _interaction(study: Study, declared: Interaction, values: dict[tuple[str, str], Values]) -> list[tuple[str, Effect]]:
+    axis, l1, l2 = declared.axis, declared.level1, declared.level2
     others = [a for a in study.axes if a != axis]
     out = []
     seen = set()
@@ -84,12 +86,13 @@ def _interaction(study: Study, declared: tuple[str, str, str], values: dict[tupl
             continue
         seen.add(key)
         s1, s2 = level_slug({**levels, axis: l1}), level_slug({**levels, axis: l2})
-        for a, b in study.analysis.compare:
+        for a, b in declared.pairs or study.analysis.compare:
             need = [(a, s1), (b, s1), (a, s2), (b, s2)]
             if all(k in values for k in need):
                 label = f"({a} − {b}) at {l1} − at {l2}"
                 out.append((level_slug(rest), interaction(label, *(values[k] for k in need))))
-    return out
+    adjusted = holm_family([e for _, e in out])
+    return [(where, e) for (where, _), e in zip(out, adjusted)]
 
 
 def _per_cell_means(study: Study, runs: list[StudyRun], rows: Any) -> dict[tuple[str, str], dict[Any, float]]:

@@ -17,7 +17,7 @@
     analysis:
       primary: test.average.macro_f1
       compare: [[redcore, uniform]]                # one Holm family; or family name -> pairs
-      interaction: {axis: rates, levels: [imbalanced, balanced]}   # or a list of them
+      interaction: {axis: rates, levels: [imbalanced, balanced], pairs: [[redcore, uniform]]}   # or a list
       secondary: [test.single_views.macro_f1]
 
 ``from: other`` starts an arm from another arm's overrides (and its ``only``); an arm's own keys
@@ -67,12 +67,28 @@ class Tune:
 
 
 @dataclass(frozen=True)
+class Interaction:
+    """Per seed (a − b at ``level1``) − (a − b at ``level2``) of ``axis``, for each pair in ``pairs``
+    (None: every compare pair) and each level of the other axes; Holm over exactly those tests."""
+
+    axis: str
+    level1: str
+    level2: str
+    pairs: list[tuple[str, str]] | None = None
+
+
+@dataclass(frozen=True)
 class Analysis:
     primary: str
     families: dict[str, list[tuple[str, str]]]  # Holm family name -> its pairs ("" for a plain list)
-    interactions: list[tuple[str, str, str]]  # (axis, level 1, level 2)
+    interactions: list[Interaction]
     secondary: list[str]
     higher_is_better: bool = True
+
+    @property
+    def interaction_pairs(self) -> list[tuple[str, str]] | None:
+        """The first interaction's declared pairs (None: every compare pair)."""
+        return self.interactions[0].pairs if self.interactions else None
 
     @property
     def compare(self) -> list[tuple[str, str]]:
@@ -270,7 +286,8 @@ def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict
     return Analysis(
         primary=_endpoint(path, "analysis.primary", value["primary"]),
         families=families,
-        interactions=[_interaction(path, "analysis.interaction" + (f"[{i}]" if isinstance(raw, list) else ""), one, axes)
+        interactions=[_interaction(path, "analysis.interaction" + (f"[{i}]" if isinstance(raw, list) else ""), one, axes,
+                                   [p for pairs in families.values() for p in pairs])
                       for i, one in enumerate(listed)],
         secondary=[_endpoint(path, f"analysis.secondary[{i}]", s) for i, s in enumerate(value.get("secondary") or [])],
         higher_is_better=bool(value.get("higher_is_better", True)),
@@ -293,9 +310,9 @@ def _families(path: Path, value: Any, arms: dict[str, Any]) -> dict[str, list[tu
     return families
 
 
-def _interaction(path: Path, key: str, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[str, str, str]:
+def _interaction(path: Path, key: str, value: Any, axes: dict[str, dict[str, Any]], compare: list[tuple[str, str]]) -> Interaction:
     if not isinstance(value, dict) or "axis" not in value:
-        raise _fail(path, key, "expected {axis: NAME, levels: [L1, L2]} (or a list of them)")
+        raise _fail(path, key, "expected {axis: NAME, levels: [L1, L2], pairs: [[ARM, ARM]] (optional)} (or a list of them)")
     axis = str(value["axis"])
     if axis not in axes:
         raise _fail(path, f"{key}.axis", f"'{axis}' is not an axis; expected one of {', '.join(axes) or '(none)'}")
@@ -304,7 +321,17 @@ def _interaction(path: Path, key: str, value: Any, axes: dict[str, dict[str, Any
     levels = value.get("levels") or list(axes[axis])[:2]
     if not isinstance(levels, list) or len(levels) != 2 or any(lv not in axes[axis] for lv in levels) or levels[0] == levels[1]:
         raise _fail(path, f"{key}.levels", f"expected two levels of '{axis}' among {', '.join(axes[axis])}")
-    return axis, str(levels[0]), str(levels[1])
+    return Interaction(axis, str(levels[0]), str(levels[1]), _interaction_pairs(path, key, value.get("pairs"), compare))
+
+
+def _interaction_pairs(path: Path, key: str, pairs: Any, compare: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """``interaction.pairs``: a subset of the compare pairs; None when absent (every pair)."""
+    if pairs is None:
+        return None
+    declared = [list(p) for p in compare]
+    if not isinstance(pairs, list) or not pairs or any(not isinstance(p, list) or p not in declared for p in pairs):
+        raise _fail(path, f"{key}.pairs", f"expected a non-empty list of analysis.compare pairs, e.g. [{declared[0] if declared else '[a, b]'}]")
+    return [(str(a), str(b)) for a, b in pairs]
 
 
 def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | None:
@@ -334,4 +361,4 @@ def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | Non
     return Tune(space, _seeds(path, "tune.seeds", value.get("seeds", 1)), select, at, trials)
 
 
-__all__ = ["MIN_SEEDS", "Analysis", "Study", "StudyError", "Tune", "load_study"]
+__all__ = ["MIN_SEEDS", "Analysis", "Interaction", "Study", "StudyError", "Tune", "load_study"]
