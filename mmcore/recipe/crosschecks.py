@@ -99,7 +99,8 @@ def dataset_problems(resolved: dict[str, Any], names: list[str], task: TaskSpec 
     try:
         spec = MissingSpec(
             rates=dict(train["rates"]), sample_rate=train["sample_rate"], policy=train["policy"],
-            min_present=int(train["min_present"]),
+            min_present=int(train["min_present"]), mechanism=train["mechanism"],
+            depends_on=train["depends_on"], strength=train["strength"],
         )
         pattern_distribution(spec, names)  # unknown modalities, min_present above M, infeasible rates
     except MMCoreError as error:

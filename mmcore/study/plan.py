@@ -68,9 +68,15 @@ def cells(study: Study) -> list[tuple[str, dict[str, str]]]:
     combos = [dict(zip(study.axes, c)) for c in itertools.product(*(list(v) for v in study.axes.values()))]
     out = []
     for arm in study.arms:
-        only = study.only.get(arm, {})
-        out += [(arm, c) for c in combos if all(c[a] in levels for a, levels in only.items())]
+        alternatives = study.only.get(arm) or [{}]
+        out += [(arm, c) for c in combos
+                if any(all(c[a] in levels for a, levels in alt.items()) for alt in alternatives)]
     return out
+
+
+def tuned_arms(study: Study) -> list[str]:
+    """The arms tuning runs for: every arm without ``tuned_as``."""
+    return [arm for arm in study.arms if arm not in study.tuned_as]
 
 
 def candidates(study: Study) -> list[dict[str, Any]]:
@@ -97,11 +103,11 @@ def overrides_for(study: Study, arm: str, levels: dict[str, str], values: dict[s
 
 
 def tune_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]] | None = None) -> list[StudyRun]:
-    """Every arm × candidate × tuning seed, on the tuning levels (``tune.at``)."""
+    """Every tuned arm × candidate × tuning seed, on the tuning levels (``tune.at``)."""
     if study.tune is None:
         return []
     runs = []
-    for arm in study.arms:
+    for arm in tuned_arms(study):
         for k, values in enumerate(candidates(study)):
             for seed in study.tune.seeds:
                 rel = f"tune/{arm}/c{k}/seed{seed}"
@@ -110,10 +116,11 @@ def tune_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]] |
 
 
 def main_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]]) -> list[StudyRun]:
-    """Every cell × seed at the arm's chosen values (the first candidate before tuning ends)."""
+    """Every cell × seed at the arm's chosen values (its ``tuned_as`` arm's; the first candidate before tuning ends)."""
     first = candidates(study)[0]
     return [
-        StudyRun("main", arm, levels, seed, chosen.get(arm, first), f"runs/{arm}/{level_slug(levels)}/seed{seed}", study_dir)
+        StudyRun("main", arm, levels, seed, chosen.get(study.tuned_as.get(arm, arm), first),
+                 f"runs/{arm}/{level_slug(levels)}/seed{seed}", study_dir)
         for arm, levels in cells(study)
         for seed in study.seeds
     ]
