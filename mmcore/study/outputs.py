@@ -85,6 +85,7 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     if ks:
         out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],
                          [[arm, slug, *(per.get(k, math.nan) for k in ks)] for (arm, slug), per in numbers.present.items()]))
+    out += weight_tables(numbers)
     if numbers.cost:
         out.append(Table("cost per arm (its first finished run)", ["arm", "steps", "parameters", "s/step"],
                          [[arm, c["steps"], c["parameters"], c["seconds_per_step"]] for arm, c in numbers.cost.items()]))
@@ -107,6 +108,17 @@ def condition_tables(numbers: StudyNumbers) -> list[Table]:
             out.append(Table(f"{split} {metric} per condition at {slug} (mean over seeds)", ["condition", *arms],
                              [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms)] for c in conditions]))
     return out
+
+
+def weight_tables(numbers: StudyNumbers) -> list[Table]:
+    """The balancer's logged values at the last step every seed logged, mean over seeds."""
+    names = list(dict.fromkeys(m for curves in numbers.weights.values() for per in curves.values() for m in per))
+    rows = [[arm, slug, prefix, *(per[m][1][-1] if m in per else math.nan for m in names)]
+            for (arm, slug), curves in numbers.weights.items() for prefix, per in curves.items()]
+    if not rows:
+        return []
+    return [Table("balancer values at the end of training (mean over seeds)", ["arm", "cell", "value", *names], rows,
+                  ["report.html draws them over training, one figure per arm, cell and value."])]
 
 
 def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
@@ -156,7 +168,7 @@ def write_csv(path: Path, state: Any) -> None:
                                          *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
 
 
-def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> None:
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], numbers: StudyNumbers) -> None:
     """The tables, and a heatmap beside each per-condition table when matplotlib (extra ``report``) is there."""
     from mmcore.report.html import Document
 
@@ -172,7 +184,23 @@ def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Tabl
             doc.text(n, note=True)
         if " per condition at " in t.title and t.rows:
             _heatmap(doc, t)
+    _curves(doc, numbers)
     doc.write(path)
+
+
+def _curves(doc: Any, numbers: StudyNumbers) -> None:
+    from mmcore.errors import MMCoreError
+    from mmcore.report import figures
+
+    if numbers.weights:
+        doc.heading("balancer values over training (mean over seeds)")
+    for (arm, slug), curves in numbers.weights.items():
+        for prefix, per in curves.items():
+            title = f"{arm} at {slug}: {prefix} per modality"
+            try:
+                doc.figure(title, figures.lines(per, title, "step", prefix), title)
+            except MMCoreError:  # no matplotlib: the table of last values only
+                return
 
 
 def _heatmap(doc: Any, t: Table) -> None:
@@ -192,10 +220,11 @@ def write_outputs(state: Any) -> list[Path]:
     tune_file = d / "tune.json"
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
     prereg = read_prereg(d)
-    parts = tables(compute(state.study, state.main), tune)
+    numbers = compute(state.study, state.main)
+    parts = tables(numbers, tune)
     files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html"]
     files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
     files[1].write_text(latex(parts), encoding="utf-8")
     write_csv(files[2], state)
-    _html(files[3], state.study.name, prereg, parts)
+    _html(files[3], state.study.name, prereg, parts, numbers)
     return files
