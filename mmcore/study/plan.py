@@ -9,7 +9,8 @@ Layout of the study directory::
     locks/<same path>/.lock              the claim one invocation holds while it runs that run
 
 A run's overrides, in order: the study's ``overrides``, the axis levels, the arm, the tuned
-values, the budget (last, so no arm can change it) and the seed. Every recipe is validated
+values, the budget (last, so no arm can change it: ``train.epochs`` and the recipe's schedule
+scaled to it, :mod:`mmcore.study.budget`) and the seed. Every recipe is validated
 before anything starts and every problem is reported at once.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from mmcore.errors import RecipeError
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.registry import Registry
+from mmcore.study.budget import StepBudget, scaled_schedule
 from mmcore.study.spec import Study, StudyError
 
 NO_AXES = "base"  # the level slug of a study without axes
@@ -91,14 +93,18 @@ def _text(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"  # JSON is YAML: strings stay strings, lists and maps stay nodes
 
 
-def overrides_for(study: Study, arm: str, levels: dict[str, str], values: dict[str, Any], seed: int) -> list[str]:
-    out = [_text(k, v) for k, v in study.overrides.items()]
-    for axis, level in levels.items():
-        out += [_text(k, v) for k, v in study.axes[axis][level].items()]
-    out += [_text(k, v) for k, v in study.arms[arm].items()]
-    out += [_text(k, v) for k, v in values.items()]
-    if "epochs" in study.budget:
-        out.append(_text("train.epochs", study.budget["epochs"]))
+def overrides_for(study: Study, arm: str, levels: dict[str, str], values: dict[str, Any], seed: int,
+                  epochs: int | None = None, base: dict[str, Any] | None = None) -> list[str]:
+    """The run's overrides; ``epochs`` (budget.steps turned into epochs) wins over budget.epochs, and
+    with the recipe's ``base`` tree its schedule is scaled to them (:mod:`mmcore.study.budget`)."""
+    study_keys = [study.overrides, *(study.axes[a][lv] for a, lv in levels.items()), study.arms[arm], values]
+    out = [_text(k, v) for keys in study_keys for k, v in keys.items()]
+    epochs = epochs if epochs is not None else study.budget.get("epochs")
+    if epochs is not None:
+        out.append(_text("train.epochs", epochs))
+        if base is not None:
+            scaled = scaled_schedule(base, epochs, {k for keys in study_keys for k in keys})
+            out += [_text(k, v) for k, v in scaled.items()]
     return [*out, f"seed={seed}"]
 
 
@@ -129,16 +135,23 @@ def main_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]]) 
 def resolve(study: Study, runs: list[StudyRun], registry: Registry) -> None:
     """Validate every run's recipe (fills ``run.recipe``); all problems at once, then the budget check."""
     tree = load_yaml(study.recipe)
+    steps = StepBudget(study.path, study.budget["steps"], registry) if "steps" in study.budget else None
     problems: list[str] = []
     for run in runs:
         where = f"{study.path} (arm {run.arm}, {level_slug(run.levels)}, {run.kind})"
+
+        def validated(epochs: int | None = None) -> dict[str, Any]:
+            texts = overrides_for(study, run.arm, run.levels, run.values, run.seed, epochs, tree)
+            return validate_recipe(apply_overrides(tree, texts, where), registry, where)
+
         try:
-            run.recipe = validate_recipe(
-                apply_overrides(tree, overrides_for(study, run.arm, run.levels, run.values, run.seed), where),
-                registry, where,
-            )
+            run.recipe = validated()
+            if steps is not None:
+                run.recipe = validated(steps.epochs(run.recipe, f"arm {run.arm}, {level_slug(run.levels)}"))
         except RecipeError as error:
             problems += [p for p in error.problems if p not in problems]
+        except StudyError as error:
+            problems += [str(error)] if str(error) not in problems else []
     if problems:
         raise StudyError("\n".join(problems))
     _check_budget(study, [r for r in runs if r.kind == "main"])
