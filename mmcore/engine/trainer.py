@@ -35,6 +35,7 @@ from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable, write_eval
+from mmcore.engine.record import VAL_LOSS
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
@@ -46,10 +47,23 @@ from mmcore.errors import MMCoreError
 from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
+from mmcore.frames import frames_dropped_at_eval
 from mmcore.missing import train_masks
 from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
+
+
+LOG_POINTS = 20  # metric lines a run logs when train.log_every is not set (fewer make no readable curve)
+LOG_EVERY_MAX = 50  # ... but never fewer than one line per this many steps
+
+
+def log_interval(configured: int | None, steps: int) -> int:
+    """``train.log_every`` when set; otherwise about :data:`LOG_POINTS` lines over the run's
+    ``steps``, at most :data:`LOG_EVERY_MAX` steps apart (a fixed 50 logged nothing in a 33-step run)."""
+    if configured is not None:
+        return int(configured)
+    return max(1, min(LOG_EVERY_MAX, steps // LOG_POINTS))
 
 
 class RunInterrupted(MMCoreError):
@@ -123,13 +137,14 @@ class Trainer:
         heads = recipe["model"]["unimodal_heads"]
         self.unimodal_weight = float(heads["weight"]) if heads else 0.0
         self.drop_rate = float(cfg.get("modality_dropout") or 0.0)
-        self.batch_size, self.epochs, self.log_every = int(cfg["batch_size"]), int(cfg["epochs"]), int(cfg["log_every"])
+        self.batch_size, self.epochs = int(cfg["batch_size"]), int(cfg["epochs"])
         self.eval_batch_size, self.grad_clip = int(cfg["eval_batch_size"]), cfg["grad_clip"]
         self.select_key, self.length_batches = cfg["select"], cfg.get("batch_order") == "length"
         self.data = session.splits["train"]
         self.steps_per_epoch = math.ceil(len(self.data) / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.max_steps = int(cfg.get("max_steps") or self.total_steps)
+        self.log_every = log_interval(cfg.get("log_every"), min(self.total_steps, self.max_steps))
         self.base_lr, self.lr_factor = float(cfg["optimizer"]["lr"]), lr_factor(cfg["schedule"], self.steps_per_epoch, self.epochs)
         spec = session.train_spec
         self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed, split=self.data), self.data) if spec.policy == "fixed" else None
@@ -287,6 +302,8 @@ class Trainer:
         condition, metric = self.session.select
         value = val[condition][metric]
         scalars = {f"val.{k}": v for k, v in val[AVERAGE].items()} | {f"select.{self.select_key}": value}
+        if getattr(val, "loss", None) is not None:  # the task loss over validation, for the report's loss plot
+            scalars[VAL_LOSS] = val.loss
         for logger in self.loggers:
             logger.log_epoch(epoch + 1, state.step, scalars)
         self.balancer.end_epoch(EpochView(epoch + 1, state.step, val, self.train_latents, self.split_losses))
@@ -298,7 +315,8 @@ class Trainer:
 
     def validate(self) -> dict[str, dict[str, float]]:
         s = self.session
-        return evaluate(self.model, s.splits["val"], s.eval_masks["val"], self.task, self.eval_batch_size, self.rt.autocast, self.rt)
+        return evaluate(self.model, s.splits["val"], s.eval_masks["val"], self.task, self.eval_batch_size, self.rt.autocast,
+                        self.rt, loss_kind=self.loss_kind)
 
     def save(self, name: str) -> None:
         """``checkpoints/<name>`` from the live state (every rank takes part; rank 0 writes)."""
@@ -324,7 +342,8 @@ class Trainer:
             diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
             extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
             write_eval(self.run_dir, results, extra)
-            write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
+            if not frames_dropped_at_eval(s.recipe):  # a closed-form ceiling knows nothing of dropped frames
+                write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
