@@ -145,7 +145,8 @@ def test_the_chosen_rate_is_the_best_on_validation_not_on_test(tmp_path):
 
 
 def test_balancer_values_over_training_per_arm_and_cell(tmp_path):
-    """RedCore's beta from metrics.jsonl, mean over seeds at shared steps; uniform logs none."""
+    """RedCore's beta from metrics.jsonl (mmcore.study.mechanism), mean over seeds at shared steps,
+    as a table of the last values in study.md; uniform logs none."""
     (tmp_path / "recipe.yaml").write_text(RECIPE.replace("fusion: {type: mmcore.concat, layers: [8]}}",
                                                          "fusion: {type: mmcore.concat, layers: [8]}, unimodal_heads: {layers: [4]}}"))
     path = tmp_path / "study.yaml"
@@ -157,13 +158,14 @@ def test_balancer_values_over_training_per_arm_and_cell(tmp_path):
         (run.run_dir / "recipe.yaml").write_text(json.dumps(run.recipe))
         table = {"average": {"macro_f1": 0.5}, "m0": {"macro_f1": 0.4}, "m1": {"macro_f1": 0.3}, "m0+m1": {"macro_f1": 0.8}}
         (run.run_dir / "eval.json").write_text(json.dumps({"results": {"test": table, "val": table}}))
-        lines = [{"step": s, "loss": 1.0, "beta.m0": 0.6 + 0.1 * run.seed * s, "beta.m1": 0.8} for s in (1, 2)]
+        ra = run.arm == "ra"  # uniform weights log no beta
+        lines = [{"step": s, "loss": 1.0, **({"beta.m0": 0.6 + 0.1 * run.seed * s, "beta.m1": 0.8} if ra else {})} for s in (1, 2)]
         (run.run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     from mmcore.study.outputs import write_outputs
 
     write_outputs(state)
     md = (tmp_path / "d" / "study.md").read_text()
     # beta.m0 at step 2: seeds 0 and 1 give 0.6 and 0.8, mean 0.7; uniform has no row
-    assert "## balancer values at the end of training (mean over seeds)" in md
+    assert "## balancer weights at the end of training (mean over seeds)" in md
     assert "| ra | base | beta | 0.7000 | 0.8000 |" in md and "| uniform | base |" not in md.split("end of training")[1]
-    assert "ra at base: beta per modality" in (tmp_path / "d" / "report.html").read_text()
+    assert "beta per modality over training, cell base" in (tmp_path / "d" / "report.html").read_text()

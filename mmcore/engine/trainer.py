@@ -28,7 +28,7 @@ from mmcore import deprecated
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore import missbench
-from mmcore.engine import losses, sizes
+from mmcore.engine import losses, sizes, stopping
 from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
@@ -201,6 +201,7 @@ class Trainer:
         The run directory stays owned until the last file is written, then is given up.
         """
         started, final = time.perf_counter(), False
+        stopping.reset()  # a command that trains several runs in turn: each is stoppable again
         try:
             with self.owner:
                 try:
@@ -346,6 +347,7 @@ class Trainer:
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
+        stopping.mark_complete()  # a stop signal from here on has nothing left to stop (exit 0)
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------

@@ -55,7 +55,7 @@ def _rates(spec: dict[str, Any]) -> str:
     return ", ".join(f"{m} {r:g}" if isinstance(r, (int, float)) else f"{m} {r}" for m, r in rates.items()) or "none"
 
 
-def balancer_keys(recipe: dict[str, Any], modalities: list[str]) -> set[str] | None:
+def _balancer_keys(recipe: dict[str, Any], modalities: list[str]) -> set[str] | None:
     """The names the run's balancer logs (its ``log_values``), found by building it; None if it cannot be."""
     node = recipe.get("balancer")
     if not isinstance(node, dict) or "type" not in node:
@@ -155,7 +155,7 @@ def _training(doc: Document, metrics: Metrics, log_every: object = None) -> None
 def _per_modality(doc: Document, metrics: Metrics, recipe: dict, modalities: list[str]) -> None:
     names = modalities or _modalities_from_keys(metrics)
     prefixes = metrics.per_modality(names)
-    balancer = balancer_keys(recipe, names) or set()
+    balancer = _balancer_keys(recipe, names) or set()
     losses = [p for p in prefixes if p not in balancer and p != GRAD_NORM]
     doc.heading("Per-modality loss terms")
     if not losses:

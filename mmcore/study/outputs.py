@@ -1,4 +1,5 @@
-"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``.
+"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``,
+``mechanism.csv`` (per-modality training signals over steps, :mod:`mmcore.study.mechanism`).
 
 The tables are built once as :class:`Table` values and rendered three ways, so the markdown,
 LaTeX and HTML always show the same numbers. ``results.csv`` has one row per run × split ×
@@ -16,6 +17,7 @@ from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect
+from mmcore.study import mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
@@ -85,7 +87,6 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     if ks:
         out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],
                          [[arm, slug, *(per.get(k, math.nan) for k in ks)] for (arm, slug), per in numbers.present.items()]))
-    out += weight_tables(numbers)
     if numbers.cost:
         out.append(Table("cost per arm (its first finished run)", ["arm", "steps", "parameters", "s/step"],
                          [[arm, c["steps"], c["parameters"], c["seconds_per_step"]] for arm, c in numbers.cost.items()]))
@@ -110,15 +111,20 @@ def condition_tables(numbers: StudyNumbers) -> list[Table]:
     return out
 
 
-def weight_tables(numbers: StudyNumbers) -> list[Table]:
-    """The balancer's logged values at the last step every seed logged, mean over seeds."""
-    names = list(dict.fromkeys(m for curves in numbers.weights.values() for per in curves.values() for m in per))
-    rows = [[arm, slug, prefix, *(per[m][1][-1] if m in per else math.nan for m in names)]
-            for (arm, slug), curves in numbers.weights.items() for prefix, per in curves.items()]
-    if not rows:
+def weight_table(series: dict[Any, Any]) -> list[Table]:
+    """The balancer's weights (``beta``/``weight`` of :mod:`mmcore.study.mechanism`) at the last step
+    every seed logged, mean over seeds: what the curves in report.html end at."""
+    last: dict[tuple[str, str, str], dict[str, float]] = {}
+    for (arm, cell, key), (_, means, _) in series.items():
+        signal, _, modality = key.rpartition(".")
+        if signal in ("beta", "weight") and means:
+            last.setdefault((arm, cell, signal), {})[modality] = means[-1]
+    names = list(dict.fromkeys(m for per in last.values() for m in per))
+    if not last:
         return []
-    return [Table("balancer values at the end of training (mean over seeds)", ["arm", "cell", "value", *names], rows,
-                  ["report.html draws them over training, one figure per arm, cell and value."])]
+    return [Table("balancer weights at the end of training (mean over seeds)", ["arm", "cell", "weight", *names],
+                  [[arm, cell, signal, *(per.get(m, math.nan) for m in names)] for (arm, cell, signal), per in last.items()],
+                  ["report.html draws them over training; mechanism.csv has every logged step."])]
 
 
 def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
@@ -168,8 +174,10 @@ def write_csv(path: Path, state: Any) -> None:
                                          *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
 
 
-def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], numbers: StudyNumbers) -> None:
-    """The tables, and a heatmap beside each per-condition table when matplotlib (extra ``report``) is there."""
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], series: dict[Any, Any]) -> None:
+    """The tables, a heatmap beside each per-condition table and the mechanism curves when
+    matplotlib (extra ``report``) is there."""
+    from mmcore.errors import MMCoreError
     from mmcore.report.html import Document
 
     doc = Document(f"Study {name}")
@@ -184,23 +192,14 @@ def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Tabl
             doc.text(n, note=True)
         if " per condition at " in t.title and t.rows:
             _heatmap(doc, t)
-    _curves(doc, numbers)
+    if series:
+        doc.heading("mechanism: per-modality signals over training (mean over seeds; mechanism.csv)")
+        try:
+            for title, png in mechanism.figures(series):
+                doc.figure(title, png, title)
+        except MMCoreError:  # no matplotlib: mechanism.csv holds the numbers
+            doc.text("figures need matplotlib (pip install 'mmcore[report]'); the numbers are in mechanism.csv", note=True)
     doc.write(path)
-
-
-def _curves(doc: Any, numbers: StudyNumbers) -> None:
-    from mmcore.errors import MMCoreError
-    from mmcore.report import figures
-
-    if numbers.weights:
-        doc.heading("balancer values over training (mean over seeds)")
-    for (arm, slug), curves in numbers.weights.items():
-        for prefix, per in curves.items():
-            title = f"{arm} at {slug}: {prefix} per modality"
-            try:
-                doc.figure(title, figures.lines(per, title, "step", prefix), title)
-            except MMCoreError:  # no matplotlib: the table of last values only
-                return
 
 
 def _heatmap(doc: Any, t: Table) -> None:
@@ -220,11 +219,12 @@ def write_outputs(state: Any) -> list[Path]:
     tune_file = d / "tune.json"
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
     prereg = read_prereg(d)
-    numbers = compute(state.study, state.main)
-    parts = tables(numbers, tune)
-    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html"]
+    series = mechanism.mechanism_series(state.main)
+    parts = tables(compute(state.study, state.main), tune) + weight_table(series)
+    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html", d / "mechanism.csv"]
     files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
     files[1].write_text(latex(parts), encoding="utf-8")
     write_csv(files[2], state)
-    _html(files[3], state.study.name, prereg, parts, numbers)
+    _html(files[3], state.study.name, prereg, parts, series)
+    mechanism.write_mechanism_csv(files[4], series)
     return files

@@ -19,7 +19,6 @@ from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import Effect, by_present, endpoint_value, holm_family, interaction, paired, split_endpoint
 from mmcore.study.plan import StudyRun, cells, level_slug
 from mmcore.study.spec import Interaction, Study
-from mmcore.study.weights import balancer_curves
 
 Values = dict[int, float]  # seed -> value
 
@@ -35,7 +34,6 @@ class StudyNumbers:
     # endpoint -> per declared interaction: [(other axes' levels, effect)], Holm within each declaration
     interactions: dict[str, list[tuple[Interaction, list[tuple[str, Effect]]]]] = field(default_factory=dict)
     conditions: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # mean over seeds per condition
-    weights: dict[tuple[str, str], Any] = field(default_factory=dict)  # (arm, cell) -> balancer curves (mmcore.study.weights)
     present: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)  # mean over seeds by k views
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> steps, parameters, s/step
 
@@ -146,5 +144,4 @@ def compute(study: Study, runs: list[StudyRun]) -> StudyNumbers:
         effects={e: _effects(study, values[e]) for e in values},
         interactions={e: _interactions(study, values[e]) for e in values},
         present=_present(study, runs), cost=_cost(study, runs), conditions=_conditions(study, runs),
-        weights=balancer_curves(runs),
     )
