@@ -108,7 +108,7 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
         run_dir,
         plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in session.plugins.infos],
         device=session.runtime.device,
-        checksums={s: split_checksum(session.splits[s]) for s in SPLITS},
+        checksums={s: split_checksum(session.clean_split(s)) for s in SPLITS},
         mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
         extra={
             "train_mask_policy": session.train_spec.policy,
@@ -129,6 +129,8 @@ def cost_figures(session: "Session", train_rate: float, eval_rate: float) -> dic
     parts = {"encoders": model.encoders, "imputer": model.imputer, "fusion": model.fusion}
     if model.unimodal_heads is not None:
         parts["unimodal_heads"] = model.unimodal_heads
+    if getattr(model, "calibration", None) is not None:
+        parts["calibration"] = model.calibration
     cost: dict[str, Any] = {
         "parameters": {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items()},
         "train_samples_per_s": round(train_rate, 2),
