@@ -28,7 +28,7 @@ from mmcore import deprecated
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore import missbench
-from mmcore.engine import losses, sizes
+from mmcore.engine import losses, sizes, stopping
 from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
@@ -47,6 +47,7 @@ from mmcore.errors import MMCoreError
 from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
+from mmcore.frames import frames_dropped_at_eval
 from mmcore.missing import train_masks
 from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
@@ -200,6 +201,7 @@ class Trainer:
         The run directory stays owned until the last file is written, then is given up.
         """
         started, final = time.perf_counter(), False
+        stopping.reset()  # a command that trains several runs in turn: each is stoppable again
         try:
             with self.owner:
                 try:
@@ -340,10 +342,12 @@ class Trainer:
             diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
             extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
             write_eval(self.run_dir, results, extra)
-            write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
+            if not frames_dropped_at_eval(s.recipe):  # a closed-form ceiling knows nothing of dropped frames
+                write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
+        stopping.mark_complete()  # a stop signal from here on has nothing left to stop (exit 0)
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------

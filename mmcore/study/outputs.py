@@ -1,4 +1,5 @@
-"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``.
+"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``,
+``mechanism.csv`` (per-modality training signals over steps, :mod:`mmcore.study.mechanism`).
 
 The tables are built once as :class:`Table` values and rendered three ways, so the markdown,
 LaTeX and HTML always show the same numbers. ``results.csv`` has one row per run × split ×
@@ -16,6 +17,7 @@ from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect
+from mmcore.study import mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
@@ -156,8 +158,10 @@ def write_csv(path: Path, state: Any) -> None:
                                          *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
 
 
-def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> None:
-    """The tables, and a heatmap beside each per-condition table when matplotlib (extra ``report``) is there."""
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], series: dict[Any, Any]) -> None:
+    """The tables, a heatmap beside each per-condition table and the mechanism curves when
+    matplotlib (extra ``report``) is there."""
+    from mmcore.errors import MMCoreError
     from mmcore.report.html import Document
 
     doc = Document(f"Study {name}")
@@ -172,6 +176,13 @@ def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Tabl
             doc.text(n, note=True)
         if " per condition at " in t.title and t.rows:
             _heatmap(doc, t)
+    if series:
+        doc.heading("mechanism: per-modality signals over training (mean over seeds; mechanism.csv)")
+        try:
+            for title, png in mechanism.figures(series):
+                doc.figure(title, png, title)
+        except MMCoreError:  # no matplotlib: mechanism.csv holds the numbers
+            doc.text("figures need matplotlib (pip install 'mmcore[report]'); the numbers are in mechanism.csv", note=True)
     doc.write(path)
 
 
@@ -193,9 +204,11 @@ def write_outputs(state: Any) -> list[Path]:
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
     prereg = read_prereg(d)
     parts = tables(compute(state.study, state.main), tune)
-    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html"]
+    series = mechanism.mechanism_series(state.main)
+    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html", d / "mechanism.csv"]
     files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
     files[1].write_text(latex(parts), encoding="utf-8")
     write_csv(files[2], state)
-    _html(files[3], state.study.name, prereg, parts)
+    _html(files[3], state.study.name, prereg, parts, series)
+    mechanism.write_mechanism_csv(files[4], series)
     return files
