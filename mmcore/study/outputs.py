@@ -111,6 +111,22 @@ def condition_tables(numbers: StudyNumbers) -> list[Table]:
     return out
 
 
+def weight_table(series: dict[Any, Any]) -> list[Table]:
+    """The balancer's weights (``beta``/``weight`` of :mod:`mmcore.study.mechanism`) at the last step
+    every seed logged, mean over seeds: what the curves in report.html end at."""
+    last: dict[tuple[str, str, str], dict[str, float]] = {}
+    for (arm, cell, key), (_, means, _) in series.items():
+        signal, _, modality = key.rpartition(".")
+        if signal in ("beta", "weight") and means:
+            last.setdefault((arm, cell, signal), {})[modality] = means[-1]
+    names = list(dict.fromkeys(m for per in last.values() for m in per))
+    if not last:
+        return []
+    return [Table("balancer weights at the end of training (mean over seeds)", ["arm", "cell", "weight", *names],
+                  [[arm, cell, signal, *(per.get(m, math.nan) for m in names)] for (arm, cell, signal), per in last.items()],
+                  ["report.html draws them over training; mechanism.csv has every logged step."])]
+
+
 def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
     lines = [f"# Study {name}", ""]
     if prereg:
@@ -203,8 +219,8 @@ def write_outputs(state: Any) -> list[Path]:
     tune_file = d / "tune.json"
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
     prereg = read_prereg(d)
-    parts = tables(compute(state.study, state.main), tune)
     series = mechanism.mechanism_series(state.main)
+    parts = tables(compute(state.study, state.main), tune) + weight_table(series)
     files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html", d / "mechanism.csv"]
     files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
     files[1].write_text(latex(parts), encoding="utf-8")
