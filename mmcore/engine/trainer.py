@@ -127,8 +127,11 @@ class Trainer:
         if cfg.get("dropout_masks") == "fast":
             use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
         self.forward = rt.wrap(model)
-        if recipe["compile"]:
-            self.forward = torch.compile(self.forward)
+        self.compiled = bool(recipe["compile"])
+        if self.compiled:
+            # sizes symbolic from the first trace: the padded lengths change every batch, and a
+            # static first trace would be compiled again as soon as one of them does
+            self.forward = torch.compile(self.forward, dynamic=True)
         self.optimizer = build_optimizer(cfg["optimizer"], model)
         self.blamed = component_labels(model, recipe, session.plugins.registry)
         self.balancer = build_balancer(recipe, self.names, session.train_spec, session.plugins.registry).to(rt.device)
@@ -250,7 +253,7 @@ class Trainer:
     def step(self, index: torch.Tensor, hide_u: torch.Tensor | None, epoch: int) -> None:
         """One optimisation step on the rows ``index`` of the training split."""
         rt, state, balancer, model = self.rt, self.state, self.balancer, self.model
-        batch, present = trim_padding(self.data.select(index)), self.masks.index_select(0, index)
+        batch, present = trim_padding(self.data.select(index), self.compiled), self.masks.index_select(0, index)
         if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
             present = apply_dropout(present, hide_u.index_select(0, index), self.drop_rate)
         set_lr(self.optimizer, self.base_lr, self.lr_factor(state.step))
