@@ -77,7 +77,7 @@ def test_tables_show_the_descriptive_sections() -> None:
     values = {primary: {("uniform", slug): {0: 0.5, 1: 0.6}, ("dropout", slug): {0: 0.4, 1: 0.7}}}
     values.update({e: {} for e in study.analysis.secondary})
     runs = [Finished("uniform", slug, 0, RUNS[0].evaluation, RECIPE)]
-    numbers = StudyNumbers(study, cells(study), values, {e: [] for e in values}, finished=runs)
+    numbers = StudyNumbers(study, cells(study), values, {e: {} for e in values}, finished=runs)
     text = markdown(study.name, None, tables(numbers, None))
     # 0.5, 0.6: sd 0.0707107, t(0.975, 1) = 12.7062, half-width 12.7062 · 0.0707107 / √2 = 0.63531
     assert "0.5500 ± 0.0707 [-0.0853, 1.1853] (n=2)" in text
@@ -86,7 +86,7 @@ def test_tables_show_the_descriptive_sections() -> None:
     assert "Friedman" not in text  # two arms: no omnibus test
 
 
-@pytest.mark.parametrize("name", ["issue26.yaml", "rate_grid.yaml", "regression/study.yaml"])
+@pytest.mark.parametrize("name", ["issue26.yaml", "rate_grid.yaml", "issue26_regression/study.yaml"])
 def test_shipped_studies_validate(tmp_path: Path, name: str) -> None:
     """Every run of the shipped study files resolves and validates (nothing is trained)."""
     from mmcore.study.run import plan

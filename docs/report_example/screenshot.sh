@@ -11,8 +11,9 @@ mmcore run recipes/quickstart.yaml dataset='{type: mmcore.synthetic, modalities:
   train.epochs=2 device=cpu output="$work" --no-progress >/dev/null
 run="$(ls -d "$work"/*/* | head -1)"
 mmcore report "$run" -o "$work/report.html" >/dev/null
+height=16000  # the whole page: 63 conditions make a long one
 for width in 1280 800; do
-  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size="$width,6000" \
+  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size="$width,$height" \
     --screenshot="$out/report-$width.png" "file://$work/report.html" 2>/dev/null
 done
 echo "screenshots in $out (report: $work/report.html)"

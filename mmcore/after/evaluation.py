@@ -20,6 +20,8 @@ import hashlib
 import json
 import re
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +85,7 @@ def evaluate_run(
         raise MMCoreError(f"--draws: expected an integer >= 1, got {draws}")
     overrides = list(overrides or [])
     label = _check_label(label or default_label(overrides, split, checkpoint, curve))
-    with open_run(run_dir, overrides, checkpoint, device) as run:
+    with _owned(Path(run_dir)), open_run(run_dir, overrides, checkpoint, device) as run:
         notes = list(run.warnings)
         plan = None
         if curve:  # checked before any evaluation runs
@@ -103,6 +105,22 @@ def evaluate_run(
             curve_data["select"] = run.session.select[1]  # the metric the run was selected by
             (out / CURVE_FILE).write_text(json.dumps(curve_data, indent=1))
     return EvalResult(out, results, curve_data, notes, pooled)
+
+
+@contextmanager
+def _owned(run_dir: Path) -> Iterator[None]:
+    """The run directory held while the evaluation writes into it (refused, one line naming the
+    pid, while a training or another evaluation owns it), with a checkpoint write that a kill
+    interrupted put right first, as ``mmcore resume`` does."""
+    from mmcore.engine.checkpoint import recover
+    from mmcore.engine.ownership import own_run_dir
+
+    if not run_dir.is_dir():  # open_run says what is wrong
+        yield
+        return
+    with own_run_dir(run_dir, "evaluate"):
+        recover(run_dir / "checkpoints")
+        yield
 
 
 def _evaluate(run: OpenRun, conditions: list[Condition], split: str) -> dict[str, dict[str, float]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mmcore.engine.record import (  # noqa: F401  (re-exported for the report modules)
     Metrics,
+    VAL_LOSS,
     RunRecord,
     finite,
     is_run,

@@ -69,17 +69,21 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
         out.append(Table(f"{endpoint} ({kind}): mean ± sd [95% t interval] over seeds", ["arm", *slugs],
                          [[arm, *(_mean_sd(vals.get((arm, s), {})) if (arm, s) in vals else "—" for s in slugs)]
                           for arm in study.arms]))
-        family = numbers.effects[endpoint]
-        if family:
-            out.append(Table(f"{endpoint} ({kind}): paired differences over seeds", EFFECT_HEADER,
-                             [_effect_row(slug, e, higher) for slug, e in family],
-                             [f"Holm over exactly these {len(family)} declared comparisons; "
-                              f"no win/loss word below {MIN_SEEDS} seeds ('{SMALL_N}')."]))
-    if numbers.interactions:
-        out.append(Table(f"interaction on {study.analysis.primary}", EFFECT_HEADER,
-                         [_effect_row(slug, e, higher) for slug, e in numbers.interactions],
-                         ["per seed: difference of the two arms' differences at the two levels; "
-                          f"Holm over exactly these {len(numbers.interactions)} interaction tests, a family of its own."]))
+        for name, family in numbers.effects[endpoint].items():
+            if family:
+                title = f"{endpoint} ({kind}): paired differences over seeds" + (f", family {name}" if name else "")
+                out.append(Table(title, EFFECT_HEADER, [_effect_row(slug, e, higher) for slug, e in family],
+                                 [f"Holm over exactly these {len(family)} declared comparisons; "
+                                  f"no win/loss word below {MIN_SEEDS} seeds ('{SMALL_N}')."]))
+    for endpoint, declared in numbers.interactions.items():
+        kind = "primary" if endpoint == study.analysis.primary else "secondary"
+        for one, found in declared:
+            if found:
+                out.append(Table(f"interaction on {endpoint} ({kind}), {one.axis}: {one.level1} vs {one.level2}", EFFECT_HEADER,
+                                 [_effect_row(slug, e, higher) for slug, e in found],
+                                 ["per seed: difference of the two arms' differences at the two levels; "
+                                  f"Holm over exactly these {len(found)} interaction tests, a family of its own."]))
+    out += condition_tables(numbers)
     ks = sorted({k for per in numbers.present.values() for k in per})
     if ks:
         out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],
@@ -120,6 +124,19 @@ def _descriptive(numbers: StudyNumbers, slugs: list[str]) -> list[Table]:
                          [[arm, slug, *(extras.mean_with_ci(per.get(n, {}), DIGITS) for n in names)] for (arm, slug), per in grid.items()],
                          ["Columns: the recipe's random-mask evaluation conditions; rows: arm and training cell "
                           "(with training rates as an axis, the train × test grid)."]))
+    return out
+
+
+def condition_tables(numbers: StudyNumbers) -> list[Table]:
+    """Per cell: every condition (rows) × arm (columns), the mean over seeds of the primary's split and metric."""
+    split, _, metric = numbers.study.analysis.primary.split(".")
+    out = []
+    for slug in dict.fromkeys(level_slug(lv) for _, lv in numbers.cells):
+        arms = [arm for arm in numbers.study.arms if (arm, slug) in numbers.conditions]
+        conditions = list(dict.fromkeys(c for arm in arms for c in numbers.conditions[(arm, slug)]))
+        if arms:
+            out.append(Table(f"{split} {metric} per condition at {slug} (mean over seeds)", ["condition", *arms],
+                             [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms)] for c in conditions]))
     return out
 
 
@@ -171,6 +188,7 @@ def write_csv(path: Path, state: Any) -> None:
 
 
 def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> None:
+    """The tables, and a heatmap beside each per-condition table when matplotlib (extra ``report``) is there."""
     from mmcore.report.html import Document
 
     doc = Document(f"Study {name}")
@@ -183,7 +201,20 @@ def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Tabl
         doc.table(t.header, [[c if isinstance(c, (int, float)) else fmt(c) for c in row] for row in t.rows])
         for n in t.notes:
             doc.text(n, note=True)
+        if " per condition at " in t.title and t.rows:
+            _heatmap(doc, t)
     doc.write(path)
+
+
+def _heatmap(doc: Any, t: Table) -> None:
+    from mmcore.errors import MMCoreError
+    from mmcore.report import figures
+
+    try:
+        png = figures.heatmap([[float(v) for v in row[1:]] for row in t.rows], [str(row[0]) for row in t.rows], t.header[1:], t.title)
+    except MMCoreError:  # no matplotlib: the table alone
+        return
+    doc.figure(t.title, png, t.title)
 
 
 def write_outputs(state: Any) -> list[Path]:

@@ -24,7 +24,7 @@ from mmcore.engine.record import RunRecord, read_yaml, run_state
 from mmcore.errors import MMCoreError
 from mmcore.study.execute import run_phase
 from mmcore.study.freeze import freeze
-from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs
+from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs, tuned_arms
 from mmcore.study.spec import Study, StudyError, load_study
 from mmcore.sweep.devices import placement, visible_gpus
 from mmcore.sweep.runner import Outcome
@@ -69,7 +69,7 @@ def choose(study: Study, runs: list[StudyRun]) -> tuple[dict[str, dict[str, Any]
     higher = study.analysis.higher_is_better
     chosen: dict[str, dict[str, Any]] = {}
     table: dict[str, Any] = {}
-    for arm in study.arms:
+    for arm in tuned_arms(study):
         trials = []
         for k, values in enumerate(candidates(study)):
             scores = [score(r, study.tune.select) for r in runs if r.arm == arm and r.rel.split("/")[2] == f"c{k}"]
@@ -163,7 +163,7 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
 def _after_tuning(state: StudyState) -> StudyState:
     """Choose each arm's values, record every trial in tune.json, re-plan the study's runs at them."""
     chosen, table = choose(state.study, state.tune)
-    missing = [arm for arm in state.study.arms if arm not in chosen]
+    missing = [arm for arm in tuned_arms(state.study) if arm not in chosen]
     if missing:
         raise MMCoreError(f"{state.study_dir}: tuning of arm '{missing[0]}' has no complete candidate; "
                           "see the failed runs above and run the study again")
