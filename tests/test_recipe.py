@@ -188,6 +188,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
             "strength": 2.0, "policy": "fixed",
         },
         "eval": {"conditions": "all"},
+        "frames": {"rate": 0.0, "segment": 1, "eval_rate": None, "seed": 0, "modalities": None},
     }
     assert resolved["model"] == {
         "dim": 128,

@@ -112,11 +112,23 @@ class EvalMissing:
 
 
 @dataclass(kw_only=True)
+class Frames:
+    """Frames missing inside a present sequence modality, in segments (mmcore.frames)."""
+
+    rate: Rate = 0.0  # probability that a frame is dropped at training (0: no frame is dropped)
+    segment: PositiveInt = 1  # frames per dropped segment (contiguous)
+    eval_rate: Rate | None = None  # the rate at validation and test; null: the training rate
+    seed: int = 0  # seed of the validation and test frames (training frames use the run's seed)
+    modalities: list[str] | None = None  # sequence modalities it applies to; null: every sequence modality
+
+
+@dataclass(kw_only=True)
 class Missing:
     """Missing-modality protocol. Modality names are checked once the dataset is built."""
 
     train: TrainMissing = field(default_factory=TrainMissing)
     eval: EvalMissing = field(default_factory=EvalMissing)
+    frames: Frames = field(default_factory=Frames)
 
 
 # ---------------------------------------------------------------- model:
