@@ -82,9 +82,14 @@ def tuned_arms(study: Study) -> list[str]:
 
 
 def candidates(study: Study) -> list[dict[str, Any]]:
-    """The tuning grid's points (the full product of ``tune.space``), in file order."""
+    """The tuning grid's points (the full product of ``tune.space``), in file order; with Optuna,
+    the two corners of the space (every first choice or low end, every last or high end), which
+    validation checks before any trial is drawn."""
     if study.tune is None:
         return [{}]
+    if study.tune.trials is not None:
+        ends = [{k: v[i] if isinstance(v, list) else v["low" if i == 0 else "high"] for k, v in study.tune.space.items()} for i in (0, -1)]
+        return ends[:1] if ends[0] == ends[1] else ends
     keys = list(study.tune.space)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(study.tune.space[k] for k in keys))]
 
@@ -112,6 +117,10 @@ def tune_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]] |
     """Every tuned arm × candidate × tuning seed, on the tuning levels (``tune.at``)."""
     if study.tune is None:
         return []
+    if study.tune.trials is not None:  # drawn while the study runs: those recorded so far
+        from mmcore.study.tpe import recorded_runs
+
+        return recorded_runs(study, study_dir)
     runs = []
     for arm in tuned_arms(study):
         for k, values in enumerate(candidates(study)):

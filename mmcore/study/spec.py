@@ -14,6 +14,8 @@
         imbalanced: {missing.train.rates: {...}}
         balanced: {missing.train.rates: {...}}
     tune: {space: {train.optimizer.lr: [3.0e-4, 1.0e-3]}, seeds: 2, select: val.macro_f1}
+    # or Optuna's seeded TPE (extra `tune`): space {train.optimizer.lr: {low: 1.0e-4, high: 1.0e-2, log: true}},
+    #   optuna: {trials: 20, seed: 0}; lists are categorical there (mmcore.study.tpe)
     analysis:
       primary: test.average.macro_f1
       compare: [[redcore, uniform]]                # one Holm family; or family name -> pairs
@@ -59,11 +61,12 @@ class StudyError(MMCoreError):
 
 @dataclass(frozen=True)
 class Tune:
-    space: dict[str, list[Any]]
+    space: dict[str, Any]  # key -> [values] (a grid axis; categorical under Optuna) or {low, high, log} (Optuna)
     seeds: list[int]
     select: str  # val.<metric> (or val.<condition>.<metric>)
     at: dict[str, str]  # axis -> the level tuning runs on
-    trials: int | None = None  # Optuna TPE trials instead of the grid
+    trials: int | None = None  # Optuna TPE trials instead of the grid (mmcore.study.tpe)
+    sampler_seed: int = 0  # the TPE sampler's seed: the same study file suggests the same trials
 
 
 @dataclass(frozen=True)
@@ -342,10 +345,14 @@ def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | Non
     unknown = [k for k in value if k not in TUNE_KEYS]
     if unknown:
         raise _fail(path, f"tune.{unknown[0]}", f"unknown key; expected one of {', '.join(TUNE_KEYS)}")
+    trials, sampler_seed = _optuna(path, value.get("optuna"))
     space = _mapping(path, "tune.space", value["space"])
     for key, values in space.items():
-        if not isinstance(values, list) or not values:
-            raise _fail(path, f"tune.space.{key}", "expected a non-empty list of values")
+        if isinstance(values, dict) and trials is not None:
+            _range(path, f"tune.space.{key}", values)
+        elif not isinstance(values, list) or not values:
+            raise _fail(path, f"tune.space.{key}", "expected a non-empty list of values"
+                        + (" or a range {low: a, high: b, log: true|false}" if trials is not None else ""))
     select = str(value.get("select", "val.macro_f1"))
     if not select.startswith("val."):
         raise _fail(path, "tune.select", "expected val.<metric>: tuning never reads the test split")
@@ -353,12 +360,28 @@ def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | Non
     if not isinstance(at, dict) or any(a not in axes or lv not in axes[a] for a, lv in at.items()):
         raise _fail(path, "tune.at", "expected axis -> one level of that axis")
     at = {a: str(at.get(a, next(iter(levels)))) for a, levels in axes.items()}
-    trials = None
-    if value.get("optuna") is not None:
-        trials = (value["optuna"] or {}).get("trials") if isinstance(value["optuna"], dict) else None
-        if not isinstance(trials, int) or trials < 1:
-            raise _fail(path, "tune.optuna.trials", "expected a positive integer")
-    return Tune(space, _seeds(path, "tune.seeds", value.get("seeds", 1)), select, at, trials)
+    return Tune(space, _seeds(path, "tune.seeds", value.get("seeds", 1)), select, at, trials, sampler_seed)
+
+
+def _optuna(path: Path, value: Any) -> tuple[int | None, int]:
+    """``tune.optuna: {trials: N, seed: S}`` -> (N, S); (None, 0) for the grid."""
+    if value is None:
+        return None, 0
+    if not isinstance(value, dict) or any(k not in ("trials", "seed") for k in value):
+        raise _fail(path, "tune.optuna", "expected {trials: N, seed: S (optional, default 0)}")
+    trials, seed = value.get("trials"), value.get("seed", 0)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise _fail(path, "tune.optuna.trials", "expected a positive integer")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise _fail(path, "tune.optuna.seed", "expected an integer")
+    return trials, seed
+
+
+def _range(path: Path, key: str, spec: dict[str, Any]) -> None:
+    low, high = spec.get("low"), spec.get("high")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if set(spec) - {"low", "high", "log"} or not numbers or not low < high or (spec.get("log") and low <= 0):
+        raise _fail(path, key, "expected a range {low: a, high: b > a, log: true|false} (log needs a > 0)")
 
 
 __all__ = ["MIN_SEEDS", "Analysis", "Interaction", "Study", "StudyError", "Tune", "load_study"]
