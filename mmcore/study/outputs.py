@@ -1,4 +1,5 @@
-"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``.
+"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``,
+``mechanism.csv`` (per-modality training signals over steps, :mod:`mmcore.study.mechanism`).
 
 The tables are built once as :class:`Table` values and rendered three ways, so the markdown,
 LaTeX and HTML always show the same numbers. ``results.csv`` has one row per run × split ×
@@ -17,7 +18,7 @@ from typing import Any
 from mmcore.engine.record import RunRecord
 from mmcore.omnibus import mean_ci
 from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect, split_endpoint
-from mmcore.study import extras
+from mmcore.study import extras, mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
@@ -140,6 +141,22 @@ def condition_tables(numbers: StudyNumbers) -> list[Table]:
     return out
 
 
+def weight_table(series: dict[Any, Any]) -> list[Table]:
+    """The balancer's weights (``beta``/``weight`` of :mod:`mmcore.study.mechanism`) at the last step
+    every seed logged, mean over seeds: what the curves in report.html end at."""
+    last: dict[tuple[str, str, str], dict[str, float]] = {}
+    for (arm, cell, key), (_, means, _) in series.items():
+        signal, _, modality = key.rpartition(".")
+        if signal in ("beta", "weight") and means:
+            last.setdefault((arm, cell, signal), {})[modality] = means[-1]
+    names = list(dict.fromkeys(m for per in last.values() for m in per))
+    if not last:
+        return []
+    return [Table("balancer weights at the end of training (mean over seeds)", ["arm", "cell", "weight", *names],
+                  [[arm, cell, signal, *(per.get(m, math.nan) for m in names)] for (arm, cell, signal), per in last.items()],
+                  ["report.html draws them over training; mechanism.csv has every logged step."])]
+
+
 def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
     lines = [f"# Study {name}", ""]
     if prereg:
@@ -187,8 +204,10 @@ def write_csv(path: Path, state: Any) -> None:
                                          *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
 
 
-def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> None:
-    """The tables, and a heatmap beside each per-condition table when matplotlib (extra ``report``) is there."""
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], series: dict[Any, Any]) -> None:
+    """The tables, a heatmap beside each per-condition table and the mechanism curves when
+    matplotlib (extra ``report``) is there."""
+    from mmcore.errors import MMCoreError
     from mmcore.report.html import Document
 
     doc = Document(f"Study {name}")
@@ -203,6 +222,13 @@ def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Tabl
             doc.text(n, note=True)
         if " per condition at " in t.title and t.rows:
             _heatmap(doc, t)
+    if series:
+        doc.heading("mechanism: per-modality signals over training (mean over seeds; mechanism.csv)")
+        try:
+            for title, png in mechanism.figures(series):
+                doc.figure(title, png, title)
+        except MMCoreError:  # no matplotlib: mechanism.csv holds the numbers
+            doc.text("figures need matplotlib (pip install 'mmcore[report]'); the numbers are in mechanism.csv", note=True)
     doc.write(path)
 
 
@@ -223,10 +249,12 @@ def write_outputs(state: Any) -> list[Path]:
     tune_file = d / "tune.json"
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
     prereg = read_prereg(d)
-    parts = tables(compute(state.study, state.main), tune)
-    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html"]
+    series = mechanism.mechanism_series(state.main)
+    parts = tables(compute(state.study, state.main), tune) + weight_table(series)
+    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html", d / "mechanism.csv"]
     files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
     files[1].write_text(latex(parts), encoding="utf-8")
     write_csv(files[2], state)
-    _html(files[3], state.study.name, prereg, parts)
+    _html(files[3], state.study.name, prereg, parts, series)
+    mechanism.write_mechanism_csv(files[4], series)
     return files
