@@ -44,6 +44,7 @@ class Synthetic:
     contract_options = [
         {"modalities": 2, "classes": 3, "samples": 60, "dim": 4},
         {"modalities": 3, "classes": 2, "samples": 40, "dim": 3, "sequence": True, "max_len": 6},
+        {"modalities": 3, "classes": 3, "samples": 60, "dim": 4, "tau": 1.0},  # the latent test bed: checks oracle()
     ]
 
     def __init__(
