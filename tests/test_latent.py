@@ -210,3 +210,17 @@ def test_monte_carlo_ceiling_of_the_plain_generator_matches_the_bayes_rule_on_da
                 score -= frames[:, m:m + 1] * ((xbar[:, None] - data.centres[m].double()[None]) ** 2).sum(-1)
         empirical = float((score.argmax(1) == test.target).double().mean())
         assert abs(p - empirical) < 4 * math.sqrt(se**2 + empirical * (1 - empirical) / len(test))
+
+
+def test_room_preset_leaves_zero_filling_well_below_the_ceiling() -> None:
+    """recipes/latent_room.yaml's closed form: zero-filling loses >= 0.04 per single modality at tau 1, nothing at tau 0."""
+    from mmcore.oracle import bayes_snr, simplex_accuracy, zero_fill_snr
+
+    for tau, least in ((1.0, 0.04), (0.0, 0.0)):
+        p = Synthetic(modalities=3, samples=40, dim=8, classes=4, tau=tau, alpha=[2.0] * 3, gamma=[0.5] * 3,
+                      nuisance=0.5, noise=0.5).latent
+        for m in range(3):
+            present = torch.arange(3) == m
+            bayes = float(simplex_accuracy(torch.tensor([bayes_snr(p, present, torch.ones(3))]), 4))
+            zero = float(simplex_accuracy(torch.tensor([zero_fill_snr(p, present)]), 4))
+            assert bayes - zero >= least - 1e-9 and (tau > 0 or abs(bayes - zero) < 1e-9)
