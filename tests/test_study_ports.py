@@ -145,3 +145,30 @@ def test_the_chosen_rate_is_the_best_on_validation_not_on_test(tmp_path):
     assert chosen == {"a": {"train.optimizer.lr": 0.003}, "b": {"train.optimizer.lr": 0.001}}
     assert [t["mean"] for t in table["a"]["trials"]] == [0.5, 0.9] and "c" not in table
     assert {r.arm: r.values for r in main_runs(study, tmp_path / "d", chosen)}["c"] == {"train.optimizer.lr": 0.003}
+
+
+def test_balancer_values_over_training_per_arm_and_cell(tmp_path):
+    """RedCore's beta from metrics.jsonl (mmcore.study.mechanism), mean over seeds at shared steps,
+    as a table of the last values in study.md; uniform logs none."""
+    (tmp_path / "recipe.yaml").write_text(RECIPE.replace("fusion: {type: mmcore.concat, layers: [8]}}",
+                                                         "fusion: {type: mmcore.concat, layers: [8]}, unimodal_heads: {layers: [4]}}"))
+    path = tmp_path / "study.yaml"
+    path.write_text("name: w\nrecipe: recipe.yaml\nseeds: 2\narms:\n  ra: {balancer: {type: redcore.relative_advantage, target: unimodal}}\n"
+                    "  uniform: {balancer: mmcore.uniform}\nanalysis: {primary: test.average.macro_f1, compare: [[ra, uniform]]}\n")
+    state = plan(path, tmp_path / "d")
+    for run in state.main:
+        run.run_dir.mkdir(parents=True)
+        (run.run_dir / "recipe.yaml").write_text(json.dumps(run.recipe))
+        table = {"average": {"macro_f1": 0.5}, "m0": {"macro_f1": 0.4}, "m1": {"macro_f1": 0.3}, "m0+m1": {"macro_f1": 0.8}}
+        (run.run_dir / "eval.json").write_text(json.dumps({"results": {"test": table, "val": table}}))
+        ra = run.arm == "ra"  # uniform weights log no beta
+        lines = [{"step": s, "loss": 1.0, **({"beta.m0": 0.6 + 0.1 * run.seed * s, "beta.m1": 0.8} if ra else {})} for s in (1, 2)]
+        (run.run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    from mmcore.study.outputs import write_outputs
+
+    write_outputs(state)
+    md = (tmp_path / "d" / "study.md").read_text()
+    # beta.m0 at step 2: seeds 0 and 1 give 0.6 and 0.8, mean 0.7; uniform has no row
+    assert "## balancer weights at the end of training (mean over seeds)" in md
+    assert "| ra | base | beta | 0.7000 | 0.8000 |" in md and "| uniform | base |" not in md.split("end of training")[1]
+    assert "beta per modality over training, cell base" in (tmp_path / "d" / "report.html").read_text()

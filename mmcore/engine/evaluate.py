@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Callable
@@ -170,7 +171,6 @@ def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], e
     pooled = {split: table.pooled for split, table in results.items() if getattr(table, "pooled", None) is not None}
     confusion = {split: table.confusion for split, table in results.items() if getattr(table, "confusion", None)}
     body = {**extra, "results": results, "pooled": pooled} | ({"confusion": confusion} if confusion else {})
-    (run_dir / "eval.json").write_text(json.dumps(body, indent=1))
     metric_names: list[str] = []
     for table in results.values():
         for row in table.values():
@@ -181,3 +181,7 @@ def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], e
         for split_name, table in results.items():
             for condition, row in table.items():
                 writer.writerow([split_name, condition, *[row.get(k, "") for k in metric_names]])
+    # last, written aside and renamed: eval.json marks a run finished, so a kill never leaves half of one
+    partial = run_dir / f".eval.json.tmp-{os.getpid()}"
+    partial.write_text(json.dumps(body, indent=1))
+    os.replace(partial, run_dir / "eval.json")

@@ -28,7 +28,7 @@ from mmcore import deprecated
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore import missbench
-from mmcore.engine import losses, sizes
+from mmcore.engine import losses, sizes, stopping
 from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
@@ -127,8 +127,11 @@ class Trainer:
         if cfg.get("dropout_masks") == "fast":
             use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
         self.forward = rt.wrap(model)
-        if recipe["compile"]:
-            self.forward = torch.compile(self.forward)
+        self.compiled = bool(recipe["compile"])
+        if self.compiled:
+            # sizes symbolic from the first trace: the padded lengths change every batch, and a
+            # static first trace would be compiled again as soon as one of them does
+            self.forward = torch.compile(self.forward, dynamic=True)
         self.optimizer = build_optimizer(cfg["optimizer"], model)
         self.blamed = component_labels(model, recipe, session.plugins.registry)
         self.balancer = build_balancer(recipe, self.names, session.train_spec, session.plugins.registry).to(rt.device)
@@ -201,6 +204,7 @@ class Trainer:
         The run directory stays owned until the last file is written, then is given up.
         """
         started, final = time.perf_counter(), False
+        stopping.reset()  # a command that trains several runs in turn: each is stoppable again
         try:
             with self.owner:
                 try:
@@ -249,7 +253,7 @@ class Trainer:
     def step(self, index: torch.Tensor, hide_u: torch.Tensor | None, epoch: int) -> None:
         """One optimisation step on the rows ``index`` of the training split."""
         rt, state, balancer, model = self.rt, self.state, self.balancer, self.model
-        batch, present = trim_padding(self.data.select(index)), self.masks.index_select(0, index)
+        batch, present = trim_padding(self.data.select(index), self.compiled), self.masks.index_select(0, index)
         if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
             present = apply_dropout(present, hide_u.index_select(0, index), self.drop_rate)
         set_lr(self.optimizer, self.base_lr, self.lr_factor(state.step))
@@ -346,6 +350,7 @@ class Trainer:
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
+        stopping.mark_complete()  # a stop signal from here on has nothing left to stop (exit 0)
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------

@@ -21,7 +21,6 @@ from mmcore.report.diagnostics import diagnostics_section
 from mmcore.report.html import Document
 from mmcore.report.sources import (
     GRAD_NORM,
-    SCALARS_SHOWN,
     VAL_LOSS,
     Metrics,
     later_evals,
@@ -145,29 +144,41 @@ FEW_POINTS = 20  # fewer logged steps than this make a loss curve hard to read
 
 def _training(doc: Document, metrics: Metrics, log_every: object = None) -> None:
     doc.heading("Training")
-    if len(metrics.steps) < FEW_POINTS:  # a short run with the default interval logs a handful of points
-        interval = "automatic" if log_every is None else log_every
-        doc.text(f"{len(metrics.steps)} training steps were logged (train.log_every={interval}); for a curve with "
-                 f"at least {FEW_POINTS} points, run again with a smaller train.log_every.", note=True)
+    _few_points_note(doc, metrics, log_every)
     if not metrics.steps and not metrics.epochs:
         doc.text("No metrics.jsonl lines: nothing was logged.", note=True)
         return
-    series = {f"training {k}": metrics.series(k) for k in SCALARS_SHOWN if metrics.series(k)[0]}
-    val_loss = metrics.epoch_series(VAL_LOSS)
+    task, total, val_loss = metrics.series("task_loss"), metrics.series("loss"), metrics.epoch_series(VAL_LOSS)
+    series = {"training task_loss": task} if task[0] else {}
     if val_loss[0]:
         series["validation task_loss (end of each epoch)"] = val_loss
-    if series:
-        title = "training and validation loss" if val_loss[0] else "training loss (mean over each logging interval)"
-        doc.figure("training-loss", figures.lines(series, title, "step", "loss"))
-        if val_loss[0]:
-            doc.text("Training lines are means over each logging interval, under the training masks; the validation "
-                     "task loss is averaged over the evaluation conditions, with every stochastic part at its mean.", note=True)
+    if series:  # the same loss on both splits, on one scale: the gap is over- or under-fitting
+        doc.figure("training-loss", figures.lines(series, "training and validation task loss", "step", "task loss"))
+        doc.text("Training values are means over each logging interval, under the training masks; the validation "
+                 "task loss is averaged over the evaluation conditions, with every stochastic part at its mean.", note=True)
+    if total[0] and total[1] != task[1]:  # the imputer's and heads' terms make the total much larger
+        doc.figure("training-total-loss", figures.lines({"training loss (all terms)": total},
+                                                         "training loss: task loss plus every loss group", "step", "loss"))
     val_names = list(dict.fromkeys(k for e in metrics.epochs for k in e["val"]))
     if val_names:
         val = {k: ([float(e["epoch"]) for e in metrics.epochs if k in e["val"]],
                    [float(e["val"][k]) for e in metrics.epochs if k in e["val"]]) for k in val_names}
         doc.figure("validation", figures.lines(val, "validation metrics per epoch (average over conditions)", "epoch", "value",
                                                panels=len(val) > 3))
+
+
+def _few_points_note(doc: Document, metrics: Metrics, log_every: object) -> None:
+    """Fewer than FEW_POINTS step lines: say whether the run was that short or the interval too long."""
+    logged = len(metrics.steps)
+    if logged >= FEW_POINTS:
+        return
+    last = max((int(r["step"]) for r in metrics.steps), default=0)
+    if logged and last == logged:  # every step has its line: the run itself is that short
+        doc.text(f"The run had {last} optimisation steps, every one logged; a longer run draws a smoother curve.", note=True)
+        return
+    interval = "automatic" if log_every is None else log_every
+    doc.text(f"{logged} training steps were logged (train.log_every={interval}); for a curve with "
+             f"at least {FEW_POINTS} points, run again with a smaller train.log_every.", note=True)
 
 
 def _per_modality(doc: Document, metrics: Metrics, recipe: dict, modalities: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``.
+"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``,
+``mechanism.csv`` (per-modality training signals over steps, :mod:`mmcore.study.mechanism`).
 
 The tables are built once as :class:`Table` values and rendered three ways, so the markdown,
 LaTeX and HTML always show the same numbers. ``results.csv`` has one row per run × split ×
@@ -15,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.engine.record import RunRecord
-from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect
+from mmcore.omnibus import mean_ci
+from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect, split_endpoint
+from mmcore.study import extras, mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
@@ -41,9 +44,10 @@ def _mean_sd(values: dict[int, float]) -> str:
     xs = list(values.values())
     if not xs:
         return "n/a"
-    mean = sum(xs) / len(xs)
+    mean, low, high = mean_ci(xs)
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return f"{mean:.{DIGITS}f} ± {sd:.{DIGITS}f} (n={len(xs)})"
+    interval = "" if low is None else f" [{low:.{DIGITS}f}, {high:.{DIGITS}f}]"
+    return f"{mean:.{DIGITS}f} ± {sd:.{DIGITS}f}{interval} (n={len(xs)})"
 
 
 def _effect_row(where: str, e: Effect, higher: bool) -> list[Any]:
@@ -63,7 +67,7 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     for endpoint in endpoints(study):
         kind = "primary" if endpoint == study.analysis.primary else "secondary"
         vals = numbers.values[endpoint]
-        out.append(Table(f"{endpoint} ({kind}): mean ± sd over seeds", ["arm", *slugs],
+        out.append(Table(f"{endpoint} ({kind}): mean ± sd [95% t interval] over seeds", ["arm", *slugs],
                          [[arm, *(_mean_sd(vals.get((arm, s), {})) if (arm, s) in vals else "—" for s in slugs)]
                           for arm in study.arms]))
         for name, family in numbers.effects[endpoint].items():
@@ -85,6 +89,7 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     if ks:
         out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],
                          [[arm, slug, *(per.get(k, math.nan) for k in ks)] for (arm, slug), per in numbers.present.items()]))
+    out += _descriptive(numbers, slugs)
     if numbers.cost:
         out.append(Table("cost per arm (its first finished run)", ["arm", "steps", "parameters", "s/step"],
                          [[arm, c["steps"], c["parameters"], c["seconds_per_step"]] for arm, c in numbers.cost.items()]))
@@ -93,6 +98,33 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
                  "chosen" if t["values"] == info["chosen"] else ""]
                 for arm, info in tune.items() for t in info["trials"]]
         out.append(Table(f"tuning ({study.tune.select if study.tune else ''}, validation only)", ["arm", "values", "mean score", ""], rows))
+    return out
+
+
+def _descriptive(numbers: StudyNumbers, slugs: list[str]) -> list[Table]:
+    """Friedman across arms, MissBench's MEI and MLI, and the random-rate test conditions
+    (``mmcore.study.extras``): outside the pre-registered family, for reading, not deciding."""
+    study, primary, out = numbers.study, numbers.study.analysis.primary, []
+    tests = extras.friedman_by_cell(numbers.values[primary], list(study.arms), slugs)
+    if tests:
+        out.append(Table(f"{primary}: Friedman test across arms", ["cell", "arms", "seeds", "χ²", "df", "p"],
+                         [[slug, t.arms, t.blocks, t.statistic, t.arms - 1, t.p] for slug, t in tests],
+                         ["Whether any arm differs (seeds as blocks); not in the Holm family."]))
+    diag = extras.missbench(numbers.finished, split_endpoint(primary)[2])
+    if diag:
+        out.append(Table("MissBench diagnostics: mean [95% t interval] over seeds", ["arm", "cell", "MEI", "MLI"],
+                         [[arm, slug, extras.mean_with_ci(d.get("MEI", {}), DIGITS), extras.mean_with_ci(d.get("MLI", {}), DIGITS)]
+                          for (arm, slug), d in diag.items()],
+                         [f"MEI of {split_endpoint(primary)[2]} over the test subset conditions, MLI of the encoders' "
+                          "gradient norms (mmcore/missbench.py: 1 = equal shares)."]))
+    names, grid = extras.rate_grid(numbers.finished, primary)
+    if names:
+        split, _, metric = split_endpoint(primary)
+        out.append(Table(f"{split} {metric} under random-rate conditions: mean [95% t interval] over seeds",
+                         ["arm", "cell", *names],
+                         [[arm, slug, *(extras.mean_with_ci(per.get(n, {}), DIGITS) for n in names)] for (arm, slug), per in grid.items()],
+                         ["Columns: the recipe's random-mask evaluation conditions; rows: arm and training cell "
+                          "(with training rates as an axis, the train × test grid)."]))
     return out
 
 
@@ -111,6 +143,22 @@ def condition_tables(numbers: StudyNumbers) -> list[Table]:
                              [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms),
                                *([ceiling.get(c, math.nan)] if ceiling else [])] for c in conditions]))
     return out
+
+
+def weight_table(series: dict[Any, Any]) -> list[Table]:
+    """The balancer's weights (``beta``/``weight`` of :mod:`mmcore.study.mechanism`) at the last step
+    every seed logged, mean over seeds: what the curves in report.html end at."""
+    last: dict[tuple[str, str, str], dict[str, float]] = {}
+    for (arm, cell, key), (_, means, _) in series.items():
+        signal, _, modality = key.rpartition(".")
+        if signal in ("beta", "weight") and means:
+            last.setdefault((arm, cell, signal), {})[modality] = means[-1]
+    names = list(dict.fromkeys(m for per in last.values() for m in per))
+    if not last:
+        return []
+    return [Table("balancer weights at the end of training (mean over seeds)", ["arm", "cell", "weight", *names],
+                  [[arm, cell, signal, *(per.get(m, math.nan) for m in names)] for (arm, cell, signal), per in last.items()],
+                  ["report.html draws them over training; mechanism.csv has every logged step."])]
 
 
 def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
@@ -160,8 +208,10 @@ def write_csv(path: Path, state: Any) -> None:
                                          *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
 
 
-def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> None:
-    """The tables, and a heatmap beside each per-condition table when matplotlib (extra ``report``) is there."""
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], series: dict[Any, Any]) -> None:
+    """The tables, a heatmap beside each per-condition table and the mechanism curves when
+    matplotlib (extra ``report``) is there."""
+    from mmcore.errors import MMCoreError
     from mmcore.report.html import Document
 
     doc = Document(f"Study {name}")
@@ -176,6 +226,13 @@ def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Tabl
             doc.text(n, note=True)
         if " per condition at " in t.title and t.rows:
             _heatmap(doc, t)
+    if series:
+        doc.heading("mechanism: per-modality signals over training (mean over seeds; mechanism.csv)")
+        try:
+            for title, png in mechanism.figures(series):
+                doc.figure(title, png, title)
+        except MMCoreError:  # no matplotlib: mechanism.csv holds the numbers
+            doc.text("figures need matplotlib (pip install 'mmcore[report]'); the numbers are in mechanism.csv", note=True)
     doc.write(path)
 
 
@@ -196,10 +253,12 @@ def write_outputs(state: Any) -> list[Path]:
     tune_file = d / "tune.json"
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
     prereg = read_prereg(d)
-    parts = tables(compute(state.study, state.main), tune)
-    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html"]
+    series = mechanism.mechanism_series(state.main)
+    parts = tables(compute(state.study, state.main), tune) + weight_table(series)
+    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html", d / "mechanism.csv"]
     files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
     files[1].write_text(latex(parts), encoding="utf-8")
     write_csv(files[2], state)
-    _html(files[3], state.study.name, prereg, parts)
+    _html(files[3], state.study.name, prereg, parts, series)
+    mechanism.write_mechanism_csv(files[4], series)
     return files

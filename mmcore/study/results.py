@@ -17,6 +17,7 @@ from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import Effect, by_present, endpoint_value, holm_family, interaction, paired, split_endpoint
+from mmcore.study.extras import Finished
 from mmcore.study.plan import StudyRun, cells, level_slug
 from mmcore.study.spec import Interaction, Study
 
@@ -38,6 +39,7 @@ class StudyNumbers:
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> steps, parameters, s/step
     # level slug -> condition -> the data's Bayes ceiling (eval.json's oracle, mean over the cell's runs)
     ceilings: dict[str, dict[str, float]] = field(default_factory=dict)
+    finished: list[Finished] = field(default_factory=list)  # what mmcore.study.extras reads
 
 
 def endpoints(study: Study) -> list[str]:
@@ -161,5 +163,14 @@ def compute(study: Study, runs: list[StudyRun]) -> StudyNumbers:
         effects={e: _effects(study, values[e]) for e in values},
         interactions={e: _interactions(study, values[e]) for e in values},
         present=_present(study, runs), cost=_cost(study, runs), conditions=_conditions(study, runs),
-        ceilings=_ceilings(study, runs),
+        ceilings=_ceilings(study, runs), finished=_finished(runs),
     )
+
+
+def _finished(runs: list[StudyRun]) -> list[Finished]:
+    out = []
+    for run in runs:
+        record = RunRecord(run.run_dir)
+        if record.finished:
+            out.append(Finished(run.arm, level_slug(run.levels), run.seed, record.eval or {}, record.recipe or {}))
+    return out
