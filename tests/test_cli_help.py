@@ -24,3 +24,14 @@ def test_every_command_and_option_has_help() -> None:
     root = typer.main.get_command(cli.app)
     assert len(getattr(root, "commands", {})) >= 10  # the walk sees the real command tree
     assert _undocumented(root, []) == []
+
+
+def test_every_bundled_component_option_has_help() -> None:
+    """What `mmcore components NAME` prints under each option (the factory docstring's Args)."""
+    from mmcore.plugins import get_registry
+
+    bundled = ("mmcore", "redcore", "baselines", "corpora")
+    components = [c for c in get_registry().all() if c.name.split(".")[0] in bundled]
+    assert {c.name.split(".")[0] for c in components} >= {"mmcore"}
+    missing = [f"{c.name}.{o.name}" for c in components for o in c.options() if not o.help.strip()]
+    assert missing == []
