@@ -33,7 +33,7 @@ from mmcore.after.runs import OpenRun, open_run
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.evaluate import POOLED
 from mmcore.errors import MMCoreError
-from mmcore.frames import frames_dropped_at_eval
+from mmcore.frames import ceiling_split
 from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.report.robustness import CURVE_FILE, summarize
 
@@ -122,15 +122,14 @@ def evaluate_run(
 
 
 def _oracle(run: OpenRun, conditions: list[Condition], split: str, out: Path) -> dict[str, dict[str, float]] | None:
-    """The data's Bayes ceiling under this protocol's conditions, written beside the results
-    (``mmcore.oracle``); None where the dataset has none or evaluation frames are dropped."""
+    """The data's Bayes ceiling under this protocol's conditions (given the kept frames where
+    evaluation frames are dropped), written beside the results (``mmcore.oracle``); None where
+    the dataset has none."""
     from mmcore.engine.evaluate import condition_mask_table
 
-    if frames_dropped_at_eval(run.recipe):
-        return None
     s = run.session
     masks = condition_mask_table(conditions, s.splits[split], len(s.names))
-    entry = oracle_entry(s.dataset, {split: s.splits[split]}, {split: masks})
+    entry = oracle_entry(s.dataset, {split: ceiling_split(s, split)}, {split: masks})
     write_oracle(out, entry)
     return None if entry is None else entry["results"][split]
 

@@ -47,7 +47,7 @@ from mmcore.errors import MMCoreError
 from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
-from mmcore.frames import frames_dropped_at_eval
+from mmcore.frames import ceiling_split
 from mmcore.missing import train_masks
 from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
@@ -346,8 +346,8 @@ class Trainer:
             diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
             extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
             write_eval(self.run_dir, results, extra)
-            if not frames_dropped_at_eval(s.recipe):  # a closed-form ceiling knows nothing of dropped frames
-                write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
+            ceiling = {split: ceiling_split(s, split) for split in EVAL_SPLITS}  # given the kept frames, if any are dropped
+            write_oracle(self.run_dir, oracle_entry(s.dataset, ceiling, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
