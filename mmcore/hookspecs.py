@@ -51,7 +51,10 @@ def register_datasets(register: Register) -> None:
     attribute (a classmethod on a class) taking the same options and returning
     ``(modalities, task)``, the ``ModalitySpec`` list (or just the names, in order) and the
     ``TaskSpec`` (or None). It must be cheap (options or file headers, never tensors). Without
-    it, or if it raises (files not there yet), validation skips those checks; the run makes them."""
+    it, or if it raises (files not there yet), validation skips those checks; the run makes them.
+    The commands that run a recipe here (``mmcore validate``, ``run``, ``resume``) also report
+    what it raises as ``DataError`` (or any ``MMCoreError``): bad options, unreadable headers; and
+    an option named ``root`` must name an existing file or folder (``mmcore.recipe.machine``)."""
 
 
 @hookspec

@@ -103,7 +103,7 @@ def test_bad_select_and_unknown_rate_modality_are_one_line_errors(make_recipe):
     """Caught at validation, before any data is loaded (the dataset describes itself)."""
     with pytest.raises(RecipeError, match="train.select: unknown condition 'zz'"):
         make_recipe("train.select=val.zz.accuracy")
-    with pytest.raises(RecipeError, match=r"missing.train: missing rate for unknown modality 'm9'"):
+    with pytest.raises(RecipeError, match=r"missing.train.rates.m9: not a modality of this dataset"):
         make_recipe("+missing.train.rates.m9=0.5")
     with pytest.raises(RecipeError, match="'macro_f' is not a classification metric; did you mean 'macro_f1'"):
         make_recipe("train.select=val.macro_f")

@@ -112,10 +112,11 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
         mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
         extra={
             "train_mask_policy": session.train_spec.policy,
-            "seed": int(session.recipe["seed"]),
+            "seed": session.plan.seed,
             "world_size": session.runtime.world_size,
             "precision": session.runtime.precision,
             "input_transform": transform.describe() if transform is not None else None,
+            "recipe": session.recipe,  # as the run started: `mmcore resume` refuses an edited recipe.yaml
         },
     )
     from mmcore.after.card import write_model_card
