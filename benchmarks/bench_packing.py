@@ -1,10 +1,11 @@
-"""Packed against padded frames: the recipe's three transformer encoders, one training step's
-forward + backward, interleaved so that a loaded box's noise hits both alike.
+"""Packed, padded and auto frames: the recipe's three transformer encoders, one training step's
+forward + backward, interleaved so that a loaded box's noise hits all alike.
 
     python benchmarks/bench_packing.py                      # independent lengths, shuffled batches
     python benchmarks/bench_packing.py --lengths correlated --sort   # IEMOCAP-like durations, bucketed
 
-Prints per-repeat milliseconds for each layout and the median ratio padded / packed. Batches come
+Prints per-repeat milliseconds for each layout and the median ratios padded / packed and
+padded / auto (``frames: auto`` packs a batch only when under 80% of its frames are real). Batches come
 from ``mmcore.synthetic`` with IEMOCAP's shapes (130/342/1024-d, 20-60/20-60/10-30 frames); each
 is cut to its longest row first, as the trainer does (``trim_padding``). Nothing is asserted.
 """
@@ -58,10 +59,11 @@ def main() -> None:
     frames = {m: sum(int(b.lengths[m].sum()) for b in batches) / sum(b.features[m].shape[0] * b.features[m].shape[1] for b in batches)
               for m in ("a", "v", "l")}
     print("real frames / padded frames: " + ", ".join(f"{m} {f:.2f}" for m, f in frames.items()))
-    models = {f: _encoders(data.modalities, f) for f in ("padded", "packed")}
-    times: dict[str, list[float]] = {"padded": [], "packed": []}
+    kinds = ["padded", "packed", "auto"]
+    models = {f: _encoders(data.modalities, f) for f in kinds}
+    times: dict[str, list[float]] = {f: [] for f in kinds}
     for r in range(args.repeats + 1):
-        for frames_kind in (("padded", "packed") if r % 2 else ("packed", "padded")):
+        for frames_kind in kinds[r % 3:] + kinds[: r % 3]:  # each goes first in turn
             start = time.perf_counter()
             for b in batches:
                 _step(models[frames_kind], b)
@@ -69,8 +71,9 @@ def main() -> None:
                 times[frames_kind].append((time.perf_counter() - start) * 1000 / len(batches))
     for kind, ms in times.items():
         print(f"{kind}: " + " ".join(f"{t:.0f}" for t in ms) + " ms/step")
-    ratios = [a / b for a, b in zip(times["padded"], times["packed"])]
-    print(f"padded / packed: median {statistics.median(ratios):.2f} ({' '.join(f'{x:.2f}' for x in ratios)})")
+    for kind in ("packed", "auto"):
+        ratios = [a / b for a, b in zip(times["padded"], times[kind])]
+        print(f"padded / {kind}: median {statistics.median(ratios):.2f} ({' '.join(f'{x:.2f}' for x in ratios)})")
 
 
 if __name__ == "__main__":

@@ -19,16 +19,18 @@ from torch import Tensor
 from mmcore.errors import MMCoreError
 from mmcore.missing import (
     MAX_MODALITIES,
+    MECHANISM_KEYS,
     STREAM_EVAL,
     MissingSpec,
     all_patterns,
     check_keys,
     check_spec,
-    draw_masks,
     hash_uniform,
     parse_spec,
+    spec_masks,
 )
 from mmcore.text import did_you_mean
+from mmcore.types import SplitData
 
 AVERAGE = "average"  # the row that averages every condition; reserved, no condition may take it
 
@@ -122,7 +124,8 @@ def _parse_random(item: Mapping, modalities: list[str], where: str) -> Condition
     check_keys(item, ("random", "seed", "name"), where)
     if "random" not in item:
         raise MMCoreError(f"{where}: a mapping condition needs 'random' (rates or sample_rate, min_present)")
-    spec = parse_spec(item["random"], f"{where}.random", keys=("rates", "sample_rate", "min_present"))
+    keys = ("rates", "sample_rate", "min_present", *MECHANISM_KEYS)
+    spec = parse_spec(item["random"], f"{where}.random", keys=keys)
     try:
         check_spec(spec, modalities)  # unknown names and infeasible rates fail here, early
     except MMCoreError as err:
@@ -138,8 +141,10 @@ def _parse_random(item: Mapping, modalities: list[str], where: str) -> Condition
     return Condition(name, None, spec, seed, tuple(modalities))
 
 
-def condition_masks(condition: Condition, ids: Tensor, num_modalities: int) -> Tensor:
-    """Presence masks bool ``[N, M]`` for one evaluation condition, on the ids' device."""
+def condition_masks(condition: Condition, ids: Tensor, num_modalities: int, split: SplitData | None = None) -> Tensor:
+    """Presence masks bool ``[N, M]`` for one evaluation condition, on the ids' device.
+
+    A random condition under mar / mnar reads the split's data (``ids`` are the split's ids)."""
     n = int(ids.shape[0])
     if condition.subset is not None:
         if len(condition.subset) != num_modalities:
@@ -153,4 +158,4 @@ def condition_masks(condition: Condition, ids: Tensor, num_modalities: int) -> T
     if len(names) != num_modalities:
         raise MMCoreError(f"condition '{condition.name}' refers to {len(names)} modalities, expected {num_modalities}")
     u = hash_uniform(condition.seed, ids, STREAM_EVAL)
-    return draw_masks(condition.random, names, u).to(ids.device)
+    return spec_masks(condition.random, names, u, split).to(ids.device)

@@ -125,6 +125,16 @@ def register_balancers(register: Register) -> None:
       ``view.losses(split)`` the fusion head's and each unimodal head's mean task loss over the
       train or validation split (G-Blending).
 
+    A method that also changes the model before fusion (BALM's feature calibration,
+    ``baselines.balm``) declares ``calibration`` on its factory: a callable
+    ``(specs, dim, **options) -> nn.Module | None`` that receives the balancer's recipe options
+    (take ``**_`` for the ones it ignores). The engine builds it with the model (so ``mmcore
+    eval``, ``predict`` and ``export`` rebuild it from the recipe, and its weights live in
+    ``model.safetensors``, are trained by the model's optimiser and synchronised like the rest)
+    and calls it as ``(h [B, M, d], present [B, M]) -> [B, M, d]`` after the absent rows of ``h``
+    are zeroed and before the imputer, in training, evaluation and fusion probes; absent rows of
+    its output are zeroed again. Like an imputer it must keep rows independent in eval mode.
+
     ``needs`` (a frozenset of ``mmcore.components.STEP_NEEDS``) names the optional ``StepStats``
     fields the engine computes for the balancer: ``unimodal_confidence`` (OGM-GE) and
     ``group_grads`` (MMPareto); nothing else is computed. Declaring ``unimodal_confidence`` makes

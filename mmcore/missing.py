@@ -21,7 +21,7 @@ import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from torch import Tensor
 
 from mmcore.errors import MMCoreError
 from mmcore.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from mmcore.types import SplitData
 
 MAX_MODALITIES = 16  # 2^16 patterns is still a small dense table
 STREAM_TRAIN = 0x7472  # hash streams keep training and evaluation draws independent
@@ -86,6 +89,10 @@ class MissingSpec:
     sample_rate: float | None = None  # η of CPM-Net/GCNet: P(sample is incomplete)
     policy: Literal["fixed", "resample"] = "fixed"  # fixed: a sample keeps its pattern every epoch
     min_present: int = 1  # every sample keeps at least this many modalities
+    # mcar: independent of the data (Rubin 1976); mar / mnar: depends on the data (mmcore.mechanisms)
+    mechanism: Literal["mcar", "mar", "mnar"] = "mcar"
+    depends_on: str | None = None  # mar: an always-present modality; mnar: "self" (default) or "label"
+    strength: float = 2.0  # mar / mnar: log-odds of missing per standard deviation of the driver
 
     def __post_init__(self) -> None:
         if not isinstance(self.rates, Mapping):
@@ -107,9 +114,39 @@ class MissingSpec:
             raise MMCoreError(f"missing policy must be 'fixed' or 'resample', got {self.policy!r}")
         if isinstance(self.min_present, bool) or not isinstance(self.min_present, int) or self.min_present < 0:
             raise MMCoreError(f"min_present must be a non-negative integer, got {self.min_present!r}")
+        _check_mechanism(self)
 
     def __hash__(self) -> int:  # rates is a dict; hash its sorted items (used to cache distributions)
-        return hash((tuple(sorted(self.rates.items())), self.sample_rate, self.policy, self.min_present))
+        rates = tuple(sorted(self.rates.items()))
+        return hash((rates, self.sample_rate, self.policy, self.min_present, self.mechanism, self.depends_on, self.strength))
+
+
+MECHANISMS = ("mcar", "mar", "mnar")
+MNAR_DRIVERS = ("self", "label")
+
+
+def _check_mechanism(spec: MissingSpec) -> None:
+    """The mechanism's own fields; which modalities exist is checked later, in ``_check_names``."""
+    if spec.mechanism not in MECHANISMS:
+        hint = did_you_mean(str(spec.mechanism), list(MECHANISMS))
+        raise MMCoreError(f"unknown mechanism {spec.mechanism!r};{hint} expected one of {', '.join(MECHANISMS)}")
+    if not _is_number(spec.strength):
+        raise MMCoreError(f"strength must be a finite number, got {spec.strength!r}")
+    object.__setattr__(spec, "strength", float(spec.strength))
+    if spec.mechanism == "mcar":
+        if spec.depends_on is not None:
+            raise MMCoreError(f"depends_on={spec.depends_on!r} needs mechanism 'mar' or 'mnar'; mcar depends on nothing")
+        return
+    if spec.sample_rate is not None:
+        raise MMCoreError(f"mechanism '{spec.mechanism}' needs per-modality 'rates', not a 'sample_rate'")
+    if spec.mechanism == "mar" and not isinstance(spec.depends_on, str):
+        raise MMCoreError("mechanism 'mar' needs depends_on: the always-present modality whose features drive the missingness")
+    if spec.mechanism == "mnar":
+        driver = "self" if spec.depends_on is None else spec.depends_on
+        if driver not in MNAR_DRIVERS:
+            hint = did_you_mean(str(driver), list(MNAR_DRIVERS))
+            raise MMCoreError(f"mechanism 'mnar': depends_on must be 'self' or 'label', got {driver!r};{hint}")
+        object.__setattr__(spec, "depends_on", driver)
 
 
 def _is_number(x: Any) -> bool:
@@ -124,7 +161,8 @@ def check_keys(node: Mapping, allowed: Sequence[str], where: str) -> None:
             raise MMCoreError(f"{where}: unknown key '{key}';{hint} expected: {', '.join(allowed)}")
 
 
-SPEC_KEYS = ("rates", "sample_rate", "policy", "min_present")
+MECHANISM_KEYS = ("mechanism", "depends_on", "strength")
+SPEC_KEYS = ("rates", "sample_rate", "policy", "min_present", *MECHANISM_KEYS)
 
 
 def parse_spec(node: Any, where: str = "missing.train", keys: Sequence[str] = SPEC_KEYS) -> MissingSpec:
@@ -160,6 +198,18 @@ def _check_names(spec: MissingSpec, modalities: Sequence[str]) -> None:
             )
     if spec.min_present > len(modalities):
         raise MMCoreError(f"min_present={spec.min_present} exceeds the {len(modalities)} modalities")
+    if spec.mechanism == "mar":
+        driver = str(spec.depends_on)
+        if driver not in modalities:
+            raise MMCoreError(
+                f"mechanism 'mar': depends_on names unknown modality '{driver}';"
+                f"{did_you_mean(driver, list(modalities))} available: {', '.join(modalities)}"
+            )
+        if spec.rates.get(driver, 0.0) > 0.0:
+            raise MMCoreError(
+                f"mechanism 'mar': the driver '{driver}' must be always present (rate 0), "
+                f"got rate {spec.rates[driver]}; under mar missingness depends on observed data only"
+            )
 
 
 @functools.lru_cache(maxsize=64)
@@ -182,7 +232,9 @@ def pattern_distribution(spec: MissingSpec, modalities: Sequence[str]) -> tuple[
     """The support of the pattern distribution (bool ``[P, M]``) and its probabilities (float64 ``[P]``).
 
     Patterns keep the enumeration order of ``all_patterns`` (bit j of the row index = modality
-    j present); that order is part of the reproducibility contract of the masks.
+    j present); that order is part of the reproducibility contract of the masks. Under mar /
+    mnar each sample has its own distribution (``mmcore.mechanisms``); this is then the mcar
+    distribution with the same per-modality marginals, which the population shares.
     """
     patterns, probs = _distribution(spec, tuple(modalities))
     return torch.from_numpy(patterns.copy()), torch.from_numpy(probs.copy())
@@ -218,13 +270,13 @@ def _sample_rate_probs(x: np.ndarray, eta: float, k: int) -> np.ndarray:
     return probs
 
 
-def _calibrated_probs(x: np.ndarray, rates: np.ndarray, k: int, names: Sequence[str]) -> np.ndarray:
-    """Independent Bernoulli presence conditioned on >= k present, calibrated to the exact rates.
+def calibration_support(x: np.ndarray, rates: np.ndarray, k: int, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The allowed patterns (bool ``[P]``), the free modalities (bool ``[M]``) and the target
+    presence probabilities ``1 - rates``, or the one-line error of infeasible rates.
 
-    The family p(x) ∝ exp(θ·x) on the allowed patterns is the conditioned Bernoulli(sigmoid θ);
-    the θ whose marginals P(x_m = 1) equal 1 - r_m is the fixed point of the moment equations,
-    found here by damped Newton steps on the convex dual (log Z(θ) - θ·t). Rates of exactly 0 or
-    1 pin a modality and never enter the fit.
+    Rates of exactly 0 or 1 pin a modality: it is never free and never enters a fit. On the
+    feasibility boundary (the free presences sum to exactly what ``min_present`` still needs)
+    only patterns with exactly ``k`` present stay allowed.
     """
     t = 1.0 - rates  # target presence probabilities
     always, never = t >= 1.0, t <= 0.0
@@ -240,6 +292,17 @@ def _calibrated_probs(x: np.ndarray, rates: np.ndarray, k: int, names: Sequence[
     allowed = x[:, always].all(1) & ~x[:, never].any(1) & (count >= k)
     if k_free > 0 and abs(free_sum - k_free) <= 1e-12:  # boundary: every sample has exactly k present
         allowed &= count == k
+    return allowed, free, t
+
+
+def _calibrated_probs(x: np.ndarray, rates: np.ndarray, k: int, names: Sequence[str]) -> np.ndarray:
+    """Independent Bernoulli presence conditioned on >= k present, calibrated to the exact rates.
+
+    The family p(x) ∝ exp(θ·x) on the allowed patterns is the conditioned Bernoulli(sigmoid θ);
+    the θ whose marginals P(x_m = 1) equal 1 - r_m is the fixed point of the moment equations,
+    found here by damped Newton steps on the convex dual (log Z(θ) - θ·t).
+    """
+    allowed, free, t = calibration_support(x, rates, k, names)
     xf = x[allowed][:, free].astype(np.float64)
     theta = _fit_natural_params(xf, t[free])
     probs = np.zeros(len(x))
@@ -297,15 +360,30 @@ def draw_masks(spec: MissingSpec, modalities: Sequence[str], u: Tensor) -> Tenso
     return torch.from_numpy(patterns[np.minimum(index, len(cdf) - 1)])
 
 
-def train_masks(spec: MissingSpec, modalities: list[str], ids: Tensor, seed: int, epoch: int = 0) -> Tensor:
+def spec_masks(spec: MissingSpec, modalities: Sequence[str], u: Tensor, split: SplitData | None) -> Tensor:
+    """Masks bool ``[N, M]`` (on the CPU) from one uniform per sample: ``draw_masks`` under mcar,
+    the data-dependent draw of ``mmcore.mechanisms`` under mar / mnar, which reads ``split``."""
+    if spec.mechanism == "mcar":
+        return draw_masks(spec, modalities, u)
+    from mmcore.mechanisms import draw_dependent  # it builds on this module
+
+    if split is None:
+        raise MMCoreError(f"mechanism '{spec.mechanism}' draws masks from the data: pass the split")
+    return draw_dependent(spec, modalities, u, split)
+
+
+def train_masks(
+    spec: MissingSpec, modalities: list[str], ids: Tensor, seed: int, epoch: int = 0, split: SplitData | None = None
+) -> Tensor:
     """Presence masks bool ``[N, M]`` for training, on the ids' device.
 
     Under ``policy: fixed`` the epoch is ignored: a sample's pattern is its own, every epoch.
     ``policy: resample`` redraws per epoch (what the RedCore reference code does in effect).
+    Under mar / mnar a mask also depends on the split's data (``ids`` are then the split's ids).
     """
     draw_epoch = epoch if spec.policy == "resample" else 0
     u = hash_uniform(seed, ids, STREAM_TRAIN, draw_epoch)
-    return draw_masks(spec, modalities, u).to(ids.device)
+    return spec_masks(spec, modalities, u, split).to(ids.device)
 
 
 # --------------------------------------------------------------------------- reporting

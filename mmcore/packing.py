@@ -13,6 +13,13 @@ What it changes: nothing that a padding-invariant encoder computes on real frame
 with the padded computation to float rounding; tested), but dropout masks are drawn for ``N``
 frames instead of ``B × T``, so a training run does not reproduce a padded run draw for draw.
 
+Packing is not free: two gathers and two scatters per attention block. When a batch is already
+nearly full (length-bucketed batches of correlated lengths: 95% real frames) they cost more than
+the padding they remove (``benchmarks/README.md``: packed 0.70x padded there, 1.22x faster at 66%
+real frames). ``frames: auto`` (``use_packing``) therefore packs a batch only when under
+``PACK_BELOW`` of its padded frames are real: the faster path either way, and both paths are the
+same function, so the choice never changes what an encoder computes in eval mode.
+
 The index is built once per encoder call from the lengths (one ``nonzero``) and reused by every
 block; ``pack`` / ``unpack`` are ``index_select`` / ``index_copy`` on the flattened batch.
 """
@@ -25,6 +32,20 @@ import torch
 from torch import Tensor
 
 from mmcore.nn import length_mask
+
+
+PACK_BELOW = 0.8  # break-even between the two measured points (0.66 real: 1.22x; 0.95 real: 0.70x)
+
+
+def use_packing(frames: str, lengths: Tensor, steps: int) -> bool:
+    """Whether an encoder with option ``frames`` packs a batch padded to ``steps`` frames.
+
+    ``auto`` reads the batch's real-frame count on the host (one small read; the trainer's
+    per-batch trim already reads the longest length) and packs below ``PACK_BELOW`` full."""
+    if frames != "auto":
+        return frames == "packed"
+    real = int(lengths.clamp(min=0, max=steps).sum())
+    return real < PACK_BELOW * int(lengths.shape[0]) * steps
 
 
 @dataclass(frozen=True)

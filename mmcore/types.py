@@ -127,10 +127,15 @@ class ImputerOutput:
     modality, already scaled by the imputer's own weights. A modality with no sample to compute
     a term on contributes exactly 0 (never NaN). The engine adds ``Σ_m w[group, m] · L[group, m]``
     to the loss, where ``w`` is 1 unless the balancer targets that group.
+
+    ``monitors`` maps a name to a detached ``[M]`` statistic that explains what the imputer does
+    (the VIB's mean ‖z_m‖² and σ²_m): the engine logs it as ``name.<modality>`` in metrics.jsonl
+    beside the loss terms and never adds it to the loss, so it is evidence, not an objective.
     """
 
     z: Tensor  # [B, M, d] completed latent per modality
     losses: dict[str, Tensor] = field(default_factory=dict)  # group -> [M]
+    monitors: dict[str, Tensor] = field(default_factory=dict)  # name -> [M] detached, logged only
 
 
 @dataclass

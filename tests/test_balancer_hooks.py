@@ -90,3 +90,47 @@ def test_group_gradients_sum_to_the_total(tmp_path):
         for i, m in enumerate(session.names):
             for j, p in enumerate(model.encoders[m].parameters()):
                 torch.testing.assert_close(gg["task"][i][j] + gg["unimodal"][i][j], p.grad)
+
+
+class _Seen(torch.nn.Module):
+    """An imputer that records its input and passes it on."""
+
+    def forward(self, h: torch.Tensor, present: torch.Tensor) -> Any:
+        from mmcore.types import ImputerOutput
+
+        self.seen = h.clone()
+        return ImputerOutput(z=h)
+
+
+class _Affine(torch.nn.Module):
+    """A calibration whose output is non-zero everywhere, absent rows included."""
+
+    def forward(self, h: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        return 2.0 * h + 1.0
+
+
+def test_calibration_sits_between_the_zeroing_and_the_imputer():
+    from mmcore.engine.model import MultimodalModel
+    from mmcore.types import ModalitySpec
+
+    specs = [ModalitySpec("a", 2), ModalitySpec("b", 2)]
+    fusion = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    model = MultimodalModel(specs, {"a": torch.nn.Identity(), "b": torch.nn.Identity()}, _Seen(), _FusionOf(fusion), None, _Affine())
+    h = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]])
+    present = torch.tensor([[True, False], [True, True]])
+    out = model.complete(h, present)
+    # the imputer sees 2h + 1 at present rows and 0 at absent ones (zeroed again after the calibration)
+    expected = torch.tensor([[[3.0, 5.0], [0.0, 0.0]], [[11.0, 13.0], [15.0, 17.0]]])
+    assert torch.equal(model.imputer.seen, expected)
+    # ModelOutput.h stays uncalibrated, so a probe re-runs the same path (calibrating once)
+    assert torch.equal(out.h, torch.where(present.unsqueeze(-1), h, 0.0))
+    assert torch.allclose(model.probe(out.h, present), out.prediction.detach())
+
+
+class _FusionOf(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, z: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        return self.net(z)

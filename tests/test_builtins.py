@@ -267,7 +267,7 @@ def test_builtin_options_are_read_from_signatures() -> None:
 
     options = {o.name: (type_name(o.annotation), o.default) for o in registry.get("encoder", "mmcore.mlp").options()}
     assert options == {  # ranges kept
-        "layers": ("list[int >= 1]", [256]), "dropout": ("float in [0, 1)", 0.0), "frames": ("'packed' | 'padded'", "packed")
+        "layers": ("list[int >= 1]", [256]), "dropout": ("float in [0, 1)", 0.0), "frames": ("'auto' | 'packed' | 'padded'", "auto")
     }
     names = [o.name for o in registry.get("dataset", "mmcore.synthetic").options()]
     assert names[:4] == ["modalities", "classes", "samples", "dim"] and "signal" in names

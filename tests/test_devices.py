@@ -62,9 +62,8 @@ def test_a_full_pool_waits_for_a_slot_to_come_back() -> None:
     assert got == [first]
 
 
-def test_run_local_pins_each_run_to_its_slot(tmp_path, monkeypatch) -> None:
-    from mmcore.sweep import runner
-
+def _record_execute(monkeypatch, module) -> list[dict[str, str]]:
+    """Replace ``module.execute`` (the child process of one run) by a recorder of each run's env."""
     seen: list[dict[str, str]] = []
     lock = threading.Lock()
 
@@ -73,10 +72,51 @@ def test_run_local_pins_each_run_to_its_slot(tmp_path, monkeypatch) -> None:
             seen.append(dict(env or {}))
         return 0
 
-    monkeypatch.setattr(runner, "execute", fake_execute)
+    monkeypatch.setattr(module, "execute", fake_execute)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    return seen
+
+
+def test_run_local_pins_each_run_to_its_slot(tmp_path, monkeypatch) -> None:
+    from mmcore.sweep import runner
+
+    seen = _record_execute(monkeypatch, runner)
     todo = [(runner.Run(point=None, seed=s, recipe={}, run_dir=tmp_path / str(s), log=tmp_path / f"{s}.log"), False)
             for s in range(5)]
     outcomes = runner.run_local(todo, 1, lambda o: None, placement(2, ["0", "1"]))
     assert [o.status for o in outcomes] == ["done"] * 5
     assert {e["CUDA_VISIBLE_DEVICES"] for e in seen} <= {"0", "1"} and len(seen) == 5
+
+
+def test_study_runs_are_pinned_and_a_skipped_run_holds_no_slot(tmp_path, monkeypatch) -> None:
+    """``mmcore study run --jobs-per-device``: the same slots as a sweep, taken only to train."""
+    from mmcore.study import execute as study_exec
+    from mmcore.study.plan import StudyRun
+
+    seen = _record_execute(monkeypatch, study_exec)
+    monkeypatch.setattr(study_exec, "prepare", lambda run: "fresh")
+    monkeypatch.setattr(study_exec, "run_state", lambda d: "finished" if str(d).endswith("a/seed1") else "fresh")
+    runs = [StudyRun("main", "a", {}, s, {}, f"runs/a/seed{s}", tmp_path) for s in range(4)]
+    place = placement(1, ["3", "5"])
+    outcomes = study_exec.run_local(runs, 1, lambda o: None, place)
+    assert sorted(o.status for o in outcomes) == ["done", "done", "done", "skipped"]
+    assert len(seen) == 3 and {e["CUDA_VISIBLE_DEVICES"] for e in seen} <= {"3", "5"}
+    assert all("OMP_NUM_THREADS" in e for e in seen)  # two runs in flight share the cores
+
+
+def test_study_refuses_jobs_per_device_on_ray(tmp_path) -> None:
+    from mmcore.study.run import run_study
+    from mmcore.study.spec import StudyError
+
+    with pytest.raises(StudyError, match="--jobs-per-device"):
+        run_study(tmp_path / "none.yaml", backend="ray", jobs_per_device=2)
+
+
+def test_study_cli_reports_a_bad_jobs_per_device_in_one_line(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from mmcore.cli import app
+
+    result = CliRunner().invoke(app, ["study", "run", str(tmp_path / "s.yaml"), "--jobs-per-device", "0"])
+    assert result.exit_code != 0
+    assert "--jobs-per-device: expected an integer >= 1" in result.output and "Traceback" not in result.output

@@ -183,7 +183,10 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
     assert resolved["logging"] == [{"type": "mmcore.jsonl"}, {"type": "mmcore.console"}]
     assert resolved["dataset"] == {"type": "mmcore.synthetic", "samples": 100, "noise": 1.0, "seed": 0}
     assert resolved["missing"] == {
-        "train": {"rates": {}, "sample_rate": None, "min_present": 1, "policy": "fixed"},
+        "train": {
+            "rates": {}, "sample_rate": None, "min_present": 1, "mechanism": "mcar", "depends_on": None,
+            "strength": 2.0, "policy": "fixed",
+        },
         "eval": {"conditions": "all"},
     }
     assert resolved["model"] == {
@@ -268,7 +271,10 @@ def test_missing_section_shapes(registry: Registry) -> None:
     assert validate_recipe(tree, registry, "m.yaml")["missing"]["eval"]["conditions"] == [
         "a+v",
         ["a", "v"],
-        {"random": {"rates": {"a": 0.5}, "sample_rate": None, "min_present": 1}, "seed": 3, "name": "random"},
+        {
+            "random": {"rates": {"a": 0.5}, "sample_rate": None, "min_present": 1, "mechanism": "mcar", "depends_on": None, "strength": 2.0},
+            "seed": 3, "name": "random",
+        },
     ]
     tree["missing"] = {
         "train": {"rates": {"a": 0.2}, "sample_rate": 0.5, "policy": "fixed"},

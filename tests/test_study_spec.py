@@ -69,6 +69,8 @@ def test_inheritance_and_restrictions(tmp_path):
      "arm 'dropout-high' is in no analysis.compare pair"),
     (("    balanced: {missing.train.rates: {m0: 0.35, m1: 0.35}}\n", ""), "'rates' has one level; an interaction needs two"),
     (("seeds: 5", "seeds: 1"), "seeds: expected at least 2 seeds"),
+    (("levels: [imbalanced, balanced]}", "levels: [imbalanced, balanced], pairs: [[uniform, dropout]]}"),
+     "analysis.interaction.pairs: expected a non-empty list of analysis.compare pairs"),
     (("from: uniform,", "from: nobody,"), "arms.dropout.from: 'nobody' is not an arm"),
     (("only: {rates: [imbalanced]}", "only: {rates: [hot]}"), "arms.dropout-high.only.rates: expected levels"),
     (("budget: {epochs: 1}", "budget: {hours: 1}"), "budget: expected {steps: N} or {epochs: N}"),
@@ -136,3 +138,20 @@ def test_status_counts_runs(tmp_path):
     _fake_runs(out, path)
     result = CliRunner().invoke(app, ["study", "status", str(path), "--out", str(out)])
     assert result.exit_code == 0 and "runs  uniform: 10/10 finished" in result.output
+
+
+def test_declared_interaction_pairs_are_the_holm_family(tmp_path):
+    """``interaction.pairs`` names the primary test: only those pairs get an interaction row, and
+    Holm runs over exactly them (one here), never over the undeclared ones."""
+    study = STUDY.replace("arms:\n", "arms:\n  other: {balancer: mmcore.uniform, train.modality_dropout: 0.1}\n").replace(
+        "compare: [[dropout, uniform], [dropout-high, uniform]]", "compare: [[dropout, uniform], [dropout-high, uniform], [other, uniform]]").replace(
+        "levels: [imbalanced, balanced]}", "levels: [imbalanced, balanced], pairs: [[dropout, uniform]]}")
+    path = _files(tmp_path, study)
+    assert load_study(path).analysis.interaction_pairs == [("dropout", "uniform")]
+    out = tmp_path / "study-dir"
+    _fake_runs(out, path)
+    result = CliRunner().invoke(app, ["study", "report", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    md = (out / "study.md").read_text()
+    assert "(dropout − uniform) at imbalanced − at balanced" in md and "(other − uniform) at" not in md
+    assert "Holm over exactly these 1 interaction tests" in md

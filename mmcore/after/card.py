@@ -57,6 +57,14 @@ def _metrics_section(results: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def _mechanism(train: dict[str, Any]) -> str:
+    """``mcar``, or ``mar on <modality>`` / ``mnar on self|label`` with its strength (mmcore.mechanisms)."""
+    mechanism = train.get("mechanism", "mcar")
+    if mechanism == "mcar":
+        return "`mcar`"
+    return f"`{mechanism}` on `{train.get('depends_on') or 'self'}` (strength {train.get('strength', 2.0):g})"
+
+
 def _training_section(recipe: dict[str, Any]) -> list[str]:
     train = (recipe.get("missing") or {}).get("train") or {}
     rates = train.get("rates") or {}
@@ -65,8 +73,8 @@ def _training_section(recipe: dict[str, Any]) -> list[str]:
     cfg = recipe.get("train") or {}
     return [
         f"- missing rates: {json.dumps(rates) if rates else 'none'}" + (f", sample_rate {train['sample_rate']}" if train.get("sample_rate") is not None else ""),
-        f"- range of per-modality missing rates trained on: {span}; mechanism: policy `{train.get('policy', 'fixed')}`, "
-        f"min_present {train.get('min_present', 1)}",
+        f"- range of per-modality missing rates trained on: {span}; mechanism: {_mechanism(train)}, "
+        f"policy `{train.get('policy', 'fixed')}`, min_present {train.get('min_present', 1)}",
         f"- selection: `{cfg.get('select')}` on validation; epochs {cfg.get('epochs')}, batch {cfg.get('batch_size')}, "
         f"optimizer {json.dumps(cfg.get('optimizer'))}",
         f"- modality dropout: {cfg.get('modality_dropout') or 0}",

@@ -4,11 +4,12 @@ Both accept vectors ``[B, D]`` and padded sequences ``[B, T, D]`` with ``lengths
 both are *padding invariant*: frames past a row's length never influence its output, so
 results do not depend on how far a batch happens to be padded.
 
-With ``frames: packed`` (the default) a sequence's per-frame work runs on its real frames only
+With ``frames: packed`` a sequence's per-frame work runs on its real frames only
 (``mmcore.packing``): the same function as ``frames: padded`` (outputs and gradients agree to
 float rounding), about a third less arithmetic on IEMOCAP-shaped lengths, but dropout masks are
-drawn for the real frames only, so training draws differ from a padded run's. Vectors are
-untouched by the option.
+drawn for the real frames only, so training draws differ from a padded run's. ``frames: auto``
+(the default) packs a batch only when padding is worth removing (``mmcore.packing.use_packing``).
+Vectors are untouched by the option.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mmcore.errors import MMCoreError
 from mmcore.fastdropout import fast_dropout
 from mmcore.recipe.hints import Fraction, PositiveInt
 from mmcore.nn import check_encoder_input, length_mask, masked_mean, mlp, sinusoidal_positions
-from mmcore.packing import Packing, pack, packed_mean, packing, unpack
+from mmcore.packing import Packing, pack, packed_mean, packing, unpack, use_packing
 from mmcore.types import ModalitySpec
 
 
@@ -34,7 +35,8 @@ class MLPEncoder(nn.Module):
         layers: hidden widths, each followed by ReLU and dropout; a final linear layer maps to ``dim``.
         dropout: dropout probability after each hidden layer.
         frames: ``packed`` runs a sequence's MLP on its real frames only, ``padded`` on every
-            frame (the same outputs; different dropout draws in training). Vectors: no effect.
+            frame (the same outputs; different dropout draws in training), ``auto`` packs a batch
+            when under 80% of its padded frames are real. Vectors: no effect.
     """
 
     def __init__(
@@ -43,16 +45,16 @@ class MLPEncoder(nn.Module):
         dim: int,
         layers: list[PositiveInt] = [256],  # noqa: B006 - never mutated; a list default shows in the recipe schema
         dropout: Fraction = 0.0,
-        frames: Literal["packed", "padded"] = "packed",
+        frames: Literal["auto", "packed", "padded"] = "auto",
     ) -> None:
         super().__init__()
         self.spec = spec
-        self.packed = frames == "packed"
+        self.frames = frames
         self.net = mlp(spec.dim, list(layers), out_dim=dim, dropout=dropout)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         check_encoder_input("mmcore.mlp", self.spec, x)
-        if self.packed and x.dim() == 3 and lengths is not None:
+        if x.dim() == 3 and lengths is not None and use_packing(self.frames, lengths, x.shape[1]):
             p = packing(lengths, x.shape[1])
             return packed_mean(self.net(pack(x, p)), p)
         y = self.net(x)  # Linear acts on the last axis, so sequences are encoded frame by frame
@@ -151,7 +153,9 @@ class TransformerEncoder(nn.Module):
         frames: ``packed`` runs every per-frame operation (projections, feed-forward layers,
             norms, dropout) on a sequence's real frames only and lays them out padded for
             attention alone; ``padded`` runs them on every frame. The same outputs and gradients
-            (to float rounding); training draws different dropout masks. Vectors: no effect.
+            (to float rounding); training draws different dropout masks. ``auto`` packs a batch
+            when under 80% of its padded frames are real (packing's gathers cost more than the
+            little padding of a length-bucketed batch saves). Vectors: no effect.
     """
 
     def __init__(
@@ -165,7 +169,7 @@ class TransformerEncoder(nn.Module):
         attn_dropout: Fraction = 0.1,
         positional: bool = False,
         layout: Literal["prenorm", "reference"] = "prenorm",
-        frames: Literal["packed", "padded"] = "packed",
+        frames: Literal["auto", "packed", "padded"] = "auto",
     ) -> None:
         super().__init__()
         if dim % heads != 0:  # ranges are in the signature; this invariant spans two values
@@ -173,7 +177,7 @@ class TransformerEncoder(nn.Module):
         self.spec = spec
         self.dim = dim
         self.positional = positional
-        self.packed = frames == "packed"
+        self.frames = frames
         self.proj = nn.Linear(spec.dim, dim)
         self.blocks = nn.ModuleList(
             [_PreNormBlock(dim, heads, ff_mult, dropout, attn_dropout, layout == "reference") for _ in range(layers)]
@@ -186,7 +190,7 @@ class TransformerEncoder(nn.Module):
         if x.dim() == 2:
             x, lengths = x.unsqueeze(1), None
         batch, steps, _ = x.shape
-        if self.packed and lengths is not None:
+        if lengths is not None and use_packing(self.frames, lengths, steps):
             return self._forward_packed(x, packing(lengths, steps))
         y = self.proj(x)
         if self.positional:

@@ -28,6 +28,8 @@ def component_labels(model: Any, recipe: dict[str, Any], registry: Registry) -> 
         labels[id(encoder)] = label("encoder", node, f" for modality '{m}'")
     labels[id(model.imputer)] = label("imputer", cfg["imputer"])
     labels[id(model.fusion)] = label("fusion", cfg["fusion"])
+    if getattr(model, "calibration", None) is not None:
+        labels[id(model.calibration)] = label("balancer", recipe["balancer"], " (its calibration module)")
     return labels
 
 

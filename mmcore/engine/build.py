@@ -74,7 +74,30 @@ def _build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSp
         for part in [*encoders.values(), fusion, heads]:
             if isinstance(part, nn.Module):
                 kaiming_normal_init(part)
-    return MultimodalModel(specs, encoders, imputer, fusion, heads)
+    calibration = build_calibration(recipe, list(specs), dim, registry)
+    return MultimodalModel(specs, encoders, imputer, fusion, heads, calibration)
+
+
+def build_calibration(recipe: dict[str, Any], specs: list[ModalitySpec], dim: int, registry: Registry) -> nn.Module | None:
+    """The module a balancer's factory puts before the imputer (``calibration`` in the
+    ``register_balancers`` manual), or None. Built with the model, not with the balancer, so that
+    ``mmcore eval`` and ``predict`` rebuild the same weights from the recipe alone."""
+    node = recipe.get("balancer")
+    if not node:
+        return None
+    hook = getattr(registry.get("balancer", node["type"]).factory, "calibration", None)
+    if hook is None:
+        return None
+    options = {k: v for k, v in node.items() if k != "type"}
+    try:
+        module = hook(specs=specs, dim=dim, **options)
+    except MMCoreError:
+        raise
+    except Exception as exc:
+        raise MMCoreError(f"balancer: building the calibration of '{node['type']}' failed: {type(exc).__name__}: {exc}") from exc
+    if module is not None and not isinstance(module, nn.Module):
+        raise MMCoreError(f"balancer: '{node['type']}'.calibration returned {type(module).__name__}, not an nn.Module or None")
+    return module
 
 
 _INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

@@ -47,7 +47,7 @@ def condition_mask_table(conditions: list[Condition], split: SplitData, num_moda
 
     Rows whose features were unusable (``data.nonfinite: absent``) are absent under every condition.
     """
-    return {c.name: usable(condition_masks(c, split.ids, num_modalities).to(split.ids.device), split) for c in conditions}
+    return {c.name: usable(condition_masks(c, split.ids, num_modalities, split).to(split.ids.device), split) for c in conditions}
 
 
 def usable(masks: Tensor, split: SplitData) -> Tensor:

@@ -1,13 +1,18 @@
-"""The multimodal model the engine trains: encoders → absent rows zeroed → imputer → fusion.
+"""The multimodal model the engine trains: encoders → absent rows zeroed → [calibration] → imputer → fusion.
 
 The engine, not the imputer, zeroes the encodings of absent modalities, so that no method can
 peek at data that is missing by construction. Encoders depend on their own modality only, which
 is what lets evaluation encode a batch once and run the imputer and fusion once per condition.
+
+The optional calibration step is a module a balancer's factory supplies (``calibration`` in
+``register_balancers``; BALM's feature calibration): it reads the zeroed encodings and the mask
+and rescales each modality's row before the imputer. The engine zeroes absent rows again after
+it, so the imputer's no-leakage guarantee does not depend on the plugin.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +29,9 @@ class ModelOutput:
     unimodal: Tensor | None  # [B, M, out_dim] when unimodal heads are on
     losses: dict[str, Tensor]  # group -> [M]
     z: Tensor | None = None  # [B, M, d] completed latents (what balancer hooks such as PMR read)
-    h: Tensor | None = None  # [B, M, d] encodings with absent rows zeroed (what a fusion probe re-completes)
+    # [B, M, d] encodings with absent rows zeroed, before any calibration (what a fusion probe re-completes)
+    h: Tensor | None = None
+    monitors: dict[str, Tensor] = field(default_factory=dict)  # the imputer's logged-only statistics
 
 
 class MultimodalModel(nn.Module):
@@ -37,6 +44,7 @@ class MultimodalModel(nn.Module):
         imputer: nn.Module,
         fusion: nn.Module,
         unimodal_heads: nn.ModuleDict | None = None,
+        calibration: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.specs = list(specs)
@@ -45,6 +53,7 @@ class MultimodalModel(nn.Module):
         self.imputer = imputer
         self.fusion = fusion
         self.unimodal_heads = unimodal_heads
+        self.calibration = calibration  # (h, present) -> h before the imputer; a balancer's, or None
 
     def encode(self, batch: Batch) -> Tensor:
         """``[B, M, d]``: every modality encoded from its own input only."""
@@ -54,15 +63,17 @@ class MultimodalModel(nn.Module):
     def complete(self, h: Tensor, present: Tensor) -> ModelOutput:
         """Impute and fuse, given encodings and the availability mask ``present [B, M]``."""
         # the no-leakage rule: absent rows are zero (a select, so a NaN there cannot survive as NaN × 0)
-        h = torch.where(present.unsqueeze(-1), h, torch.zeros((), dtype=h.dtype, device=h.device))
-        out: ImputerOutput = self.imputer(h, present)
+        zero, keep = torch.zeros((), dtype=h.dtype, device=h.device), present.unsqueeze(-1)
+        h = torch.where(keep, h, zero)
+        seen = h if self.calibration is None else torch.where(keep, self.calibration(h, present), zero)
+        out: ImputerOutput = self.imputer(seen, present)
         prediction = self.fusion(out.z, present)
         unimodal = None
         if self.unimodal_heads is not None:
             unimodal = torch.stack(
                 [self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1
             )
-        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h)
+        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h, dict(out.monitors))
 
     def probe(self, h: Tensor, present: Tensor) -> Tensor:
         """The fusion's prediction with only ``present`` modalities, from given encodings, without

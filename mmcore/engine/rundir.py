@@ -130,6 +130,8 @@ def cost_figures(session: "Session", train_rate: float, eval_rate: float) -> dic
     parts = {"encoders": model.encoders, "imputer": model.imputer, "fusion": model.fusion}
     if model.unimodal_heads is not None:
         parts["unimodal_heads"] = model.unimodal_heads
+    if getattr(model, "calibration", None) is not None:
+        parts["calibration"] = model.calibration
     cost: dict[str, Any] = {
         "parameters": {k: sum(p.numel() for p in v.parameters()) for k, v in parts.items()},
         "train_samples_per_s": round(train_rate, 2),

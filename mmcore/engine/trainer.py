@@ -128,7 +128,7 @@ class Trainer:
         self.max_steps = cfg.max_steps or self.total_steps
         self.base_lr, self.lr_factor = cfg.lr, lr_factor(cfg.schedule, self.steps_per_epoch, self.epochs)
         spec = session.train_spec
-        self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed), self.data) if spec.policy == "fixed" else None
+        self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed, split=self.data), self.data) if spec.policy == "fixed" else None
         self.masks: torch.Tensor | None = self.fixed_masks  # this epoch's training masks
         self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
         self.state.bind(rt)
@@ -187,7 +187,7 @@ class Trainer:
         if self.length_batches:  # an option: it changes which rows share a step
             order = length_order(order, self.data.lengths, self.batch_size)
         if self.fixed_masks is None:
-            self.masks = usable(train_masks(self.session.train_spec, self.names, self.data.ids, self.seed, epoch), self.data)
+            self.masks = usable(train_masks(self.session.train_spec, self.names, self.data.ids, self.seed, epoch, self.data), self.data)
         hide_u = dropout_uniforms(self.seed, self.data.ids, len(self.names), epoch) if self.drop_rate > 0 else None
         for position in range(self.state.step - epoch * self.steps_per_epoch, self.steps_per_epoch):
             if self.state.step >= self.max_steps:
@@ -231,7 +231,7 @@ class Trainer:
         state.step += 1
         self.trained += len(index)
         state.epoch_loss = state.epoch_loss + loss.detach().float()
-        state.log.add({"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses})
+        state.log.add({"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses, **out.monitors})
         if extra is not None:
             state.log.add({"balancer_loss": extra.detach()})
         state.log.count += 1
@@ -285,7 +285,7 @@ class Trainer:
             cost = cost_figures(s, self.trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
             trained_on = self.masks
             if trained_on is None:  # resumed after the last epoch under policy: resample
-                trained_on = usable(train_masks(s.train_spec, self.names, self.data.ids, self.seed, self.epochs - 1), self.data)
+                trained_on = usable(train_masks(s.train_spec, self.names, self.data.ids, self.seed, self.epochs - 1, self.data), self.data)
             diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
             extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
             write_eval(self.run_dir, results, extra)

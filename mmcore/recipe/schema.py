@@ -73,6 +73,11 @@ class MaskSpec:
     rates: dict[str, Rate] = field(default_factory=dict)  # modality -> probability that a sample lacks it
     sample_rate: Rate | None = None  # η of CPM-Net/GCNet: probability that a sample is incomplete
     min_present: Count = 1  # every sample keeps at least this many modalities
+    # mcar: missingness independent of the data; mar: driven by an always-present modality's
+    # features; mnar: by each modality's own features or by the label (see mmcore.mechanisms)
+    mechanism: Literal["mcar", "mar", "mnar"] = "mcar"
+    depends_on: str | None = None  # mar: the driving modality (rate 0); mnar: self (default) or label
+    strength: float = 2.0  # mar / mnar: log-odds of missing per standard deviation of the driver
 
 
 @dataclass(kw_only=True)

@@ -23,6 +23,9 @@ AmendOption = typer.Option(None, "--amend", help="Record a change of the analysi
 def run(
     file: Path = typer.Argument(..., help="The study YAML file."),
     jobs: int = typer.Option(1, help="Runs at a time (Ray: tasks in flight)."),
+    jobs_per_device: Optional[int] = typer.Option(
+        None, help="K runs at a time on each visible GPU (or K on the CPU), each pinned to its device; replaces --jobs."
+    ),
     backend: str = typer.Option("local", help="local (process pool) or ray."),
     out: Optional[Path] = OutOption,
     amend: Optional[str] = AmendOption,
@@ -33,7 +36,8 @@ def run(
     from mmcore.study.run import run_study
 
     _, outcomes = run_study(file, jobs=jobs, backend=backend, out=out, amend=amend,
-                            ray_address=ray_address, ray_gpus=ray_gpus, console=console)
+                            ray_address=ray_address, ray_gpus=ray_gpus, console=console,
+                            jobs_per_device=jobs_per_device)
     if any(o.status in ("failed", "interrupted") for o in outcomes):
         raise typer.Exit(1)
 

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mmcore.engine.record import run_state
 from mmcore.engine.runlock import RunLockedError, hold_run_lock
+from mmcore.sweep.devices import Placement, Slots
 from mmcore.sweep.runner import Outcome, check_existing, execute, finish, prepare, run_ray, thread_env
 from mmcore.study.plan import StudyRun
 
@@ -34,8 +35,11 @@ def _claim(run: StudyRun) -> contextlib.AbstractContextManager[None]:
 
 
 def run_one(run: StudyRun, env: dict[str, str], children: list[subprocess.Popen[bytes]],
-            stopping: threading.Event) -> Outcome:
-    """Claim, check, prepare and train one run; ``busy`` when another invocation holds it."""
+            stopping: threading.Event, slots: Slots | None = None) -> Outcome:
+    """Claim, check, prepare and train one run; ``busy`` when another invocation holds it.
+
+    With ``slots`` (``--jobs-per-device``) the run holds a device slot only while it trains, so a
+    run skipped or owned elsewhere never keeps a GPU place from the others."""
     if stopping.is_set():
         return Outcome(run, "interrupted", False, 0.0, "not started: the study was interrupted")  # type: ignore[arg-type]
     try:
@@ -44,20 +48,26 @@ def run_one(run: StudyRun, env: dict[str, str], children: list[subprocess.Popen[
                 return Outcome(run, "skipped")  # type: ignore[arg-type]
             resume = prepare(run) == "resume"  # type: ignore[arg-type]
             start = time.monotonic()
-            code = execute(str(run.run_dir), resume, str(run.log), env, started=children.append)
+            with slots.held() if slots is not None else contextlib.nullcontext(env) as own:
+                code = execute(str(run.run_dir), resume, str(run.log), own, started=children.append)
             return finish(run, resume, code, time.monotonic() - start)  # type: ignore[arg-type]
     except RunLockedError:
         return Outcome(run, "busy", False, 0.0, "run by another invocation")  # type: ignore[arg-type]
 
 
-def run_local(runs: list[StudyRun], jobs: int, report: Report) -> list[Outcome]:
-    """The runs ``jobs`` at a time in threads, each a child process; Ctrl-C stops and reaps them all."""
+def run_local(runs: list[StudyRun], jobs: int, report: Report, place: Placement | None = None) -> list[Outcome]:
+    """The runs ``jobs`` at a time in threads, each a child process; Ctrl-C stops and reaps them all.
+
+    With ``place`` (``--jobs-per-device``) ``place.slots`` run at a time instead, each pinned to
+    the device of the slot it holds (``mmcore.sweep.devices``), as in a sweep."""
+    slots = Slots(place) if place is not None else None
+    jobs = place.slots if place is not None else jobs
     env, lock = thread_env(jobs), threading.Lock()
     children: list[subprocess.Popen[bytes]] = []
     stopping = threading.Event()
 
     def one(run: StudyRun) -> Outcome:
-        outcome = run_one(run, env, children, stopping)
+        outcome = run_one(run, env, children, stopping, slots)
         with lock:
             report(outcome)
         return outcome
@@ -109,7 +119,7 @@ def wait_for(runs: list[StudyRun]) -> None:
 
 
 def run_phase(runs: list[StudyRun], jobs: int, backend: str, report: Report,
-              ray_address: str | None = None, ray_gpus: float = 0.0) -> list[Outcome]:
+              ray_address: str | None = None, ray_gpus: float = 0.0, place: Placement | None = None) -> list[Outcome]:
     """Every unfinished run of a phase; runs that another invocation owns are waited for."""
     check_existing(runs)  # type: ignore[arg-type]  (a changed recipe never reuses old results)
     pending = [r for r in runs if run_state(r.run_dir) != "finished"]
@@ -119,6 +129,6 @@ def run_phase(runs: list[StudyRun], jobs: int, backend: str, report: Report,
     if backend == "ray":
         outcomes = run_on_ray(pending, jobs, ray_address, ray_gpus, report)
     else:
-        outcomes = run_local(pending, jobs, report)
+        outcomes = run_local(pending, jobs, report, place)
     wait_for([o.run for o in outcomes if o.status == "busy"])  # type: ignore[misc]
     return outcomes

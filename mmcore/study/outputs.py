@@ -75,7 +75,8 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     if numbers.interactions:
         out.append(Table(f"interaction on {study.analysis.primary}", EFFECT_HEADER,
                          [_effect_row(slug, e, higher) for slug, e in numbers.interactions],
-                         ["per seed: difference of the two arms' differences at the two levels; its own test, not in the Holm family."]))
+                         ["per seed: difference of the two arms' differences at the two levels; "
+                          f"Holm over exactly these {len(numbers.interactions)} interaction tests, a family of its own."]))
     ks = sorted({k for per in numbers.present.values() for k in per})
     if ks:
         out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],

@@ -4,7 +4,8 @@ Nothing here reads a file other than through :class:`mmcore.engine.record.RunRec
 of the primary endpoint is exactly the declared ``compare`` pairs on every cell (axis-level
 combination) both arms of a pair run on; Holm is applied over that family and nothing else.
 Secondary endpoints get the same tests, Holm within each endpoint's own family, and are
-labelled secondary. The interaction is its own test per pair (and per level of other axes).
+labelled secondary. The interaction is tested per pair (``interaction.pairs``, default every compare pair) and per
+level of the other axes, with Holm over exactly that family of interaction tests.
 """
 
 from __future__ import annotations
@@ -76,12 +77,13 @@ def _interactions(study: Study, values: dict[tuple[str, str], Values]) -> list[t
             continue
         seen.add(key)
         s1, s2 = level_slug({**levels, axis: l1}), level_slug({**levels, axis: l2})
-        for a, b in study.analysis.compare:
+        for a, b in study.analysis.interaction_pairs or study.analysis.compare:
             need = [(a, s1), (b, s1), (a, s2), (b, s2)]
             if all(k in values for k in need):
                 label = f"({a} − {b}) at {l1} − at {l2}"
                 out.append((level_slug(rest), interaction(label, *(values[k] for k in need))))
-    return out
+    adjusted = holm_family([e for _, e in out])
+    return [(where, e) for (where, _), e in zip(out, adjusted)]
 
 
 def _present(study: Study, runs: list[StudyRun]) -> dict[tuple[str, str], dict[int, float]]:

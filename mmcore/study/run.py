@@ -26,6 +26,7 @@ from mmcore.study.execute import run_phase
 from mmcore.study.freeze import freeze
 from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs
 from mmcore.study.spec import Study, StudyError, load_study
+from mmcore.sweep.devices import placement, visible_gpus
 from mmcore.sweep.runner import Outcome
 
 BACKENDS = ("local", "ray")
@@ -125,11 +126,19 @@ def finished_count(state: StudyState) -> int:
 
 def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | None = None, amend: str | None = None,
               ray_address: str | None = None, ray_gpus: float = 0.0, console: Console | None = None,
-              write_outputs: bool = True) -> tuple[StudyState, list[Outcome]]:
-    """Run (or continue) a study; returns its state and this invocation's outcomes."""
+              write_outputs: bool = True, jobs_per_device: int | None = None) -> tuple[StudyState, list[Outcome]]:
+    """Run (or continue) a study; returns its state and this invocation's outcomes.
+
+    ``jobs_per_device`` K: K runs on each visible GPU (K on the CPU without one) at a time instead
+    of ``jobs``, each pinned to its device with the CPU threads divided, as ``mmcore sweep`` does."""
     console = console or Console()
     if backend not in BACKENDS:
         raise StudyError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    place = None
+    if jobs_per_device is not None:
+        if backend != "local":
+            raise StudyError("--jobs-per-device: only with --backend local (on Ray, --ray-gpus 1/K shares a GPU)")
+        place = placement(jobs_per_device, visible_gpus())
     state = plan(path, out)
     freeze(state.study, state.study_dir, amend, finished_count(state))
     events = _Events(state.study_dir, console)
@@ -137,9 +146,9 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
     outcomes: list[Outcome] = []
     try:
         if state.tune:
-            outcomes += run_phase(state.tune, jobs, backend, events.outcome, ray_address, ray_gpus)
+            outcomes += run_phase(state.tune, jobs, backend, events.outcome, ray_address, ray_gpus, place)
             state = _after_tuning(state)
-        outcomes += run_phase(state.main, jobs, backend, events.outcome, ray_address, ray_gpus)
+        outcomes += run_phase(state.main, jobs, backend, events.outcome, ray_address, ray_gpus, place)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; finished runs are kept: run 'mmcore study run {path}' again to continue") from None
     failed = [o for o in outcomes if o.status in ("failed", "interrupted")]

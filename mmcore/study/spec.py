@@ -17,7 +17,7 @@
     analysis:
       primary: test.average.macro_f1
       compare: [[redcore, uniform]]
-      interaction: {axis: rates, levels: [imbalanced, balanced]}
+      interaction: {axis: rates, levels: [imbalanced, balanced], pairs: [[redcore, uniform]]}
       secondary: [test.single_views.macro_f1]
 
 ``from: other`` starts an arm from another arm's overrides (and its ``only``); an arm's own keys
@@ -67,6 +67,9 @@ class Analysis:
     interaction: tuple[str, str, str] | None  # (axis, level 1, level 2)
     secondary: list[str]
     higher_is_better: bool = True
+    # the compare pairs the interaction is tested on (default: all); Holm runs over exactly these
+    # pairs × the levels of the other axes, the family a study declares as its primary test
+    interaction_pairs: list[tuple[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict
         primary=_endpoint(path, "analysis.primary", value["primary"]),
         compare=[(str(a), str(b)) for a, b in pairs],
         interaction=_interaction(path, value.get("interaction"), axes),
+        interaction_pairs=_interaction_pairs(path, value.get("interaction"), pairs),
         secondary=[_endpoint(path, f"analysis.secondary[{i}]", s) for i, s in enumerate(value.get("secondary") or [])],
         higher_is_better=bool(value.get("higher_is_better", True)),
     )
@@ -261,7 +265,7 @@ def _interaction(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tup
     if value is None:
         return None
     if not isinstance(value, dict) or "axis" not in value:
-        raise _fail(path, "analysis.interaction", "expected {axis: NAME, levels: [L1, L2]}")
+        raise _fail(path, "analysis.interaction", "expected {axis: NAME, levels: [L1, L2], pairs: [[ARM, ARM]] (optional)}")
     axis = str(value["axis"])
     if axis not in axes:
         raise _fail(path, "analysis.interaction.axis", f"'{axis}' is not an axis; expected one of {', '.join(axes) or '(none)'}")
@@ -271,6 +275,17 @@ def _interaction(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tup
     if not isinstance(levels, list) or len(levels) != 2 or any(lv not in axes[axis] for lv in levels):
         raise _fail(path, "analysis.interaction.levels", f"expected two levels of '{axis}' among {', '.join(axes[axis])}")
     return axis, str(levels[0]), str(levels[1])
+
+
+def _interaction_pairs(path: Path, value: Any, compare: list[Any]) -> list[tuple[str, str]] | None:
+    """``interaction.pairs``: a subset of ``compare``; None when absent (every pair)."""
+    if not isinstance(value, dict) or value.get("pairs") is None:
+        return None
+    pairs = value["pairs"]
+    declared = [list(p) for p in compare]
+    if not isinstance(pairs, list) or not pairs or any(not isinstance(p, list) or p not in declared for p in pairs):
+        raise _fail(path, "analysis.interaction.pairs", f"expected a non-empty list of analysis.compare pairs, e.g. [{declared[0] if declared else '[a, b]'}]")
+    return [(str(a), str(b)) for a, b in pairs]
 
 
 def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | None:

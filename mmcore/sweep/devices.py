@@ -13,8 +13,10 @@ Both are pure (no torch, no processes), for ``mmcore sweep`` and for studies to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mmcore.errors import MMCoreError
@@ -101,3 +103,15 @@ class Slots:
                 raise ValueError(f"slot {slot} is not taken")
             self._free.append(slot)
             self._cond.notify()
+
+    @contextlib.contextmanager
+    def held(self, cpus: int | None = None) -> Iterator[dict[str, str]]:
+        """Hold a slot for the length of one run; yields that slot's environment additions.
+
+        Why a context: the slot must come back even when the run raises (Ctrl-C), or the pool
+        would shrink by one for every interrupted run."""
+        slot = self.take()
+        try:
+            yield slot_env(self.place, slot, cpus)
+        finally:
+            self.give(slot)

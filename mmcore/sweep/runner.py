@@ -34,7 +34,7 @@ from mmcore.engine.record import run_state as record_state
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
 from mmcore.registry import Registry
-from mmcore.sweep.devices import Placement, Slots, slot_env
+from mmcore.sweep.devices import Placement, Slots
 from mmcore.sweep.grid import Point
 
 State = Literal["finished", "resume", "fresh"]
@@ -250,13 +250,8 @@ def run_local(
         if stopping.is_set():
             return Outcome(run, "interrupted", resume, 0.0, "not started: the sweep was interrupted")
         start = time.monotonic()
-        slot = slots.take() if slots is not None else None
-        try:
-            own = env if slot is None or place is None else slot_env(place, slot)
+        with slots.held() if slots is not None else contextlib.nullcontext(env) as own:
             code = execute(str(run.run_dir), resume, str(run.log), own, started=children.append)
-        finally:
-            if slot is not None and slots is not None:
-                slots.give(slot)
         outcome = finish(run, resume, code, time.monotonic() - start)
         with lock:
             report(outcome)

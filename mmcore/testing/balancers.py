@@ -1,4 +1,5 @@
-"""Contract check of balancers: weights, JSON state round trip, identical continuation."""
+"""Contract check of balancers: weights, JSON state round trip, identical continuation, and the
+optional pre-imputer ``calibration`` module a factory may declare."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from mmcore.components import Balancer, requested_stats
 from mmcore.registry import Component
 from mmcore.testing._common import (
     BATCH,
+    CLOSE,
+    DIM,
     MISSING_RATES,
     SPECS,
     Factory,
@@ -67,6 +70,7 @@ def check_balancer(component: Component | Factory, *, options: dict[str, Any] | 
     with torch.random.fork_rng(devices=[]):
         for opts in option_sets(c, options):
             _check_balancer_with(_Ctx(c, f"options {opts}"), opts, steps)
+            _check_calibration(_Ctx(c, f"calibration, options {opts}"), opts)
 
 
 def _check_balancer_with(ctx: _Ctx, opts: dict[str, Any], steps: int) -> None:
@@ -105,3 +109,32 @@ def _check_balancer_with(ctx: _Ctx, opts: dict[str, Any], steps: int) -> None:
     ctx.expect(torch.equal(fresh.weights(), bal.weights()), "weights diverge one observe() after load_state_dict")
     same_state = json.dumps(fresh.state_dict()) == json.dumps(bal.state_dict())
     ctx.expect(same_state, "state_dict diverges one observe() after load_state_dict")
+
+
+def _check_calibration(ctx: _Ctx, opts: dict[str, Any]) -> None:
+    """A declared ``calibration`` returns None or a module ``(h, present) -> [B, M, d]`` whose
+    present rows are finite, ignore the absent rows of ``h`` and, in eval mode, other rows."""
+    hook = getattr(ctx.c.factory, "calibration", None)
+    if hook is None:
+        return
+    torch.manual_seed(0)
+    module = hook(specs=list(SPECS), dim=DIM, **opts)
+    if module is None:
+        return
+    ctx.expect(isinstance(module, nn.Module), f"calibration returned {type(module).__name__}, not an nn.Module or None")
+    gen = torch.Generator().manual_seed(0)
+    m = len(SPECS)
+    present = torch.rand(BATCH, m, generator=gen) < 0.6
+    present[:, 0] = True
+    h = torch.randn(BATCH, m, DIM, generator=gen) * present.unsqueeze(-1)
+    module.eval()
+    with torch.no_grad():
+        out = module(h, present)
+        ctx.expect(tuple(out.shape) == tuple(h.shape), f"output shape {tuple(out.shape)}, expected {tuple(h.shape)}")
+        keep = present.unsqueeze(-1)
+        ctx.expect(_finite(out[present]), "non-finite output at present rows")
+        noisy = torch.where(keep, h, torch.randn(h.shape, generator=gen))
+        same = torch.allclose(module(noisy, present)[present], out[present], **CLOSE)
+        ctx.expect(same, "present rows depend on the h rows of absent modalities")
+        alone = module(h[:1], present[:1])
+        ctx.expect(torch.allclose(alone[present[:1]], out[:1][present[:1]], **CLOSE), "in eval mode a row depends on other rows")

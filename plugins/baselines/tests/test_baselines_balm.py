@@ -1,4 +1,5 @@
-"""baselines.balm: KL progress coefficients by hand, the gradient scaling, resume, ranks."""
+"""baselines.balm: KL progress coefficients, the direction term and the feature calibration by hand,
+the gradient scaling, resume, ranks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from torch import nn
 
 from mmcore.components import StepView
 from mmcore.types import StepStats
-from mmcore_baselines.balm import BALM, balm_coefficients, kl_to_fused
+from mmcore.errors import MMCoreError
+from mmcore_baselines.balm import BALM, balm_coefficients, direction_loss, kl_to_fused
+from mmcore_baselines.balm_fcm import FeatureCalibration, default_width
 
 
 def _view(prediction: torch.Tensor, unimodal: torch.Tensor, step: int = 0) -> StepView:
@@ -44,7 +47,7 @@ class _Model(nn.Module):
 
 
 def test_gradients_are_scaled_by_rho_times_coef() -> None:
-    bal = BALM(["a", "b"], rho=2.0)
+    bal = BALM(["a", "b"], rho=2.0, tau=0.0)
     unimodal = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])
     bal.extra_loss(_view(torch.zeros(1, 2), unimodal))
     # KL = [0, k]: d Σ = k, coef = [1, 0]
@@ -69,9 +72,21 @@ def test_state_round_trip() -> None:
 def test_resume_equals_straight(tmp_path: Path, noise: bool) -> None:
     from mmcore.testing import check_resume, tiny_recipe
 
-    recipe = tiny_recipe(tmp_path, balancer={"type": "baselines.balm", "noise": noise})
+    # heads end at the fusion's width (32), so the direction term applies; fcm puts weights in the model
+    recipe = tiny_recipe(tmp_path, balancer={"type": "baselines.balm", "noise": noise}, unimodal_heads={"layers": [32]})
     check = check_resume(recipe, stop_after=3)
     assert any(k.startswith("balm_coef.") for k in check.logged())
+    assert {"calibration.squeeze.weight", "calibration.excite.bias"} <= set(check.weights)
+    steps = [json.loads(line) for line in check.lines if "balm_direction" in line]
+    assert steps and all(x["balm_direction"] > 0 and -1.0 <= x["balm_cos.m0"] <= 1.0 for x in steps)
+
+
+def test_direction_needs_output_layers_of_one_shape(tmp_path: Path) -> None:
+    from mmcore.testing import short_run, tiny_recipe
+
+    recipe = tiny_recipe(tmp_path, "train.epochs=1", balancer={"type": "baselines.balm"})  # heads [16], fusion [32]
+    with pytest.raises(MMCoreError, match=r"fusion's is \(4, 32\) and unimodal head 'm0''s is \(4, 16\)"):
+        short_run(recipe, max_steps=1)
 
 
 RANKS = {0: [[0.0, 0.0], [1.0, 0.0]], 1: [[2.0, 0.0], [0.0, 1.0]]}
@@ -103,3 +118,80 @@ def test_ranks_agree(tmp_path: Path) -> None:
     single = BALM(["a", "b"])
     single.extra_loss(_view(torch.zeros(2, 2), torch.tensor([RANKS[0], RANKS[1]])))
     assert states[0]["prev"] == pytest.approx(single.state_dict()["prev"], rel=1e-6)
+
+
+def test_direction_by_hand() -> None:
+    # f = vec W_f = (1, 0); W_a = (1, 1): cos = 1/√2; W_b = (−1, 1): cos = −1/√2; coef = (0.5, 1.5)
+    # L = (|0.5/√2| + |−1.5/√2|) / 2 = 1/√2
+    # ∂cos(w, f)/∂f = w/(|w||f|) − cos · f/|f|² = (0, 1/√2) for both heads, so
+    # ∂L/∂f = ½ (0.5 · (+1) + 1.5 · (−1)) · (0, 1/√2) = (0, −1/(2√2))
+    f = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    loss, cos = direction_loss(f, [torch.tensor([[1.0, 1.0]]), torch.tensor([[-1.0, 1.0]])], torch.tensor([0.5, 1.5]))
+    assert loss.item() == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+    assert cos.tolist() == pytest.approx([1 / math.sqrt(2), -1 / math.sqrt(2)], rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, f)
+    assert grad.flatten().tolist() == pytest.approx([0.0, -1 / (2 * math.sqrt(2))], abs=1e-6)
+
+
+class _WithHeads(_Model):
+    """Encoders, a fusion whose output layer is W_f = (1, 0), heads with W_a = (1, 1), W_b = (−1, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fusion = nn.Sequential(nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 1))
+        self.unimodal_heads = nn.ModuleDict({"a": nn.Linear(2, 1), "b": nn.Linear(2, 1)})
+        with torch.no_grad():
+            self.fusion[2].weight.copy_(torch.tensor([[1.0, 0.0]]))
+            self.unimodal_heads["a"].weight.copy_(torch.tensor([[1.0, 1.0]]))
+            self.unimodal_heads["b"].weight.copy_(torch.tensor([[-1.0, 1.0]]))
+
+
+def test_direction_gradient_lands_on_the_fusion_output_layer_only() -> None:
+    bal = BALM(["a", "b"], rho=1.0, tau=0.2)
+    bal.coef = torch.tensor([0.5, 1.5])
+    model = _WithHeads()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    bal.modulate_gradients(model, StepStats(0, {}, torch.ones(2, dtype=torch.long)))
+    # tau · ∂L/∂W_f = 0.2 · (0, −1/(2√2)) = (0, −0.0707107) added to the ones already there
+    assert model.fusion[2].weight.grad.flatten().tolist() == pytest.approx([1.0, 1.0 - 0.2 / (2 * math.sqrt(2))], abs=1e-6)
+    assert torch.equal(model.unimodal_heads["a"].weight.grad, torch.ones(1, 2))  # heads untouched
+    assert torch.equal(model.fusion[0].weight.grad, torch.ones(2, 4))
+    assert bal.log_values()["balm_direction"].item() == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+
+
+def test_feature_calibration_by_hand() -> None:
+    # M = 2, d = 1, squeeze width 1: W_g = (1, 1), W_e = (1, −1)ᵀ, zero biases.
+    fcm = FeatureCalibration(2, 1, width=1)
+    with torch.no_grad():
+        fcm.squeeze.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        fcm.excite.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+        fcm.squeeze.bias.zero_()
+        fcm.excite.bias.zero_()
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    # both present, h = (2, 3): g = ReLU(5) = 5, e = (5, −5), out = (2 · 2σ(5), 3 · 2σ(−5))
+    both = fcm(torch.tensor([[[2.0], [3.0]]]), torch.tensor([[True, True]]))
+    assert both.flatten().tolist() == pytest.approx([2 * 2 * sig(5), 3 * 2 * sig(-5)], rel=1e-6)
+    # b absent (its row is noise here; the statistic masks it): g = 2, out_a = 2 · 2σ(2)
+    alone = fcm(torch.tensor([[[2.0], [99.0]]]), torch.tensor([[True, False]]))
+    assert alone[0, 0, 0].item() == pytest.approx(2 * 2 * sig(2), rel=1e-6)
+
+
+def test_calibration_follows_the_options() -> None:
+    from mmcore.engine.build import build_calibration
+    from mmcore.plugins import get_registry
+    from mmcore.types import ModalitySpec
+
+    specs = [ModalitySpec("a", 3), ModalitySpec("b", 5)]
+    registry = get_registry()
+    built = build_calibration({"balancer": {"type": "baselines.balm"}}, specs, 8, registry)
+    assert isinstance(built, FeatureCalibration) and built.squeeze.out_features == default_width(2, 8) == 4
+    narrow = build_calibration({"balancer": {"type": "baselines.balm", "fcm_dim": 3}}, specs, 8, registry)
+    assert narrow.squeeze.out_features == 3
+    assert build_calibration({"balancer": {"type": "baselines.balm", "fcm": False}}, specs, 8, registry) is None
+    assert build_calibration({"balancer": {"type": "mmcore.uniform"}}, specs, 8, registry) is None
+    # the factory's defaults and the calibration's agree (one recipe option, two readers)
+    import inspect
+
+    init, hook = inspect.signature(BALM.__init__).parameters, inspect.signature(BALM.calibration).parameters
+    assert init["fcm"].default == hook["fcm"].default and init["fcm_dim"].default == hook["fcm_dim"].default

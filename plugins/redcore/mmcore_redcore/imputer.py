@@ -190,7 +190,8 @@ class VIBImputer(nn.Module):
         recon_sample = (g.float() - target.float()).pow(2).sum(-1)  # [B, M]
         recon = torch.where(present, recon_sample, torch.zeros_like(recon_sample)).sum(0) / per_present
 
-        return ImputerOutput(z=completed, losses={"kl": self.kl_weight * kl, "recon": self.recon_weight * recon})
+        losses = {"kl": self.kl_weight * kl, "recon": self.recon_weight * recon}
+        return ImputerOutput(z=completed, losses=losses, monitors=_monitors(z, logvar, present, per_present))
 
     def _kl(self, mu: Tensor, logvar: Tensor, present: Tensor) -> Tensor:
         """Per-modality KL(N(μ, σ²) ‖ N(0, I)) summed over latent dims, over present samples: [M]."""
@@ -199,6 +200,16 @@ class VIBImputer(nn.Module):
         kl_sum = torch.where(present, kl_sample, torch.zeros_like(kl_sample)).sum(0)
         per_present = present.sum(0).to(torch.float32).clamp_min(1.0)
         return kl_sum / (per_present if self.kl_reduction == "present" else float(present.shape[0]))
+
+
+def _monitors(z: Tensor, logvar: Tensor, present: Tensor, per_present: Tensor) -> dict[str, Tensor]:
+    """The mechanism issue 27 asks to watch, per modality over its present rows: the mean squared
+    norm of the sampled latent (``z_sq``, summed over latent dims) and the mean posterior variance
+    (``sigma2``, averaged over latent dims). Detached; logged, never part of the loss."""
+    with torch.no_grad():
+        z_sq = torch.where(present, z.float().pow(2).sum(-1), 0.0).sum(0) / per_present
+        sigma2 = torch.where(present, logvar.float().exp().mean(-1), 0.0).sum(0) / per_present
+    return {"z_sq": z_sq, "sigma2": sigma2}
 
 
 # Configurations the core's contract suite (mmcore.testing) builds and checks: small, and once

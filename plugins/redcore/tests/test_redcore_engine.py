@@ -125,6 +125,8 @@ def test_beta_logged_at_every_logging_step_and_replays_from_logged_losses(make_r
     assert [x["step"] for x in lines] == list(range(1, 11))
     for line in lines:
         assert {f"beta.{m}" for m in NAMES} | {f"recon_ema.{m}" for m in NAMES} <= set(line)
+        # the VIB's logged-only mechanism statistics (issue 27): present, finite, never in the loss
+        assert all(line[f"sigma2.{m}"] > 0 and line[f"z_sq.{m}"] >= 0 for m in NAMES)
         # β is first updated by step 0's observation, before the first line is written.
         assert math.fsum(b * b for b in _beta(line)) == pytest.approx(1.0, abs=1e-6)
     assert len({tuple(_beta(x)) for x in lines}) > 3  # β moved during the run

@@ -289,3 +289,21 @@ def test_wrong_input_shape_is_a_clear_error() -> None:
     imp = build()
     with pytest.raises(MMCoreError, match=r"expected h of shape \[B, 3, 6\], got \[2, 3, 5\]"):
         imp(torch.zeros(2, 3, 5), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_monitors_are_mean_latent_norm_and_variance_over_present_rows() -> None:
+    imp = build()
+    set_identity_heads(imp, logvar=math.log(0.25))  # μ = h, σ² = 0.25 in every dimension
+    h, present = inputs()
+    torch.manual_seed(1)
+    out = imp(h, present)
+    assert sorted(out.monitors) == ["sigma2", "z_sq"]
+    assert out.monitors["sigma2"].tolist() == pytest.approx([0.25, 0.25, 0.25], rel=1e-6)
+    # ‖z‖² of the sampled latent z = μ + σ ε, replayed with the same generator state
+    torch.manual_seed(1)
+    z = h + torch.randn_like(h) * 0.5
+    by_hand = [float(z[present[:, i], i].pow(2).sum(-1).mean()) for i in range(3)]
+    assert out.monitors["z_sq"].tolist() == pytest.approx(by_hand, rel=1e-5)
+    assert not any(t.requires_grad for t in out.monitors.values())
+    imp.eval()
+    assert imp(h, present).monitors == {}  # training only: evaluation has nothing to explain
