@@ -26,7 +26,7 @@ from typing import Any
 from mmcore.components import Balancer, Logger
 from mmcore.errors import DataError, MMCoreError, RecipeError, RegistryError
 from mmcore.hookspecs import Register, hookimpl
-from mmcore.recipe.hints import (
+from mmcore.options.hints import (
     Above,
     AtLeast,
     Between,

@@ -19,6 +19,7 @@ order and ``present`` is ``[B, M]`` bool; rows of absent modalities in ``h`` are
 
 from __future__ import annotations
 
+import unittest
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from torch import nn
+
+
+class ContractSkip(unittest.SkipTest):
+    """Raised by a factory's ``contract_options``: the component cannot be built without options the
+    contract suite cannot invent (a data path) or an extra that is not installed. It lives here, with
+    the component protocol, so production code raises it without importing ``mmcore.testing``
+    (which re-exports it)."""
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,12 @@ class Session:
     eval_masks: dict[str, dict[str, torch.Tensor]]  # split -> condition -> [N, M] bool, on the device
     select: tuple[str, str]  # (condition or AVERAGE, metric) that picks the best checkpoint
     model: MultimodalModel  # on runtime.device, freshly initialised from the recipe's seed
-    plan: RunPlan  # the recipe's settings, typed (mmcore.recipe.plan): what the trainer reads
+
+    @property
+    def plan(self) -> RunPlan:
+        """The recipe's settings, typed (``mmcore.recipe.plan``): what a ``Trainer`` reads, once,
+        when it is made (a test may swap ``recipe`` between a run and its resume)."""
+        return plan_of(self.recipe)
 
     @property
     def names(self) -> list[str]:
@@ -75,4 +80,4 @@ def build_session(recipe: dict[str, Any], runtime: Runtime, plugins: Plugins | N
     select = parse_select(plan.train.select, [c.name for c in conditions], task)
     torch.manual_seed(seed)  # model initialisation does not depend on how the data was made
     model = build_model(recipe, specs, task, registry).to(runtime.device)
-    return Session(recipe, runtime, plugins, dataset, specs, task, splits, train_spec, conditions, eval_masks, select, model, plan)
+    return Session(recipe, runtime, plugins, dataset, specs, task, splits, train_spec, conditions, eval_masks, select, model)

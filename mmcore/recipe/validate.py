@@ -15,7 +15,7 @@ import os
 from typing import Any, Sequence
 
 from mmcore.errors import RecipeError
-from mmcore.recipe.checks import resolve_value
+from mmcore.options.checks import resolve_value
 from mmcore.recipe.crosschecks import cross_problems
 from mmcore.recipe.loader import load_yaml
 from mmcore.recipe.machine import machine_problems

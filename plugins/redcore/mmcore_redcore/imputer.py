@@ -63,7 +63,7 @@ from mmcore import Fraction, NonNegative, PositiveInt
 from mmcore.errors import MMCoreError
 from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
-from mmcore.recipe.hints import NonEmpty
+from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "redcore.vib"
