@@ -65,3 +65,16 @@ def test_importing_mmcore_warns_about_nothing():
         warnings.simplefilter("error", DeprecationWarning)
         for name in ("mmcore", "mmcore.recipe", "mmcore.registry", "mmcore.engine.trainer", "mmcore.cli"):
             importlib.reload(importlib.import_module(name)) if name == "mmcore.recipe" else importlib.import_module(name)
+
+
+def test_every_optional_factory_attribute_is_in_the_manual_and_shown():
+    from mmcore.clitools import component_view
+    from mmcore.components import FACTORY_ATTRIBUTES, KINDS
+    from mmcore.plugins import get_registry
+
+    manual = (ROOT.parent / "CONTRIBUTING.md").read_text()
+    for row in FACTORY_ATTRIBUTES:
+        assert f"| `{row.name}` | {', '.join(row.kinds)} | {row.meaning} |" in manual, row.name
+        assert set(row.kinds) <= set(KINDS)
+    view = component_view(get_registry(), "mmcore.synthetic")
+    assert "declares:\n  describe: a function\n" in view
