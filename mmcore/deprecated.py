@@ -41,7 +41,23 @@ def runtime_pool_stats(runtime: "Runtime", stats: "StepStats") -> "StepStats":
 MOVED_MODULES = {  # old module -> its new home
     "mmcore.recipe.hints": "mmcore.options.hints",
     "mmcore.recipe.checks": "mmcore.options.checks",
+    "mmcore.shapley": "mmcore.report.shapley",
+    "mmcore.stats": "mmcore.report.stats",
+    "mmcore.robustness": "mmcore.report.robustness",
 }
+
+# Names ``mmcore`` exported before that no plugin needs: ``mmcore.<name>`` still works, with a
+# warning naming the replacement (``mmcore.__getattr__`` looks them up here).
+PACKAGE_NAMES = {"hookspec": ("mmcore.hookspecs", "hookspec")}
+
+
+def package_name(name: str) -> Any:
+    """``mmcore.<name>`` of ``PACKAGE_NAMES``: the object at its new home, with the warning."""
+    module, attr = PACKAGE_NAMES[name]
+    warnings.warn(
+        f"mmcore.{name} is deprecated and will be removed in mmcore {REMOVED_IN}; use {module}.{attr}", DeprecationWarning, stacklevel=3
+    )
+    return getattr(importlib.import_module(module), attr)
 
 
 def moved_module(old: str) -> None:

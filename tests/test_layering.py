@@ -78,3 +78,21 @@ def test_every_optional_factory_attribute_is_in_the_manual_and_shown():
         assert set(row.kinds) <= set(KINDS)
     view = component_view(get_registry(), "mmcore.synthetic")
     assert "declares:\n  describe: a function\n" in view
+
+
+@pytest.mark.parametrize("old", ["mmcore.shapley", "mmcore.stats", "mmcore.robustness"])
+def test_report_modules_keep_their_old_names_with_a_warning(monkeypatch, old):
+    monkeypatch.delitem(sys.modules, old, raising=False)
+    with pytest.warns(DeprecationWarning, match=f"import mmcore.report.{old.split('.')[1]}"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(f"mmcore.report.{old.split('.')[1]}")
+
+
+def test_a_deprecated_package_name_warns_with_its_replacement():
+    import mmcore
+    from mmcore.hookspecs import hookspec
+
+    with pytest.warns(DeprecationWarning, match="mmcore.hookspec is deprecated .* use mmcore.hookspecs.hookspec"):
+        assert mmcore.hookspec is hookspec
+    with pytest.raises(AttributeError):
+        mmcore.no_such_name  # noqa: B018
