@@ -96,3 +96,12 @@ def test_a_deprecated_package_name_warns_with_its_replacement():
         assert mmcore.hookspec is hookspec
     with pytest.raises(AttributeError):
         mmcore.no_such_name  # noqa: B018
+
+
+def test_a_fresh_process_imports_the_engine_without_warnings():
+    """In a new interpreter (in this one, everything is imported already)."""
+    import subprocess
+
+    code = "import mmcore.engine.trainer, mmcore.cli; from mmcore import deprecated; print(deprecated.REMOVED_IN)"
+    done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
