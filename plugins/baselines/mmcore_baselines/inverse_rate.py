@@ -32,7 +32,6 @@ from torch import Tensor
 from mmcore import Positive
 from mmcore.components import Balancer
 from mmcore.errors import MMCoreError
-from mmcore.types import StepStats
 from mmcore.weighting import Norm, scale_weights
 
 NAME = "baselines.inverse_rate"
@@ -87,14 +86,6 @@ class InverseRate(Balancer):
 
     def weights(self) -> Tensor:
         return self.w
-
-    def observe(self, stats: StepStats) -> None:
-        if self.target not in stats.losses:
-            raise MMCoreError(
-                f"{NAME}: target loss group '{self.target}' is not produced by this model "
-                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); set balancer.target to one of them "
-                f"(e.g. 'unimodal' with model.unimodal_heads on) or use an imputer with a '{self.target}' group"
-            )
 
     def log_values(self) -> dict[str, Tensor]:
         return {"weight": self.w}

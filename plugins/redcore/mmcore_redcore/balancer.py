@@ -99,12 +99,7 @@ class RelativeAdvantage(Balancer):
         return self.beta
 
     def observe(self, stats: StepStats) -> None:
-        if self.target not in stats.losses:
-            raise MMCoreError(
-                f"{NAME}: target loss group '{self.target}' is not produced by the imputer "
-                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); pick an imputer with that group "
-                f"or set balancer.target"
-            )
+        # the target group exists: target_required makes validation and the engine's first step check it
         losses = stats.losses[self.target].detach().to(self.device, torch.float32)
         counts = stats.present_counts.detach().to(self.device, torch.float32)
         # under data parallelism these are already pooled over ranks by the engine (mmcore.engine.losses.pool_stats)
