@@ -31,7 +31,7 @@ from torch import Tensor
 
 from mmcore import Positive
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.weighting import Norm, scale_weights
 
 NAME = "baselines.inverse_rate"
@@ -108,6 +108,4 @@ class InverseRate(Balancer):
 InverseRate.contract_options = [{}, {"target": "unimodal"}, {"norm": "l2"}, {"norm": "mean", "total": 2.0}]  # type: ignore[attr-defined]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from mmcore import Above, Between, NonNegative, Positive, PositiveInt
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.types import StepStats
 from mmcore_redcore.projection import clamp_normalize, project_exact
 
@@ -168,6 +168,4 @@ def relative_advantage(ema: Tensor) -> Tensor:
     return torch.where(mean > 0, ra, torch.zeros_like(ra))
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcore import Fraction, NonNegative, PositiveInt
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
 from mmcore.options.hints import NonEmpty
@@ -229,6 +229,4 @@ def _others(latents: Tensor, i: int) -> Tensor:
     return torch.cat([latents[:, :i], latents[:, i + 1 :]], dim=1).flatten(1)
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component
