@@ -17,6 +17,7 @@ conditions per epoch, and the steps and seconds until it first reaches 0.5 and 0
     python benchmarks/bench_iemocap.py --quick              # under 2 minutes on 2 cores
     python benchmarks/bench_iemocap.py --scale              # 1x, 4x, 16x the training set
     python benchmarks/bench_iemocap.py --set precision=bf16 --set compile=true --device cuda
+    python benchmarks/bench_iemocap.py --against model.encoders.default.frames=padded   # A/B: new default vs old
     python benchmarks/bench_iemocap.py --root DATA --epochs 60 --repeats 1 --engine-only \
         --recipe recipes/redcore_iemocap_reference.yaml     # time-to-accuracy of the reference variant
 
@@ -76,7 +77,7 @@ def _clock_logger(sink: dict[str, Any]) -> type:
             pass
 
         def progress(self, step: int, total: int, epoch: int, epochs: int) -> None:
-            sink["steps"].append((step, epoch, time.perf_counter()))
+            sink["steps"].append((step, epoch, time.perf_counter(), time.process_time()))
 
         def log_epoch(self, epoch: int, step: int, scalars: dict[str, float]) -> None:
             sink["epochs"].append((epoch, step, time.perf_counter(), float(scalars.get("val.macro_f1", float("nan")))))
@@ -87,11 +88,14 @@ def _clock_logger(sink: dict[str, Any]) -> type:
     return Clock
 
 
-def _step_rates(steps: list[tuple[int, int, float]], n_train: int, batch_size: int) -> tuple[float, float]:
-    """(samples/s, ms per step) over the steps that are not an epoch's first."""
+def _step_rates(steps: list[tuple[int, int, float, float]], n_train: int, batch_size: int, clock: int = 2) -> tuple[float, float]:
+    """(samples/s, ms per step) over the steps that are not an epoch's first; ``clock`` 3: per
+    second of the process's CPU time (all its threads), which other processes on a loaded box
+    disturb less than wall time."""
     per_epoch = -(-n_train // batch_size)
     seconds, samples, count = 0.0, 0, 0
-    for (_, e0, t0), (step, e1, t1) in zip(steps, steps[1:]):
+    for a, b in zip(steps, steps[1:]):
+        e0, t0, step, e1, t1 = a[1], a[clock], b[0], b[1], b[clock]
         if e1 != e0:
             continue  # this interval holds the previous epoch's validation and checkpoints
         position = (step - 1) % per_epoch
@@ -155,6 +159,7 @@ def measure(kind: str, recipe_path: Path, overrides: list[str], threads: int, de
         rate, ms = _step_rates(sink["steps"], n_train, int(cfg["batch_size"]))
         out |= {
             "samples_per_s": rate,
+            "samples_per_cpu_s": _step_rates(sink["steps"], n_train, int(cfg["batch_size"]), clock=3)[0],
             "ms_per_step": ms,
             "eval_items_per_s": cost.get("eval_items_per_s", float("nan")),
             "first_step_s": sink["steps"][0][2] - called if sink["steps"] else float("nan"),
@@ -200,27 +205,38 @@ def _spread(values: list[float], fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
+def _pair(kind: str, base: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """One run of a pair: the engine, or the other side (the plain loop, or the engine with --against)."""
+    if kind == "plain" and args.against:
+        return _spawn("engine", [*base, *args.against], args)
+    return _spawn(kind, base, args)
+
+
 def compare(args: argparse.Namespace, base: list[str]) -> None:
     runs: dict[str, list[dict[str, Any]]] = {"engine": [], "plain": []}
     for r in range(args.repeats):
         kinds = ("engine", "plain") if r % 2 == 0 else ("plain", "engine")  # alternate who goes first
         for kind in ("engine",) if args.engine_only else kinds:
-            runs[kind].append(_spawn(kind, base, args))
+            runs[kind].append(_pair(kind, base, args))
             print(f"  pair {r + 1}/{args.repeats}: {kind} {runs[kind][-1]['samples_per_s']:.1f} samples/s", flush=True)
     e, p = runs["engine"], runs["plain"] or [dict.fromkeys(runs["engine"][0], float("nan")) for _ in runs["engine"]]
-    ratio = lambda key: [a[key] / b[key] if b[key] else float("nan") for a, b in zip(e, p)]  # noqa: E731 - per pair, the same window
+    nan = float("nan")
+    ratio = lambda key: [a.get(key, nan) / b.get(key, nan) if b.get(key) else nan for a, b in zip(e, p)]  # noqa: E731 - per pair, the same window
+    other = f"with {' '.join(args.against)}" if args.against else "plain loop"
     print(f"\ntraining set {e[0]['n_train']} utterances, {e[0]['steps']} steps; median (min-max) of {args.repeats}")
-    print(f"{'':28}{'mmcore':>22}{'plain loop':>22}{'mmcore/plain':>18}")
+    print(f"{'':28}{'mmcore':>22}{other[:22]:>22}{'ratio':>18}")
     rows = [
         ("training samples/s", "samples_per_s", "{:.1f}"),
         ("ms per step", "ms_per_step", "{:.0f}"),
+        ("samples per CPU-second", "samples_per_cpu_s", "{:.1f}"),
         ("evaluation items/s", "eval_items_per_s", "{:.0f}"),
         ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
         ("call to first step (s)", "first_step_s", "{:.2f}"),
+        ("call to end of run (s)", "train_s", "{:.1f}"),
         ("import torch+mmcore (s)", "import_s", "{:.2f}"),
     ]
     for label, key, fmt in rows:
-        print(f"{label:28}{_spread([x[key] for x in e], fmt):>22}{_spread([x[key] for x in p], fmt):>22}"
+        print(f"{label:28}{_spread([x.get(key, nan) for x in e], fmt):>22}{_spread([x.get(key, nan) for x in p], fmt):>22}"
               f"{_spread(ratio(key), '{:.2f}'):>18}")
     print("\ntime-to-accuracy (validation macro-F1, average of the 7 conditions), per engine run:")
     for i, x in enumerate(e):
@@ -259,6 +275,8 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="default recipes/redcore_iemocap.yaml")
     parser.add_argument("--engine-only", action="store_true", help="no plain-loop runs (for long time-to-accuracy runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override for every run")
+    parser.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
+                        help="compare with the engine under these overrides (e.g. the old default) instead of the plain loop")
     parser.add_argument("--case", choices=["engine", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--override", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -22,7 +22,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from mmcore.components import Balancer, Logger
+from mmcore.engine.launch import quiet_other_ranks
+
+quiet_other_ranks()  # before torch is imported: its warnings print once under --nproc, not once per rank
+
+from mmcore.components import Balancer, Logger  # noqa: E402
 from mmcore.errors import DataError, MMCoreError, RecipeError, RegistryError
 from mmcore.hookspecs import Register, hookimpl
 from mmcore.options.hints import (

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from mmcore.engine import stopping
 from mmcore.engine.launch import report_to_agent
 from mmcore.errors import MMCoreError
 
@@ -40,19 +41,26 @@ err_console = make_console(stderr=True)
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (a scheduler's or ``kill``'s stop) like Ctrl-C while a command runs, so it
-    ends with the same clean message, exit code 130 and resumable state."""
+    ends with the same clean message, exit code 130 and resumable state.
+
+    Once the work is complete (``mmcore.engine.stopping``) SIGTERM is ignored, and stays ignored
+    after the command returns (the handler is not put back), so a finished run exits 0.
+    """
+    stopping.reset()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        if not stopping.complete():
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not stopping.complete():
+            signal.signal(signal.SIGTERM, previous)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,6 +80,8 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                     err_console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code)
         except KeyboardInterrupt:  # outside training (the trainer says what can be resumed itself)
+            if stopping.complete():  # Ctrl-C after the last file was written: the work is done
+                raise typer.Exit(0)
             if not report_to_agent(["interrupted"]):
                 err_console.print("[red]interrupted[/]")
             raise typer.Exit(130)

@@ -44,6 +44,8 @@ def use_packing(frames: str, lengths: Tensor, steps: int) -> bool:
     per-batch trim already reads the longest length) and packs below ``PACK_BELOW`` full."""
     if frames != "auto":
         return frames == "packed"
+    if torch.compiler.is_compiling():  # a host read and a data-dependent shape would split the graph
+        return False
     real = int(lengths.clamp(min=0, max=steps).sum())
     return real < PACK_BELOW * int(lengths.shape[0]) * steps
 

@@ -188,6 +188,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
             "strength": 2.0, "policy": "fixed",
         },
         "eval": {"conditions": "all"},
+        "frames": {"rate": 0.0, "segment": 1, "eval_rate": None, "seed": 0, "modalities": None},
     }
     assert resolved["model"] == {
         "dim": 128,
@@ -209,7 +210,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
         "schedule": {"type": "constant", "constant_epochs": 0, "warmup_epochs": 0},
         "grad_clip": None,
         "select": "val.macro_f1",
-        "log_every": 50,
+        "log_every": None,
         "task_loss": "auto",
         "max_steps": None,
         "modality_dropout": 0.0,

@@ -4,6 +4,7 @@ numbers in its tables equal those in eval.json / results.csv."""
 from __future__ import annotations
 
 import base64
+import html
 import csv
 import io
 import json
@@ -155,7 +156,7 @@ def test_run_report_shows_robustness_curves(tmp_path: Path) -> None:
     assert rows_by_first_cell(page.tables["robustness-curve"])["uniform"] == [number(0.345), number(0.69), number(0.69 / 0.88)]
 
 
-def fake_sweep(root: Path) -> Path:
+def fake_sweep(root: Path, n_seeds: int = 3) -> Path:
     sweep = root / "sweep"
     points = []
     rows = []
@@ -163,7 +164,7 @@ def fake_sweep(root: Path) -> Path:
         slug = f"balancer={name}"
         runs = {}
         per_seed = []
-        for seed in range(3):
+        for seed in range(n_seeds):
             run = fake_run(sweep / "points" / slug, seed, shift + 0.01 * seed * (k + 1))
             runs[str(seed)] = str(run.relative_to(sweep))
             per_seed.append(json.loads((run / "eval.json").read_text())["results"]["test"])
@@ -171,10 +172,10 @@ def fake_sweep(root: Path) -> Path:
         for condition in per_seed[0]:
             for metric in ("accuracy", "macro_f1"):
                 values = [r[condition][metric] for r in per_seed]
-                mean = sum(values) / 3
-                std = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5
-                rows.append([slug, name, "test", condition, metric, repr(mean), repr(std), 3])
-    (sweep / "sweep.json").write_text(json.dumps({"recipe": "fake.yaml", "seeds": [0, 1, 2], "points": points,
+                mean = sum(values) / n_seeds
+                std = (sum((v - mean) ** 2 for v in values) / (n_seeds - 1)) ** 0.5
+                rows.append([slug, name, "test", condition, metric, repr(mean), repr(std), n_seeds])
+    (sweep / "sweep.json").write_text(json.dumps({"recipe": "fake.yaml", "seeds": list(range(n_seeds)), "points": points,
                                                   "base_recipe": {"train": {"select": "val.macro_f1"}}}))
     with open(sweep / "results.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -200,6 +201,15 @@ def test_sweep_report_tables_match_results_csv(tmp_path: Path) -> None:
     assert paired[1][:3] == ["balancer=mmcore.uniform", "balancer=redcore.relative_advantage", "3"]
     # per-seed average macro-F1 differences: −0.05 − 0.01·seed → mean −0.06
     assert paired[1][3] == number(-0.06)
+    assert paired[1][-1] == "n too small" and "win-tie-loss" not in page.tables  # 3 seeds: numbers, no verdict
+    # the heatmap's companion table: macro_f1 by number of present modalities, per configuration
+    by_present = rows_by_first_cell(page.tables["sweep-by-present"])
+    assert by_present["balancer=mmcore.uniform"] == [number((0.35 + 0.55) / 2 + 0.01), number(0.88 + 0.01)]
+
+
+def test_sweep_report_gives_verdicts_from_five_seeds(tmp_path: Path) -> None:
+    page = parse(build_report(fake_sweep(tmp_path, n_seeds=5), tmp_path / "s.html")[0])
+    assert page.tables["paired"][1][-1] in ("win", "tie", "loss")
     wtl = page.tables["win-tie-loss"][1]
     assert sum(int(x) for x in wtl[2:]) == 3  # three conditions
 
@@ -230,3 +240,115 @@ def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     with pytest.raises(MMCoreError, match=r"pip install 'mmcore\[report\]'"):
         build_report(fake_run(tmp_path), tmp_path / "r.html")
+
+
+# --- readability at many conditions (issue 24) -------------------------------------------------
+
+THREE = ("a", "v", "t")
+
+
+def wide_run(root: Path) -> Path:
+    """A finished run with three modalities (7 conditions), a confusion matrix, validation losses
+    and a four-curve robustness evaluation: everything the readable report draws."""
+    run = fake_run(root)
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["missing"] = {"train": {"rates": {"a": 0.1, "v": 0.5, "t": 0.7}}}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (run / "manifest.json").write_text(json.dumps({"mmcore": "0.1.0", "data_sha256": {"train": "ab" * 32}}))
+    score = {"a": 0.5, "v": 0.3, "t": 0.4, "a+v": 0.7, "a+t": 0.8, "v+t": 0.6, "a+v+t": 0.9}
+    table = {c: {"accuracy": s, "macro_f1": s - 0.1} for c, s in score.items()}
+    table["average"] = {k: sum(r[k] for r in table.values()) / 7 for k in ("accuracy", "macro_f1")}
+    confusion = {"classes": ["x", "y"], "condition": "a+v+t", "matrix": [[5, 1], [2, 7]], "pooled": [[30, 5], [9, 40]]}
+    (run / "eval.json").write_text(json.dumps({"best_epoch": 1, "select": "val.macro_f1", "results": {"test": table},
+                                               "confusion": {"test": confusion}}))
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"epoch": 2, "step": 8, "val.macro_f1": 0.5, "val_loss": 0.9}) + "\n")
+    rates = [0.0, 0.5, 1.0]
+    curves = {name: {"rates": rates, "mean": {"macro_f1": [0.8, 0.6 - k / 10, 0.4]}, "std": {"macro_f1": [0, 0, 0]},
+                     "robustness": {"macro_f1": {"auc": 0.6, "mean": 0.6, "relative": 0.75}}}
+              for k, name in enumerate(("uniform", *THREE))}
+    (run / "evals" / "curve").mkdir(parents=True)
+    (run / "evals" / "curve" / "curve.json").write_text(json.dumps({"split": "test", "metrics": ["macro_f1"], "draws": 2,
+                                                                   "curves": curves}))
+    return run
+
+
+def test_run_report_groups_and_sorts_conditions(tmp_path: Path) -> None:
+    run = wide_run(tmp_path)
+    written = build_report(run, tmp_path / "r.html")
+    page = parse(written[0])
+    order = [row[0] for row in page.tables["conditions"][1:]]
+    # by number present, then macro_f1 best first; the average last
+    assert order == ["a", "t", "v", "a+t", "a+v", "v+t", "a+v+t", "average"]
+    assert [row[1] for row in page.tables["conditions"][1:]] == ["1", "1", "1", "2", "2", "2", "3", ""]
+    by_present = rows_by_first_cell(page.tables["by-present"])
+    assert by_present["2"] == ["3", number(0.6), number(0.5), number(0.7)]  # mean, min, max of macro_f1 over a+t, a+v, v+t
+    assert rows_by_first_cell(page.tables["shapley"])["training missing rate"] == [number(0.1), number(0.5), number(0.7), ""]
+    text = written[0].read_text()
+    for figure in ("by-present-macro_f1", "conditions-macro_f1", "confusion", "shapley", "training-loss", "curve-curve"):
+        assert f'data-file="{figure}.png"' in text
+    assert "the validation task loss is averaged over the evaluation conditions" in text  # val_loss drawn with the training loss
+    recipe = re.search(r'<pre id="recipe">(.*?)</pre>', text, re.S)
+    assert recipe and "rates:" in recipe.group(1) and '<pre id="manifest">' in text and "ab" * 32 in text
+
+
+def overflow_probe(report: Path, out: Path) -> Path:
+    """A copy of the page with a script that records, in the DOM, every element wider than the
+    window or cut off inside its scroll box — what a reader would see as a clipped table or figure."""
+    probe = """<script>
+window.addEventListener('load', () => {
+  const wide = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.right > window.innerWidth + 1 || e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0)
+      wide.push(e.tagName + (e.id ? '#' + e.id : ''));
+  }
+  const p = document.createElement('p'); p.id = 'overflow'; p.textContent = JSON.stringify(wide);
+  document.body.appendChild(p);
+});
+</script></body>"""
+    out.write_text(report.read_text(encoding="utf-8").replace("</body>", probe), encoding="utf-8")
+    return out
+
+
+def long_labels(sweep: Path) -> Path:
+    """The fake sweep with configuration labels as long as real override sets make them."""
+    info = json.loads((sweep / "sweep.json").read_text())
+    for point in info["points"]:
+        point["values"] = {"balancer": {"type": point["values"]["balancer"], "target": "recon", "rho": 0.7},
+                           "model.fusion": {"type": "mmcore.concat", "layers": [128, 128], "dropout": 0.5}}
+    (sweep / "sweep.json").write_text(json.dumps(info))
+    return sweep
+
+
+@pytest.mark.parametrize(("kind", "width"), [("run", 800), ("run", 1280), ("sweep", 800)])
+def test_report_fits_common_widths_in_a_real_browser(tmp_path: Path, kind: str, width: int) -> None:
+    """Headless Chromium renders the page: nothing is wider than the window or clipped, and the
+    screenshot is a real picture (skipped where no Chromium is installed)."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on PATH")
+    source = wide_run(tmp_path) if kind == "run" else long_labels(fake_sweep(tmp_path))
+    report = build_report(source, tmp_path / "r.html")[0]
+    probe = overflow_probe(report, tmp_path / "probe.html")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={width},3000"]
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<p id="overflow">(.*?)</p>', dom)
+    assert found, "the browser did not run the page"
+    assert json.loads(html.unescape(found.group(1))) == []
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120)
+    image = PIL.open(shot).convert("L")
+    assert image.size == (width, 3000)
+    assert sum(image.histogram()[:128]) > 1000  # dark pixels: text and figures, not a blank page
+
+
+def test_a_run_shorter_than_the_curve_says_so(tmp_path: Path) -> None:
+    run = fake_run(tmp_path)
+    lines = [{"step": s, "epoch": 1, "loss": 1.0 / s, "task_loss": 0.5 / s} for s in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    text = build_report(run, tmp_path / "r.html")[0].read_text()
+    assert "The run had 3 optimisation steps, every one logged" in text and "smaller train.log_every" not in text

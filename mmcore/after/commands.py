@@ -38,6 +38,7 @@ def eval_command(
     rates: Optional[str] = typer.Option(None, help="Curve rates, comma-separated (default 0,0.1,...,0.9)."),
     draws: int = typer.Option(3, help="Seeded mask draws per curve rate."),
     min_present: int = typer.Option(1, help="Curve masks keep at least this many modalities."),
+    over: str = typer.Option("rates", help="What --curve sweeps: 'rates' (modalities missing) or 'frames' (frames dropped inside sequences)."),
 ) -> None:
     """Evaluate a saved run under any protocol; results go to RUN/evals/<label>/."""
     from mmcore.after.evaluation import evaluate_run
@@ -47,7 +48,7 @@ def eval_command(
     if run_dir.is_dir():
         check_output_dir(run_dir / "evals", "eval")  # results go to RUN/evals/<label>/
     result = evaluate_run(run_dir, list(overrides or []), split=split, checkpoint=checkpoint, label=label, device=device,
-                          curve=curve, rates=_floats(rates, "--rates"), draws=draws, min_present=min_present)
+                          curve=curve, rates=_floats(rates, "--rates"), draws=draws, min_present=min_present, over=over)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(results_table(f"{split} metrics per availability condition", result.results))

@@ -12,6 +12,7 @@ area under the curve and relative robustness of ``mmcore.report.robustness``. Ma
 engine's evaluation conditions (per sample id, calibrated so the realised per-modality rates
 equal r under ``min_present``), so every method and training seed sees the same masks. Rates
 that ``min_present`` makes infeasible (uniform r > (M − min_present)/M) are left out and said so.
+``--over frames`` sweeps the rate of frames dropped inside sequences instead (``mmcore.after.framecurve``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import hashlib
 import json
 import re
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmcore.after.card import write_model_card
+from mmcore.after.framecurve import frame_curve_points
 from mmcore.after.runs import OpenRun, open_run
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.evaluate import POOLED
@@ -34,6 +38,7 @@ from mmcore.report.robustness import CURVE_FILE, summarize
 SPLITS = ("test", "val")
 DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(10))  # 0.0 … 0.9
 UNIFORM = "uniform"
+CURVE_AXES = ("rates", "frames")  # what --curve sweeps: modality missing rates, or frame drop rates
 
 
 @dataclass
@@ -75,18 +80,22 @@ def evaluate_run(
     draws: int = 3,
     min_present: int = 1,
     per_modality: bool = True,
+    over: str = "rates",
 ) -> EvalResult:
     """Evaluate a saved run; see the module docstring. Writes ``RUN/evals/<label>/``."""
     if split not in SPLITS:
         raise MMCoreError(f"--split: '{split}' is not one of: {', '.join(SPLITS)}")
     if draws < 1:
         raise MMCoreError(f"--draws: expected an integer >= 1, got {draws}")
+    if over not in CURVE_AXES:
+        raise MMCoreError(f"--over: '{over}' is not one of: {', '.join(CURVE_AXES)}")
     overrides = list(overrides or [])
-    label = _check_label(label or default_label(overrides, split, checkpoint, curve))
-    with open_run(run_dir, overrides, checkpoint, device) as run:
+    derived = default_label(overrides, split, checkpoint, curve)
+    label = _check_label(label or (derived.replace("curve", "curve-frames", 1) if curve and over == "frames" else derived))
+    with _owned(Path(run_dir)), open_run(run_dir, overrides, checkpoint, device) as run:
         notes = list(run.warnings)
         plan = None
-        if curve:  # checked before any evaluation runs
+        if curve and over == "rates":  # checked before any evaluation runs
             plan = curve_conditions(run.session.names, sorted(set(rates or DEFAULT_RATES)), draws, min_present, per_modality, notes)
         conditions = list(run.session.conditions)
         table = _evaluate(run, conditions, split)  # its average is over the protocol's conditions only
@@ -99,10 +108,29 @@ def evaluate_run(
         curve_data = None
         if plan is not None:
             points = _evaluate(run, plan["conditions"], split)
+        if curve and over == "frames":
+            plan, points = frame_curve_points(run, split, sorted(set(rates or DEFAULT_RATES)), draws)
+        if plan is not None:
             curve_data = summarize_curve(plan, points, run.session.names, split, draws, min_present)
             curve_data["select"] = run.session.select[1]  # the metric the run was selected by
             (out / CURVE_FILE).write_text(json.dumps(curve_data, indent=1))
     return EvalResult(out, results, curve_data, notes, pooled)
+
+
+@contextmanager
+def _owned(run_dir: Path) -> Iterator[None]:
+    """The run directory held while the evaluation writes into it (refused, one line naming the
+    pid, while a training or another evaluation owns it), with a checkpoint write that a kill
+    interrupted put right first, as ``mmcore resume`` does."""
+    from mmcore.engine.checkpoint import recover
+    from mmcore.engine.ownership import own_run_dir
+
+    if not run_dir.is_dir():  # open_run says what is wrong
+        yield
+        return
+    with own_run_dir(run_dir, "evaluate"):
+        recover(run_dir / "checkpoints")
+        yield
 
 
 def _evaluate(run: OpenRun, conditions: list[Condition], split: str) -> dict[str, dict[str, float]]:

@@ -106,7 +106,7 @@ def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str 
         session.model.eval()
         recorded = RunRecord(run_dir).manifest.get("data_sha256") or {}
         for split, digest in recorded.items():
-            if split in session.splits and split in ("val", "test") and split_checksum(session.splits[split]) != digest:
+            if split in session.splits and split in ("val", "test") and split_checksum(session.clean_split(split)) != digest:
                 warnings.append(f"the {split} split differs from the one the run was trained with (manifest.json data_sha256)")
         stored = _stored_transform(run_dir, session, warnings)
         yield OpenRun(run_dir, recipe, session, path, sha256_file(path / "model.safetensors"), verified, warnings, stored)

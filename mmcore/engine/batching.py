@@ -23,12 +23,14 @@ from torch import Tensor
 from mmcore.types import Batch
 
 
-def trim_padding(batch: Batch) -> Batch:
+def trim_padding(batch: Batch, contiguous: bool = False) -> Batch:
     """``batch`` with every sequence modality cut to its longest valid length in the batch.
 
     Modalities without lengths (vectors, or sequences whose every frame is valid) are left as
     they are; so is a modality already as short as its longest row. A batch of zero rows is
-    returned unchanged.
+    returned unchanged. ``contiguous`` copies each cut into its own tensor: a compiled forward
+    (``compile: true``) guards on strides, and a view's row stride (the uncut length) differs
+    from an uncut batch's, which would compile the forward once more.
     """
     names = [m for m in batch.lengths if m in batch.features and batch.features[m].dim() == 3]
     if not names or len(batch) == 0:
@@ -39,7 +41,7 @@ def trim_padding(batch: Batch) -> Batch:
         x = features[m]
         keep = max(1, int(keep))  # a batch of empty rows keeps one (masked) frame: shapes stay [B, T>=1, D]
         if keep < x.shape[1]:
-            features[m] = x[:, :keep]
+            features[m] = x[:, :keep].contiguous() if contiguous else x[:, :keep]
     return Batch(features=features, lengths=batch.lengths, target=batch.target, ids=batch.ids, unusable=batch.unusable)
 
 

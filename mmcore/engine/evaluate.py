@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Callable
@@ -25,10 +26,12 @@ from mmcore.conditions import AVERAGE, Condition, condition_masks
 from mmcore.engine.batching import trim_padding
 from mmcore.engine.model import MultimodalModel
 from mmcore.engine.runtime import Runtime
-from mmcore.metrics import classification_metrics, regression_metrics
+from mmcore.engine.losses import elementwise_task_loss
+from mmcore.metrics import classification_metrics, confusion_matrix, regression_metrics
 from mmcore.types import SplitData, TaskSpec
 
 POOLED = "pooled"  # eval.json's key for all conditions' predictions scored together (not a condition)
+MAX_CONFUSION_CLASSES = 50  # above this a confusion matrix is too large to read or to keep in eval.json
 
 
 class ScoreTable(dict):  # type: ignore[type-arg]
@@ -39,6 +42,8 @@ class ScoreTable(dict):  # type: ignore[type-arg]
     """
 
     pooled: dict[str, float] | None = None
+    loss: float | None = None  # the task loss averaged over conditions (validation curves), when asked
+    confusion: dict[str, Any] | None = None  # classification: confusion matrices for the report
 ROWS_PER_CALL = 16384  # rows (samples × conditions) given to the imputer and fusion at once
 
 
@@ -96,10 +101,13 @@ def predict(
     return {name: torch.cat(chunks) for name, chunks in outputs.items()}
 
 
-def score(predictions: dict[str, Tensor], target: Tensor, task: TaskSpec) -> dict[str, dict[str, float]]:
+def score(
+    predictions: dict[str, Tensor], target: Tensor, task: TaskSpec, loss_kind: str | None = None
+) -> dict[str, dict[str, float]]:
     """Metrics per condition and their average over the conditions; ``.pooled`` on the result
     scores the concatenation of every condition's predictions against the target repeated once
-    per condition.
+    per condition. With ``loss_kind``, ``.loss`` is that task loss averaged over the conditions
+    (the validation loss the report draws beside the training loss).
     """
 
     def metrics_of(output: Tensor, truth: Tensor) -> dict[str, float]:
@@ -111,7 +119,26 @@ def score(predictions: dict[str, Tensor], target: Tensor, task: TaskSpec) -> dic
     metrics = list(next(iter(table.values())))
     table[AVERAGE] = {k: sum(table[name][k] for name in predictions) / len(predictions) for k in metrics}
     table.pooled = metrics_of(torch.cat(list(predictions.values())), target.repeat(len(predictions)))
+    if loss_kind is not None:
+        means = [float(elementwise_task_loss(out, target, loss_kind).mean()) for out in predictions.values()]
+        table.loss = sum(means) / len(means)
+    if task.kind == "classification" and int(task.num_classes) <= MAX_CONFUSION_CLASSES:
+        table.confusion = confusions(predictions, target, task)
     return table
+
+
+def confusions(predictions: dict[str, Tensor], target: Tensor, task: TaskSpec) -> dict[str, Any]:
+    """Confusion matrices (rows: true class, columns: predicted) of the condition with the most
+    modalities present (the full set under ``conditions: all``) and of every condition pooled."""
+    c = int(task.num_classes)
+    full = max(predictions, key=lambda name: len(name.split("+")))
+    pooled = torch.cat([out.argmax(-1) for out in predictions.values()])
+    return {
+        "classes": list(task.class_names) if task.class_names else [str(k) for k in range(c)],
+        "condition": full,
+        "matrix": confusion_matrix(predictions[full].argmax(-1), target, c).tolist(),
+        "pooled": confusion_matrix(pooled, target.repeat(len(predictions)), c).tolist(),
+    }
 
 
 def evaluate(
@@ -122,16 +149,17 @@ def evaluate(
     batch_size: int,
     autocast: Callable[[], AbstractContextManager[Any]],
     runtime: Runtime | None = None,
+    loss_kind: str | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Metrics per condition and averaged. Under data parallelism every rank predicts its share
+    """Metrics per condition and averaged (``loss_kind``: see :func:`score`). Under data parallelism every rank predicts its share
     of the rows and the predictions are gathered in order, so every rank scores the same
     predictions one process would have made."""
     if runtime is None or not runtime.distributed:
-        return score(predict(model, split, masks, batch_size, autocast), split.target, task)
+        return score(predict(model, split, masks, batch_size, autocast), split.target, task, loss_kind)
     n = len(split)
     local = predict(model, split, masks, batch_size, autocast, rows=runtime.rows(n))
     gathered = {k: runtime.all_gather_rows(v.reshape(-1, task.out_dim), n) for k, v in local.items()}
-    return score(gathered, split.target, task)
+    return score(gathered, split.target, task, loss_kind)
 
 
 def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], extra: dict[str, Any]) -> None:
@@ -141,7 +169,8 @@ def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], e
     outside ``results``, so that everything reading ``results`` sees conditions and their average only.
     """
     pooled = {split: table.pooled for split, table in results.items() if getattr(table, "pooled", None) is not None}
-    (run_dir / "eval.json").write_text(json.dumps({**extra, "results": results, "pooled": pooled}, indent=1))
+    confusion = {split: table.confusion for split, table in results.items() if getattr(table, "confusion", None)}
+    body = {**extra, "results": results, "pooled": pooled} | ({"confusion": confusion} if confusion else {})
     metric_names: list[str] = []
     for table in results.values():
         for row in table.values():
@@ -152,3 +181,7 @@ def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], e
         for split_name, table in results.items():
             for condition, row in table.items():
                 writer.writerow([split_name, condition, *[row.get(k, "") for k in metric_names]])
+    # last, written aside and renamed: eval.json marks a run finished, so a kill never leaves half of one
+    partial = run_dir / f".eval.json.tmp-{os.getpid()}"
+    partial.write_text(json.dumps(body, indent=1))
+    os.replace(partial, run_dir / "eval.json")

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,17 @@ def under_torchrun() -> bool:
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def quiet_other_ranks() -> None:
+    """In a rank other than 0 started by ``mmcore run --nproc``: ignore Python warnings and
+    torch's C++ warnings, which every rank would otherwise print once each (N copies of the same
+    deprecation notice). Rank 0 still shows them, and errors travel as before (the rank files
+    ``launch_local`` collects). Runs at ``import mmcore``, before torch is imported, because
+    torch reads ``TORCH_CPP_LOG_LEVEL`` once at import."""
+    if os.environ.get(RANK_ERRORS_ENV) and not is_main_process():
+        warnings.simplefilter("ignore")
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
 
 def launch_local(nproc: int, argv: list[str]) -> int:

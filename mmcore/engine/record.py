@@ -27,6 +27,7 @@ METRICS_FILE = "metrics.jsonl"
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "manifest.json"
 CURVE_FILE = "curve.json"  # written by ``mmcore eval --curve`` under RUN/evals/<label>/
+VAL_LOSS = "val_loss"  # epoch lines: the task loss on validation, averaged over conditions
 
 State = Literal["finished", "resume", "fresh"]
 Results = dict[str, dict[str, dict[str, float]]]  # split -> condition -> metric -> value
@@ -71,6 +72,11 @@ class Metrics:
 
     def series(self, key: str) -> tuple[list[float], list[float]]:
         rows = [r for r in self.steps if isinstance(r.get(key), (int, float))]
+        return [float(r["step"]) for r in rows], [float(r[key]) for r in rows]
+
+    def epoch_series(self, key: str) -> tuple[list[float], list[float]]:
+        """An epoch-line scalar (e.g. :data:`VAL_LOSS`) against the step it was logged at."""
+        rows = [r for r in self.epochs if isinstance(r.get(key), (int, float)) and isinstance(r.get("step"), (int, float))]
         return [float(r["step"]) for r in rows], [float(r[key]) for r in rows]
 
     def per_modality(self, modalities: list[str]) -> dict[str, list[str]]:

@@ -116,7 +116,7 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
         plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in session.plugins.infos],
         device=str(session.runtime.device),
         device_name=device_name(session.runtime.device),
-        checksums={s: split_checksum(session.splits[s]) for s in SPLITS},
+        checksums={s: split_checksum(session.clean_split(s)) for s in SPLITS},
         mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
         extra={
             "train_mask_policy": session.train_spec.policy,

@@ -7,7 +7,7 @@ trained with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,6 +15,7 @@ import torch
 from mmcore.conditions import Condition
 from mmcore.engine.build import build_dataset, build_model, eval_conditions, train_missing_spec
 from mmcore.engine.evaluate import condition_mask_table
+from mmcore.frames import drop_frames, frame_spec
 from mmcore.engine.model import MultimodalModel
 from mmcore.engine.runtime import Runtime
 from mmcore.missing import MissingSpec
@@ -40,6 +41,9 @@ class Session:
     eval_masks: dict[str, dict[str, torch.Tensor]]  # split -> condition -> [N, M] bool, on the device
     select: tuple[str, str]  # (condition or AVERAGE, metric) that picks the best checkpoint
     model: MultimodalModel  # on runtime.device, freshly initialised from the recipe's seed
+    # the splits before ``missing.frames`` dropped any frame (only those it changed): what the
+    # manifest's checksums describe, and what a frame-rate curve starts from
+    clean: dict[str, SplitData] = field(default_factory=dict)
 
     @property
     def plan(self) -> RunPlan:
@@ -50,6 +54,9 @@ class Session:
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
+
+    def clean_split(self, name: str) -> SplitData:
+        return self.clean.get(name, self.splits[name])
 
 
 def _checked_splits(recipe: dict[str, Any], dataset: Dataset) -> dict[str, SplitData]:
@@ -74,10 +81,14 @@ def build_session(recipe: dict[str, Any], runtime: Runtime, plugins: Plugins | N
     specs, task = list(dataset.modalities), dataset.task
     names = [s.name for s in specs]
     splits = {name: split.to(runtime.device) for name, split in _checked_splits(recipe, dataset).items()}
+    frames = frame_spec(recipe["missing"].get("frames"))
+    dropped = {name: drop_frames(split, specs, frames, seed, name == "train") for name, split in splits.items()}
+    clean = {name: split for name, split in splits.items() if dropped[name] is not split}
+    splits = dropped
     train_spec = train_missing_spec(recipe, names)
     conditions = eval_conditions(recipe, names)
     eval_masks = {s: condition_mask_table(conditions, splits[s], len(names)) for s in EVAL_SPLITS}
     select = parse_select(plan.train.select, [c.name for c in conditions], task)
     torch.manual_seed(seed)  # model initialisation does not depend on how the data was made
     model = build_model(recipe, specs, task, registry).to(runtime.device)
-    return Session(recipe, runtime, plugins, dataset, specs, task, splits, train_spec, conditions, eval_masks, select, model)
+    return Session(recipe, runtime, plugins, dataset, specs, task, splits, train_spec, conditions, eval_masks, select, model, clean)

@@ -130,13 +130,12 @@ def record(**figures: Any) -> None:
 
 @contextlib.contextmanager
 def phase(name: str) -> Iterator[None]:
-    """Name what the run is doing, for the out-of-memory message."""
+    """Name what the run is doing, for the out-of-memory message. An error leaves the name in
+    place (no ``finally``): the message is composed after the error has left the block."""
     previous = _figures.get("phase")
     _figures["phase"] = name
-    try:
-        yield
-    finally:
-        _figures["phase"] = previous
+    yield
+    _figures["phase"] = previous
 
 
 def human_bytes(n: float) -> str:

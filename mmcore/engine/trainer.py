@@ -14,6 +14,7 @@ device and are read at logging steps and at epoch ends (where divergence is chec
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -27,14 +28,16 @@ from mmcore import deprecated
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore import missbench
-from mmcore.engine import losses
+from mmcore.engine import losses, sizes, stopping
 from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable, write_eval
+from mmcore.engine.record import VAL_LOSS
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
+from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
 from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
@@ -44,10 +47,23 @@ from mmcore.errors import MMCoreError
 from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
+from mmcore.frames import frames_dropped_at_eval
 from mmcore.missing import train_masks
 from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
+
+
+LOG_POINTS = 20  # metric lines a run logs when train.log_every is not set (fewer make no readable curve)
+LOG_EVERY_MAX = 50  # ... but never fewer than one line per this many steps
+
+
+def log_interval(configured: int | None, steps: int) -> int:
+    """``train.log_every`` when set; otherwise about :data:`LOG_POINTS` lines over the run's
+    ``steps``, at most :data:`LOG_EVERY_MAX` steps apart (a fixed 50 logged nothing in a 33-step run)."""
+    if configured is not None:
+        return int(configured)
+    return max(1, min(LOG_EVERY_MAX, steps // LOG_POINTS))
 
 
 class RunInterrupted(MMCoreError):
@@ -111,37 +127,56 @@ class Trainer:
         if cfg.fast_dropout:
             use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
         self.forward = rt.wrap(model)
-        if plan.compile:
-            self.forward = torch.compile(self.forward)
+        self.compiled = plan.compile
+        if self.compiled:
+            # sizes symbolic from the first trace: the padded lengths change every batch, and a
+            # static first trace would be compiled again as soon as one of them does
+            self.forward = torch.compile(self.forward, dynamic=True)
         self.optimizer = build_optimizer(cfg.optimizer, model)
         self.blamed = component_labels(model, session.recipe, session.plugins.registry)
         self.balancer = build_balancer(session.recipe, self.names, session.train_spec, session.plugins.registry).to(rt.device)
         self.needs = requested_stats(self.balancer)  # optional StepStats fields, computed only when asked
         self.loss_kind = losses.task_loss_kind(self.task, cfg.task_loss)
         self.unimodal_weight, self.drop_rate = plan.unimodal_weight, cfg.modality_dropout
-        self.batch_size, self.epochs, self.log_every = cfg.batch_size, cfg.epochs, cfg.log_every
+        self.batch_size, self.epochs = cfg.batch_size, cfg.epochs
         self.eval_batch_size, self.grad_clip = cfg.eval_batch_size, cfg.grad_clip
         self.select_key, self.length_batches = cfg.select, cfg.length_batches
         self.data = session.splits["train"]
         self.steps_per_epoch = math.ceil(len(self.data) / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.max_steps = cfg.max_steps or self.total_steps
+        self.log_every = log_interval(cfg.log_every, min(self.total_steps, self.max_steps))
         self.base_lr, self.lr_factor = cfg.lr, lr_factor(cfg.schedule, self.steps_per_epoch, self.epochs)
         spec = session.train_spec
         self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed, split=self.data), self.data) if spec.policy == "fixed" else None
         self.masks: torch.Tensor | None = self.fixed_masks  # this epoch's training masks
-        self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
-        self.state.bind(rt)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.loggers = build_loggers(session.recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
-        for logger in self.loggers:
-            logger.open(self.run_dir, self.state.step if resume else None)
         self.trained, self.target_checked, self.grad_norms = 0, False, None
+        self.owner = contextlib.ExitStack()  # the run directory's lock, released by fit() or close()
+        try:
+            self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
+            self.state.bind(rt)
+            self.ckpt_dir = self.run_dir / "checkpoints"
+            self.loggers = build_loggers(session.recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
+            for logger in self.loggers:
+                logger.open(self.run_dir, self.state.step if resume else None)
+        except BaseException:
+            self.owner.close()
+            raise
+
+    def _own(self, run_dir: Path, action: str) -> None:
+        """Hold ``run_dir`` until ``close``: a second process (a restarted sweep beside an orphan,
+        ``mmcore resume`` beside the live run) is refused with one line naming this pid."""
+        self.owner.enter_context(own_run_dir(run_dir, action, main_rank=self.rt.is_main))
+
+    def close(self) -> None:
+        """Give the run directory up (``fit`` does; call it for a trainer that never fits)."""
+        self.owner.close()
 
     def _restore(self, run_dir: Path | None) -> tuple[TrainState, Path]:
         """Model, optimiser, RNG and balancer from ``checkpoints/last``."""
         if run_dir is None:
             raise MMCoreError("resume needs a run directory")
+        self._own(run_dir, "resume")  # before recovery renames anything in checkpoints/
         if self.rt.is_main:
             recover(run_dir / "checkpoints")
         barrier(self.rt)
@@ -155,29 +190,44 @@ class Trainer:
         """A new run directory (rank 0 makes it and writes the manifest; every rank learns its path)."""
         rt = self.rt
         path = Path(rt.broadcast_object(str(run_dir or new_run_dir(self.session.recipe)) if rt.is_main else None))
+        self._own(path, "train")
         if rt.is_main:
             write_session_manifest(self.session, path, self.fixed_masks)
         return path
 
     # --- the lifecycle -----------------------------------------------------------------------
     def fit(self) -> RunResult:
-        """Every remaining epoch, then the selected weights on test (or a stop at ``max_steps``)."""
-        started = time.perf_counter()
+        """Every remaining epoch, then the selected weights on test (or a stop at ``max_steps``).
+
+        The run directory stays owned until the last file is written, then is given up.
+        """
+        started, final = time.perf_counter(), False
+        stopping.reset()  # a command that trains several runs in turn: each is stoppable again
         try:
-            for epoch in range(self.state.step // self.steps_per_epoch, self.epochs):
-                if not self.train_epoch(epoch):
-                    return RunResult(self.run_dir, self.state.step, True, self.state.best_epoch, None)
-                self.end_epoch(epoch)
+            with self.owner:
+                try:
+                    for epoch in range(self.state.step // self.steps_per_epoch, self.epochs):
+                        with sizes.phase(f"training epoch {epoch + 1}"):
+                            if not self.train_epoch(epoch):
+                                return RunResult(self.run_dir, self.state.step, True, self.state.best_epoch, None)
+                        self.end_epoch(epoch)
+                finally:
+                    for logger in self.loggers:
+                        logger.close()
+                final = True
+                with sizes.phase("evaluating the selected weights on val and test"):
+                    return self.test(time.perf_counter() - started)
         except KeyboardInterrupt:
-            last = (self.ckpt_dir / "last").exists()
-            raise RunInterrupted(
-                f"interrupted at step {self.state.step}: {describe_resumable(self.ckpt_dir)}; "
-                + (f"continue with: mmcore resume {self.run_dir}" if last else "nothing to resume")
-            ) from None
-        finally:
-            for logger in self.loggers:
-                logger.close()
-        return self.test(time.perf_counter() - started)
+            raise RunInterrupted(self._interrupted(final)) from None
+
+    def _interrupted(self, final: bool) -> str:
+        """What a stop left behind and the command that continues from it."""
+        if final:
+            return (f"interrupted during the final evaluation (training had finished, step {self.state.step}); "
+                    f"mmcore resume {self.run_dir} finishes it")
+        last = (self.ckpt_dir / "last").exists()
+        return (f"interrupted at step {self.state.step}: {describe_resumable(self.ckpt_dir)}; "
+                + (f"continue with: mmcore resume {self.run_dir}" if last else "nothing to resume"))
 
     def train_epoch(self, epoch: int) -> bool:
         """The epoch's remaining steps; False when ``max_steps`` stopped the run (``last`` saved)."""
@@ -201,7 +251,7 @@ class Trainer:
     def step(self, index: torch.Tensor, hide_u: torch.Tensor | None, epoch: int) -> None:
         """One optimisation step on the rows ``index`` of the training split."""
         rt, state, balancer, model = self.rt, self.state, self.balancer, self.model
-        batch, present = trim_padding(self.data.select(index)), self.masks.index_select(0, index)
+        batch, present = trim_padding(self.data.select(index), self.compiled), self.masks.index_select(0, index)
         if hide_u is not None:  # modality dropout, before the imputer (mmcore.engine.dropout)
             present = apply_dropout(present, hide_u.index_select(0, index), self.drop_rate)
         set_lr(self.optimizer, self.base_lr, self.lr_factor(state.step))
@@ -248,10 +298,13 @@ class Trainer:
         state = self.state
         check_finite(self.rt, state.epoch_loss, state.step)
         state.epoch_loss = torch.zeros((), device=self.rt.device)
-        val = self.validate()
+        with sizes.phase(f"validating after epoch {epoch + 1}"):
+            val = self.validate()
         condition, metric = self.session.select
         value = val[condition][metric]
         scalars = {f"val.{k}": v for k, v in val[AVERAGE].items()} | {f"select.{self.select_key}": value}
+        if getattr(val, "loss", None) is not None:  # the task loss over validation, for the report's loss plot
+            scalars[VAL_LOSS] = val.loss
         for logger in self.loggers:
             logger.log_epoch(epoch + 1, state.step, scalars)
         self.balancer.end_epoch(EpochView(epoch + 1, state.step, val, self.train_latents, self.split_losses))
@@ -263,7 +316,8 @@ class Trainer:
 
     def validate(self) -> dict[str, dict[str, float]]:
         s = self.session
-        return evaluate(self.model, s.splits["val"], s.eval_masks["val"], self.task, self.eval_batch_size, self.rt.autocast, self.rt)
+        return evaluate(self.model, s.splits["val"], s.eval_masks["val"], self.task, self.eval_batch_size, self.rt.autocast,
+                        self.rt, loss_kind=self.loss_kind)
 
     def save(self, name: str) -> None:
         """``checkpoints/<name>`` from the live state (every rank takes part; rank 0 writes)."""
@@ -289,10 +343,12 @@ class Trainer:
             diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
             extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
             write_eval(self.run_dir, results, extra)
-            write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
+            if not frames_dropped_at_eval(s.recipe):  # a closed-form ceiling knows nothing of dropped frames
+                write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
+        stopping.mark_complete()  # a stop signal from here on has nothing left to stop (exit 0)
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from mmcore.components import Balancer, declared_needs
 from mmcore.conditions import AVERAGE, parse_conditions
 from mmcore.errors import MMCoreError, RecipeError
+from mmcore.frames import frame_spec, frame_targets
 from mmcore.lossgroups import target_problems
 from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
 from mmcore.missing import SPEC_KEYS, MissingSpec, pattern_distribution
@@ -27,8 +28,11 @@ from mmcore.registry import Registry, did_you_mean
 from mmcore.types import ModalitySpec, TaskSpec
 
 
-def describe_dataset(node: dict[str, Any], registry: Registry) -> tuple[list[str], TaskSpec | None] | None:
-    """The dataset's modality names and task from its factory's ``describe``, or None."""
+def describe_dataset(
+    node: dict[str, Any], registry: Registry
+) -> tuple[list[str], TaskSpec | None, list[ModalitySpec] | None] | None:
+    """The dataset's modality names, task and (when it gives them) modality specs from its
+    factory's ``describe``, or None."""
     component = registry.find("dataset", node.get("type", ""))
     describe = getattr(component.factory, "describe", None) if component is not None else None
     if not callable(describe):
@@ -40,7 +44,8 @@ def describe_dataset(node: dict[str, Any], registry: Registry) -> tuple[list[str
         return None
     if not names or not all(isinstance(n, str) for n in names) or not isinstance(task, (TaskSpec, type(None))):
         return None
-    return names, task
+    specs = list(modalities) if all(isinstance(m, ModalitySpec) for m in modalities) else None
+    return names, task, specs
 
 
 def output_problems(output: str) -> list[str]:
@@ -166,7 +171,10 @@ def cross_problems(resolved: dict[str, Any], registry: Registry, found: Sequence
     node = resolved.get("dataset")
     described = describe_dataset(node, registry) if isinstance(node, dict) and sound(found, "dataset.type") else None
     if described is not None:
-        problems += dataset_problems(resolved, *described, found)
+        names, task, specs = described
+        if sound(found, "missing.frames"):
+            problems += frame_problems(resolved, specs)
+        problems += dataset_problems(resolved, names, task, found)
     else:
         if sound(found, "missing.train"):
             problems += train_missing_problems(resolved["missing"]["train"], None)
@@ -175,6 +183,18 @@ def cross_problems(resolved: dict[str, Any], registry: Registry, found: Sequence
     if sound(found, "balancer", "model.unimodal_heads"):
         problems += balancer_task_problems(resolved, registry, described[1] if described else None)
     return problems
+
+
+def frame_problems(resolved: dict[str, Any], specs: list[ModalitySpec] | None) -> list[str]:
+    """``missing.frames`` against the modality kinds, when the dataset describes them as specs:
+    a frame rate on vector data, or a frames modality that is unknown or a vector."""
+    if specs is None:
+        return []
+    try:
+        frame_targets(frame_spec(resolved["missing"]["frames"]), specs)
+    except MMCoreError as error:
+        return [str(error)]
+    return []
 
 
 def balancer_task_problems(resolved: dict[str, Any], registry: Registry, task: TaskSpec | None) -> list[str]:

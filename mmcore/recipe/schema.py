@@ -111,11 +111,23 @@ class EvalMissing:
 
 
 @dataclass(kw_only=True)
+class Frames:
+    """Frames missing inside a present sequence modality, in segments (mmcore.frames)."""
+
+    rate: Rate = 0.0  # probability that a frame is dropped at training (0: no frame is dropped)
+    segment: PositiveInt = 1  # frames per dropped segment (contiguous)
+    eval_rate: Rate | None = None  # the rate at validation and test; null: the training rate
+    seed: int = 0  # seed of the validation and test frames (training frames use the run's seed)
+    modalities: list[str] | None = None  # sequence modalities it applies to; null: every sequence modality
+
+
+@dataclass(kw_only=True)
 class Missing:
     """Missing-modality protocol. Modality names are checked once the dataset is built."""
 
     train: TrainMissing = field(default_factory=TrainMissing)
     eval: EvalMissing = field(default_factory=EvalMissing)
+    frames: Frames = field(default_factory=Frames)
 
 
 # ---------------------------------------------------------------- model:
@@ -187,7 +199,9 @@ class Train:
     schedule: Schedule = field(default_factory=Schedule)
     grad_clip: Positive | None = None  # max global gradient norm; null: no clipping
     select: Annotated[str, StartsWith("val.")] = "val.macro_f1"  # metric that picks the best checkpoint
-    log_every: PositiveInt = 50  # steps between metric lines (the only host syncs)
+    # steps between metric lines (the only host syncs); null: about LOG_POINTS lines per run, at
+    # most every 50 steps (mmcore.engine.trainer.log_interval), so a short run still draws a curve
+    log_every: PositiveInt | None = None
     task_loss: Literal["auto", "ce", "l1", "mse"] = "auto"  # auto: ce for classification, l1 for regression
     # stop (resumably) once this many optimisation steps are done in total; the schedule still
     # spans ``epochs``, so `mmcore resume RUN train.max_steps=...` continues exactly. null: no limit

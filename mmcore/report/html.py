@@ -19,13 +19,15 @@ DIGITS = 4  # how every metric is shown; tests compare table cells to sources at
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-h3{font-size:1.05em}table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
-th,td{border:1px solid #ccc;padding:.2em .5em}td.num{text-align:right;font-variant-numeric:tabular-nums}
-th{background:#f3f3f3}img{max-width:100%;margin:.4em 0}p.note{color:#666;font-size:.9em}
+h1{font-size:1.6em;overflow-wrap:anywhere}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+h3{font-size:1.05em}table{border-collapse:collapse;margin:.6em 0;font-size:.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:.2em .5em;overflow-wrap:anywhere}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap;overflow-wrap:normal}
+th{background:#f3f3f3}tr.group td{background:#eef0f7}
+img{max-width:100%;height:auto;margin:.4em 0}p.note{color:#666;font-size:.9em}
+pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;font-size:.8em;white-space:pre-wrap;overflow-wrap:anywhere}
 .scroll{overflow-x:auto}
 """
-
 
 def number(value: Any, digits: int = DIGITS) -> str:
     """A metric as the report shows it: fixed digits; NaN as 'n/a'."""
@@ -57,20 +59,28 @@ class Document:
         cls = ' class="note"' if note else ""
         self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
 
-    def table(self, header: list[str], rows: list[list[Any]], table_id: str | None = None) -> None:
-        """Numbers right-aligned at ``DIGITS`` digits; ``table_id`` lets tests find a table."""
+    def table(self, header: list[str], rows: list[list[Any]], table_id: str | None = None,
+              group_rows: frozenset[int] = frozenset()) -> None:
+        """Numbers right-aligned at ``DIGITS`` digits; ``table_id`` lets tests find a table; rows
+        whose index is in ``group_rows`` are shaded (a group's summary line). Long text wraps
+        inside its cell, so a table fits the page at common widths instead of being cut off."""
         ident = f' id="{html.escape(table_id)}"' if table_id else ""
         out = [f'<div class="scroll"><table{ident}><thead><tr>']
         out += [f"<th>{html.escape(str(h))}</th>" for h in header]
         out.append("</tr></thead><tbody>")
-        for row in rows:
+        for index, row in enumerate(rows):
             cells = []
             for cell in row:
                 numeric = isinstance(cell, (int, float)) and not isinstance(cell, bool)
                 cells.append(f'<td class="num">{number(cell)}</td>' if numeric else f"<td>{html.escape(str(cell))}</td>")
-            out.append("<tr>" + "".join(cells) + "</tr>")
+            out.append(('<tr class="group">' if index in group_rows else "<tr>") + "".join(cells) + "</tr>")
         out.append("</tbody></table></div>")
         self.parts.append("".join(out))
+
+    def code(self, text: str, block_id: str | None = None) -> None:
+        """Preformatted text (a recipe, a manifest), wrapped at the page's width."""
+        ident = f' id="{html.escape(block_id)}"' if block_id else ""
+        self.parts.append(f"<pre{ident}>{html.escape(text)}</pre>")
 
     def figure(self, name: str, png: bytes, caption: str = "") -> None:
         """Embed a PNG and keep it for writing beside the page as ``<name>.png``."""

@@ -1,9 +1,12 @@
 """The report of one run: what it was, how training went, and how the model fares per condition.
 
-Sections: summary; training and validation curves; per-modality loss terms; the balancer's
-values over steps; per-modality encoder gradient norms (``grad_norm.<modality>``, or "not
-recorded"); test metrics per condition (table and chart); modality contributions (exact Shapley
-values); robustness curves and other evaluations found under ``evals/``; cost figures.
+Sections: summary; training and validation loss together, validation metrics; per-modality loss
+terms; the balancer's values over steps; per-modality encoder gradient norms
+(``grad_norm.<modality>``, or "not recorded"); test metrics per condition, grouped by the number
+of present modalities and sorted (:mod:`mmcore.report.percondition`); the confusion matrix;
+modality contributions (exact Shapley values) beside training missing rates; MissBench
+diagnostics; robustness curves (small multiples when they would overlap) and other evaluations
+found under ``evals/``; cost figures; the full recipe and manifest.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from mmcore.report.diagnostics import diagnostics_section
 from mmcore.report.html import Document
 from mmcore.report.sources import (
     GRAD_NORM,
-    SCALARS_SHOWN,
+    VAL_LOSS,
     Metrics,
     later_evals,
     read_eval,
@@ -27,7 +30,14 @@ from mmcore.report.sources import (
     read_yaml,
     select_metric,
 )
-from mmcore.report.shapley import modalities_of, shapley
+from mmcore.report.percondition import (
+    conditions_section,
+    confusion_section,
+    contributions_section,
+    ordered,
+    sources_section,
+)
+from mmcore.report.shapley import modalities_of
 
 COST_KEYS = ("cost", "costs")  # where eval.json or the manifest keep parameter counts, throughput, memory
 
@@ -75,11 +85,13 @@ def run_document(run_dir: Path, metric: str | None = None) -> Document:
     _summary(doc, run_dir, recipe, evaluation, manifest, metric)
     _training(doc, metrics, (recipe.get("train") or {}).get("log_every"))
     _per_modality(doc, metrics, recipe, modalities)
-    _conditions(doc, test, metric)
-    _contributions(doc, test, modalities)
+    conditions_section(doc, test, metric, modalities)
+    confusion_section(doc, evaluation or {})
+    contributions_section(doc, test, modalities, recipe, metric)
     diagnostics_section(doc, evaluation or {}, test, metric)
     _later(doc, run_dir, metric)
     _costs(doc, evaluation or {}, manifest)
+    sources_section(doc, recipe, manifest)
     return doc
 
 
@@ -114,20 +126,41 @@ FEW_POINTS = 20  # fewer logged steps than this make a loss curve hard to read
 
 def _training(doc: Document, metrics: Metrics, log_every: object = None) -> None:
     doc.heading("Training")
-    if len(metrics.steps) < FEW_POINTS:  # a short run with the default interval logs a handful of points
-        doc.text(f"{len(metrics.steps)} training steps were logged (train.log_every={log_every}); for a curve with "
-                 f"at least {FEW_POINTS} points, run again with a smaller train.log_every.", note=True)
+    _few_points_note(doc, metrics, log_every)
     if not metrics.steps and not metrics.epochs:
         doc.text("No metrics.jsonl lines: nothing was logged.", note=True)
         return
-    series = {k: metrics.series(k) for k in SCALARS_SHOWN if metrics.series(k)[0]}
-    if series:
-        doc.figure("training-loss", figures.lines(series, "training loss (mean over each logging interval)", "step", "loss"))
+    task, total, val_loss = metrics.series("task_loss"), metrics.series("loss"), metrics.epoch_series(VAL_LOSS)
+    series = {"training task_loss": task} if task[0] else {}
+    if val_loss[0]:
+        series["validation task_loss (end of each epoch)"] = val_loss
+    if series:  # the same loss on both splits, on one scale: the gap is over- or under-fitting
+        doc.figure("training-loss", figures.lines(series, "training and validation task loss", "step", "task loss"))
+        doc.text("Training values are means over each logging interval, under the training masks; the validation "
+                 "task loss is averaged over the evaluation conditions, with every stochastic part at its mean.", note=True)
+    if total[0] and total[1] != task[1]:  # the imputer's and heads' terms make the total much larger
+        doc.figure("training-total-loss", figures.lines({"training loss (all terms)": total},
+                                                         "training loss: task loss plus every loss group", "step", "loss"))
     val_names = list(dict.fromkeys(k for e in metrics.epochs for k in e["val"]))
     if val_names:
         val = {k: ([float(e["epoch"]) for e in metrics.epochs if k in e["val"]],
                    [float(e["val"][k]) for e in metrics.epochs if k in e["val"]]) for k in val_names}
-        doc.figure("validation", figures.lines(val, "validation metrics per epoch (average over conditions)", "epoch", "value"))
+        doc.figure("validation", figures.lines(val, "validation metrics per epoch (average over conditions)", "epoch", "value",
+                                               panels=len(val) > 3))
+
+
+def _few_points_note(doc: Document, metrics: Metrics, log_every: object) -> None:
+    """Fewer than FEW_POINTS step lines: say whether the run was that short or the interval too long."""
+    logged = len(metrics.steps)
+    if logged >= FEW_POINTS:
+        return
+    last = max((int(r["step"]) for r in metrics.steps), default=0)
+    if logged and last == logged:  # every step has its line: the run itself is that short
+        doc.text(f"The run had {last} optimisation steps, every one logged; a longer run draws a smoother curve.", note=True)
+        return
+    interval = "automatic" if log_every is None else log_every
+    doc.text(f"{logged} training steps were logged (train.log_every={interval}); for a curve with "
+             f"at least {FEW_POINTS} points, run again with a smaller train.log_every.", note=True)
 
 
 def _per_modality(doc: Document, metrics: Metrics, recipe: dict, modalities: list[str]) -> None:
@@ -164,39 +197,6 @@ def _modalities_from_keys(metrics: Metrics) -> list[str]:
     return list(dict.fromkeys(suffixes))
 
 
-def _conditions(doc: Document, test: dict[str, dict[str, float]], metric: str | None) -> None:
-    doc.heading("Test metrics per condition")
-    if not test:
-        doc.text("No test results (no eval.json).", note=True)
-        return
-    names = list(dict.fromkeys(k for row in test.values() for k in row))
-    doc.table(["condition", *names], [[c, *[row.get(k, math.nan) for k in names]] for c, row in test.items()], "conditions")
-    if metric and any(metric in row for row in test.values()):
-        labels = [c for c in test if metric in test[c]]
-        doc.figure(f"conditions-{metric}", figures.bars(labels, [test[c][metric] for c in labels], f"test {metric} per condition", metric))
-
-
-def _contributions(doc: Document, test: dict[str, dict[str, float]], modalities: list[str]) -> None:
-    doc.heading("Modality contributions (Shapley values)")
-    doc.text("Exact Shapley value of each modality for each test metric over the evaluated subsets, with "
-             "v(∅) = 0: the values sum to the full-modality score. Larger means the modality adds more on average "
-             "over the orders in which modalities could be added.", note=True)
-    names = list(dict.fromkeys(k for c, row in test.items() if c != AVERAGE for k in row))
-    rows, reason = [], None
-    for metric in names:
-        c = shapley({k: row[metric] for k, row in test.items() if metric in row}, modalities)
-        if c.values is None:
-            reason = c.reason
-            break
-        rows.append([metric, *c.values.values(), sum(c.values.values())])
-    if reason or not rows:
-        doc.text(f"Modality contributions: {reason or 'not available: no test results'}.")
-        return
-    doc.table(["metric", *modalities, "sum"], rows, "shapley")
-    first = rows[0]
-    doc.figure("shapley", figures.bars(modalities, first[1:-1], f"Shapley value per modality ({first[0]})", first[0]))
-
-
 def _later(doc: Document, run_dir: Path, metric: str | None) -> None:
     doc.heading("Later evaluations and robustness curves")
     found = later_evals(run_dir)
@@ -212,7 +212,8 @@ def _later(doc: Document, run_dir: Path, metric: str | None) -> None:
             split = entry["eval"].get("split", "test")
             table = entry["eval"]["results"].get(split) or next(iter(entry["eval"]["results"].values()), {})
             names = list(dict.fromkeys(k for row in table.values() for k in row))
-            doc.table(["condition", *names], [[c, *[r.get(k, math.nan) for k in names]] for c, r in table.items()],
+            order = ordered(table, metric, modalities_of([c for c in table if c != AVERAGE]) or [])
+            doc.table(["condition", *names], [[c, *[table[c].get(k, math.nan) for k in names]] for c in order],
                       f"evals-{label}")
 
 

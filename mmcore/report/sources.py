@@ -12,6 +12,7 @@ from typing import Any
 
 from mmcore.engine.record import (  # noqa: F401  (re-exported for the report modules)
     Metrics,
+    VAL_LOSS,
     RunRecord,
     finite,
     is_run,
@@ -23,7 +24,6 @@ from mmcore.engine.record import (  # noqa: F401  (re-exported for the report mo
 )
 
 GRAD_NORM = "grad_norm"  # metrics.jsonl keys grad_norm.<modality>: per-modality encoder gradient norms
-SCALARS_SHOWN = ("loss", "task_loss")  # the step-line scalars plotted as training curves
 
 
 def is_sweep(path: Path) -> bool:

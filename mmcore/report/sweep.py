@@ -17,6 +17,9 @@ import yaml
 
 from mmcore.report import stats
 from mmcore.conditions import AVERAGE
+from mmcore.report.analysis import MIN_SEEDS, SMALL_N, by_present
+from mmcore.report.percondition import ordered
+from mmcore.report.shapley import modalities_of
 from mmcore.errors import MMCoreError
 from mmcore.metrics import METRICS_DIRECTION
 from mmcore.report import figures
@@ -107,18 +110,24 @@ def _paired(doc: Document, points: list[dict[str, Any]], metric: str, higher: bo
         if c.t is None or c.w is None:
             body.append([c.a, c.b, len(c.seeds), "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"])
             continue
-        body.append([c.a, c.b, len(c.seeds), c.mean_diff, c.t.p, c.p_holm, c.w.p, c.t.cohen_dz, c.w.rank_biserial,
-                     stats.verdict(c.mean_diff, c.p_holm, higher)])
+        word = SMALL_N if len(c.seeds) < MIN_SEEDS else stats.verdict(c.mean_diff, c.p_holm, higher)
+        body.append([c.a, c.b, len(c.seeds), c.mean_diff, c.t.p, c.p_holm, c.w.p, c.t.cohen_dz, c.w.rank_biserial, word])
     doc.table(["A", "B", "seeds", f"Δ {metric} (A − B)", "t-test p", "Holm p", "Wilcoxon p", "Cohen's d_z",
                "rank-biserial r", "A's verdict (Holm, 5 %)"], body, "paired")
     doc.text("Paired t-test and Wilcoxon signed-rank test (two-sided) on the per-seed differences; Holm's correction "
              "across all pairs above; d_z = mean(d)/sd(d); r = (W+ − W−)/(W+ + W−). With n seeds the smallest exact "
-             "Wilcoxon p is 2/2^n (0.0625 for 5 seeds). Formulas and sources: mmcore.report.stats.", note=True)
+             "Wilcoxon p is 2/2^n (0.0625 for 5 seeds). Formulas and sources: mmcore.report.stats. "
+             f"Below {MIN_SEEDS} paired seeds no verdict is given, only the numbers and '{SMALL_N}'.", note=True)
 
 
 def _win_tie_loss(doc: Document, points: list[dict[str, Any]], metric: str, higher: bool) -> None:
     doc.heading(f"Win / tie / loss per condition ({metric}, paired t-test at 5 %, uncorrected)")
     conditions = list(dict.fromkeys(c for p in points for r in p["seeds"].values() for c in r if c != AVERAGE))
+    seeds = max((len(p["seeds"]) for p in points), default=0)
+    if seeds < MIN_SEEDS:
+        doc.text(f"{SMALL_N}: {seeds} seeds per configuration; per-condition wins and losses are counted from "
+                 f"{MIN_SEEDS} paired seeds on (see the heatmap below for the numbers).", note=True)
+        return
     per = {p["label"]: {c: _values([p], c, metric)[p["label"]] for c in conditions} for p in points}
     body = []
     labels = list(per)
@@ -130,14 +139,31 @@ def _win_tie_loss(doc: Document, points: list[dict[str, Any]], metric: str, high
 
 
 def _heatmap(doc: Document, rows: list[dict[str, Any]], points: list[dict[str, Any]], metric: str) -> None:
+    """Condition × configuration means, conditions grouped by number present and sorted by their
+    mean over configurations, plus the same by number of present modalities as a table."""
     cell = {(r["point"], r["condition"]): r["mean"] for r in rows if r["split"] == SPLIT and r["metric"] == metric}
-    conditions = list(dict.fromkeys(r["condition"] for r in rows if r["split"] == SPLIT and r["metric"] == metric))
-    if not conditions:
+    found = list(dict.fromkeys(r["condition"] for r in rows if r["split"] == SPLIT and r["metric"] == metric))
+    if not found:
         return
+    mean_table = {c: {metric: _mean([cell.get((p["slug"], c), math.nan) for p in points])} for c in found}
+    modalities = modalities_of([c for c in found if c != AVERAGE]) or []
+    conditions = ordered(mean_table, metric, modalities)
     doc.heading(f"Test {metric} per condition and configuration (mean over seeds)")
+    doc.text("Conditions grouped by the number of modalities present, then sorted by their mean over the configurations.", note=True)
     matrix = [[cell.get((p["slug"], c), math.nan) for p in points] for c in conditions]
     doc.figure(f"heatmap-{metric}", figures.heatmap(matrix, conditions, [p["label"] for p in points],
                                                     f"test {metric}: condition × configuration"))
+    per_point = {p["label"]: by_present({c: {metric: cell[(p["slug"], c)]} for c in found if (p["slug"], c) in cell}, metric)
+                 for p in points}
+    counts = sorted({k for groups in per_point.values() for k in groups})
+    if counts:
+        doc.table(["configuration", *[f"{k} present" for k in counts]],
+                  [[label, *[groups.get(k, math.nan) for k in counts]] for label, groups in per_point.items()], "sweep-by-present")
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _curves(doc: Document, points: list[dict[str, Any]], metric: str) -> None:

@@ -1,4 +1,5 @@
-"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``.
+"""A study's outputs: ``study.md``, ``tables.tex`` (booktabs), ``results.csv`` (tidy), ``report.html``,
+``mechanism.csv`` (per-modality training signals over steps, :mod:`mmcore.study.mechanism`).
 
 The tables are built once as :class:`Table` values and rendered three ways, so the markdown,
 LaTeX and HTML always show the same numbers. ``results.csv`` has one row per run × split ×
@@ -16,6 +17,7 @@ from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect
+from mmcore.study import mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
@@ -66,17 +68,21 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
         out.append(Table(f"{endpoint} ({kind}): mean ± sd over seeds", ["arm", *slugs],
                          [[arm, *(_mean_sd(vals.get((arm, s), {})) if (arm, s) in vals else "—" for s in slugs)]
                           for arm in study.arms]))
-        family = numbers.effects[endpoint]
-        if family:
-            out.append(Table(f"{endpoint} ({kind}): paired differences over seeds", EFFECT_HEADER,
-                             [_effect_row(slug, e, higher) for slug, e in family],
-                             [f"Holm over exactly these {len(family)} declared comparisons; "
-                              f"no win/loss word below {MIN_SEEDS} seeds ('{SMALL_N}')."]))
-    if numbers.interactions:
-        out.append(Table(f"interaction on {study.analysis.primary}", EFFECT_HEADER,
-                         [_effect_row(slug, e, higher) for slug, e in numbers.interactions],
-                         ["per seed: difference of the two arms' differences at the two levels; "
-                          f"Holm over exactly these {len(numbers.interactions)} interaction tests, a family of its own."]))
+        for name, family in numbers.effects[endpoint].items():
+            if family:
+                title = f"{endpoint} ({kind}): paired differences over seeds" + (f", family {name}" if name else "")
+                out.append(Table(title, EFFECT_HEADER, [_effect_row(slug, e, higher) for slug, e in family],
+                                 [f"Holm over exactly these {len(family)} declared comparisons; "
+                                  f"no win/loss word below {MIN_SEEDS} seeds ('{SMALL_N}')."]))
+    for endpoint, declared in numbers.interactions.items():
+        kind = "primary" if endpoint == study.analysis.primary else "secondary"
+        for one, found in declared:
+            if found:
+                out.append(Table(f"interaction on {endpoint} ({kind}), {one.axis}: {one.level1} vs {one.level2}", EFFECT_HEADER,
+                                 [_effect_row(slug, e, higher) for slug, e in found],
+                                 ["per seed: difference of the two arms' differences at the two levels; "
+                                  f"Holm over exactly these {len(found)} interaction tests, a family of its own."]))
+    out += condition_tables(numbers)
     ks = sorted({k for per in numbers.present.values() for k in per})
     if ks:
         out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],
@@ -90,6 +96,35 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
                 for arm, info in tune.items() for t in info["trials"]]
         out.append(Table(f"tuning ({study.tune.select if study.tune else ''}, validation only)", ["arm", "values", "mean score", ""], rows))
     return out
+
+
+def condition_tables(numbers: StudyNumbers) -> list[Table]:
+    """Per cell: every condition (rows) × arm (columns), the mean over seeds of the primary's split and metric."""
+    split, _, metric = numbers.study.analysis.primary.split(".")
+    out = []
+    for slug in dict.fromkeys(level_slug(lv) for _, lv in numbers.cells):
+        arms = [arm for arm in numbers.study.arms if (arm, slug) in numbers.conditions]
+        conditions = list(dict.fromkeys(c for arm in arms for c in numbers.conditions[(arm, slug)]))
+        if arms:
+            out.append(Table(f"{split} {metric} per condition at {slug} (mean over seeds)", ["condition", *arms],
+                             [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms)] for c in conditions]))
+    return out
+
+
+def weight_table(series: dict[Any, Any]) -> list[Table]:
+    """The balancer's weights (``beta``/``weight`` of :mod:`mmcore.study.mechanism`) at the last step
+    every seed logged, mean over seeds: what the curves in report.html end at."""
+    last: dict[tuple[str, str, str], dict[str, float]] = {}
+    for (arm, cell, key), (_, means, _) in series.items():
+        signal, _, modality = key.rpartition(".")
+        if signal in ("beta", "weight") and means:
+            last.setdefault((arm, cell, signal), {})[modality] = means[-1]
+    names = list(dict.fromkeys(m for per in last.values() for m in per))
+    if not last:
+        return []
+    return [Table("balancer weights at the end of training (mean over seeds)", ["arm", "cell", "weight", *names],
+                  [[arm, cell, signal, *(per.get(m, math.nan) for m in names)] for (arm, cell, signal), per in last.items()],
+                  ["report.html draws them over training; mechanism.csv has every logged step."])]
 
 
 def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
@@ -139,7 +174,10 @@ def write_csv(path: Path, state: Any) -> None:
                                          *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
 
 
-def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> None:
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], series: dict[Any, Any]) -> None:
+    """The tables, a heatmap beside each per-condition table and the mechanism curves when
+    matplotlib (extra ``report``) is there."""
+    from mmcore.errors import MMCoreError
     from mmcore.report.html import Document
 
     doc = Document(f"Study {name}")
@@ -152,7 +190,27 @@ def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Tabl
         doc.table(t.header, [[c if isinstance(c, (int, float)) else fmt(c) for c in row] for row in t.rows])
         for n in t.notes:
             doc.text(n, note=True)
+        if " per condition at " in t.title and t.rows:
+            _heatmap(doc, t)
+    if series:
+        doc.heading("mechanism: per-modality signals over training (mean over seeds; mechanism.csv)")
+        try:
+            for title, png in mechanism.figures(series):
+                doc.figure(title, png, title)
+        except MMCoreError:  # no matplotlib: mechanism.csv holds the numbers
+            doc.text("figures need matplotlib (pip install 'mmcore[report]'); the numbers are in mechanism.csv", note=True)
     doc.write(path)
+
+
+def _heatmap(doc: Any, t: Table) -> None:
+    from mmcore.errors import MMCoreError
+    from mmcore.report import figures
+
+    try:
+        png = figures.heatmap([[float(v) for v in row[1:]] for row in t.rows], [str(row[0]) for row in t.rows], t.header[1:], t.title)
+    except MMCoreError:  # no matplotlib: the table alone
+        return
+    doc.figure(t.title, png, t.title)
 
 
 def write_outputs(state: Any) -> list[Path]:
@@ -161,10 +219,12 @@ def write_outputs(state: Any) -> list[Path]:
     tune_file = d / "tune.json"
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None
     prereg = read_prereg(d)
-    parts = tables(compute(state.study, state.main), tune)
-    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html"]
+    series = mechanism.mechanism_series(state.main)
+    parts = tables(compute(state.study, state.main), tune) + weight_table(series)
+    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html", d / "mechanism.csv"]
     files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
     files[1].write_text(latex(parts), encoding="utf-8")
     write_csv(files[2], state)
-    _html(files[3], state.study.name, prereg, parts)
+    _html(files[3], state.study.name, prereg, parts, series)
+    mechanism.write_mechanism_csv(files[4], series)
     return files

@@ -9,7 +9,8 @@ Layout of the study directory::
     locks/<same path>/.lock              the claim one invocation holds while it runs that run
 
 A run's overrides, in order: the study's ``overrides``, the axis levels, the arm, the tuned
-values, the budget (last, so no arm can change it) and the seed. Every recipe is validated
+values, the budget (last, so no arm can change it: ``train.epochs`` and the recipe's schedule
+scaled to it, :mod:`mmcore.study.budget`) and the seed. Every recipe is validated
 before anything starts and every problem is reported at once.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from mmcore.errors import RecipeError
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.registry import Registry
+from mmcore.study.budget import StepBudget, scaled_schedule
 from mmcore.study.spec import Study, StudyError
 
 NO_AXES = "base"  # the level slug of a study without axes
@@ -68,15 +70,26 @@ def cells(study: Study) -> list[tuple[str, dict[str, str]]]:
     combos = [dict(zip(study.axes, c)) for c in itertools.product(*(list(v) for v in study.axes.values()))]
     out = []
     for arm in study.arms:
-        only = study.only.get(arm, {})
-        out += [(arm, c) for c in combos if all(c[a] in levels for a, levels in only.items())]
+        alternatives = study.only.get(arm) or [{}]
+        out += [(arm, c) for c in combos
+                if any(all(c[a] in levels for a, levels in alt.items()) for alt in alternatives)]
     return out
 
 
+def tuned_arms(study: Study) -> list[str]:
+    """The arms tuning runs for: every arm without ``tuned_as``."""
+    return [arm for arm in study.arms if arm not in study.tuned_as]
+
+
 def candidates(study: Study) -> list[dict[str, Any]]:
-    """The tuning grid's points (the full product of ``tune.space``), in file order."""
+    """The tuning grid's points (the full product of ``tune.space``), in file order; with Optuna,
+    the two corners of the space (every first choice or low end, every last or high end), which
+    validation checks before any trial is drawn."""
     if study.tune is None:
         return [{}]
+    if study.tune.trials is not None:
+        ends = [{k: v[i] if isinstance(v, list) else v["low" if i == 0 else "high"] for k, v in study.tune.space.items()} for i in (0, -1)]
+        return ends[:1] if ends[0] == ends[1] else ends
     keys = list(study.tune.space)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(study.tune.space[k] for k in keys))]
 
@@ -85,23 +98,31 @@ def _text(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"  # JSON is YAML: strings stay strings, lists and maps stay nodes
 
 
-def overrides_for(study: Study, arm: str, levels: dict[str, str], values: dict[str, Any], seed: int) -> list[str]:
-    out = [_text(k, v) for k, v in study.overrides.items()]
-    for axis, level in levels.items():
-        out += [_text(k, v) for k, v in study.axes[axis][level].items()]
-    out += [_text(k, v) for k, v in study.arms[arm].items()]
-    out += [_text(k, v) for k, v in values.items()]
-    if "epochs" in study.budget:
-        out.append(_text("train.epochs", study.budget["epochs"]))
+def overrides_for(study: Study, arm: str, levels: dict[str, str], values: dict[str, Any], seed: int,
+                  epochs: int | None = None, base: dict[str, Any] | None = None) -> list[str]:
+    """The run's overrides; ``epochs`` (budget.steps turned into epochs) wins over budget.epochs, and
+    with the recipe's ``base`` tree its schedule is scaled to them (:mod:`mmcore.study.budget`)."""
+    study_keys = [study.overrides, *(study.axes[a][lv] for a, lv in levels.items()), study.arms[arm], values]
+    out = [_text(k, v) for keys in study_keys for k, v in keys.items()]
+    epochs = epochs if epochs is not None else study.budget.get("epochs")
+    if epochs is not None:
+        out.append(_text("train.epochs", epochs))
+        if base is not None:
+            scaled = scaled_schedule(base, epochs, {k for keys in study_keys for k in keys})
+            out += [_text(k, v) for k, v in scaled.items()]
     return [*out, f"seed={seed}"]
 
 
 def tune_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]] | None = None) -> list[StudyRun]:
-    """Every arm × candidate × tuning seed, on the tuning levels (``tune.at``)."""
+    """Every tuned arm × candidate × tuning seed, on the tuning levels (``tune.at``)."""
     if study.tune is None:
         return []
+    if study.tune.trials is not None:  # drawn while the study runs: those recorded so far
+        from mmcore.study.tpe import recorded_runs
+
+        return recorded_runs(study, study_dir)
     runs = []
-    for arm in study.arms:
+    for arm in tuned_arms(study):
         for k, values in enumerate(candidates(study)):
             for seed in study.tune.seeds:
                 rel = f"tune/{arm}/c{k}/seed{seed}"
@@ -110,10 +131,11 @@ def tune_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]] |
 
 
 def main_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]]) -> list[StudyRun]:
-    """Every cell × seed at the arm's chosen values (the first candidate before tuning ends)."""
+    """Every cell × seed at the arm's chosen values (its ``tuned_as`` arm's; the first candidate before tuning ends)."""
     first = candidates(study)[0]
     return [
-        StudyRun("main", arm, levels, seed, chosen.get(arm, first), f"runs/{arm}/{level_slug(levels)}/seed{seed}", study_dir)
+        StudyRun("main", arm, levels, seed, chosen.get(study.tuned_as.get(arm, arm), first),
+                 f"runs/{arm}/{level_slug(levels)}/seed{seed}", study_dir)
         for arm, levels in cells(study)
         for seed in study.seeds
     ]
@@ -122,16 +144,23 @@ def main_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]]) 
 def resolve(study: Study, runs: list[StudyRun], registry: Registry) -> None:
     """Validate every run's recipe (fills ``run.recipe``); all problems at once, then the budget check."""
     tree = load_yaml(study.recipe)
+    steps = StepBudget(study.path, study.budget["steps"], registry) if "steps" in study.budget else None
     problems: list[str] = []
     for run in runs:
         where = f"{study.path} (arm {run.arm}, {level_slug(run.levels)}, {run.kind})"
+
+        def validated(epochs: int | None = None) -> dict[str, Any]:
+            texts = overrides_for(study, run.arm, run.levels, run.values, run.seed, epochs, tree)
+            return validate_recipe(apply_overrides(tree, texts, where), registry, where)
+
         try:
-            run.recipe = validate_recipe(
-                apply_overrides(tree, overrides_for(study, run.arm, run.levels, run.values, run.seed), where),
-                registry, where,
-            )
+            run.recipe = validated()
+            if steps is not None:
+                run.recipe = validated(steps.epochs(run.recipe, f"arm {run.arm}, {level_slug(run.levels)}"))
         except RecipeError as error:
             problems += [p for p in error.problems if p not in problems]
+        except StudyError as error:
+            problems += [str(error)] if str(error) not in problems else []
     if problems:
         raise StudyError("\n".join(problems))
     _check_budget(study, [r for r in runs if r.kind == "main"])

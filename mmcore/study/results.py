@@ -2,10 +2,11 @@
 
 Nothing here reads a file other than through :class:`mmcore.engine.record.RunRecord`. The family
 of the primary endpoint is exactly the declared ``compare`` pairs on every cell (axis-level
-combination) both arms of a pair run on; Holm is applied over that family and nothing else.
-Secondary endpoints get the same tests, Holm within each endpoint's own family, and are
-labelled secondary. The interaction is tested per pair (``interaction.pairs``, default every compare pair) and per
-level of the other axes, with Holm over exactly that family of interaction tests.
+combination) both arms of a pair run on; Holm is applied over that family and nothing else (a
+study declaring several named families gets Holm within each). Secondary endpoints get the same
+tests, Holm within each endpoint's own families, and are labelled secondary. Each declared
+interaction is tested per pair (its ``pairs``, default every compare pair) and per level of the
+other axes, with Holm over exactly that declaration's interaction tests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import Effect, by_present, endpoint_value, holm_family, interaction, paired, split_endpoint
 from mmcore.study.plan import StudyRun, cells, level_slug
-from mmcore.study.spec import Study
+from mmcore.study.spec import Interaction, Study
 
 Values = dict[int, float]  # seed -> value
 
@@ -29,8 +30,10 @@ class StudyNumbers:
     study: Study
     cells: list[tuple[str, dict[str, str]]]
     values: dict[str, dict[tuple[str, str], Values]]  # endpoint -> (arm, level slug) -> seed -> value
-    effects: dict[str, list[tuple[str, Effect]]]  # endpoint -> [(level slug, effect)], Holm within endpoint
-    interactions: list[tuple[str, Effect]] = field(default_factory=list)  # (other levels, effect)
+    effects: dict[str, dict[str, list[tuple[str, Effect]]]]  # endpoint -> family -> [(level slug, effect)], Holm within
+    # endpoint -> per declared interaction: [(other axes' levels, effect)], Holm within each declaration
+    interactions: dict[str, list[tuple[Interaction, list[tuple[str, Effect]]]]] = field(default_factory=dict)
+    conditions: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # mean over seeds per condition
     present: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)  # mean over seeds by k views
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> steps, parameters, s/step
 
@@ -52,10 +55,14 @@ def _collect(study: Study, runs: list[StudyRun]) -> dict[str, dict[tuple[str, st
     return out
 
 
-def _effects(study: Study, values: dict[tuple[str, str], Values]) -> list[tuple[str, Effect]]:
+def _effects(study: Study, values: dict[tuple[str, str], Values]) -> dict[str, list[tuple[str, Effect]]]:
+    return {name: _family(study, pairs, values) for name, pairs in study.analysis.families.items()}
+
+
+def _family(study: Study, pairs: list[tuple[str, str]], values: dict[tuple[str, str], Values]) -> list[tuple[str, Effect]]:
     slugs = list(dict.fromkeys(level_slug(lv) for _, lv in cells(study)))
     family = []
-    for a, b in study.analysis.compare:
+    for a, b in pairs:
         for slug in slugs:
             if (a, slug) in values and (b, slug) in values:
                 family.append((slug, paired(f"{a} − {b}", values[(a, slug)], values[(b, slug)])))
@@ -63,10 +70,12 @@ def _effects(study: Study, values: dict[tuple[str, str], Values]) -> list[tuple[
     return [(slug, e) for (slug, _), e in zip(family, adjusted)]
 
 
-def _interactions(study: Study, values: dict[tuple[str, str], Values]) -> list[tuple[str, Effect]]:
-    if study.analysis.interaction is None:
-        return []
-    axis, l1, l2 = study.analysis.interaction
+def _interactions(study: Study, values: dict[tuple[str, str], Values]) -> list[tuple[Interaction, list[tuple[str, Effect]]]]:
+    return [(one, _interaction(study, one, values)) for one in study.analysis.interactions]
+
+
+def _interaction(study: Study, declared: Interaction, values: dict[tuple[str, str], Values]) -> list[tuple[str, Effect]]:
+    axis, l1, l2 = declared.axis, declared.level1, declared.level2
     others = [a for a in study.axes if a != axis]
     out = []
     seen = set()
@@ -77,7 +86,7 @@ def _interactions(study: Study, values: dict[tuple[str, str], Values]) -> list[t
             continue
         seen.add(key)
         s1, s2 = level_slug({**levels, axis: l1}), level_slug({**levels, axis: l2})
-        for a, b in study.analysis.interaction_pairs or study.analysis.compare:
+        for a, b in declared.pairs or study.analysis.compare:
             need = [(a, s1), (b, s1), (a, s2), (b, s2)]
             if all(k in values for k in need):
                 label = f"({a} − {b}) at {l1} − at {l2}"
@@ -86,15 +95,28 @@ def _interactions(study: Study, values: dict[tuple[str, str], Values]) -> list[t
     return [(where, e) for (where, _), e in zip(out, adjusted)]
 
 
-def _present(study: Study, runs: list[StudyRun]) -> dict[tuple[str, str], dict[int, float]]:
+def _per_cell_means(study: Study, runs: list[StudyRun], rows: Any) -> dict[tuple[str, str], dict[Any, float]]:
+    """(arm, cell) -> key -> mean over seeds, where ``rows(split table, metric)`` gives each finished
+    run's key -> value pairs for the primary endpoint's split and metric."""
     split, _, metric = split_endpoint(study.analysis.primary)
-    per: dict[tuple[str, str], dict[int, list[float]]] = {}
+    per: dict[tuple[str, str], dict[Any, list[float]]] = {}
     for run in runs:
         record = RunRecord(run.run_dir)
         if record.finished:
-            for k, v in by_present(record.results.get(split, {}), metric).items():
-                per.setdefault((run.arm, level_slug(run.levels)), {}).setdefault(k, []).append(v)
-    return {key: {k: statistics.fmean(v) for k, v in ks.items()} for key, ks in per.items()}
+            for key, value in rows(record.results.get(split) or {}, metric):
+                per.setdefault((run.arm, level_slug(run.levels)), {}).setdefault(key, []).append(value)
+    return {cell: {k: statistics.fmean(v) for k, v in found.items()} for cell, found in per.items()}
+
+
+def _present(study: Study, runs: list[StudyRun]) -> dict[tuple[str, str], dict[int, float]]:
+    """Means over the conditions with k modalities present, then over seeds."""
+    return _per_cell_means(study, runs, lambda table, metric: by_present(table, metric).items())
+
+
+def _conditions(study: Study, runs: list[StudyRun]) -> dict[tuple[str, str], dict[str, float]]:
+    """Every condition's value, mean over seeds."""
+    return _per_cell_means(study, runs, lambda table, metric: [
+        (c, float(m[metric])) for c, m in table.items() if isinstance(m.get(metric), (int, float))])
 
 
 def _cost(study: Study, runs: list[StudyRun]) -> dict[str, dict[str, Any]]:
@@ -117,10 +139,9 @@ def _cost(study: Study, runs: list[StudyRun]) -> dict[str, dict[str, Any]]:
 
 def compute(study: Study, runs: list[StudyRun]) -> StudyNumbers:
     values = _collect(study, runs)
-    primary = study.analysis.primary
     return StudyNumbers(
         study=study, cells=cells(study), values=values,
         effects={e: _effects(study, values[e]) for e in values},
-        interactions=_interactions(study, values[primary]),
-        present=_present(study, runs), cost=_cost(study, runs),
+        interactions={e: _interactions(study, values[e]) for e in values},
+        present=_present(study, runs), cost=_cost(study, runs), conditions=_conditions(study, runs),
     )

@@ -24,7 +24,7 @@ from mmcore.engine.record import RunRecord, read_yaml, run_state
 from mmcore.errors import MMCoreError
 from mmcore.study.execute import run_phase
 from mmcore.study.freeze import freeze
-from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs
+from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs, tuned_arms
 from mmcore.study.spec import Study, StudyError, load_study
 from mmcore.sweep.devices import placement, visible_gpus
 from mmcore.sweep.runner import Outcome
@@ -69,13 +69,17 @@ def choose(study: Study, runs: list[StudyRun]) -> tuple[dict[str, dict[str, Any]
     higher = study.analysis.higher_is_better
     chosen: dict[str, dict[str, Any]] = {}
     table: dict[str, Any] = {}
-    for arm in study.arms:
+    for arm in tuned_arms(study):
+        groups: dict[str, list[StudyRun]] = {}  # tune/<arm>/<candidate>/seed<s>: c<k> on the grid, t<k> with Optuna
+        for r in runs:
+            if r.arm == arm:
+                groups.setdefault(r.rel.split("/")[2], []).append(r)
         trials = []
-        for k, values in enumerate(candidates(study)):
-            scores = [score(r, study.tune.select) for r in runs if r.arm == arm and r.rel.split("/")[2] == f"c{k}"]
+        for name, members in groups.items():
+            scores = [score(r, study.tune.select) for r in members]
             done = [s for s in scores if s is not None]
             mean = statistics.fmean(done) if done and len(done) == len(scores) else None
-            trials.append({"candidate": k, "values": values, "scores": scores, "mean": mean})
+            trials.append({"candidate": name, "values": members[0].values, "scores": scores, "mean": mean})
         scored = [t for t in trials if t["mean"] is not None]
         if scored:
             best = (max if higher else min)(scored, key=lambda t: t["mean"])
@@ -145,10 +149,19 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
     events.line(f"study {state.study.name}: {len(state.tune)} tuning runs, {len(state.main)} runs, in {state.study_dir}")
     outcomes: list[Outcome] = []
     try:
-        if state.tune:
-            outcomes += run_phase(state.tune, jobs, backend, events.outcome, ray_address, ray_gpus, place)
+        phase = lambda runs: run_phase(runs, jobs, backend, events.outcome, ray_address, ray_gpus, place)  # noqa: E731
+        if state.study.tune is not None and state.study.tune.trials is not None:
+            from mmcore.plugins import get_registry
+            from mmcore.study.tpe import run_trials
+
+            tune, found = run_trials(state.study, state.study_dir, get_registry(), phase,
+                                     lambda r: score(r, state.study.tune.select))  # type: ignore[union-attr]
+            outcomes += found
+            state = _after_tuning(StudyState(state.study, state.study_dir, tune, state.main, state.chosen))
+        elif state.tune:
+            outcomes += phase(state.tune)
             state = _after_tuning(state)
-        outcomes += run_phase(state.main, jobs, backend, events.outcome, ray_address, ray_gpus, place)
+        outcomes += phase(state.main)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; finished runs are kept: run 'mmcore study run {path}' again to continue") from None
     failed = [o for o in outcomes if o.status in ("failed", "interrupted")]
@@ -163,7 +176,7 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
 def _after_tuning(state: StudyState) -> StudyState:
     """Choose each arm's values, record every trial in tune.json, re-plan the study's runs at them."""
     chosen, table = choose(state.study, state.tune)
-    missing = [arm for arm in state.study.arms if arm not in chosen]
+    missing = [arm for arm in tuned_arms(state.study) if arm not in chosen]
     if missing:
         raise MMCoreError(f"{state.study_dir}: tuning of arm '{missing[0]}' has no complete candidate; "
                           "see the failed runs above and run the study again")

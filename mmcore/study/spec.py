@@ -8,21 +8,29 @@
     arms:                                          # named override sets on the recipe
       redcore: {balancer: redcore.relative_advantage}
       uniform: {balancer: mmcore.uniform}
-      uniform-dropout: {from: uniform, train.modality_dropout: 0.3, only: {rates: [imbalanced]}}
+      uniform-dropout: {from: uniform, train.modality_dropout: 0.3, only: {rates: [imbalanced]}, tuned_as: uniform}
     axes:                                          # crossed with every arm (``only`` restricts an arm)
       rates:
         imbalanced: {missing.train.rates: {...}}
         balanced: {missing.train.rates: {...}}
     tune: {space: {train.optimizer.lr: [3.0e-4, 1.0e-3]}, seeds: 2, select: val.macro_f1}
+    # or Optuna's seeded TPE (extra `tune`): space {train.optimizer.lr: {low: 1.0e-4, high: 1.0e-2, log: true}},
+    #   optuna: {trials: 20, seed: 0}; lists are categorical there (mmcore.study.tpe)
     analysis:
       primary: test.average.macro_f1
-      compare: [[redcore, uniform]]
-      interaction: {axis: rates, levels: [imbalanced, balanced], pairs: [[redcore, uniform]]}
+      compare: [[redcore, uniform]]                # one Holm family; or family name -> pairs
+      interaction: {axis: rates, levels: [imbalanced, balanced], pairs: [[redcore, uniform]]}   # or a list
       secondary: [test.single_views.macro_f1]
 
 ``from: other`` starts an arm from another arm's overrides (and its ``only``); an arm's own keys
-win. ``only: {axis: [levels]}`` runs the arm on those levels of that axis only. Every problem is
-one line naming the file and key; :class:`StudyError` exits with 2 before anything starts.
+win. ``only: {axis: [levels]}`` runs the arm on those levels of that axis only; a list of such
+mappings runs it on the union (``[{policy: fixed}, {rates: [imbalanced]}]``: every fixed-mask
+cell plus the imbalanced ones), which is how a grid that is not a full product is written.
+``tuned_as: other`` skips the arm's own tuning and trains it at the values ``other`` chose (an
+ablation of a tuned method at that method's rate). ``compare`` as a mapping declares several
+Holm families (``{vs-redcore: [[redcore, uniform]], ingredients: [[a, b]]}``), each corrected
+over exactly its own pairs. Every problem is one line naming the file and key;
+:class:`StudyError` exits with 2 before anything starts.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from mmcore.sweep.grid import parse_seeds
 TOP_KEYS = ("name", "recipe", "overrides", "budget", "seeds", "arms", "axes", "tune", "analysis", "output")
 ANALYSIS_KEYS = ("primary", "compare", "interaction", "secondary", "higher_is_better")
 TUNE_KEYS = ("space", "seeds", "select", "at", "optuna")
-ARM_META = ("from", "only")
+ARM_META = ("from", "only", "tuned_as")
 
 
 class StudyError(MMCoreError):
@@ -53,23 +61,42 @@ class StudyError(MMCoreError):
 
 @dataclass(frozen=True)
 class Tune:
-    space: dict[str, list[Any]]
+    space: dict[str, Any]  # key -> [values] (a grid axis; categorical under Optuna) or {low, high, log} (Optuna)
     seeds: list[int]
     select: str  # val.<metric> (or val.<condition>.<metric>)
     at: dict[str, str]  # axis -> the level tuning runs on
-    trials: int | None = None  # Optuna TPE trials instead of the grid
+    trials: int | None = None  # Optuna TPE trials instead of the grid (mmcore.study.tpe)
+    sampler_seed: int = 0  # the TPE sampler's seed: the same study file suggests the same trials
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """Per seed (a − b at ``level1``) − (a − b at ``level2``) of ``axis``, for each pair in ``pairs``
+    (None: every compare pair) and each level of the other axes; Holm over exactly those tests."""
+
+    axis: str
+    level1: str
+    level2: str
+    pairs: list[tuple[str, str]] | None = None
 
 
 @dataclass(frozen=True)
 class Analysis:
     primary: str
-    compare: list[tuple[str, str]]
-    interaction: tuple[str, str, str] | None  # (axis, level 1, level 2)
+    families: dict[str, list[tuple[str, str]]]  # Holm family name -> its pairs ("" for a plain list)
+    interactions: list[Interaction]
     secondary: list[str]
     higher_is_better: bool = True
-    # the compare pairs the interaction is tested on (default: all); Holm runs over exactly these
-    # pairs × the levels of the other axes, the family a study declares as its primary test
-    interaction_pairs: list[tuple[str, str]] | None = None
+
+    @property
+    def interaction_pairs(self) -> list[tuple[str, str]] | None:
+        """The first interaction's declared pairs (None: every compare pair)."""
+        return self.interactions[0].pairs if self.interactions else None
+
+    @property
+    def compare(self) -> list[tuple[str, str]]:
+        """Every declared pair, family after family."""
+        return [pair for pairs in self.families.values() for pair in pairs]
 
 
 @dataclass(frozen=True)
@@ -81,7 +108,8 @@ class Study:
     budget: dict[str, int]
     seeds: list[int]
     arms: dict[str, dict[str, Any]]  # resolved: ``from`` applied, meta keys removed
-    only: dict[str, dict[str, list[str]]]  # arm -> axis -> levels it runs on
+    only: dict[str, list[dict[str, list[str]]]]  # arm -> alternatives (axis -> levels); [] = everywhere
+    tuned_as: dict[str, str]  # arm -> the arm whose tuned values it trains at (not tuned itself)
     axes: dict[str, dict[str, dict[str, Any]]]
     tune: Tune | None
     analysis: Analysis
@@ -124,13 +152,13 @@ def load_study(path: Path) -> Study:
     if not recipe.is_file():
         raise _fail(path, "recipe", f"no such file {recipe} (paths are relative to the study file)")
     axes = _axes(path, raw.get("axes") or {})
-    arms, only = _arms(path, raw["arms"], axes)
+    arms, only, tuned_as = _arms(path, raw["arms"], axes)
     seeds = _seeds(path, "seeds", raw["seeds"])
     analysis = _analysis(path, raw["analysis"], arms, axes, len(seeds))
     output = raw.get("output")
     return Study(
         path=path, name=raw["name"], recipe=recipe, overrides=_mapping(path, "overrides", raw.get("overrides") or {}),
-        budget=_budget(path, raw.get("budget") or {}), seeds=seeds, arms=arms, only=only, axes=axes,
+        budget=_budget(path, raw.get("budget") or {}), seeds=seeds, arms=arms, only=only, tuned_as=tuned_as, axes=axes,
         tune=_tune(path, raw.get("tune"), axes), analysis=analysis,
         output=(path.parent / str(output)) if output else None, raw=raw,
     )
@@ -177,48 +205,59 @@ def _axes(path: Path, value: Any) -> dict[str, dict[str, dict[str, Any]]]:
     return axes
 
 
-def _arms(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[str]]]]:
+Only = list[dict[str, list[str]]]  # alternatives: a cell runs when it matches any one of them
+
+
+def _arms(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, Only], dict[str, str]]:
+    """Resolve ``from`` (the base's overrides and ``only``, the arm's own keys winning) and ``tuned_as``."""
     if not isinstance(value, dict) or not value:
         raise _fail(path, "arms", "expected at least one arm: name -> overrides")
     arms: dict[str, dict[str, Any]] = {}
-    only: dict[str, dict[str, list[str]]] = {}
+    only: dict[str, Only] = {}
+    tuned_as: dict[str, str] = {}
 
     def resolve(name: str, trail: tuple[str, ...]) -> None:
         if name in arms:
             return
         body = _mapping(path, f"arms.{name}", value[name] or {})
-        base, own_only = body.pop("from", None), body.pop("only", None)
-        overrides, restrict = {}, {}
+        base, own_only, twin = body.pop("from", None), body.pop("only", None), body.pop("tuned_as", None)
+        overrides: dict[str, Any] = {}
+        restrict: Only = []
         if base is not None:
             if base not in value:
                 raise _fail(path, f"arms.{name}.from", f"'{base}' is not an arm; expected one of {', '.join(value)}")
             if base in trail:
                 raise _fail(path, f"arms.{name}.from", f"circular: {' -> '.join((*trail, name, base))}")
             resolve(base, (*trail, name))
-            overrides, restrict = dict(arms[base]), dict(only[base])
+            overrides, restrict = dict(arms[base]), list(only[base])
         overrides.update(body)
-        restrict.update(_only(path, name, own_only, axes))
-        arms[name], only[name] = overrides, restrict
+        arms[name], only[name] = overrides, _only(path, name, own_only, axes) if own_only is not None else restrict
+        if twin is not None:
+            if twin not in value or twin == name or (value[twin] or {}).get("tuned_as") is not None:
+                raise _fail(path, f"arms.{name}.tuned_as", "expected another arm that is tuned itself (no tuned_as of its own)")
+            tuned_as[name] = str(twin)
 
     for name in value:
         resolve(str(name), ())
-    return {n: arms[n] for n in value}, {n: only[n] for n in value}
+    return {n: arms[n] for n in value}, {n: only[n] for n in value}, tuned_as
 
 
-def _only(path: Path, arm: str, value: Any, axes: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _fail(path, f"arms.{arm}.only", "expected axis -> [levels]")
-    out = {}
-    for axis, levels in value.items():
-        if axis not in axes:
-            raise _fail(path, f"arms.{arm}.only.{axis}", f"not an axis; expected one of {', '.join(axes) or '(none)'}")
-        levels = [levels] if isinstance(levels, str) else levels
-        bad = [lv for lv in levels or [] if lv not in axes[axis]] if isinstance(levels, list) else [levels]
-        if bad or not levels:
-            raise _fail(path, f"arms.{arm}.only.{axis}", f"expected levels among {', '.join(axes[axis])}")
-        out[str(axis)] = [str(lv) for lv in levels]
+def _only(path: Path, arm: str, value: Any, axes: dict[str, dict[str, Any]]) -> Only:
+    alternatives = value if isinstance(value, list) else [value]
+    if not alternatives or not all(isinstance(a, dict) and a for a in alternatives):
+        raise _fail(path, f"arms.{arm}.only", "expected axis -> [levels], or a list of such mappings")
+    out: Only = []
+    for alternative in alternatives:
+        one = {}
+        for axis, levels in alternative.items():
+            if axis not in axes:
+                raise _fail(path, f"arms.{arm}.only.{axis}", f"not an axis; expected one of {', '.join(axes) or '(none)'}")
+            levels = [levels] if isinstance(levels, str) else levels
+            bad = [lv for lv in levels or [] if lv not in axes[axis]] if isinstance(levels, list) else [levels]
+            if bad or not levels:
+                raise _fail(path, f"arms.{arm}.only.{axis}", f"expected levels among {', '.join(axes[axis])}")
+            one[str(axis)] = [str(lv) for lv in levels]
+        out.append(one)
     return out
 
 
@@ -238,53 +277,63 @@ def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict
         raise _fail(path, f"analysis.{unknown[0]}", f"unknown key; expected one of {', '.join(ANALYSIS_KEYS)}")
     if "primary" not in value:
         raise _fail(path, "analysis.primary", "missing; expected split.condition.metric, e.g. test.average.macro_f1")
-    pairs = value.get("compare") or []
-    if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
-        raise _fail(path, "analysis.compare", "expected a list of [arm, arm] pairs")
-    for i, pair in enumerate(pairs):
-        for name in pair:
-            if name not in arms:
-                raise _fail(path, f"analysis.compare[{i}]", f"'{name}' is not an arm; expected one of {', '.join(arms)}")
-    compared = {n for p in pairs for n in p}
+    families = _families(path, value.get("compare") or [], arms)
+    compared = {n for pairs in families.values() for p in pairs for n in p}
     unused = [n for n in arms if n not in compared]
-    if pairs and unused:
+    if compared and unused:
         raise _fail(path, "arms", f"arm '{unused[0]}' is in no analysis.compare pair; compare it or remove it")
-    if pairs and n_seeds < 2:
+    if compared and n_seeds < 2:
         raise _fail(path, "seeds", "expected at least 2 seeds: the paired tests need two pairs (5 for win/loss words)")
+    raw = value.get("interaction")
+    listed = raw if isinstance(raw, list) else ([] if raw is None else [raw])
     return Analysis(
         primary=_endpoint(path, "analysis.primary", value["primary"]),
-        compare=[(str(a), str(b)) for a, b in pairs],
-        interaction=_interaction(path, value.get("interaction"), axes),
-        interaction_pairs=_interaction_pairs(path, value.get("interaction"), pairs),
+        families=families,
+        interactions=[_interaction(path, "analysis.interaction" + (f"[{i}]" if isinstance(raw, list) else ""), one, axes,
+                                   [p for pairs in families.values() for p in pairs])
+                      for i, one in enumerate(listed)],
         secondary=[_endpoint(path, f"analysis.secondary[{i}]", s) for i, s in enumerate(value.get("secondary") or [])],
         higher_is_better=bool(value.get("higher_is_better", True)),
     )
 
 
-def _interaction(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[str, str, str] | None:
-    if value is None:
-        return None
+def _families(path: Path, value: Any, arms: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """``compare``: a list of pairs (one family, named "") or family name -> list of pairs."""
+    named = value if isinstance(value, dict) else {"": value}
+    families: dict[str, list[tuple[str, str]]] = {}
+    for family, pairs in named.items():
+        key = "analysis.compare" + (f".{family}" if family else "")
+        if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise _fail(path, key, "expected a list of [arm, arm] pairs (or family name -> such a list)")
+        for i, pair in enumerate(pairs):
+            for name in pair:
+                if name not in arms:
+                    raise _fail(path, f"{key}[{i}]", f"'{name}' is not an arm; expected one of {', '.join(arms)}")
+        families[str(family)] = [(str(a), str(b)) for a, b in pairs]
+    return families
+
+
+def _interaction(path: Path, key: str, value: Any, axes: dict[str, dict[str, Any]], compare: list[tuple[str, str]]) -> Interaction:
     if not isinstance(value, dict) or "axis" not in value:
-        raise _fail(path, "analysis.interaction", "expected {axis: NAME, levels: [L1, L2], pairs: [[ARM, ARM]] (optional)}")
+        raise _fail(path, key, "expected {axis: NAME, levels: [L1, L2], pairs: [[ARM, ARM]] (optional)} (or a list of them)")
     axis = str(value["axis"])
     if axis not in axes:
-        raise _fail(path, "analysis.interaction.axis", f"'{axis}' is not an axis; expected one of {', '.join(axes) or '(none)'}")
+        raise _fail(path, f"{key}.axis", f"'{axis}' is not an axis; expected one of {', '.join(axes) or '(none)'}")
     if len(axes[axis]) < 2:
-        raise _fail(path, "analysis.interaction.axis", f"'{axis}' has one level; an interaction needs two")
+        raise _fail(path, f"{key}.axis", f"'{axis}' has one level; an interaction needs two")
     levels = value.get("levels") or list(axes[axis])[:2]
-    if not isinstance(levels, list) or len(levels) != 2 or any(lv not in axes[axis] for lv in levels):
-        raise _fail(path, "analysis.interaction.levels", f"expected two levels of '{axis}' among {', '.join(axes[axis])}")
-    return axis, str(levels[0]), str(levels[1])
+    if not isinstance(levels, list) or len(levels) != 2 or any(lv not in axes[axis] for lv in levels) or levels[0] == levels[1]:
+        raise _fail(path, f"{key}.levels", f"expected two levels of '{axis}' among {', '.join(axes[axis])}")
+    return Interaction(axis, str(levels[0]), str(levels[1]), _interaction_pairs(path, key, value.get("pairs"), compare))
 
 
-def _interaction_pairs(path: Path, value: Any, compare: list[Any]) -> list[tuple[str, str]] | None:
-    """``interaction.pairs``: a subset of ``compare``; None when absent (every pair)."""
-    if not isinstance(value, dict) or value.get("pairs") is None:
+def _interaction_pairs(path: Path, key: str, pairs: Any, compare: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """``interaction.pairs``: a subset of the compare pairs; None when absent (every pair)."""
+    if pairs is None:
         return None
-    pairs = value["pairs"]
     declared = [list(p) for p in compare]
     if not isinstance(pairs, list) or not pairs or any(not isinstance(p, list) or p not in declared for p in pairs):
-        raise _fail(path, "analysis.interaction.pairs", f"expected a non-empty list of analysis.compare pairs, e.g. [{declared[0] if declared else '[a, b]'}]")
+        raise _fail(path, f"{key}.pairs", f"expected a non-empty list of analysis.compare pairs, e.g. [{declared[0] if declared else '[a, b]'}]")
     return [(str(a), str(b)) for a, b in pairs]
 
 
@@ -296,10 +345,14 @@ def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | Non
     unknown = [k for k in value if k not in TUNE_KEYS]
     if unknown:
         raise _fail(path, f"tune.{unknown[0]}", f"unknown key; expected one of {', '.join(TUNE_KEYS)}")
+    trials, sampler_seed = _optuna(path, value.get("optuna"))
     space = _mapping(path, "tune.space", value["space"])
     for key, values in space.items():
-        if not isinstance(values, list) or not values:
-            raise _fail(path, f"tune.space.{key}", "expected a non-empty list of values")
+        if isinstance(values, dict) and trials is not None:
+            _range(path, f"tune.space.{key}", values)
+        elif not isinstance(values, list) or not values:
+            raise _fail(path, f"tune.space.{key}", "expected a non-empty list of values"
+                        + (" or a range {low: a, high: b, log: true|false}" if trials is not None else ""))
     select = str(value.get("select", "val.macro_f1"))
     if not select.startswith("val."):
         raise _fail(path, "tune.select", "expected val.<metric>: tuning never reads the test split")
@@ -307,12 +360,28 @@ def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | Non
     if not isinstance(at, dict) or any(a not in axes or lv not in axes[a] for a, lv in at.items()):
         raise _fail(path, "tune.at", "expected axis -> one level of that axis")
     at = {a: str(at.get(a, next(iter(levels)))) for a, levels in axes.items()}
-    trials = None
-    if value.get("optuna") is not None:
-        trials = (value["optuna"] or {}).get("trials") if isinstance(value["optuna"], dict) else None
-        if not isinstance(trials, int) or trials < 1:
-            raise _fail(path, "tune.optuna.trials", "expected a positive integer")
-    return Tune(space, _seeds(path, "tune.seeds", value.get("seeds", 1)), select, at, trials)
+    return Tune(space, _seeds(path, "tune.seeds", value.get("seeds", 1)), select, at, trials, sampler_seed)
 
 
-__all__ = ["MIN_SEEDS", "Analysis", "Study", "StudyError", "Tune", "load_study"]
+def _optuna(path: Path, value: Any) -> tuple[int | None, int]:
+    """``tune.optuna: {trials: N, seed: S}`` -> (N, S); (None, 0) for the grid."""
+    if value is None:
+        return None, 0
+    if not isinstance(value, dict) or any(k not in ("trials", "seed") for k in value):
+        raise _fail(path, "tune.optuna", "expected {trials: N, seed: S (optional, default 0)}")
+    trials, seed = value.get("trials"), value.get("seed", 0)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise _fail(path, "tune.optuna.trials", "expected a positive integer")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise _fail(path, "tune.optuna.seed", "expected an integer")
+    return trials, seed
+
+
+def _range(path: Path, key: str, spec: dict[str, Any]) -> None:
+    low, high = spec.get("low"), spec.get("high")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if set(spec) - {"low", "high", "log"} or not numbers or not low < high or (spec.get("log") and low <= 0):
+        raise _fail(path, key, "expected a range {low: a, high: b > a, log: true|false} (log needs a > 0)")
+
+
+__all__ = ["MIN_SEEDS", "Analysis", "Interaction", "Study", "StudyError", "Tune", "load_study"]

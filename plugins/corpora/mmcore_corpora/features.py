@@ -79,11 +79,9 @@ class Features:
             shapes = {s: headers[s]["shapes"].get(f"x.{m}") for s in SPLITS}
             ref = shapes["train"]
             for s, shape in shapes.items():
-                if shape is None or len(shape) != len(ref) or shape[-1] != ref[-1] or len(shape) not in (2, 3):
-                    raise DataError(
-                        f"{NAME}: {self.files[s]}: 'x.{m}' has shape {shape}; expected [N, {ref[-1]}] or [N, T, "
-                        f"{ref[-1]}] like {self.files['train']} (see {DOCS})"
-                    )
+                problem = _shape_problem(m, shape, ref, self.files["train"])
+                if problem:
+                    raise DataError(f"{NAME}: {self.files[s]}: {problem} (see {DOCS})")
             sequence = len(ref) == 3
             specs.append(ModalitySpec(m, int(ref[-1]), sequence, max(s[1] for s in shapes.values()) if sequence else None))
         return specs
@@ -139,6 +137,22 @@ class Features:
         else:
             target = target.to(torch.float32)
         return SplitData(features=features, lengths=lengths, target=target, ids=self._ids[name])
+
+
+def _shape_problem(m: str, shape: list[int] | None, ref: list[int], train: Path) -> str | None:
+    """What is wrong with one split's ``x.<m>`` shape, judged against train's; None when fine.
+
+    Train's own rank is checked first, so a 1-D or 4-D train tensor is named as such rather
+    than used as the yardstick for the other files."""
+    if len(ref) not in (2, 3):
+        return (f"'x.{m}' has shape {ref} ({len(ref)}-D); expected [N, D] (one vector per sample) "
+                "or [N, T, D] (a zero-padded sequence per sample)")
+    if shape is None:
+        return f"holds no 'x.{m}', which {train} has; every split needs every modality"
+    if len(shape) != len(ref) or shape[-1] != ref[-1]:
+        like = f"[N, {ref[-1]}]" if len(ref) == 2 else f"[N, T, {ref[-1]}]"
+        return f"'x.{m}' has shape {shape}; expected {like} like {train}"
+    return None
 
 
 def _read_header(path: Path) -> dict[str, Any]:

@@ -140,3 +140,32 @@ def test_bad_values_found_when_a_split_loads(tmp_path):
         ds.split("val")
     with pytest.raises(MMCoreError, match=r"unknown split 'dev'"):
         ds.split("dev")
+
+
+@pytest.mark.parametrize(
+    "train, val, message",
+    [
+        ({"x.img": torch.zeros(4)}, {}, r"train.safetensors: 'x.img' has shape \[4\] \(1-D\); expected \[N, D\]"),
+        ({"x.img": torch.zeros(4, 2, 2, 5)}, {}, r"train.safetensors: 'x.img' has shape \[4, 2, 2, 5\] \(4-D\)"),
+        ({}, {"x.txt": torch.zeros(3, 2)}, r"val.safetensors: 'x.txt' has shape \[3, 2\]; expected \[N, T, 2\]"),
+    ],
+)
+def test_feature_ranks_are_named_against_what_is_expected(tmp_path, train, val, message):
+    root = tmp_path / "r"
+    _write(root, "train", 4, **train)
+    _write(root, "val", 3, **val)
+    _write(root, "test", 3)
+    with pytest.raises(DataError, match=message):
+        Features(str(root))
+
+
+def test_a_modality_missing_from_val_is_named_not_shape_none(tmp_path):
+    root = tmp_path / "m"
+    _write(root, "train", 4)
+    g = torch.Generator().manual_seed(0)
+    save_file({"x.img": torch.randn(3, 5, generator=g), "target": torch.arange(3) % 3}, str(root / "val.safetensors"),
+              metadata=META)
+    _write(root, "test", 3)
+    with pytest.raises(DataError, match=r"val.safetensors: holds no 'x.txt', which .*train.safetensors has") as info:
+        Features(str(root))
+    assert "None" not in str(info.value)

@@ -1,0 +1,74 @@
+"""``compile: true`` on sequences: dynamic shapes marked once, so new padded lengths never recompile.
+
+The padded length of every modality changes from batch to batch (the trainer cuts each batch to
+its longest row), and ``frames: auto`` would pack (a data-dependent shape) outside compilation.
+Under ``torch.compile`` the encoders take the padded path, and the trainer compiles with
+``dynamic=True``: the second epoch, with new batches and new lengths, compiles nothing new.
+
+The graphs are counted with an eager backend (what dynamo traces does not depend on the backend,
+and the test stays fast); ``tests/test_checkpoint.py::test_compile_on_cpu`` runs inductor itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmcore.components import Logger
+from mmcore.engine.trainer import run
+from mmcore.packing import use_packing
+from mmcore.plugins import get_registry
+from mmcore.testing import tiny_recipe
+
+# length ranges apart from each other and from every other size (dims, batch sizes), so that no two
+# sizes happen to be equal at the first trace (dynamo would then guard on that equality)
+SEQUENCES = {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 400, "sequence": True,
+             "dims": [5, 6, 7], "min_lens": [10, 21, 41], "max_lens": [19, 29, 48]}
+
+
+def _graph_counter(graphs: list[int], seen: list[int]) -> type:
+    """A logger that notes how many graphs dynamo has made by each epoch's end."""
+
+    class Graphs(Logger):
+        def open(self, run_dir, resume_step=None) -> None:
+            pass
+
+        def log_step(self, step, scalars) -> None:
+            pass
+
+        def log_epoch(self, epoch, step, scalars) -> None:
+            seen.append(graphs[0])
+
+        def close(self) -> None:
+            pass
+
+    return Graphs
+
+
+def test_compiled_sequence_training_compiles_once_for_all_lengths(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("torch._dynamo")
+    torch._dynamo.reset()
+    graphs, seen = [0], []
+    real = torch.compile
+
+    def counting(gm, example_inputs):
+        graphs[0] += 1
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, **{**kw, "backend": counting}))
+    registry = get_registry()
+    if "test.graphs" not in registry.names("logger"):
+        registry.register("logger", "test.graphs", _graph_counter(graphs, seen), origin="tests")
+    recipe = tiny_recipe(tmp_path, "compile=true", "train.epochs=3", "train.batch_size=50", dataset=SEQUENCES,
+                         logging=[{"type": "test.graphs"}])
+    recipe["model"]["encoders"]["default"] = {"type": "mmcore.transformer", "layers": 1, "heads": 2}
+    result = run(recipe, show_progress=False)
+    assert result.step == 18 and result.results is not None
+    assert seen[0] > 0 and seen[1:] == [seen[0]] * 2, seen  # epochs 2 and 3: new lengths, no new graph
+
+
+def test_auto_frames_take_the_padded_path_while_compiling() -> None:
+    lengths = torch.tensor([2, 9, 1])  # a third full: eager auto packs it
+    assert use_packing("auto", lengths, 9)
+    traced = torch.compile(lambda x: x + float(use_packing("auto", lengths, 9)), backend="eager", fullgraph=True)
+    assert torch.equal(traced(torch.zeros(1)), torch.zeros(1))  # no graph break, and padded
