@@ -239,7 +239,9 @@ app.add_typer(new_app, name="new")
 @friendly_errors
 def new_plugin(
     name: str = typer.Argument(..., help="The plugin's name and namespace (a lower-case identifier)."),
-    kind: str = typer.Option("balancer", help="The kind of the one component it starts with: balancer, imputer, encoder or fusion."),
+    kinds: str = typer.Option("balancer", "--kinds", "--kind",
+                              help="The kinds of the components it starts with, one of each, separated by commas: "
+                                   "balancer, imputer, encoder, fusion (e.g. --kinds balancer,imputer)."),
     directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write it (default: ./mmcore-NAME)."),
 ) -> None:
     """Write a plugin package whose tests (the contract suite, a short run) pass after `pip install -e`."""
@@ -247,7 +249,7 @@ def new_plugin(
     from mmcore.scaffold import new_plugin as write
 
     check_output_dir(directory if directory is not None else Path(f"mmcore-{name}"), "--dir")
-    root = write(name, kind, directory)
+    root = write(name, kinds, directory)
     console.print(f"wrote {root}; next: cd {root} && pip install -e . && python -m pytest", highlight=False)
 
 

@@ -24,6 +24,10 @@ class JsonlLogger(Logger):
     ``step`` lies past the checkpoint the run continues from is dropped (those steps are about
     to be trained again), and so is a torn last line left by a kill. Lines are flushed and
     fsynced as they are written.
+
+    Args:
+        filename: the record's file name inside the run directory (reports and sweeps read
+            ``metrics.jsonl``).
     """
 
     def __init__(self, filename: str = RECORD) -> None:

@@ -70,7 +70,9 @@ class Synthetic:
         nuisance: NonNegative = 0.0,
         task: Literal["classification", "regression"] = "classification",
     ) -> None:
-        """Args:
+        """The generator's options (``mmcore components mmcore.synthetic`` lists them).
+
+        Args:
             modalities: number of modalities M.
             classes: number of classes.
             samples: samples over all splits.

@@ -106,7 +106,8 @@ Condition = str | list[str] | RandomCondition
 class EvalMissing:
     """The availability conditions that validation and test report, each separately and averaged."""
 
-    # "all": every non-empty subset; "full": everything present; one subset ("a+v"); or a list of conditions
+    # "all": every non-empty subset; "full": everything present; one subset ("a+v"); or a list of
+    # conditions, in which "all" and "full" expand in place ([all, {random: ..., name: r40}])
     conditions: str | Annotated[list[Condition], NonEmpty()] | RandomCondition = "all"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import Effect, by_present, endpoint_value, holm_family, interaction, paired, split_endpoint
+from mmcore.study.extras import Finished
 from mmcore.study.plan import StudyRun, cells, level_slug
 from mmcore.study.spec import Interaction, Study
 
@@ -36,6 +37,7 @@ class StudyNumbers:
     conditions: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # mean over seeds per condition
     present: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)  # mean over seeds by k views
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> steps, parameters, s/step
+    finished: list[Finished] = field(default_factory=list)  # what mmcore.study.extras reads
 
 
 def endpoints(study: Study) -> list[str]:
@@ -144,4 +146,14 @@ def compute(study: Study, runs: list[StudyRun]) -> StudyNumbers:
         effects={e: _effects(study, values[e]) for e in values},
         interactions={e: _interactions(study, values[e]) for e in values},
         present=_present(study, runs), cost=_cost(study, runs), conditions=_conditions(study, runs),
+        finished=_finished(runs),
     )
+
+
+def _finished(runs: list[StudyRun]) -> list[Finished]:
+    out = []
+    for run in runs:
+        record = RunRecord(run.run_dir)
+        if record.finished:
+            out.append(Finished(run.arm, level_slug(run.levels), run.seed, record.eval or {}, record.recipe or {}))
+    return out

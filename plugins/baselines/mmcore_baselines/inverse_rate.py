@@ -60,6 +60,11 @@ class InverseRate(Balancer):
 
     ``norm: l2, total: 1`` puts them on the unit sphere instead (RedCore's β scale). Logged as
     ``weight.<modality>``.
+
+    Args:
+        target: the loss group whose per-modality terms get the weights.
+        norm: which size of the weight vector is scaled to ``total``: its mean, or its L2 norm.
+        total: the value that norm is scaled to (mean 1 by default).
     """
 
     needs: frozenset[str] = frozenset()  # fixed weights: no per-step statistics beyond the losses

@@ -75,6 +75,14 @@ class OGMGE(Balancer):
 
     Its loss weights are all 1 (it acts on gradients only); ``target`` just names the group.
     The coefficients k and ratios are logged as ``ogm_coef.<modality>`` and ``ogm_ratio.<modality>``.
+
+    Args:
+        target: names the group only; its weights stay 1.
+        alpha: strength α of the damping k_m = 1 − tanh(α·(ratio_m − 1)) (reference default 0.1).
+        ge: add Gaussian noise with the gradient's own std after scaling (the "GE" of OGM-GE).
+        start_step: first optimisation step with modulation.
+        end_step: last optimisation step with modulation (inclusive; null: to the end).
+        formula: shifted (continuous at ratio 1, the default) or reference (the paper's 1 − tanh(α·ratio)).
     """
 
     needs = frozenset({"unimodal_confidence"})  # the only balancer here that reads it

@@ -212,6 +212,13 @@ class IEMOCAP(_MMINCorpus):
     ``audio_norm``: ``file`` uses the fold's statistics in ``A/comparE_mean_std.h5`` (as the
     reference code does), ``train`` computes them from the fold's training frames, ``none``
     leaves audio raw. ``max_len`` cuts every sequence to that many frames (default: the longest).
+    Args:
+        root: the corpus folder in MMIN's layout (A/, V/, L/ feature files and target/<fold>/ ids).
+        fold: the cross-validation fold, 1 to 10.
+        audio: the audio feature file A/<audio>.h5.
+        audio_norm: file standardises audio with A/comparE_mean_std.h5; train with the fold's
+            training frames; none leaves it raw.
+        max_len: cut every sequence to this many frames; null: the longest in the corpus.
     """
 
     name = "corpora.iemocap"
@@ -233,6 +240,13 @@ class MSPImprov(_MMINCorpus):
 
     Audio statistics default to ``train`` (computed from the fold's training frames); MMIN's own
     MSP scripts read ``A/comparE_raw.h5`` (pass ``audio: comparE_raw``).
+    Args:
+        root: the corpus folder in MMIN's layout (A/, V/, L/ feature files and target/<fold>/ ids).
+        fold: the cross-validation fold, 1 to 12.
+        audio: the audio feature file A/<audio>.h5.
+        audio_norm: file standardises audio with A/comparE_mean_std.h5; train with the fold's
+            training frames; none leaves it raw.
+        max_len: cut every sequence to this many frames; null: the longest in the corpus.
     """
 
     name = "corpora.msp_improv"

@@ -50,6 +50,17 @@ class RelativeAdvantage(Balancer):
     β moves against each modality's relative advantage every ``interval`` steps and stays on the
     unit sphere with floor ``beta_min``. ``projection: exact`` uses the true Euclidean projection
     instead of the reference's clamp-then-normalise.
+
+    Args:
+        target: the loss group whose per-modality terms β weighs and whose losses drive it.
+        rho: weight of the newest loss in the moving average L̄ ← (1−ρ)·L̄ + ρ·L (reference: 0.7).
+        interval: steps between updates of β (reference: every 3 steps).
+        eta: initial step size η of the β update.
+        eta_growth: factor η is multiplied by every ``eta_every`` steps (reference: 1.5).
+        eta_every: steps between growths of η (reference: 500).
+        beta_min: floor of every β_m on the unit sphere; at most 1/√M for M modalities.
+        projection: clamp floors then normalises (the reference); exact is the Euclidean
+            projection onto {‖β‖ = 1, β ≥ beta_min}.
     """
 
     needs: frozenset[str] = frozenset()  # reads only the loss terms and present counts
