@@ -43,10 +43,13 @@ def _load(recipe: Path, overrides: Optional[list[str]], machine: bool = False, n
     return load_recipe(recipe, list(overrides or []), plugins.registry, machine=machine, nproc=nproc)
 
 
-def _print_results(results: dict[str, dict[str, dict[str, float]]], split: str) -> None:
+def _print_results(results: dict[str, dict[str, dict[str, float]]], split: str, run_dir: Path | None = None) -> None:
     from mmcore.engine.progress import results_table
+    from mmcore.oracle import read_oracle
 
-    console.print(results_table(f"{split} metrics per availability condition", results[split]))
+    oracle = read_oracle(run_dir) if run_dir is not None else None
+    ceiling = ((oracle or {}).get("results") or {}).get(split)
+    console.print(results_table(f"{split} metrics per availability condition", results[split], oracle=ceiling))
 
 
 @app.command()
@@ -119,7 +122,7 @@ def _report(result: Any, recipe: dict[str, Any]) -> None:
             f"mmcore resume {result.run_dir} train.max_steps=null"
         )
         return
-    _print_results(result.results or {}, "test")
+    _print_results(result.results or {}, "test", result.run_dir)
     console.print(f"best epoch {result.best_epoch} by {recipe['train']['select']}; run directory: {result.run_dir}")
 
 

@@ -334,6 +334,7 @@ class Trainer:
             for split in EVAL_SPLITS
         }
         eval_seconds = time.perf_counter() - started
+        stopping.mark_complete()  # only files left to write: a SIGTERM is ignored, they are written, exit 0
         if rt.is_main:
             items = sum(len(s.splits[split]) * len(s.eval_masks[split]) for split in EVAL_SPLITS)
             cost = cost_figures(s, self.trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
@@ -348,7 +349,6 @@ class Trainer:
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
-        stopping.mark_complete()  # a stop signal from here on has nothing left to stop (exit 0)
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------
