@@ -52,6 +52,9 @@ def register_datasets(register: Register) -> None:
     ``(modalities, task)``, the ``ModalitySpec`` list (or just the names, in order) and the
     ``TaskSpec`` (or None). It must be cheap (options or file headers, never tensors). Without
     it, or if it raises (files not there yet), validation skips those checks; the run makes them.
+    The commands that run a recipe here (``mmcore validate``, ``run``, ``resume``) also report
+    what it raises as ``DataError`` (or any ``MMCoreError``): bad options, unreadable headers; and
+    an option named ``root`` must name an existing file or folder (``mmcore.recipe.machine``).
 
     Optional, for data whose law is known: a method ``oracle(split, masks)`` taking a
     ``SplitData`` and ``{condition: [N, M] bool presence mask}`` and returning

@@ -156,7 +156,7 @@ def _evaluate(run: OpenRun, conditions: list[Condition], split: str) -> dict[str
     s = run.session
     data = s.splits[split]
     masks = condition_mask_table(conditions, data, len(s.names))
-    batch = int(s.recipe["train"]["eval_batch_size"])
+    batch = s.plan.train.eval_batch_size
     return evaluate(s.model, data, masks, s.task, batch, s.runtime.autocast, s.runtime)
 
 

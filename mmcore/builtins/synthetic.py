@@ -31,7 +31,7 @@ from mmcore.errors import DataError
 from mmcore.montecarlo import mc_bayes_accuracy
 from mmcore.oracle import frame_counts, per_sample
 from mmcore.nn import length_mask
-from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
+from mmcore.options.hints import AtLeast, NonNegative, Positive, PositiveInt
 from mmcore.transform import InputTransform
 from mmcore.types import SPLITS, ModalitySpec, SplitData, TaskSpec
 
