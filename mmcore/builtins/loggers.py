@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmcore.components import Logger
+from mmcore.components import ContractSkip, Logger
 from mmcore.errors import MMCoreError
 
 RECORD = "metrics.jsonl"
@@ -156,8 +156,6 @@ def _tensorboard_contract_options() -> dict[str, Any]:
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        from mmcore.testing import ContractSkip
-
         raise ContractSkip("mmcore.tensorboard needs the 'tensorboard' extra") from None
     return {}
 

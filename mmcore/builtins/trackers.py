@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from mmcore.components import Logger
+from mmcore.components import ContractSkip, Logger
 from mmcore.errors import MMCoreError
 
 MLFLOW_ID = "mlflow_run_id.txt"  # the MLflow run this run directory logs to (for resume)
@@ -169,8 +169,6 @@ def _skip_without(module: str) -> Any:
         try:
             __import__(module)
         except ImportError:
-            from mmcore.testing import ContractSkip
-
             raise ContractSkip(f"mmcore.{module} needs the '{module}' extra") from None
         return {"mode": "disabled"} if module == "wandb" else {}
 

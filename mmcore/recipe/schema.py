@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mmcore.components import KIND_TABLE
-from mmcore.recipe.hints import (  # the named ranges live in hints, where plugins import them too
+from mmcore.options.hints import (  # the named ranges live in hints, where plugins import them too
     Count,
     Fraction,
     Matches,
@@ -39,7 +39,7 @@ from mmcore.recipe.hints import (  # the named ranges live in hints, where plugi
     StartsWith,
     TrueMeansDefaults,
 )
-from mmcore.recipe.hints import Between  # the learning rate's plausible range
+from mmcore.options.hints import Between  # the learning rate's plausible range
 
 # NAME_MAX, the longest file name Linux and macOS file systems take, is 255 bytes.
 RunName = Annotated[

@@ -86,6 +86,7 @@ def run_document(run_dir: Path, metric: str | None = None) -> Document:
     _training(doc, metrics, (recipe.get("train") or {}).get("log_every"))
     _per_modality(doc, metrics, recipe, modalities)
     conditions_section(doc, test, metric, modalities)
+    _ceiling(doc, evaluation or {}, test)
     confusion_section(doc, evaluation or {})
     contributions_section(doc, test, modalities, recipe, metric)
     diagnostics_section(doc, evaluation or {}, test, metric)
@@ -119,6 +120,23 @@ def _summary(doc: Document, run_dir: Path, recipe: dict, evaluation: dict | None
         test = evaluation["results"].get("test", {})
         if AVERAGE in test and metric in test[AVERAGE]:
             doc.text(f"Test {metric}, average over {len(test) - 1} conditions: {test[AVERAGE][metric]:.4f}.")
+
+
+def _ceiling(doc: Document, evaluation: dict[str, Any], test: dict[str, dict[str, float]]) -> None:
+    """The data's Bayes ceiling per test condition and the model's gap to it (``mmcore.oracle``)."""
+    from mmcore.oracle import ORACLE, gap_rows
+
+    entry = evaluation.get(ORACLE)
+    ceiling = ((entry or {}).get("results") or {}).get("test") if isinstance(entry, dict) else None
+    if not ceiling:
+        return
+    gaps = gap_rows(test, ceiling)
+    keys = list(dict.fromkeys(k for row in gaps.values() for k in row))
+    doc.heading("Bayes ceiling")
+    doc.text(f"The best any model can score on this data's law, per test condition ({entry.get('method', '')}); "
+             "gap = ceiling − model (model − ceiling for mse), so 0 is the best possible.")
+    doc.table(["condition", *[k.replace("_", " ") for k in keys]],
+              [[c, *[gaps[c].get(k, math.nan) for k in keys]] for c in gaps], "ceiling")
 
 
 FEW_POINTS = 20  # fewer logged steps than this make a loss curve hard to read

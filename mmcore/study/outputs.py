@@ -129,15 +129,19 @@ def _descriptive(numbers: StudyNumbers, slugs: list[str]) -> list[Table]:
 
 
 def condition_tables(numbers: StudyNumbers) -> list[Table]:
-    """Per cell: every condition (rows) × arm (columns), the mean over seeds of the primary's split and metric."""
+    """Per cell: every condition (rows) × arm (columns), the mean over seeds of the primary's split
+    and metric; a ``Bayes ceiling`` column where the data has one (the best any arm can reach)."""
     split, _, metric = numbers.study.analysis.primary.split(".")
     out = []
     for slug in dict.fromkeys(level_slug(lv) for _, lv in numbers.cells):
         arms = [arm for arm in numbers.study.arms if (arm, slug) in numbers.conditions]
         conditions = list(dict.fromkeys(c for arm in arms for c in numbers.conditions[(arm, slug)]))
+        ceiling = numbers.ceilings.get(slug)
+        extra = ["Bayes ceiling"] if ceiling else []
         if arms:
-            out.append(Table(f"{split} {metric} per condition at {slug} (mean over seeds)", ["condition", *arms],
-                             [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms)] for c in conditions]))
+            out.append(Table(f"{split} {metric} per condition at {slug} (mean over seeds)", ["condition", *arms, *extra],
+                             [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms),
+                               *([ceiling.get(c, math.nan)] if ceiling else [])] for c in conditions]))
     return out
 
 

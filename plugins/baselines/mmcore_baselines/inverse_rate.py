@@ -31,8 +31,7 @@ from torch import Tensor
 
 from mmcore import Positive
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
-from mmcore.types import StepStats
+from mmcore.errors import checker
 from mmcore.weighting import Norm, scale_weights
 
 NAME = "baselines.inverse_rate"
@@ -93,14 +92,6 @@ class InverseRate(Balancer):
     def weights(self) -> Tensor:
         return self.w
 
-    def observe(self, stats: StepStats) -> None:
-        if self.target not in stats.losses:
-            raise MMCoreError(
-                f"{NAME}: target loss group '{self.target}' is not produced by this model "
-                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); set balancer.target to one of them "
-                f"(e.g. 'unimodal' with model.unimodal_heads on) or use an imputer with a '{self.target}' group"
-            )
-
     def log_values(self) -> dict[str, Tensor]:
         return {"weight": self.w}
 
@@ -122,6 +113,4 @@ class InverseRate(Balancer):
 InverseRate.contract_options = [{}, {"target": "unimodal"}, {"norm": "l2"}, {"norm": "mean", "total": 2.0}]  # type: ignore[attr-defined]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

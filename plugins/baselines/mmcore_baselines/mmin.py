@@ -62,10 +62,10 @@ import torch
 from torch import Tensor, nn
 
 from mmcore import Fraction, NonNegative, PositiveInt
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import DataError, checker
 from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
-from mmcore.recipe.hints import NonEmpty
+from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "baselines.mmin"
@@ -178,9 +178,7 @@ def _masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return total / mask.sum(0).clamp_min(1).to(total.dtype) / mask.shape[1]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component
 
 
 # Configurations the core's contract suite builds: small, and with every switch flipped.

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from mmcore import Count, NonNegative
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.types import StepStats
 from mmcore_baselines.checks import confidences, encoder_modules
 
@@ -166,6 +166,4 @@ class OGMGE(Balancer):
 OGMGE.contract_options = [{}, {"ge": False, "alpha": 0.5, "start_step": 1, "end_step": 3, "formula": "reference"}]  # type: ignore[attr-defined]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

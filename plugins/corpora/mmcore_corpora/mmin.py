@@ -17,12 +17,12 @@ one length per modality (the longest utterance of the fold, or ``max_len``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from mmcore.errors import DataError, MMCoreError
-from mmcore import InputTransform
+from mmcore import Between, InputTransform
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
 from mmcore.data import DOCS, SPLITS, as_names, check_split, pad_sequences, require, stable_ids, to_split
@@ -227,7 +227,7 @@ class IEMOCAP(_MMINCorpus):
     def __init__(
         self,
         root: str,
-        fold: int = 1,
+        fold: Annotated[int, Between(1, 10)] = 1,  # validated with the other options: no such fold, no run
         audio: str = "comparE",
         audio_norm: AudioNorm = "file",
         max_len: int | None = None,
@@ -255,7 +255,7 @@ class MSPImprov(_MMINCorpus):
     def __init__(
         self,
         root: str,
-        fold: int = 1,
+        fold: Annotated[int, Between(1, 12)] = 1,
         audio: str = "comparE",
         audio_norm: AudioNorm = "train",
         max_len: int | None = None,

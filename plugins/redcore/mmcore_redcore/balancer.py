@@ -37,7 +37,7 @@ from torch import Tensor
 
 from mmcore import Above, Between, NonNegative, Positive, PositiveInt
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.types import StepStats
 from mmcore_redcore.projection import clamp_normalize, project_exact
 
@@ -110,12 +110,7 @@ class RelativeAdvantage(Balancer):
         return self.beta
 
     def observe(self, stats: StepStats) -> None:
-        if self.target not in stats.losses:
-            raise MMCoreError(
-                f"{NAME}: target loss group '{self.target}' is not produced by the imputer "
-                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); pick an imputer with that group "
-                f"or set balancer.target"
-            )
+        # the target group exists: target_required makes validation and the engine's first step check it
         losses = stats.losses[self.target].detach().to(self.device, torch.float32)
         counts = stats.present_counts.detach().to(self.device, torch.float32)
         # under data parallelism these are already pooled over ranks by the engine (mmcore.engine.losses.pool_stats)
@@ -184,6 +179,4 @@ def relative_advantage(ema: Tensor) -> Tensor:
     return torch.where(mean > 0, ra, torch.zeros_like(ra))
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

@@ -60,10 +60,10 @@ import torch
 from torch import Tensor, nn
 
 from mmcore import Fraction, NonNegative, PositiveInt
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
-from mmcore.recipe.hints import NonEmpty
+from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "redcore.vib"
@@ -251,6 +251,4 @@ def _others(latents: Tensor, i: int) -> Tensor:
     return torch.cat([latents[:, :i], latents[:, i + 1 :]], dim=1).flatten(1)
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component
