@@ -20,13 +20,16 @@ A plugin needs nothing deeper; what is exported here changes only after a deprec
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import Any
 
-from mmcore.components import Balancer, Logger
+from mmcore.engine.launch import quiet_other_ranks
+
+quiet_other_ranks()  # before torch is imported: its warnings print once under --nproc, not once per rank
+
+from mmcore.components import Balancer, Logger  # noqa: E402
 from mmcore.errors import DataError, MMCoreError, RecipeError, RegistryError
 from mmcore.hookspecs import Register, hookimpl
-from mmcore.recipe.hints import (
+from mmcore.options.hints import (
     Above,
     AtLeast,
     Between,
@@ -44,8 +47,6 @@ from mmcore.types import Batch, Dataset, ImputerOutput, ModalitySpec, SplitData,
 from mmcore._version import __version__
 
 _TESTING = ("contract_cases", "parametrize_with_contracts", "run_contract", "tiny_recipe")
-# Names exported before that no plugin needs: still reachable, with a warning naming the replacement.
-_DEPRECATED = {"hookspec": ("mmcore.hookspecs", "hookspec")}
 
 __all__ = [
     "Above",
@@ -83,8 +84,7 @@ def __getattr__(name: str) -> Any:
     """The testing entry points on first use (they import the recipe machinery), and deprecated names."""
     if name in _TESTING:
         return getattr(importlib.import_module("mmcore.testing"), name)
-    if name in _DEPRECATED:
-        module, attr = _DEPRECATED[name]
-        warnings.warn(f"mmcore.{name} is deprecated; use {module}.{attr}", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(module), attr)
+    deprecated = importlib.import_module("mmcore.deprecated")  # every shim, with the release that removes it
+    if name in deprecated.PACKAGE_NAMES:
+        return deprecated.package_name(name)
     raise AttributeError(f"module 'mmcore' has no attribute '{name}'")

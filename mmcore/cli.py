@@ -31,20 +31,25 @@ MaxParamsOption = typer.Option(
 )
 
 
-def _load(recipe: Path, overrides: Optional[list[str]]) -> dict[str, Any]:
+def _load(recipe: Path, overrides: Optional[list[str]], machine: bool = False, nproc: int = 1) -> dict[str, Any]:
+    """The resolved recipe; ``machine``: also checked against this machine (data files, devices
+    for ``nproc`` processes), for the commands that run it here."""
     from mmcore.recipe import load_recipe
 
     plugins = get_plugins()
     for info in plugins.failures:  # skipped plugins are worth one line before anything runs
         if info.error != "disabled by MMCORE_DISABLE_PLUGINS":
             err_console.print(f"[yellow]warning:[/] plugin '{info.name}' skipped: {escape(info.error or '')}", highlight=False)
-    return load_recipe(recipe, list(overrides or []), plugins.registry)
+    return load_recipe(recipe, list(overrides or []), plugins.registry, machine=machine, nproc=nproc)
 
 
-def _print_results(results: dict[str, dict[str, dict[str, float]]], split: str) -> None:
+def _print_results(results: dict[str, dict[str, dict[str, float]]], split: str, run_dir: Path | None = None) -> None:
     from mmcore.engine.progress import results_table
+    from mmcore.oracle import read_oracle
 
-    console.print(results_table(f"{split} metrics per availability condition", results[split]))
+    oracle = read_oracle(run_dir) if run_dir is not None else None
+    ceiling = ((oracle or {}).get("results") or {}).get(split)
+    console.print(results_table(f"{split} metrics per availability condition", results[split], oracle=ceiling))
 
 
 @app.command()
@@ -63,7 +68,7 @@ def run(
     from mmcore.paths import check_output_dir
 
     set_max_params(max_params)
-    resolved = _load(recipe, overrides)  # validated once here, so a bad recipe never starts N processes
+    resolved = _load(recipe, overrides, True, nproc)  # validated once here, so a bad recipe never starts N processes
     check_output_dir(Path(resolved["output"]) / resolved["name"], "output")  # before any data is read
     if nproc > 1 and not under_torchrun():
         argv = ["run", str(recipe), *(overrides or []), "--progress" if progress else "--no-progress"]
@@ -80,8 +85,11 @@ def resume(
     nproc: int = typer.Option(1, min=1, help="Processes on this machine (DDP through torchrun)."),
     max_params: Optional[int] = MaxParamsOption,
 ) -> None:
-    """Continue an interrupted or stopped run exactly where its last checkpoint left it."""
-    from mmcore.engine.launch import check_resume_overrides, launch_local, under_torchrun
+    """Continue an interrupted or stopped run exactly where its last checkpoint left it.
+
+    A finished run is left alone (exit 0); a run whose recipe.yaml was edited is refused (exit 2)."""
+    from mmcore.engine.launch import check_resume_overrides, check_unedited, launch_local, under_torchrun
+    from mmcore.engine.record import RunRecord, run_state
     from mmcore.engine.sizes import set_max_params
     from mmcore.engine.trainer import run as run_recipe
     from mmcore.paths import check_output_dir
@@ -89,9 +97,13 @@ def resume(
     set_max_params(max_params)
     if not (run_dir / "recipe.yaml").is_file():
         raise MMCoreError(f"{run_dir}: not a run directory (no recipe.yaml)")
+    if run_state(run_dir) == "finished":  # nothing to train: say so, rewrite nothing
+        console.print(f"{run_dir}: finished (eval.json is written); nothing to resume. Evaluate it again with: mmcore eval {run_dir}")
+        return
     check_output_dir(run_dir, "resume")
     check_resume_overrides(list(overrides or []))
-    resolved = _load(run_dir / "recipe.yaml", overrides)
+    check_unedited(run_dir, RunRecord(run_dir).manifest.get("recipe"))
+    resolved = _load(run_dir / "recipe.yaml", overrides, True, nproc)
     if nproc > 1 and not under_torchrun():
         argv = ["resume", str(run_dir), *(overrides or []), "--progress" if progress else "--no-progress"]
         raise typer.Exit(launch_local(nproc, argv))
@@ -110,7 +122,7 @@ def _report(result: Any, recipe: dict[str, Any]) -> None:
             f"mmcore resume {result.run_dir} train.max_steps=null"
         )
         return
-    _print_results(result.results or {}, "test")
+    _print_results(result.results or {}, "test", result.run_dir)
     console.print(f"best epoch {result.best_epoch} by {recipe['train']['select']}; run directory: {result.run_dir}")
 
 
@@ -151,9 +163,14 @@ def sweep(
 def validate(
     recipe: Path = typer.Argument(..., help="The recipe YAML file."),
     overrides: Optional[list[str]] = OverridesArg,
+    nproc: int = typer.Option(1, min=1, help="Check the devices for this many processes, as `run --nproc` would use."),
+    machine: bool = typer.Option(
+        True, "--machine/--recipe-only", help="Also check the data files and this machine's devices (--recipe-only: the recipe alone)."
+    ),
 ) -> None:
-    """Check a recipe against the schema and the registered components; exit 2 on errors."""
-    resolved = _load(recipe, overrides)
+    """Check a recipe against the schema, the registered components, its data files and this
+    machine's devices; every problem in one pass, exit 2 on errors."""
+    resolved = _load(recipe, overrides, machine, nproc)
     # soft_wrap: rich's line wrapping is slow on long words (a 100,000-character name took minutes)
     console.print(f"[green]ok[/]: {escape(str(recipe))} ({escape(resolved['name'])})", soft_wrap=True, highlight=False)
 
@@ -225,7 +242,9 @@ app.add_typer(new_app, name="new")
 @friendly_errors
 def new_plugin(
     name: str = typer.Argument(..., help="The plugin's name and namespace (a lower-case identifier)."),
-    kind: str = typer.Option("balancer", help="The kind of the one component it starts with: balancer, imputer, encoder or fusion."),
+    kinds: str = typer.Option("balancer", "--kinds", "--kind",
+                              help="The kinds of the components it starts with, one of each, separated by commas: "
+                                   "balancer, imputer, encoder, fusion (e.g. --kinds balancer,imputer)."),
     directory: Optional[Path] = typer.Option(None, "--dir", help="Where to write it (default: ./mmcore-NAME)."),
 ) -> None:
     """Write a plugin package whose tests (the contract suite, a short run) pass after `pip install -e`."""
@@ -233,7 +252,7 @@ def new_plugin(
     from mmcore.scaffold import new_plugin as write
 
     check_output_dir(directory if directory is not None else Path(f"mmcore-{name}"), "--dir")
-    root = write(name, kind, directory)
+    root = write(name, kinds, directory)
     console.print(f"wrote {root}; next: cd {root} && pip install -e . && python -m pytest", highlight=False)
 
 

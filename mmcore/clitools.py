@@ -122,5 +122,28 @@ def component_view(registry: Any, name: str) -> str:
             lines.append(f"  {opt.name}: {type_name(opt.annotation)}, {default}")
             if opt.help:
                 lines.append(f"      {opt.help}")
+        lines += _declared_lines(comp)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _declared_lines(comp: Any) -> list[str]:
+    """``declares:`` and the optional factory attributes it carries (``FACTORY_ATTRIBUTES``)."""
+    from mmcore.components import declared_attributes
+
+    rows = declared_attributes(comp.kind, comp.factory)
+    if not rows:
+        return []
+    lines = ["declares:"]
+    for row, value in rows:
+        if callable(value):
+            shown = "a function"
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+            shown = f"{len(value)} option sets"
+        elif isinstance(value, (set, frozenset, tuple, list)):
+            shown = ", ".join(sorted(map(str, value)))
+        else:
+            shown = repr(value)
+        lines.append(f"  {row.name}: {shown}")
+        lines.append(f"      {row.meaning}")
+    return lines

@@ -19,6 +19,7 @@ order and ``present`` is ``[B, M]`` bool; rows of absent modalities in ``h`` are
 
 from __future__ import annotations
 
+import unittest
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from torch import nn
+
+
+class ContractSkip(unittest.SkipTest):
+    """Raised by a factory's ``contract_options``: the component cannot be built without options the
+    contract suite cannot invent (a data path) or an extra that is not installed. It lives here, with
+    the component protocol, so production code raises it without importing ``mmcore.testing``
+    (which re-exports it)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,43 @@ KIND_TABLE: tuple[Kind, ...] = (
     _kind("balancer", "balancers", ("modalities", "missing_rates"), "an mmcore.Balancer", lambda o: isinstance(o, Balancer)),
     _kind("logger", "loggers", (), "an mmcore.Logger", lambda o: isinstance(o, Logger)),
 )
+
+@dataclass(frozen=True)
+class FactoryAttribute:
+    """An optional attribute a factory of some kinds may carry, and what the framework does with it.
+
+    One row each, so ``mmcore components NAME`` shows what a component declares, and a test keeps
+    CONTRIBUTING.md's list of them complete."""
+
+    name: str
+    kinds: tuple[str, ...]  # the kinds whose factories it is read from
+    meaning: str  # one line for ``mmcore components NAME`` and the manual
+
+
+_MODULES = ("encoder", "imputer", "fusion")
+_ALL = ("dataset", *_MODULES, "balancer", "logger")
+FACTORY_ATTRIBUTES: tuple[FactoryAttribute, ...] = (
+    FactoryAttribute("describe", ("dataset",), "(modalities, task) from the options alone: validate checks names and metrics"),
+    FactoryAttribute("loss_groups", ("imputer",), "its loss groups (or a function of the options): validate checks balancer.target"),
+    FactoryAttribute("needs", ("balancer",), "the optional StepStats fields it reads; the engine computes only those"),
+    FactoryAttribute("task_kinds", ("balancer",), "the task kinds it is defined for; validate refuses the others"),
+    FactoryAttribute("target_required", ("balancer",), "it weighs its target group, which must exist even at the default"),
+    FactoryAttribute("calibration", ("balancer",), "a module the engine builds with the model and puts before the imputer"),
+    FactoryAttribute("contract_options", _ALL, "the options the contract suite builds it with (or a function raising ContractSkip)"),
+    FactoryAttribute("contract_requires", _ALL, "modules the contract check needs installed (else it is skipped)"),
+    FactoryAttribute("contract_modalities", _MODULES, "the modality kinds (vector, sequence) its contract check uses"),
+)
+
+
+def declared_attributes(kind: str, factory: Any) -> list[tuple[FactoryAttribute, Any]]:
+    """The rows of ``FACTORY_ATTRIBUTES`` that ``factory`` (of ``kind``) carries, with their values."""
+    rows = []
+    for row in FACTORY_ATTRIBUTES:
+        value = getattr(factory, row.name, None)
+        if kind in row.kinds and value is not None and not (row.name == "needs" and value == frozenset()):
+            rows.append((row, value))
+    return rows
+
 
 KIND: dict[str, Kind] = {k.name: k for k in KIND_TABLE}
 KINDS: tuple[str, ...] = tuple(KIND)

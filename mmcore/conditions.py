@@ -64,7 +64,9 @@ def parse_conditions(
 
     ``"all"``: every non-empty subset (the full set included); ``"full"``: all present; a list of
     items, each a subset written ``"a+v"`` or ``[a, v]``, or a mapping
-    ``{random: {rates: {...}, min_present: 1}, seed: 7, name: random}``.
+    ``{random: {rates: {...}, min_present: 1}, seed: 7, name: random}``; ``all`` or ``full`` as an
+    item of the list stands for its conditions there (``[all, {random: ..., name: r40}]``: every
+    subset and a random-rate condition, the form a train × test rate study uses).
     Short aliases: when every modality name is one character (IEMOCAP's ``a, v, l``), a string
     without ``+`` that is not itself a modality name is read letter by letter, so ``"av"`` is
     ``{a, v}``.
@@ -80,7 +82,10 @@ def parse_conditions(
     items = [value] if isinstance(value, (str, Mapping)) else value
     if not isinstance(items, (list, tuple)) or not items:
         raise MMCoreError(f"{where}: expected 'all', 'full' or a non-empty list of conditions, got {value!r}")
-    out = [_parse_item(item, modalities, f"{where}[{i}]") for i, item in enumerate(items)]
+    out: list[Condition] = []
+    for i, item in enumerate(items):  # "all" / "full" inside a list expand in place (subsets + random rates)
+        keyword = isinstance(item, str) and item in ("all", "full") and item not in modalities
+        out += parse_conditions(item, modalities, where) if keyword else [_parse_item(item, modalities, f"{where}[{i}]")]
     names = [c.name for c in out]
     for name in names:
         if names.count(name) > 1:

@@ -6,6 +6,8 @@ replacement does, so that third-party code keeps passing its tests until the rem
 
 from __future__ import annotations
 
+import importlib
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -34,3 +36,33 @@ def runtime_pool_stats(runtime: "Runtime", stats: "StepStats") -> "StepStats":
 
     _warn("Runtime.pool_stats(stats)", "use mmcore.engine.losses.pool_stats(stats, runtime)")
     return pool_stats(stats, runtime)
+
+
+MOVED_MODULES = {  # old module -> its new home
+    "mmcore.recipe.hints": "mmcore.options.hints",
+    "mmcore.recipe.checks": "mmcore.options.checks",
+    "mmcore.shapley": "mmcore.report.shapley",
+    "mmcore.stats": "mmcore.report.stats",
+    "mmcore.robustness": "mmcore.report.robustness",
+}
+
+# Names ``mmcore`` exported before that no plugin needs: ``mmcore.<name>`` still works, with a
+# warning naming the replacement (``mmcore.__getattr__`` looks them up here).
+PACKAGE_NAMES = {"hookspec": ("mmcore.hookspecs", "hookspec")}
+
+
+def package_name(name: str) -> Any:
+    """``mmcore.<name>`` of ``PACKAGE_NAMES``: the object at its new home, with the warning."""
+    module, attr = PACKAGE_NAMES[name]
+    warnings.warn(
+        f"mmcore.{name} is deprecated and will be removed in mmcore {REMOVED_IN}; use {module}.{attr}", DeprecationWarning, stacklevel=3
+    )
+    return getattr(importlib.import_module(module), attr)
+
+
+def moved_module(old: str) -> None:
+    """Make the module ``old`` the module it moved to (every name, private ones included), with a
+    warning naming the new home: ``import mmcore.recipe.hints`` → ``mmcore.options.hints``."""
+    new = MOVED_MODULES[old]
+    warnings.warn(f"{old} is deprecated and will be removed in mmcore {REMOVED_IN}; import {new}", DeprecationWarning, stacklevel=3)
+    sys.modules[old] = importlib.import_module(new)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 
 class MMCoreError(Exception):
     """Base class: the message is complete and meant for the user. Exit code 1."""
@@ -25,3 +27,14 @@ class RegistryError(MMCoreError):
 
 class DataError(MMCoreError):
     """Dataset files missing, malformed or inconsistent."""
+
+
+def checker(where: str) -> "Callable[[bool, str], None]":
+    """``check(ok, message)`` raising ``MMCoreError("<where>: <message>")`` when ``ok`` is false: the
+    one-line option checks of a component, named once (``_check = checker(NAME)``)."""
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise MMCoreError(f"{where}: {message}")
+
+    return check

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -62,9 +63,13 @@ def frame_spec(node: dict | None) -> FrameSpec:
                      int(node.get("seed", 0)), None if names is None else tuple(names))
 
 
-def frames_dropped_at_eval(recipe: dict) -> bool:
-    """Whether validation and test frames are dropped (an oracle of the clean data no longer applies)."""
-    return frame_spec((recipe.get("missing") or {}).get("frames")).rate_for(False) > 0.0
+def ceiling_split(session: Any, name: str) -> SplitData:
+    """An evaluation split as a Bayes ceiling must see it: where evaluation frames are dropped,
+    lengths count the kept frames (a ceiling given what is left); otherwise the split itself."""
+    spec = frame_spec((session.recipe.get("missing") or {}).get("frames"))
+    if spec.rate_for(False) <= 0.0:
+        return session.splits[name]
+    return kept_lengths(session.clean_split(name), session.specs, spec, int(session.recipe["seed"]), False)
 
 
 def frame_targets(spec: FrameSpec, specs: Sequence[ModalitySpec]) -> list[int]:
@@ -103,24 +108,45 @@ def keep_frames(rate: float, segment: int, ids: Tensor, frames: int, seed: int, 
     return ~dropped.gather(1, block_of)
 
 
-def drop_frames(split: SplitData, specs: Sequence[ModalitySpec], spec: FrameSpec, seed: int, training: bool) -> SplitData:
-    """The split with dropped frames zeroed and fully dropped rows marked unusable (a new object;
-    the tensors it does not touch are shared)."""
+def _keeps(split: SplitData, specs: Sequence[ModalitySpec], spec: FrameSpec, seed: int, training: bool) -> list[tuple[int, Tensor, Tensor]]:
+    """(modality index, kept ``[N, T]``, valid ``[N, T]``) per modality whose frames are dropped (CPU)."""
     targets = frame_targets(spec, specs)
     rate = spec.rate_for(training)
     if not targets or rate <= 0.0:
-        return split
+        return []
     base = STREAM_FRAMES_TRAIN if training else STREAM_FRAMES_EVAL
     seed = seed if training else spec.seed
-    features = dict(split.features)
-    n, m = len(split), len(specs)
-    unusable = torch.zeros((n, m), dtype=torch.bool) if split.unusable is None else split.unusable.cpu().clone()
+    out = []
     for j in targets:
         name = specs[j].name
-        x = features[name]
-        keep = keep_frames(rate, spec.segment, split.ids.cpu(), int(x.shape[1]), seed, base ^ (j << 8))
-        valid = torch.arange(x.shape[1])[None, :] < split.lengths[name].cpu()[:, None]
-        keep = keep.to(x.device)
-        features[name] = x * keep[..., None].to(x.dtype)
-        unusable[:, j] |= ~(keep.cpu() & valid).any(1)
+        frames = int(split.features[name].shape[1])
+        keep = keep_frames(rate, spec.segment, split.ids.cpu(), frames, seed, base ^ (j << 8))
+        out.append((j, keep, torch.arange(frames)[None, :] < split.lengths[name].cpu()[:, None]))
+    return out
+
+
+def drop_frames(split: SplitData, specs: Sequence[ModalitySpec], spec: FrameSpec, seed: int, training: bool) -> SplitData:
+    """The split with dropped frames zeroed and fully dropped rows marked unusable (a new object;
+    the tensors it does not touch are shared)."""
+    keeps = _keeps(split, specs, spec, seed, training)
+    if not keeps:
+        return split
+    features = dict(split.features)
+    unusable = torch.zeros((len(split), len(specs)), dtype=torch.bool) if split.unusable is None else split.unusable.cpu().clone()
+    for j, keep, valid in keeps:
+        x = features[specs[j].name]
+        features[specs[j].name] = x * keep.to(x.device)[..., None].to(x.dtype)
+        unusable[:, j] |= ~(keep & valid).any(1)
     return replace(split, features=features, unusable=unusable.to(split.ids.device))
+
+
+def kept_lengths(split: SplitData, specs: Sequence[ModalitySpec], spec: FrameSpec, seed: int, training: bool) -> SplitData:
+    """The split with each sequence's length replaced by its count of kept valid frames: what a
+    Bayes ceiling given the kept frames needs (``mmcore.oracle`` reads frame counts from lengths).
+    Only for ceilings: its lengths no longer say where the padding starts."""
+    keeps = _keeps(split, specs, spec, seed, training)
+    lengths = dict(split.lengths)
+    for j, keep, valid in keeps:
+        name = specs[j].name
+        lengths[name] = (keep & valid).sum(1).to(split.lengths[name].device, split.lengths[name].dtype)
+    return replace(split, lengths=lengths) if keeps else split

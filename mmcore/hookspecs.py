@@ -51,7 +51,18 @@ def register_datasets(register: Register) -> None:
     attribute (a classmethod on a class) taking the same options and returning
     ``(modalities, task)``, the ``ModalitySpec`` list (or just the names, in order) and the
     ``TaskSpec`` (or None). It must be cheap (options or file headers, never tensors). Without
-    it, or if it raises (files not there yet), validation skips those checks; the run makes them."""
+    it, or if it raises (files not there yet), validation skips those checks; the run makes them.
+    The commands that run a recipe here (``mmcore validate``, ``run``, ``resume``) also report
+    what it raises as ``DataError`` (or any ``MMCoreError``): bad options, unreadable headers; and
+    an option named ``root`` must name an existing file or folder (``mmcore.recipe.machine``).
+
+    Optional, for data whose law is known: a method ``oracle(split, masks)`` taking a
+    ``SplitData`` and ``{condition: [N, M] bool presence mask}`` and returning
+    ``{condition: {metric: value}}`` -- the Bayes ceiling of each condition on that split, with
+    metric names of ``mmcore.metrics`` (``accuracy`` in [0, 1], ``mse`` >= 0, ...) -- or None
+    when it has none for these options; an ``oracle_method`` string says how it is computed.
+    The engine writes it into ``eval.json`` as ``oracle``, and tables and reports show the gap
+    to it. The contract suite checks its shape (``mmcore.testing.check_dataset``)."""
 
 
 @hookspec

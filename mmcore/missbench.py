@@ -13,7 +13,8 @@ their formulas, so the formulas below are our choice, made to fit those words an
 - MEI: c_m = max(0, mean metric over evaluated conditions containing m − mean over evaluated
   conditions lacking m), the main effect of having m, over the non-empty conditions
   (``mmcore.conditions`` names: present modalities joined by ``+``). MEI = equity(c).
-  A model that ignores a modality has c_m ≈ 0, so MEI falls. (Exact Shapley values,
+  A model that ignores a modality has c_m ≈ 0, so MEI falls. For an error metric (MAE, MSE;
+  ``METRICS_DIRECTION`` "min") c_m is the drop in error, mean without m − mean with m. (Exact Shapley values,
   ``mmcore.shapley``, need a v(∅) no model is evaluated on; the main effect does not.)
 - MLI: g_m = mean over logging steps of modality m's encoder gradient norm (``grad_norm.<m>``
   in ``metrics.jsonl``; mmcore's modality-related module is the encoder). MLI = equity(g).
@@ -46,22 +47,24 @@ def equity(values: Sequence[float]) -> float | None:
     return 1.0 - gini * m / (m - 1)
 
 
-def contributions(scores: Mapping[str, float], modalities: Sequence[str]) -> dict[str, float] | None:
-    """Per modality: mean score of conditions with it − mean of conditions without it (clamped at 0)."""
+def contributions(scores: Mapping[str, float], modalities: Sequence[str], lower_is_better: bool = False) -> dict[str, float] | None:
+    """Per modality: mean score of conditions with it − mean of conditions without it (clamped at
+    0); for an error metric (MAE, MSE) the sign is turned, so that helping is positive there too."""
+    sign = -1.0 if lower_is_better else 1.0
     out = {}
     for m in modalities:
         with_m = [v for k, v in scores.items() if m in k.split("+")]
         without = [v for k, v in scores.items() if m not in k.split("+")]
         if not with_m or not without:
             return None
-        out[m] = max(0.0, sum(with_m) / len(with_m) - sum(without) / len(without))
+        out[m] = max(0.0, sign * (sum(with_m) / len(with_m) - sum(without) / len(without)))
     return out
 
 
-def mei(scores: Mapping[str, float], modalities: Sequence[str]) -> float | None:
+def mei(scores: Mapping[str, float], modalities: Sequence[str], lower_is_better: bool = False) -> float | None:
     """Modality Equity Index from test scores by condition (only the modality subsets are read)."""
     subsets = {k: float(v) for k, v in scores.items() if k and set(k.split("+")) <= set(modalities)}
-    c = contributions(subsets, modalities)
+    c = contributions(subsets, modalities, lower_is_better)
     return None if c is None else equity([c[m] for m in modalities])
 
 
@@ -94,6 +97,7 @@ def diagnostics(
 ) -> dict[str, object]:
     """``eval.json``'s ``diagnostics``: MEI per test metric, MLI, and the training rows per pattern
     (the masks the run trained on: the fixed ones, or the last epoch's under ``policy: resample``)."""
+    from mmcore.metrics import METRICS_DIRECTION
     from mmcore.report.sources import read_metrics
 
     names = sorted({k for row in test.values() for k in row})
@@ -101,7 +105,7 @@ def diagnostics(
     metrics = read_metrics(metrics_path)
     norms = {m: metrics.series(f"grad_norm.{m}")[1] for m in modalities}
     return {
-        "mei": {n: mei(s, modalities) for n, s in scores.items()},
+        "mei": {n: mei(s, modalities, METRICS_DIRECTION.get(n) == "min") for n, s in scores.items()},
         "mli": mli(norms, modalities),
         "train_patterns": pattern_counts(masks, modalities) if masks is not None else None,
     }

@@ -168,7 +168,8 @@ def read_oracle(run_dir: Path | str) -> dict[str, Any] | None:
 
 
 def gap_rows(results: dict[str, dict[str, float]], oracle: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Per condition: the ceiling and the model's gap to it, for every metric both have."""
+    """Per condition: the ceiling (and its standard error, if Monte Carlo) and the model's gap to
+    it, for every metric both have."""
     rows: dict[str, dict[str, float]] = {}
     for condition, ceiling in oracle.items():
         model = results.get(condition, {})
@@ -176,5 +177,7 @@ def gap_rows(results: dict[str, dict[str, float]], oracle: dict[str, dict[str, f
         for metric, best in ceiling.items():
             if metric in model:
                 rows[condition][f"{metric}_ceiling"] = best
+                if f"{metric}_se" in ceiling:  # a Monte Carlo ceiling's standard error
+                    rows[condition][f"{metric}_ceiling_se"] = ceiling[f"{metric}_se"]
                 rows[condition][f"{metric}_gap"] = best - model[metric] if metric != "mse" else model[metric] - best
     return rows

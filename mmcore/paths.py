@@ -12,6 +12,7 @@ read-only mounts in containers, an actual create never lies.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -93,13 +94,25 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _probe_writable(folder: Path, target: Path, what: str) -> None:
-    """Create and remove a probe file in ``folder``; a one-line error naming ``target`` if that fails."""
+_WHY = {  # errno -> the plain reason a test file could not be created
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.ENOENT: "this file system does not allow new files",  # /proc, /sys: the folder exists
+}
+
+
+def _probe_writable(folder: Path, target: str, what: str) -> None:
+    """Create and remove a probe file in ``folder``; a one-line error naming ``target`` (what the
+    command would write), the folder tested and the reason in words if that fails."""
     probe = folder / f".mmcore-write-probe-{os.getpid()}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise PathError(f"{what}: cannot write {target}: {folder} is not writable ({exc.strerror or exc})") from exc
+        reason = _WHY.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+        raise PathError(f"{what}: cannot write {target}: a test file could not be created in {folder} ({reason})") from exc
     os.close(fd)
     try:
         os.unlink(probe)
@@ -107,16 +120,18 @@ def _probe_writable(folder: Path, target: Path, what: str) -> None:
         pass
 
 
-def check_output_dir(path: Path, what: str) -> Path:
-    """A folder that a command will create (parents included) or write into, checked up front."""
+def check_output_dir(path: Path, what: str, target: str | None = None) -> Path:
+    """A folder that a command will create (parents included) or write into, checked up front.
+    ``target`` names what will be written there in the message (default: into the folder)."""
     path = Path(path)
+    target = target or f"into {path}"
     st = _stat(path, what)
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise PathError(f"{what}: {path} is {_kind(st.st_mode)}; expected a folder (or a path to create)")
     base = _nearest_existing(path)
     if not base.is_dir():
         raise PathError(f"{what}: cannot create {path}: {base} is {_kind(os.stat(base).st_mode)}, not a folder")
-    _probe_writable(base, path, what)
+    _probe_writable(base, target, what)
     return path
 
 
@@ -128,5 +143,5 @@ def check_output_file(path: Path, what: str) -> Path:
         raise PathError(f"{what}: {path} is {_kind(st.st_mode)}; expected a file to write")
     if st is not None and not os.access(path, os.W_OK):
         raise PathError(f"{what}: cannot write {path}: permission denied")
-    check_output_dir(path.parent if str(path.parent) else Path("."), what)
+    check_output_dir(path.parent if str(path.parent) else Path("."), what, str(path))
     return path

@@ -28,9 +28,10 @@ from typing import Any, Callable, Iterator
 
 from mmcore.components import INJECTED, KIND, KINDS
 from mmcore.errors import MMCoreError, RegistryError
+from mmcore.options.checks import check_value
+from mmcore.options.hints import REQUIRED  # noqa: F401  (re-exported: an option without a default)
 from mmcore.text import did_you_mean  # noqa: F401  (re-exported: plugins import it from here)
 
-REQUIRED = inspect.Parameter.empty  # marks an option without a default
 _SECTION = re.compile(r"^(\s*)(Args|Arguments|Options|Parameters):\s*$")
 _ENTRY = re.compile(r"^(\s*)(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
@@ -87,8 +88,6 @@ class Component:
         or a resumed run cannot bypass the signature), and the result must be of the kind's
         type; failures are one-line ``MMCoreError``s naming the plugin and the component.
         """
-        from mmcore.recipe.checks import check_value  # checks imports this module
-
         known = {o.name: o for o in self.options()}
         problems = [p for k, v in options.items() if k in known for p in check_value(v, known[k].annotation, k)]
         if problems:

@@ -47,8 +47,8 @@ def test_eval_equals_the_numbers_written_at_the_end_of_training(copy: Path) -> N
     for split in ("test", "val"):
         result = evaluate_run(copy, split=split)
         assert same(result.results, trained(copy, split))
-        pooled = json.loads((copy / "eval.json").read_text()).get("pooled", {}).get(split)
-        assert pooled is None or result.pooled == pytest.approx(pooled, abs=1e-12)
+        pooled = json.loads((copy / "eval.json").read_text())["pooled"][split]  # a trained run always has it
+        assert pooled and result.pooled == pytest.approx(pooled, abs=1e-12)
         assert result.out_dir == copy / "evals" / f"best-{split}"
         written = json.loads((result.out_dir / "eval.json").read_text())
         assert written["results"][split] == result.results

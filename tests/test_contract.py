@@ -261,9 +261,40 @@ class DirtyPadding(Synthetic):
         return data
 
 
+LATENT_OPTIONS = {"samples": 60, "classes": 3, "dim": 4, "tau": 1.0}
+
+
+class OracleMissingRows(Synthetic):
+    contract_options = LATENT_OPTIONS
+
+    def oracle(self, split: Any, masks: dict) -> Any:
+        return {"full": {"accuracy": 0.9}}
+
+
+class OracleOutOfRange(Synthetic):
+    contract_options = LATENT_OPTIONS
+
+    def oracle(self, split: Any, masks: dict) -> Any:
+        return {name: {"accuracy": 1.5} for name in masks}
+
+
+class OracleInverted(Synthetic):
+    contract_options = LATENT_OPTIONS
+
+    def oracle(self, split: Any, masks: dict) -> Any:
+        table = super().oracle(split, masks)
+        return {"full": table["first"], "first": table["full"]}
+
+
 @pytest.mark.parametrize(
     "factory,message",
-    [(DuplicateIds, "ids are not unique"), (DirtyPadding, "is not zero past its lengths")],
+    [
+        (DuplicateIds, "ids are not unique"),
+        (DirtyPadding, "is not zero past its lengths"),
+        (OracleMissingRows, "one row per condition given"),
+        (OracleOutOfRange, "accuracy = 1.5 is out of range"),
+        (OracleInverted, "ceiling with every modality is worse"),
+    ],
 )
 def test_check_dataset_rejects(factory: Any, message: str) -> None:
     with pytest.raises(AssertionError, match=message):

@@ -94,7 +94,7 @@ def test_dataset_dependent_problems_are_all_reported(registry, tmp_path):
         "r.yaml: model.encoders.audio: not a modality of this dataset; available: v0, v1, v2, default",
         "r.yaml: model.encoders: no encoder for modality 'v0' and no 'default'",
         "r.yaml: model.encoders: no encoder for modality 'v2' and no 'default'",
-        "r.yaml: missing.train: missing rate for unknown modality 'vx'; available: v0, v1, v2",
+        "r.yaml: missing.train.rates.vx: not a modality of this dataset; available: v0, v1, v2",
         "r.yaml: missing.eval.conditions[0]: unknown modality 'v9'; available: v0, v1, v2 "
         "(or 'all' / 'full' for the whole list)",
         "r.yaml: train.select: 'mae' is not a classification metric; available: accuracy, balanced_accuracy, "

@@ -116,3 +116,16 @@ def test_eval_curve_over_frame_rates(make_recipe) -> None:
     vectors = run(make_recipe("train.epochs=1", "train.max_steps=1"), show_progress=False)
     with pytest.raises(MMCoreError, match="no modality of this dataset is a sequence"):
         evaluate_run(vectors.run_dir, curve=True, over="frames", rates=[0.0, 0.5], checkpoint="last")
+
+
+def test_the_ceiling_is_given_the_kept_frames() -> None:
+    """With frames dropped at evaluation the latent oracle counts only the kept frames: a lower ceiling."""
+    from mmcore.builtins.synthetic import Synthetic
+    from mmcore.frames import kept_lengths
+
+    data = Synthetic(modalities=2, samples=300, sequence=True, max_len=10, dim=6, classes=3, tau=1.0)
+    test, specs = data.split("test"), list(data.modalities)
+    full = {"all": torch.ones(len(test), 2, dtype=torch.bool)}
+    kept = kept_lengths(test, specs, FrameSpec(eval_rate=0.6, segment=2), 0, False)
+    assert bool((kept.lengths["m0"] <= test.lengths["m0"]).all()) and bool((kept.lengths["m0"] < test.lengths["m0"]).any())
+    assert data.oracle(kept, full)["all"]["accuracy"] < data.oracle(test, full)["all"]["accuracy"]

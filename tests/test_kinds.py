@@ -12,7 +12,7 @@ from mmcore import hookspecs
 from mmcore.components import INJECTED, KIND_TABLE, KINDS, Logger
 from mmcore.plugins import REGISTER_HOOKS, load_plugins
 from mmcore.recipe import schema
-from mmcore.recipe.hints import NodeOf
+from mmcore.options.hints import NodeOf
 from mmcore.registry import Registry
 from mmcore.testing import CHECKS, check_logger
 

@@ -26,6 +26,19 @@ def test_mei_by_hand() -> None:
     assert mei({"a+b": 0.9}, ["a", "b"]) is None  # no condition lacks a modality
 
 
+def test_mei_of_an_error_metric_by_hand() -> None:
+    # MAE: a: with (0.2, 0.1) mean 0.15, without (0.5) -> drop 0.35; b: with (0.5, 0.1) 0.3,
+    # without 0.2 -> −0.1, clamped to 0.
+    mae = {"a": 0.2, "b": 0.5, "a+b": 0.1}
+    assert contributions(mae, ["a", "b"], lower_is_better=True) == pytest.approx({"a": 0.35, "b": 0.0})
+    assert mei(mae, ["a", "b"], lower_is_better=True) == pytest.approx(0.0)
+    # a: with (0.3, 0.1) 0.2, without 0.4 -> 0.2; b: with (0.4, 0.1) 0.25, without 0.3 -> 0.05;
+    # Σ_ij |c_i − c_j| = 0.3, G = 0.3 / (2·2·0.25) = 0.3, equity = 1 − 0.3·2 = 0.4
+    assert mei({"a": 0.3, "b": 0.4, "a+b": 0.1}, ["a", "b"], lower_is_better=True) == pytest.approx(0.4)
+    # read as a score instead, the credit goes the wrong way: c = [0, 0.1], all of it to b, which hurts
+    assert contributions(mae, ["a", "b"]) == pytest.approx({"a": 0.0, "b": 0.1})
+
+
 def test_mli_by_hand() -> None:
     assert mli({"a": [1.0, 3.0], "b": [6.0, 6.0]}, ["a", "b"]) == pytest.approx(0.5)  # means 2 and 6
     assert mli({"a": [1.0]}, ["a", "b"]) is None

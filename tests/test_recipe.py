@@ -281,8 +281,9 @@ def test_missing_section_shapes(registry: Registry) -> None:
         "train": {"rates": {"a": 0.2}, "sample_rate": 0.5, "policy": "fixed"},
         "eval": {"conditions": []},
     }
-    assert raises(validate_recipe, tree, registry, "m.yaml") == [
-        "m.yaml: missing.eval.conditions: expected list[str | list[str] | mapping] (non-empty), got list []"
+    assert raises(validate_recipe, tree, registry, "m.yaml") == [  # both, in one pass
+        "m.yaml: missing.eval.conditions: expected list[str | list[str] | mapping] (non-empty), got list []",
+        "m.yaml: missing.train: give per-modality 'rates' or one 'sample_rate', not both; expected one of them",
     ]
     tree["missing"]["eval"] = {"conditions": "all"}
     assert raises(validate_recipe, tree, registry, "m.yaml") == [

@@ -55,8 +55,13 @@ def test_convert_mmsa_refuses_a_fifo(fifo, tmp_path):
 
 
 def test_unwritable_outputs_are_refused_up_front(tmp_path):
-    with pytest.raises(PathError, match="cannot write"):
+    with pytest.raises(PathError) as proc:
         check_output_file(Path("/proc/o.csv"), "--out")
+    # the file named, the folder tested and why in words; no errno text that contradicts it
+    assert str(proc.value) == ("--out: cannot write /proc/o.csv: a test file could not be created in /proc "
+                               "(this file system does not allow new files)")
+    with pytest.raises(PathError, match=r"cannot write into /proc/x/runs: a test file could not be created in /proc \("):
+        check_output_dir(Path("/proc/x/runs"), "output")
     (tmp_path / "d").mkdir()
     with pytest.raises(PathError, match="a folder"):
         check_output_file(tmp_path / "d", "--out")

@@ -344,3 +344,11 @@ def test_report_fits_common_widths_in_a_real_browser(tmp_path: Path, kind: str, 
     image = PIL.open(shot).convert("L")
     assert image.size == (width, 3000)
     assert sum(image.histogram()[:128]) > 1000  # dark pixels: text and figures, not a blank page
+
+
+def test_a_run_shorter_than_the_curve_says_so(tmp_path: Path) -> None:
+    run = fake_run(tmp_path)
+    lines = [{"step": s, "epoch": 1, "loss": 1.0 / s, "task_loss": 0.5 / s} for s in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    text = build_report(run, tmp_path / "r.html")[0].read_text()
+    assert "The run had 3 optimisation steps, every one logged" in text and "smaller train.log_every" not in text

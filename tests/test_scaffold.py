@@ -36,6 +36,25 @@ def test_every_template_component_passes_the_contract(kind, tmp_path, monkeypatc
         run_contract(registry, case_kind, case_name)
 
 
+def test_one_plugin_with_two_kinds_registers_both_and_its_recipe_validates(tmp_path, monkeypatch):
+    from mmcore.recipe import load_recipe
+
+    result = runner.invoke(app, ["new", "plugin", "duo", "--kinds", "balancer,imputer", "--dir", str(tmp_path / "duo")])
+    assert result.exit_code == 0, result.output
+    monkeypatch.syspath_prepend(str(tmp_path / "duo"))
+    module = importlib.import_module("mmcore_duo.plugin")
+    registry = load_plugins(extra={"duo": module}).registry
+    cases = contract_cases(registry, origin="duo")
+    assert sorted(cases) == [("balancer", "duo.flat"), ("imputer", "duo.mean_of_present")]
+    for case_kind, case_name in cases:
+        run_contract(registry, case_kind, case_name)
+    # the example recipe puts both in one model: the balancer weighs the unimodal heads' terms
+    resolved = load_recipe(tmp_path / "duo" / "recipes" / "duo.yaml", [], registry)
+    assert resolved["balancer"]["type"] == "duo.flat" and resolved["model"]["imputer"]["type"] == "duo.mean_of_present"
+    bad = runner.invoke(app, ["new", "plugin", "x", "--kinds", "balancer,logger", "--dir", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "expected one or more of balancer, imputer, encoder, fusion" in bad.output
+
+
 def test_refuses_a_bad_name_and_a_non_empty_folder(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
@@ -47,7 +66,7 @@ def test_refuses_a_bad_name_and_a_non_empty_folder(tmp_path):
 def test_pip_install_e_then_its_tests_pass(tmp_path):
     """Exactly what the README of the package says: install it editable, run pytest in it."""
     pkg = tmp_path / "mmcore-demo"
-    assert runner.invoke(app, ["new", "plugin", "demo", "--kind", "imputer", "--dir", str(pkg)]).exit_code == 0
+    assert runner.invoke(app, ["new", "plugin", "demo", "--kinds", "imputer,fusion", "--dir", str(pkg)]).exit_code == 0
     # A fresh environment that sees this one's packages (torch, mmcore) but installs into its own.
     env_dir = tmp_path / "env"
     venv.create(env_dir, with_pip=False)
@@ -61,8 +80,9 @@ def test_pip_install_e_then_its_tests_pass(tmp_path):
     assert done.returncode == 0, done.stderr
     listed = subprocess.run([python, "-m", "mmcore.cli", "plugins", "--json"], capture_output=True, text=True, env=env, cwd=tmp_path)
     demo = {p["name"]: p for p in json.loads(listed.stdout)}["demo"]
-    assert demo["error"] is None and demo["components"] == [{"kind": "imputer", "name": "demo.mean_of_present"}]
+    assert demo["error"] is None and demo["components"] == [
+        {"kind": "imputer", "name": "demo.mean_of_present"}, {"kind": "fusion", "name": "demo.masked_mean"}]
     tests = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], capture_output=True, text=True, env=env, cwd=pkg)
     assert tests.returncode == 0, tests.stdout[-3000:]
-    assert "2 passed" in tests.stdout
+    assert "4 passed" in tests.stdout  # two contract cases, two short runs
     assert sys.executable != str(python)

@@ -104,7 +104,9 @@ def test_families_interactions_and_condition_tables(tmp_path):
         v = 0.5 + 0.03 * run.seed + bump
         table = {"average": {"macro_f1": v}, "m0": {"macro_f1": v - 0.1}, "m1": {"macro_f1": v - 0.2}, "m0+m1": {"macro_f1": v + 0.3}}
         run.run_dir.mkdir(parents=True)
-        (run.run_dir / "eval.json").write_text(json.dumps({"results": {"test": table, "val": table}}))
+        ceiling = {c: {"macro_f1": 0.95} for c in table}  # the data's Bayes ceiling (mmcore.oracle)
+        oracle = {"method": "test", "results": {"test": ceiling, "val": ceiling}}
+        (run.run_dir / "eval.json").write_text(json.dumps({"results": {"test": table, "val": table}, "oracle": oracle}))
     result = CliRunner().invoke(app, ["study", "report", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     md = (out / "study.md").read_text()
@@ -114,7 +116,8 @@ def test_families_interactions_and_condition_tables(tmp_path):
     assert "| (b − a) at hi − at lo | fixed | 5 | 0.0000 |" in md  # b − a does not depend on rates
     assert "| (b − a) at fixed − at resample | hi | 5 | 0.0000 |" in md
     assert "## test macro_f1 per condition at hi+fixed (mean over seeds)" in md
-    assert "| m0+m1 | 0.8600 | 0.8900 | 0.8800 |" in md  # 0.5 + 0.06 + 0.3 (+ 0.03 for b, + 0.02 for c)
+    assert "| m0+m1 | 0.8600 | 0.8900 | 0.8800 | 0.9500 |" in md  # 0.5 + 0.06 + 0.3 (+ 0.03 for b, + 0.02 for c); ceiling
+    assert "| condition | a | b | c | Bayes ceiling |" in md
 
 
 def test_regression_study_refuses_a_classification_balancer(tmp_path):

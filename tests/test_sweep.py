@@ -26,6 +26,8 @@ from mmcore.sweep.aggregate import mean_std, read_csv
 from mmcore.sweep.grid import Axis, expand, parse_axes, parse_axis, parse_seeds, parsed_values, slug, split_top_level
 from mmcore.sweep.runner import plan_runs, prepare, run_paths, run_state
 
+from process_helpers import processes_mentioning
+
 runner = CliRunner()
 
 RECIPE = """\
@@ -382,17 +384,5 @@ def test_sigterm_to_a_background_sweep_stops_its_workers(recipe: Path, tmp_path:
     assert len(list(out.glob("points/*/seed*/metrics.jsonl"))) == 2, "the workers never started"
     sweep.send_signal(signal.SIGTERM)
     assert sweep.wait(timeout=60) == 130
-    assert _processes_mentioning(str(out)) == []
+    assert processes_mentioning(str(out)) == []
     assert "interrupted" in (out / "sweep.log").read_text()
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    """Pids whose command line contains ``text`` (Linux /proc; elsewhere nothing is checked)."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if text.encode() in (entry / "cmdline").read_bytes():
-                found.append(entry.name)
-        except OSError:  # the process ended while we looked
-            continue
-    return found

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Screenshots of `mmcore report` at 63 conditions (six modalities, every non-empty subset), taken
 # with headless Chromium at two common widths, to look at the page as a reader does.
-# Usage: docs/report_example/screenshot.sh [OUT_DIR]   (needs chromium: apt-get install -y chromium)
+# Usage: docs/report_example/screenshot.sh [OUT_DIR] [RUN_DIR]   (needs chromium: apt-get install -y chromium)
+# With RUN_DIR, the report of that run is taken instead of training a new one.
 set -euo pipefail
 out="${1:-docs/report_example}"
 work="$(mktemp -d)"
 mkdir -p "$out"
-mmcore run recipes/quickstart.yaml dataset='{type: mmcore.synthetic, modalities: 6, samples: 600, dim: 8}' \
-  'missing.train.rates={m0: 0.1, m1: 0.1, m2: 0.5, m3: 0.7, m4: 0.3, m5: 0.3}' \
-  train.epochs=2 device=cpu output="$work" --no-progress >/dev/null
-run="$(ls -d "$work"/*/* | head -1)"
+run="${2:-}"
+if [ -z "$run" ]; then
+  mmcore run recipes/quickstart.yaml dataset='{type: mmcore.synthetic, modalities: 6, samples: 600, dim: 8}' \
+    'missing.train.rates={m0: 0.1, m1: 0.1, m2: 0.5, m3: 0.7, m4: 0.3, m5: 0.3}' \
+    train.epochs=2 device=cpu output="$work" --no-progress >/dev/null
+  run="$(ls -d "$work"/*/* | head -1)"
+fi
 mmcore report "$run" -o "$work/report.html" >/dev/null
+cp "$work/report.html" "$out/quickstart.html"
 height=16000  # the whole page: 63 conditions make a long one
 for width in 1280 800; do
   chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size="$width,$height" \

@@ -51,7 +51,7 @@ def eval_command(
                           curve=curve, rates=_floats(rates, "--rates"), draws=draws, min_present=min_present, over=over)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    console.print(results_table(f"{split} metrics per availability condition", result.results))
+    console.print(results_table(f"{split} metrics per availability condition", result.results, oracle=result.oracle))
     if result.curve is not None:
         _print_curve(result.curve)
     console.print(f"written: {result.out_dir}", highlight=False, soft_wrap=True)

@@ -33,6 +33,8 @@ from mmcore.after.runs import OpenRun, open_run
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.evaluate import POOLED
 from mmcore.errors import MMCoreError
+from mmcore.frames import ceiling_split
+from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.report.robustness import CURVE_FILE, summarize
 
 SPLITS = ("test", "val")
@@ -48,6 +50,7 @@ class EvalResult:
     curve: dict[str, Any] | None
     notes: list[str]
     pooled: dict[str, float] | None = None  # every condition's predictions scored together (engine's POOLED row)
+    oracle: dict[str, dict[str, float]] | None = None  # the Bayes ceiling per condition, where the data has one
 
 
 def default_label(overrides: list[str], split: str, checkpoint: str, curve: bool) -> str:
@@ -102,6 +105,7 @@ def evaluate_run(
         out = Path(run_dir) / "evals" / label
         out.mkdir(parents=True, exist_ok=True)
         _write(run, out, split, table, overrides, conditions)  # eval.json keeps the pooled row apart, as training's does
+        ceiling = _oracle(run, conditions, split, out)
         write_model_card(Path(run_dir))  # lists this evaluation
         results = {c: row for c, row in table.items() if c != POOLED}
         pooled = getattr(table, "pooled", None)  # engine's score() carries it as .pooled, not as a row
@@ -114,7 +118,20 @@ def evaluate_run(
             curve_data = summarize_curve(plan, points, run.session.names, split, draws, min_present)
             curve_data["select"] = run.session.select[1]  # the metric the run was selected by
             (out / CURVE_FILE).write_text(json.dumps(curve_data, indent=1))
-    return EvalResult(out, results, curve_data, notes, pooled)
+    return EvalResult(out, results, curve_data, notes, pooled, ceiling)
+
+
+def _oracle(run: OpenRun, conditions: list[Condition], split: str, out: Path) -> dict[str, dict[str, float]] | None:
+    """The data's Bayes ceiling under this protocol's conditions (given the kept frames where
+    evaluation frames are dropped), written beside the results (``mmcore.oracle``); None where
+    the dataset has none."""
+    from mmcore.engine.evaluate import condition_mask_table
+
+    s = run.session
+    masks = condition_mask_table(conditions, s.splits[split], len(s.names))
+    entry = oracle_entry(s.dataset, {split: ceiling_split(s, split)}, {split: masks})
+    write_oracle(out, entry)
+    return None if entry is None else entry["results"][split]
 
 
 @contextmanager
@@ -139,7 +156,7 @@ def _evaluate(run: OpenRun, conditions: list[Condition], split: str) -> dict[str
     s = run.session
     data = s.splits[split]
     masks = condition_mask_table(conditions, data, len(s.names))
-    batch = int(s.recipe["train"]["eval_batch_size"])
+    batch = s.plan.train.eval_batch_size
     return evaluate(s.model, data, masks, s.task, batch, s.runtime.autocast, s.runtime)
 
 

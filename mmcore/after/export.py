@@ -102,7 +102,7 @@ def export_run(run_dir: Path, fmt: str, *, checkpoint: str = "best") -> dict[str
         except Exception as exc:  # a tracer or exporter refusing an operator: name the components
             raise ExportError(f"export --format {fmt}: the run's components ({blamed}) cannot be exported: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-        expected = predict(model, split, {"c": present}, int(s.recipe["train"]["eval_batch_size"]), s.runtime.autocast)["c"].float()
+        expected = predict(model, split, {"c": present}, s.plan.train.eval_batch_size, s.runtime.autocast)["c"].float()
         try:
             got = _run_artifact(path, fmt, _inputs(split, names, check_rows, present, transform), names)
         except ExportError:

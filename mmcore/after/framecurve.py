@@ -32,7 +32,7 @@ def frame_curve_points(run: Any, split: str, rates: list[float], draws: int) -> 
         raise MMCoreError("--over frames: no modality of this dataset is a sequence; there are no frames to drop")
     base = frame_spec(s.recipe["missing"].get("frames"))
     full = parse_conditions("full", s.names)
-    batch = int(s.recipe["train"]["eval_batch_size"])
+    batch = s.plan.train.eval_batch_size
     clean = s.clean_split(split)
 
     def score(data: Any) -> dict[str, float]:

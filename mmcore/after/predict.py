@@ -179,7 +179,7 @@ def predict_file(run_dir: Path, input_path: Path, out: Path, *, absent: list[str
         notes.extend(run.warnings)
         data, present = read_input(input_path, s.specs, list(absent or []), split)
         data = to_model_inputs(data, present, run.transform, input_form, input_path, notes)
-        batch = int(s.recipe["train"]["eval_batch_size"])
+        batch = s.plan.train.eval_batch_size
         outputs = predict(s.model, data.to(s.runtime.device), {INPUT_CONDITION: present.to(s.runtime.device)},
                           batch, s.runtime.autocast)[INPUT_CONDITION].float().cpu()
         task = s.task

@@ -50,7 +50,10 @@ def register_balancers(register: Register) -> None:
 @hookimpl
 def register_loggers(register: Register) -> None:
     from mmcore.builtins.loggers import ConsoleLogger, JsonlLogger, TensorBoardLogger
+    from mmcore.builtins.trackers import MlflowLogger, WandbLogger
 
     register("mmcore.jsonl", JsonlLogger, description="metrics.jsonl, the run's record")
     register("mmcore.console", ConsoleLogger, description="the progress bar")
     register("mmcore.tensorboard", TensorBoardLogger, description="TensorBoard event files (extra 'tensorboard')")
+    register("mmcore.mlflow", MlflowLogger, description="an MLflow run, local SQLite store by default (extra 'mlflow')")
+    register("mmcore.wandb", WandbLogger, description="a Weights & Biases run, offline by default (extra 'wandb')")

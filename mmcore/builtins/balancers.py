@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmcore.components import Balancer
 from mmcore.errors import MMCoreError
-from mmcore.recipe.hints import Positive
+from mmcore.options.hints import Positive
 from mmcore.weighting import Norm, scale_weights
 
 

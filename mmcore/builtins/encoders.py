@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from mmcore.errors import MMCoreError
 from mmcore.fastdropout import fast_dropout
-from mmcore.recipe.hints import Fraction, PositiveInt
+from mmcore.options.hints import Fraction, PositiveInt
 from mmcore.nn import check_encoder_input, length_mask, masked_mean, mlp, sinusoidal_positions
 from mmcore.packing import Packing, pack, packed_mean, packing, unpack, use_packing
 from mmcore.types import ModalitySpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mmcore.errors import DataError
-from mmcore.recipe.hints import Fraction, PositiveInt
+from mmcore.options.hints import Fraction, PositiveInt
 from mmcore.nn import mlp
 from mmcore.types import ModalitySpec
 

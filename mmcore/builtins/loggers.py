@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmcore.components import Logger
+from mmcore.components import ContractSkip, Logger
 from mmcore.errors import MMCoreError
 
 RECORD = "metrics.jsonl"
@@ -24,6 +24,10 @@ class JsonlLogger(Logger):
     ``step`` lies past the checkpoint the run continues from is dropped (those steps are about
     to be trained again), and so is a torn last line left by a kill. Lines are flushed and
     fsynced as they are written.
+
+    Args:
+        filename: the record's file name inside the run directory (reports and sweeps read
+            ``metrics.jsonl``).
     """
 
     def __init__(self, filename: str = RECORD) -> None:
@@ -152,8 +156,6 @@ def _tensorboard_contract_options() -> dict[str, Any]:
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        from mmcore.testing import ContractSkip
-
         raise ContractSkip("mmcore.tensorboard needs the 'tensorboard' extra") from None
     return {}
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mmcore.recipe.hints import Fraction, PositiveInt
+from mmcore.options.hints import Fraction, PositiveInt
 from mmcore.nn import check_encoder_input, length_mask, masked_mean
 from mmcore.types import ModalitySpec
 

@@ -28,9 +28,10 @@ from torch import Tensor
 
 from mmcore.builtins.latent import LatentParams, check_latent, draw_latent, latent_params
 from mmcore.errors import DataError
+from mmcore.montecarlo import mc_bayes_accuracy
 from mmcore.oracle import frame_counts, per_sample
 from mmcore.nn import length_mask
-from mmcore.recipe.hints import AtLeast, NonNegative, Positive, PositiveInt
+from mmcore.options.hints import AtLeast, NonNegative, Positive, PositiveInt
 from mmcore.transform import InputTransform
 from mmcore.types import SPLITS, ModalitySpec, SplitData, TaskSpec
 
@@ -44,6 +45,7 @@ class Synthetic:
     contract_options = [
         {"modalities": 2, "classes": 3, "samples": 60, "dim": 4},
         {"modalities": 3, "classes": 2, "samples": 40, "dim": 3, "sequence": True, "max_len": 6},
+        {"modalities": 3, "classes": 3, "samples": 60, "dim": 4, "tau": 1.0},  # the latent test bed: checks oracle()
     ]
 
     def __init__(
@@ -70,7 +72,9 @@ class Synthetic:
         nuisance: NonNegative = 0.0,
         task: Literal["classification", "regression"] = "classification",
     ) -> None:
-        """Args:
+        """The generator's options (``mmcore components mmcore.synthetic`` lists them).
+
+        Args:
             modalities: number of modalities M.
             classes: number of classes.
             samples: samples over all splits.
@@ -121,7 +125,8 @@ class Synthetic:
         if self.latent is None:
             # one shared duration per sample, drawn only when asked, so independent draws stay as they were
             duration = torch.rand(samples, generator=gen) if lengths == "correlated" and sequence else None
-            features, lengths_of = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
+            features, lengths_of, self.centres = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
+            self.noise = float(noise)
         else:
             if lengths != "independent":
                 raise DataError("mmcore.synthetic: 'lengths: correlated' is not supported with the latent generator ('tau')")
@@ -178,13 +183,26 @@ class Synthetic:
             return specs, TaskSpec("regression")
         return specs, TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
 
-    oracle_method = "closed form (mmcore.oracle): Bayes accuracy / MSE per sample given its pattern and lengths, averaged"
+    MC_DRAWS = 64  # Monte Carlo draws per row for the plain generator's ceiling
+
+    @property
+    def oracle_method(self) -> str:
+        if self.latent is None:
+            return (f"Monte Carlo (mmcore.montecarlo): the Bayes rule scored on {self.MC_DRAWS} fresh draws per row "
+                    "given its pattern and lengths; accuracy_se is its standard error")
+        return "closed form (mmcore.oracle): Bayes accuracy / MSE per sample given its pattern and lengths, averaged"
 
     def oracle(self, split: SplitData, masks: dict[str, Tensor]) -> dict[str, dict[str, float]] | None:
         """The Bayes ceiling per condition (``accuracy``, or ``mse`` for regression) on this split
-        under these masks; None for the plain generator, whose ceiling has no closed form here."""
+        under these masks: closed form for the latent generator, Monte Carlo (with
+        ``accuracy_se``) for the plain one, whose class means are a random draw."""
         if self.latent is None:
-            return None
+            frames = frame_counts(split, [s.name for s in self.modalities])
+            out = {}
+            for name, mask in masks.items():
+                p, se = mc_bayes_accuracy(self.centres, self.noise, split.target, mask.cpu(), frames, self.MC_DRAWS)
+                out[name] = {"accuracy": p, "accuracy_se": se}
+            return out
         frames = frame_counts(split, [s.name for s in self.modalities])
         metric = "mse" if self.latent.regression else "accuracy"
         return {name: {metric: float(per_sample(self.latent, mask.cpu(), frames).mean())} for name, mask in masks.items()}
@@ -275,17 +293,20 @@ def _draw_features(
     noise: float,
     gen: torch.Generator,
     duration: Tensor | None = None,
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Features (and lengths for sequences) for every sample, one modality at a time.
+) -> tuple[dict[str, Tensor], dict[str, Tensor], list[Tensor]]:
+    """Features (and lengths for sequences) for every sample, one modality at a time, and each
+    modality's scaled class means ``[C, D]`` (the Monte Carlo ceiling needs them).
 
     ``duration [N]`` in [0, 1), when given, sets every modality's length to the same quantile of
     its range instead of an independent draw."""
     n = target.shape[0]
     features: dict[str, Tensor] = {}
     lengths: dict[str, Tensor] = {}
+    centres: list[Tensor] = []
     for m, spec in enumerate(specs):
         means = torch.randn(classes, spec.dim, generator=gen)
         means = means / means.norm(dim=1, keepdim=True).clamp(min=1e-12)  # unit vectors
+        centres.append(strengths[m] * means)
         centre = strengths[m] * means[target]  # [N, D]
         if not spec.sequence:
             features[spec.name] = centre + noise * torch.randn(n, spec.dim, generator=gen)
@@ -299,4 +320,4 @@ def _draw_features(
         valid = length_mask(length, max_len).unsqueeze(-1)
         features[spec.name] = torch.where(valid, frames, 0.0)  # the class signal lives in valid frames only
         lengths[spec.name] = length
-    return features, lengths
+    return features, lengths, centres

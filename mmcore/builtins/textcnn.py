@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcore.recipe.hints import Fraction, NonEmpty, PositiveInt
+from mmcore.options.hints import Fraction, NonEmpty, PositiveInt
 from mmcore.nn import check_encoder_input, length_mask
 from mmcore.types import ModalitySpec
 

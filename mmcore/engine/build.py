@@ -14,9 +14,9 @@ from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.model import MultimodalModel, unimodal_heads
 from mmcore.engine.sizes import checked_build, record
 from mmcore.errors import MMCoreError, RecipeError
-from mmcore.missing import MissingSpec, marginal_rates
+from mmcore.missing import SPEC_KEYS, MissingSpec, marginal_rates
+from mmcore.recipe.crosschecks import encoder_problems, train_missing_problems
 from mmcore.registry import Registry
-from mmcore.text import did_you_mean
 from mmcore.types import Dataset, ModalitySpec, TaskSpec
 
 
@@ -25,10 +25,8 @@ def build_component(registry: Registry, kind: str, node: dict[str, Any], path: s
     component = registry.get(kind, node["type"])
     options = {k: v for k, v in node.items() if k != "type"}
     try:
-        return component.build(injected, options)
-    except MMCoreError:
-        raise
-    except Exception as exc:  # a factory rejecting its options: say where, not a traceback
+        return component.build(injected, options)  # its own failures are one line naming the plugin
+    except (TypeError, ValueError) as exc:  # a callable without a signature, say: where, not a traceback
         raise MMCoreError(f"{path}: building {kind} '{node['type']}' failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -37,15 +35,6 @@ def build_dataset(recipe: dict[str, Any], registry: Registry) -> Dataset:
     if not getattr(dataset, "modalities", None) or not isinstance(getattr(dataset, "task", None), TaskSpec):
         raise MMCoreError(f"dataset '{recipe['dataset']['type']}' did not return modalities and a TaskSpec")
     return dataset
-
-
-def _check_modality_keys(keys: list[str], modalities: list[str], path: str, extra: tuple[str, ...] = ()) -> list[str]:
-    allowed = list(modalities) + list(extra)
-    return [
-        f"{path}.{k}: not a modality of this dataset;{did_you_mean(k, allowed)} available: {', '.join(allowed)}"
-        for k in keys
-        if k not in allowed
-    ]
 
 
 def build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
@@ -57,12 +46,10 @@ def build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpe
 
 def _build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
     model_cfg = recipe["model"]
-    dim = int(model_cfg["dim"])
+    dim = model_cfg["dim"]
     names = [s.name for s in specs]
     enc_cfg: dict[str, Any] = model_cfg["encoders"]
-    problems = _check_modality_keys(list(enc_cfg), names, "model.encoders", extra=("default",))
-    lacking = [m for m in names if m not in enc_cfg and "default" not in enc_cfg]
-    problems += [f"model.encoders: no encoder for modality '{m}' and no 'default'" for m in lacking]
+    problems = encoder_problems(enc_cfg, names)  # validation's check, against the loaded modalities
     if problems:
         raise RecipeError(problems)
     encoders = {
@@ -78,7 +65,7 @@ def _build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSp
     heads_cfg = model_cfg.get("unimodal_heads")
     heads: nn.ModuleDict | None = None
     if heads_cfg:
-        heads = unimodal_heads(names, dim, task.out_dim, list(heads_cfg["layers"]), float(heads_cfg["dropout"]))
+        heads = unimodal_heads(names, dim, task.out_dim, list(heads_cfg["layers"]), heads_cfg["dropout"])
     if model_cfg.get("init", "default") == "kaiming_normal":
         # the imputer is left alone: it owns its init (redcore.vib already uses this one, and its
         # zero-initialised residual branches are a documented choice this must not undo)
@@ -140,19 +127,13 @@ def kaiming_normal_init(module: nn.Module) -> None:
 
 
 def train_missing_spec(recipe: dict[str, Any], modalities: list[str]) -> MissingSpec:
+    """``missing.train`` as a ``MissingSpec``, checked against the loaded modalities by the check
+    validation makes against the described ones (``train_missing_problems``)."""
     cfg = recipe["missing"]["train"]
-    problems = _check_modality_keys(list(cfg.get("rates") or {}), modalities, "missing.train.rates")
+    problems = train_missing_problems(cfg, modalities)
     if problems:
         raise RecipeError(problems)
-    return MissingSpec(
-        rates=dict(cfg.get("rates") or {}),
-        sample_rate=cfg.get("sample_rate"),
-        policy=cfg.get("policy", "fixed"),
-        min_present=int(cfg.get("min_present", 1)),
-        mechanism=cfg.get("mechanism", "mcar"),
-        depends_on=cfg.get("depends_on"),
-        strength=cfg.get("strength", 2.0),
-    )
+    return MissingSpec(**{k: dict(cfg[k]) if k == "rates" else cfg[k] for k in SPEC_KEYS})
 
 
 def eval_conditions(recipe: dict[str, Any], modalities: list[str]) -> list[Condition]:
@@ -171,9 +152,7 @@ def build_loggers(recipe: dict[str, Any], registry: Registry, show_progress: boo
     for i, node in enumerate(nodes):
         if not show_progress and node["type"] in PROGRESS_LOGGERS:
             continue
-        logger = build_component(registry, "logger", node, f"logging[{i}]")
-        if not isinstance(logger, Logger):
-            raise MMCoreError(f"logging[{i}]: logger '{node['type']}' is not a mmcore.Logger")
+        logger = build_component(registry, "logger", node, f"logging[{i}]")  # a Logger: Component.build checks
         if console is not None and hasattr(logger, "use_console"):
             logger.use_console(console)
         out.append(logger)
@@ -185,6 +164,4 @@ def build_balancer(recipe: dict[str, Any], modalities: list[str], spec: MissingS
     balancer = build_component(
         registry, "balancer", recipe["balancer"], "balancer", modalities=list(modalities), missing_rates=rates
     )
-    if not isinstance(balancer, Balancer):
-        raise MMCoreError(f"balancer '{recipe['balancer']['type']}' is not a mmcore.Balancer")
     return balancer

@@ -17,6 +17,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
 
 from mmcore.errors import RecipeError
 
@@ -32,6 +35,17 @@ def under_torchrun() -> bool:
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def quiet_other_ranks() -> None:
+    """In a rank other than 0 started by ``mmcore run --nproc``: ignore Python warnings and
+    torch's C++ warnings, which every rank would otherwise print once each (N copies of the same
+    deprecation notice). Rank 0 still shows them, and errors travel as before (the rank files
+    ``launch_local`` collects). Runs at ``import mmcore``, before torch is imported, because
+    torch reads ``TORCH_CPP_LOG_LEVEL`` once at import."""
+    if os.environ.get(RANK_ERRORS_ENV) and not is_main_process():
+        warnings.simplefilter("ignore")
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
 
 
 def launch_local(nproc: int, argv: list[str]) -> int:
@@ -94,6 +108,39 @@ def check_resume_overrides(overrides: list[str]) -> None:
                        f"allowed: {', '.join(RESUMABLE_KEYS)}")
     if bad:
         raise RecipeError(bad)
+
+
+def edited_keys(started: Any, now: Any, path: str = "") -> list[str]:
+    """Dotted keys whose values differ between two recipes, ``RESUMABLE_KEYS`` left out."""
+    if any(path == k or path.startswith(k + ".") for k in RESUMABLE_KEYS):
+        return []
+    if isinstance(started, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for key in [*started, *(k for k in now if k not in started)]:
+            out += edited_keys(started.get(key, _ABSENT), now.get(key, _ABSENT), f"{path}.{key}" if path else str(key))
+        return out
+    return [] if started == now else [path or "(the whole recipe)"]
+
+
+_ABSENT = object()
+
+
+def check_unedited(run_dir: Path, started: dict[str, Any] | None) -> None:
+    """``recipe.yaml`` as the run started (``started``, from ``manifest.json``), but for the keys a
+    resume may change: an edited recipe would continue the steps with other settings than the
+    checkpoint's, which is not the run it claims to be. Runs from before the manifest held the
+    recipe (``started`` None) are not checked."""
+    from mmcore.recipe import load_yaml
+
+    if started is None:
+        return
+    keys = edited_keys(started, load_yaml(run_dir / "recipe.yaml"))
+    if keys:
+        raise RecipeError([
+            f"{run_dir / 'recipe.yaml'}: edited after the run started ({', '.join(keys)} differ from manifest.json's "
+            f"recipe); expected the recipe the run started with (a resume may change only {', '.join(RESUMABLE_KEYS)}): "
+            "restore it, or start a new run with `mmcore run`"
+        ])
 
 
 def agent(torchrun_args: list[str]) -> int:

@@ -60,14 +60,24 @@ class Reporter:
         self.progress.update(self.task, info="  ".join(x for x in (self._loss, self._val) if x))
 
 
-def results_table(title: str, table: dict[str, dict[str, float]], metrics: list[str] | None = None) -> Table:
-    """Conditions as rows, metrics as columns; the average row last and in bold."""
+def results_table(
+    title: str, table: dict[str, dict[str, float]], metrics: list[str] | None = None,
+    oracle: dict[str, dict[str, float]] | None = None,
+) -> Table:
+    """Conditions as rows, metrics as columns; the average row last and in bold. With ``oracle``
+    (a Bayes ceiling per condition, ``mmcore.oracle``), each ceiling metric adds its ceiling and
+    the model's gap to it, so no result is read without the best any model could score."""
+    from mmcore.oracle import gap_rows
+
     metrics = metrics or list(next(iter(table.values())))
+    gaps = gap_rows(table, oracle) if oracle else {}
+    extra = [k for k in dict.fromkeys(k for row in gaps.values() for k in row)]
     out = Table(title=title)
     out.add_column("condition", overflow="fold")  # never cut a condition name
-    for m in metrics:
-        out.add_column(m, justify="right")
+    for m in [*metrics, *extra]:
+        out.add_column(m.replace("_", " ") if m in extra else m, justify="right")
     for condition, row in table.items():
         style = "bold" if condition == AVERAGE else None
-        out.add_row(condition, *[f"{row[m]:.4f}" for m in metrics], style=style)
+        more = [f"{gaps[condition][k]:.4f}" if k in gaps.get(condition, {}) else "" for k in extra]
+        out.add_row(condition, *[f"{row[m]:.4f}" for m in metrics], *more, style=style)
     return out

@@ -69,15 +69,22 @@ def git_revision() -> str | None:
         return None
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the processor's on the CPU (``cpu`` when the platform does not say)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
 def write_manifest(
     path: Path,
     *,
     plugins: list[dict[str, Any]],
-    device: torch.device,
+    device: str,
+    device_name: str,
     checksums: dict[str, str],
     mask_hash: str | None,
     extra: dict[str, Any] | None = None,
 ) -> None:
+    """``manifest.json`` from plain values (the caller reads them off its session and runtime)."""
     from mmcore._version import __version__
 
     manifest = {
@@ -86,8 +93,8 @@ def write_manifest(
         "git": git_revision(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": device,
+        "device_name": device_name,
         "data_sha256": checksums,
         "train_mask_sha256": mask_hash,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -107,15 +114,17 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
     write_manifest(
         run_dir,
         plugins=[{"name": i.name, "version": i.version, "origin": i.origin, "error": i.error} for i in session.plugins.infos],
-        device=session.runtime.device,
+        device=str(session.runtime.device),
+        device_name=device_name(session.runtime.device),
         checksums={s: split_checksum(session.clean_split(s)) for s in SPLITS},
         mask_hash=mask_hash(fixed_masks) if fixed_masks is not None else None,
         extra={
             "train_mask_policy": session.train_spec.policy,
-            "seed": int(session.recipe["seed"]),
+            "seed": session.plan.seed,
             "world_size": session.runtime.world_size,
             "precision": session.runtime.precision,
             "input_transform": transform.describe() if transform is not None else None,
+            "recipe": session.recipe,  # as the run started: `mmcore resume` refuses an edited recipe.yaml
         },
     )
     from mmcore.after.card import write_model_card

@@ -12,17 +12,16 @@ from typing import Any
 
 import torch
 
-from mmcore.conditions import AVERAGE, Condition
+from mmcore.conditions import Condition
 from mmcore.engine.build import build_dataset, build_model, eval_conditions, train_missing_spec
 from mmcore.engine.evaluate import condition_mask_table
 from mmcore.frames import drop_frames, frame_spec
 from mmcore.engine.model import MultimodalModel
 from mmcore.engine.runtime import Runtime
-from mmcore.errors import MMCoreError
-from mmcore.metrics import TASK_METRICS
 from mmcore.missing import MissingSpec
 from mmcore.plugins import Plugins, get_plugins
-from mmcore.text import did_you_mean
+from mmcore.recipe.crosschecks import parse_select  # noqa: F401 - also its old home's name
+from mmcore.recipe.plan import RunPlan, plan_of
 from mmcore.types import EVAL_SPLITS, SPLITS, Dataset, ModalitySpec, SplitData, TaskSpec
 
 
@@ -47,31 +46,17 @@ class Session:
     clean: dict[str, SplitData] = field(default_factory=dict)
 
     @property
+    def plan(self) -> RunPlan:
+        """The recipe's settings, typed (``mmcore.recipe.plan``): what a ``Trainer`` reads, once,
+        when it is made (a test may swap ``recipe`` between a run and its resume)."""
+        return plan_of(self.recipe)
+
+    @property
     def names(self) -> list[str]:
         return [s.name for s in self.specs]
 
     def clean_split(self, name: str) -> SplitData:
         return self.clean.get(name, self.splits[name])
-
-
-def parse_select(select: str, conditions: list[str], task: TaskSpec) -> tuple[str, str]:
-    """``val.macro_f1`` → (average, macro_f1); ``val.<condition>.<metric>`` → (condition, metric).
-
-    Checked before training, so that a typo never surfaces after the first epoch.
-    """
-    parts = select.split(".")
-    if parts[0] != "val" or len(parts) not in (2, 3):
-        raise MMCoreError(f"train.select: '{select}' must be 'val.<metric>' or 'val.<condition>.<metric>'")
-    if len(parts) == 3 and parts[1] not in conditions:
-        raise MMCoreError(f"train.select: unknown condition '{parts[1]}'; available: {', '.join(conditions)}")
-    metric = parts[-1]
-    allowed = TASK_METRICS[task.kind]
-    if metric not in allowed:
-        raise MMCoreError(
-            f"train.select: '{metric}' is not a {task.kind} metric;{did_you_mean(metric, list(allowed))}"
-            f" available: {', '.join(allowed)}"
-        )
-    return (parts[1], metric) if len(parts) == 3 else (AVERAGE, metric)
 
 
 def _checked_splits(recipe: dict[str, Any], dataset: Dataset) -> dict[str, SplitData]:
@@ -89,7 +74,8 @@ def build_session(recipe: dict[str, Any], runtime: Runtime, plugins: Plugins | N
     """Dataset, splits on the device, masks, conditions and a freshly initialised model."""
     plugins = plugins or get_plugins()
     registry = plugins.registry
-    seed = int(recipe["seed"])
+    plan = plan_of(recipe)
+    seed = plan.seed
     torch.manual_seed(seed)
     dataset = build_dataset(recipe, registry)
     specs, task = list(dataset.modalities), dataset.task
@@ -102,7 +88,7 @@ def build_session(recipe: dict[str, Any], runtime: Runtime, plugins: Plugins | N
     train_spec = train_missing_spec(recipe, names)
     conditions = eval_conditions(recipe, names)
     eval_masks = {s: condition_mask_table(conditions, splits[s], len(names)) for s in EVAL_SPLITS}
-    select = parse_select(recipe["train"]["select"], [c.name for c in conditions], task)
+    select = parse_select(plan.train.select, [c.name for c in conditions], task)
     torch.manual_seed(seed)  # model initialisation does not depend on how the data was made
     model = build_model(recipe, specs, task, registry).to(runtime.device)
     return Session(recipe, runtime, plugins, dataset, specs, task, splits, train_spec, conditions, eval_masks, select, model, clean)

@@ -1,11 +1,12 @@
 """Whether a stop signal still has anything to stop: a finished command exits 0.
 
 ``mmcore run`` turns SIGTERM into an interrupt (``clitools.sigterm_as_interrupt``) so that a
-scheduler's stop leaves a resumable run and exit code 130. Once the run's last file is written
-there is nothing left to stop, and a signal that lands in the moments before the process ends
-would otherwise turn a complete run into exit 130 (or -15, after the handler is restored) at
-random. The trainer calls ``mark_complete`` after its last write; the command's handler then
-ignores SIGTERM, and an interrupt that still arrives is read as success.
+scheduler's stop leaves a resumable run and exit code 130. Once the final evaluation's numbers
+are computed there is nothing worth stopping (writing them takes moments), and a signal that
+lands then, or in the moments before the process ends, would otherwise turn a complete run into
+exit 130 (or -15, after the handler is restored) at random. The trainer calls ``mark_complete``
+once only files are left to write; the handler then ignores SIGTERM, so they are written and the
+command exits 0, and an interrupt that reaches the command after the run returned is success.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ _complete = threading.Event()
 
 
 def mark_complete() -> None:
-    """The command's work is written in full: a stop from now on changes nothing."""
+    """Only the results are left to write: a SIGTERM from now on is ignored (they are written)."""
     _complete.set()
 
 

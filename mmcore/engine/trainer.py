@@ -47,7 +47,7 @@ from mmcore.errors import MMCoreError
 from mmcore.fastdropout import use_fast_dropout
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
-from mmcore.frames import frames_dropped_at_eval
+from mmcore.frames import ceiling_split
 from mmcore.missing import train_masks
 from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
@@ -121,34 +121,32 @@ class Trainer:
         console: Console | None = None,
         show_progress: bool = True,
     ) -> None:
-        recipe, rt, model = session.recipe, session.runtime, session.model
+        rt, model, plan = session.runtime, session.model, session.plan
         self.session, self.rt, self.model, self.task, self.names = session, rt, model, session.task, session.names
-        self.seed, cfg = int(recipe["seed"]), recipe["train"]
-        if cfg.get("dropout_masks") == "fast":
+        self.plan, self.seed, cfg = plan, plan.seed, plan.train
+        if cfg.fast_dropout:
             use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
         self.forward = rt.wrap(model)
-        self.compiled = bool(recipe["compile"])
+        self.compiled = plan.compile
         if self.compiled:
             # sizes symbolic from the first trace: the padded lengths change every batch, and a
             # static first trace would be compiled again as soon as one of them does
             self.forward = torch.compile(self.forward, dynamic=True)
-        self.optimizer = build_optimizer(cfg["optimizer"], model)
-        self.blamed = component_labels(model, recipe, session.plugins.registry)
-        self.balancer = build_balancer(recipe, self.names, session.train_spec, session.plugins.registry).to(rt.device)
+        self.optimizer = build_optimizer(cfg.optimizer, model)
+        self.blamed = component_labels(model, session.recipe, session.plugins.registry)
+        self.balancer = build_balancer(session.recipe, self.names, session.train_spec, session.plugins.registry).to(rt.device)
         self.needs = requested_stats(self.balancer)  # optional StepStats fields, computed only when asked
-        self.loss_kind = losses.task_loss_kind(self.task, cfg["task_loss"])
-        heads = recipe["model"]["unimodal_heads"]
-        self.unimodal_weight = float(heads["weight"]) if heads else 0.0
-        self.drop_rate = float(cfg.get("modality_dropout") or 0.0)
-        self.batch_size, self.epochs = int(cfg["batch_size"]), int(cfg["epochs"])
-        self.eval_batch_size, self.grad_clip = int(cfg["eval_batch_size"]), cfg["grad_clip"]
-        self.select_key, self.length_batches = cfg["select"], cfg.get("batch_order") == "length"
+        self.loss_kind = losses.task_loss_kind(self.task, cfg.task_loss)
+        self.unimodal_weight, self.drop_rate = plan.unimodal_weight, cfg.modality_dropout
+        self.batch_size, self.epochs = cfg.batch_size, cfg.epochs
+        self.eval_batch_size, self.grad_clip = cfg.eval_batch_size, cfg.grad_clip
+        self.select_key, self.length_batches = cfg.select, cfg.length_batches
         self.data = session.splits["train"]
         self.steps_per_epoch = math.ceil(len(self.data) / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
-        self.max_steps = int(cfg.get("max_steps") or self.total_steps)
-        self.log_every = log_interval(cfg.get("log_every"), min(self.total_steps, self.max_steps))
-        self.base_lr, self.lr_factor = float(cfg["optimizer"]["lr"]), lr_factor(cfg["schedule"], self.steps_per_epoch, self.epochs)
+        self.max_steps = cfg.max_steps or self.total_steps
+        self.log_every = log_interval(cfg.log_every, min(self.total_steps, self.max_steps))
+        self.base_lr, self.lr_factor = cfg.lr, lr_factor(cfg.schedule, self.steps_per_epoch, self.epochs)
         spec = session.train_spec
         self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed, split=self.data), self.data) if spec.policy == "fixed" else None
         self.masks: torch.Tensor | None = self.fixed_masks  # this epoch's training masks
@@ -158,7 +156,7 @@ class Trainer:
             self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
             self.state.bind(rt)
             self.ckpt_dir = self.run_dir / "checkpoints"
-            self.loggers = build_loggers(recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
+            self.loggers = build_loggers(session.recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
             for logger in self.loggers:
                 logger.open(self.run_dir, self.state.step if resume else None)
         except BaseException:
@@ -277,7 +275,7 @@ class Trainer:
             self.grad_norms = losses.encoder_grad_norms(model, self.names)
         balancer.modulate_gradients(model, stats)
         if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(self.grad_clip))
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         self.optimizer.step()
         balancer.observe(stats)
         state.step += 1
@@ -336,6 +334,7 @@ class Trainer:
             for split in EVAL_SPLITS
         }
         eval_seconds = time.perf_counter() - started
+        stopping.mark_complete()  # only files left to write: a SIGTERM is ignored, they are written, exit 0
         if rt.is_main:
             items = sum(len(s.splits[split]) * len(s.eval_masks[split]) for split in EVAL_SPLITS)
             cost = cost_figures(s, self.trained * rt.world_size / max(seconds, 1e-9), items / max(eval_seconds, 1e-9))
@@ -345,12 +344,11 @@ class Trainer:
             diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
             extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
             write_eval(self.run_dir, results, extra)
-            if not frames_dropped_at_eval(s.recipe):  # a closed-form ceiling knows nothing of dropped frames
-                write_oracle(self.run_dir, oracle_entry(s.dataset, s.splits, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
+            ceiling = {split: ceiling_split(s, split) for split in EVAL_SPLITS}  # given the kept frames, if any are dropped
+            write_oracle(self.run_dir, oracle_entry(s.dataset, ceiling, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
             from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
 
             write_model_card(self.run_dir)
-        stopping.mark_complete()  # a stop signal from here on has nothing left to stop (exit 0)
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------
@@ -365,9 +363,8 @@ class Trainer:
     def _check_target(self, groups: dict[str, torch.Tensor]) -> None:
         """Once per process: the balancer's target against the groups this model really returns."""
         if not self.target_checked:
-            recipe = self.session.recipe
-            heads = bool(recipe["model"]["unimodal_heads"])
-            check_target(self.balancer, groups, recipe["model"]["imputer"]["type"], heads, recipe["balancer"]["type"])
+            plan = self.plan
+            check_target(self.balancer, groups, plan.imputer, plan.heads, plan.balancer)
             self.target_checked = True
 
     def _step_view(self, out: Any, target: torch.Tensor, present: torch.Tensor) -> StepView:

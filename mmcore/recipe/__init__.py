@@ -6,8 +6,8 @@ Every function raises ``mmcore.errors.RecipeError`` with one line per problem. T
 a comment per key, is ``mmcore.recipe.schema``.
 """
 
-from mmcore.recipe.checks import check_value, resolve_value
-from mmcore.recipe.hints import type_name
+from mmcore.options.checks import check_value, resolve_value
+from mmcore.options.hints import type_name
 from mmcore.recipe.loader import dump_yaml, load_yaml, parse_yaml
 from mmcore.recipe.overrides import apply_overrides
 from mmcore.recipe.schema import Recipe

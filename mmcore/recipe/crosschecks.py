@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmcore.components import Balancer, declared_needs
-from mmcore.conditions import parse_conditions
-from mmcore.errors import MMCoreError
+from mmcore.conditions import AVERAGE, parse_conditions
+from mmcore.errors import MMCoreError, RecipeError
 from mmcore.frames import frame_spec, frame_targets
 from mmcore.lossgroups import target_problems
 from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
-from mmcore.missing import MissingSpec, pattern_distribution
+from mmcore.missing import SPEC_KEYS, MissingSpec, pattern_distribution
 from mmcore.registry import Registry, did_you_mean
 from mmcore.types import ModalitySpec, TaskSpec
 
@@ -87,47 +87,102 @@ def select_problems(select: str, conditions: Sequence[str] | None = None, task: 
     return problems
 
 
-def dataset_problems(resolved: dict[str, Any], names: list[str], task: TaskSpec | None) -> list[str]:
-    """Everything in the recipe that names the dataset's modalities or depends on its task."""
-    problems: list[str] = []
-    encoders = resolved["model"]["encoders"]
-    for key in encoders:
-        if key != "default" and key not in names:
-            allowed = names + ["default"]
-            problems.append(
-                f"model.encoders.{key}: not a modality of this dataset;{did_you_mean(key, allowed)} "
-                f"available: {', '.join(allowed)}"
-            )
+def sound(found: Sequence[str], *paths: str) -> bool:
+    """Whether every dotted ``path`` passed its own checks: no problem in ``found`` is at it, below
+    it or above it. A cross-field check reads only sound values, so it runs beside the type errors
+    of other keys and a recipe's every problem is reported in one pass."""
+    where = [p.split(": ", 1)[0] for p in found]
+    return not any(w == p or w.startswith(p + ".") or p.startswith(w + ".") for w in where for p in paths)
+
+
+def encoder_problems(encoders: dict[str, Any], names: list[str]) -> list[str]:
+    """``model.encoders`` keys are modalities or ``default``, and every modality has an encoder."""
+    problems = modality_key_problems(list(encoders), names, "model.encoders", extra=("default",))
     if "default" not in encoders:
         problems += [f"model.encoders: no encoder for modality '{m}' and no 'default'" for m in names if m not in encoders]
-    train = resolved["missing"]["train"]
-    try:
-        spec = MissingSpec(
-            rates=dict(train["rates"]), sample_rate=train["sample_rate"], policy=train["policy"],
-            min_present=int(train["min_present"]), mechanism=train["mechanism"],
-            depends_on=train["depends_on"], strength=train["strength"],
-        )
-        pattern_distribution(spec, names)  # unknown modalities, min_present above M, infeasible rates
-    except MMCoreError as error:
-        problems.append(f"missing.train: {error}")
-    conditions: list[str] | None = None
-    try:
-        conditions = [c.name for c in parse_conditions(resolved["missing"]["eval"]["conditions"], names)]
-    except MMCoreError as error:
-        problems.append(str(error))
-    problems += select_problems(resolved["train"]["select"], conditions, task)
     return problems
 
 
-def cross_problems(resolved: dict[str, Any], registry: Registry) -> list[str]:
-    """Every cross-field problem of a recipe whose values have already passed their own checks."""
-    problems = output_problems(resolved["output"]) + target_problems(resolved, registry)
-    described = describe_dataset(resolved["dataset"], registry)
-    if described is None:
-        return problems + select_problems(resolved["train"]["select"]) + balancer_task_problems(resolved, registry, None)
-    names, task, specs = described
-    problems += frame_problems(resolved, specs)
-    return problems + dataset_problems(resolved, names, task) + balancer_task_problems(resolved, registry, task)
+def modality_key_problems(keys: list[str], names: list[str], path: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """One line per key of ``path`` that names no modality (or one of ``extra``)."""
+    allowed = list(names) + list(extra)
+    return [
+        f"{path}.{k}: not a modality of this dataset;{did_you_mean(k, allowed)} available: {', '.join(allowed)}"
+        for k in keys
+        if k not in allowed
+    ]
+
+
+def train_missing_problems(train: dict[str, Any], names: list[str] | None) -> list[str]:
+    """``missing.train``: rates or one sample rate, and (with the modalities) rates that exist and
+    can be met with ``min_present`` modalities kept."""
+    if train["rates"] and train["sample_rate"] is not None:
+        return ["missing.train: give per-modality 'rates' or one 'sample_rate', not both; expected one of them"]
+    if names is None:
+        return []
+    unknown = modality_key_problems(list(train["rates"]), names, "missing.train.rates")
+    if unknown:
+        return unknown
+    try:
+        pattern_distribution(MissingSpec(**{k: train[k] for k in SPEC_KEYS}), names)
+    except MMCoreError as error:
+        return [f"missing.train: {error}"]
+    return []
+
+
+def parse_select(select: str, conditions: Sequence[str], task: TaskSpec) -> tuple[str, str]:
+    """``val.macro_f1`` → (average, macro_f1); ``val.<condition>.<metric>`` → (condition, metric),
+    checked by ``select_problems`` (the same check validation makes) against the real conditions
+    and task, so a recipe that reached the engine unvalidated fails before the first epoch."""
+    problems = select_problems(select, conditions, task)
+    if problems:
+        raise RecipeError(problems)
+    parts = select.split(".")
+    return (parts[1], parts[2]) if len(parts) == 3 else (AVERAGE, parts[1])
+
+
+def dataset_problems(resolved: dict[str, Any], names: list[str], task: TaskSpec | None, found: Sequence[str] = ()) -> list[str]:
+    """Everything in the recipe that names the dataset's modalities or depends on its task, each
+    check made only on values that passed their own (``found`` lists the problems so far)."""
+    problems: list[str] = []
+    if sound(found, "model.encoders"):
+        problems += encoder_problems(resolved["model"]["encoders"], names)
+    if sound(found, "missing.train"):
+        problems += train_missing_problems(resolved["missing"]["train"], names)
+    conditions: list[str] | None = None
+    if sound(found, "missing.eval"):
+        try:
+            conditions = [c.name for c in parse_conditions(resolved["missing"]["eval"]["conditions"], names)]
+        except MMCoreError as error:
+            problems.append(str(error))
+    if sound(found, "train.select"):
+        problems += select_problems(resolved["train"]["select"], conditions, task)
+    return problems
+
+
+def cross_problems(resolved: dict[str, Any], registry: Registry, found: Sequence[str] = ()) -> list[str]:
+    """Every cross-field problem of a recipe, beside the problems ``found`` by the value checks:
+    a check runs when the values it reads are sound, whatever is wrong elsewhere."""
+    problems = output_problems(resolved["output"]) if sound(found, "output") else []
+    if sound(found, "balancer", "model.imputer", "model.unimodal_heads"):
+        problems += target_problems(resolved, registry)
+    # the modalities do not wait for the dataset's other options: describe reads what it can
+    # (a bad option it needs makes it fail, and the checks are skipped)
+    node = resolved.get("dataset")
+    described = describe_dataset(node, registry) if isinstance(node, dict) and sound(found, "dataset.type") else None
+    if described is not None:
+        names, task, specs = described
+        if sound(found, "missing.frames"):
+            problems += frame_problems(resolved, specs)
+        problems += dataset_problems(resolved, names, task, found)
+    else:
+        if sound(found, "missing.train"):
+            problems += train_missing_problems(resolved["missing"]["train"], None)
+        if sound(found, "train.select"):
+            problems += select_problems(resolved["train"]["select"])
+    if sound(found, "balancer", "model.unimodal_heads"):
+        problems += balancer_task_problems(resolved, registry, described[1] if described else None)
+    return problems
 
 
 def frame_problems(resolved: dict[str, Any], specs: list[ModalitySpec] | None) -> list[str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mmcore.errors import RecipeError
-from mmcore.recipe.hints import show
+from mmcore.options.hints import show
 from mmcore.recipe.loader import parse_yaml
 from mmcore.registry import did_you_mean
 

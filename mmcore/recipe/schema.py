@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mmcore.components import KIND_TABLE
-from mmcore.recipe.hints import (  # the named ranges live in hints, where plugins import them too
+from mmcore.options.hints import (  # the named ranges live in hints, where plugins import them too
     Count,
     Fraction,
     Matches,
@@ -39,7 +39,7 @@ from mmcore.recipe.hints import (  # the named ranges live in hints, where plugi
     StartsWith,
     TrueMeansDefaults,
 )
-from mmcore.recipe.hints import Between  # the learning rate's plausible range
+from mmcore.options.hints import Between  # the learning rate's plausible range
 
 # NAME_MAX, the longest file name Linux and macOS file systems take, is 255 bytes.
 RunName = Annotated[
@@ -106,7 +106,8 @@ Condition = str | list[str] | RandomCondition
 class EvalMissing:
     """The availability conditions that validation and test report, each separately and averaged."""
 
-    # "all": every non-empty subset; "full": everything present; one subset ("a+v"); or a list of conditions
+    # "all": every non-empty subset; "full": everything present; one subset ("a+v"); or a list of
+    # conditions, in which "all" and "full" expand in place ([all, {random: ..., name: r40}])
     conditions: str | Annotated[list[Condition], NonEmpty()] | RandomCondition = "all"
 
 

@@ -15,27 +15,22 @@ import os
 from typing import Any, Sequence
 
 from mmcore.errors import RecipeError
-from mmcore.recipe.checks import resolve_value
+from mmcore.options.checks import resolve_value
 from mmcore.recipe.crosschecks import cross_problems
 from mmcore.recipe.loader import load_yaml
+from mmcore.recipe.machine import machine_problems
 from mmcore.recipe.overrides import apply_overrides
 from mmcore.recipe.schema import Recipe
 from mmcore.registry import Registry
 
 
-def _cross_checks(resolved: dict[str, Any]) -> list[str]:
-    """Rules that involve two keys at once (the checker sees one value at a time)."""
-    problems: list[str] = []
-    train = resolved["missing"]["train"]
-    if train["rates"] and train["sample_rate"] is not None:
-        problems.append(
-            "missing.train: give per-modality 'rates' or one 'sample_rate', not both; expected one of them"
-        )
-    return problems
+def validate_recipe(
+    tree: dict[str, Any], registry: Registry | None = None, source: str = "recipe", *, machine: bool = False, nproc: int = 1
+) -> dict[str, Any]:
+    """The resolved recipe, or ``RecipeError`` listing every problem as ``<source>: <path>: ...``.
 
-
-def validate_recipe(tree: dict[str, Any], registry: Registry | None = None, source: str = "recipe") -> dict[str, Any]:
-    """The resolved recipe, or ``RecipeError`` listing every problem as ``<source>: <path>: ...``."""
+    ``machine``: also check the recipe against this machine (the dataset's files, the devices for
+    ``nproc`` processes; ``mmcore.recipe.machine``), for a command about to run it here."""
     if registry is None:
         from mmcore.plugins import get_registry
 
@@ -43,19 +38,23 @@ def validate_recipe(tree: dict[str, Any], registry: Registry | None = None, sour
     if not isinstance(tree, dict):
         raise RecipeError([f"{source}: a recipe must be a mapping (name: ..., dataset: ..., ...)"])
     resolved, problems = resolve_value(tree, Recipe, "", registry)
-    if not problems:
-        problems = _cross_checks(resolved)
-    if not problems:
-        problems = cross_problems(resolved, registry)
+    problems += cross_problems(resolved, registry, problems)  # beside the value errors: one pass
+    if machine:
+        problems += machine_problems(resolved, registry, nproc, problems)
     if problems:
         raise RecipeError([f"{source}: {p}" for p in problems])
     return resolved
 
 
 def load_recipe(
-    path: str | os.PathLike[str], overrides: Sequence[str] = (), registry: Registry | None = None
+    path: str | os.PathLike[str],
+    overrides: Sequence[str] = (),
+    registry: Registry | None = None,
+    *,
+    machine: bool = False,
+    nproc: int = 1,
 ) -> dict[str, Any]:
     """Read a recipe file, apply command-line overrides, validate: the resolved recipe."""
     tree = load_yaml(path)
     tree = apply_overrides(tree, list(overrides))
-    return validate_recipe(tree, registry, os.fspath(path))
+    return validate_recipe(tree, registry, os.fspath(path), machine=machine, nproc=nproc)

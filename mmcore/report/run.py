@@ -21,7 +21,6 @@ from mmcore.report.diagnostics import diagnostics_section
 from mmcore.report.html import Document
 from mmcore.report.sources import (
     GRAD_NORM,
-    SCALARS_SHOWN,
     VAL_LOSS,
     Metrics,
     later_evals,
@@ -87,6 +86,7 @@ def run_document(run_dir: Path, metric: str | None = None) -> Document:
     _training(doc, metrics, (recipe.get("train") or {}).get("log_every"))
     _per_modality(doc, metrics, recipe, modalities)
     conditions_section(doc, test, metric, modalities)
+    _ceiling(doc, evaluation or {}, test)
     confusion_section(doc, evaluation or {})
     contributions_section(doc, test, modalities, recipe, metric)
     diagnostics_section(doc, evaluation or {}, test, metric)
@@ -122,34 +122,63 @@ def _summary(doc: Document, run_dir: Path, recipe: dict, evaluation: dict | None
             doc.text(f"Test {metric}, average over {len(test) - 1} conditions: {test[AVERAGE][metric]:.4f}.")
 
 
+def _ceiling(doc: Document, evaluation: dict[str, Any], test: dict[str, dict[str, float]]) -> None:
+    """The data's Bayes ceiling per test condition and the model's gap to it (``mmcore.oracle``)."""
+    from mmcore.oracle import ORACLE, gap_rows
+
+    entry = evaluation.get(ORACLE)
+    ceiling = ((entry or {}).get("results") or {}).get("test") if isinstance(entry, dict) else None
+    if not ceiling:
+        return
+    gaps = gap_rows(test, ceiling)
+    keys = list(dict.fromkeys(k for row in gaps.values() for k in row))
+    doc.heading("Bayes ceiling")
+    doc.text(f"The best any model can score on this data's law, per test condition ({entry.get('method', '')}); "
+             "gap = ceiling − model (model − ceiling for mse), so 0 is the best possible.")
+    doc.table(["condition", *[k.replace("_", " ") for k in keys]],
+              [[c, *[gaps[c].get(k, math.nan) for k in keys]] for c in gaps], "ceiling")
+
+
 FEW_POINTS = 20  # fewer logged steps than this make a loss curve hard to read
 
 
 def _training(doc: Document, metrics: Metrics, log_every: object = None) -> None:
     doc.heading("Training")
-    if len(metrics.steps) < FEW_POINTS:  # a short run with the default interval logs a handful of points
-        interval = "automatic" if log_every is None else log_every
-        doc.text(f"{len(metrics.steps)} training steps were logged (train.log_every={interval}); for a curve with "
-                 f"at least {FEW_POINTS} points, run again with a smaller train.log_every.", note=True)
+    _few_points_note(doc, metrics, log_every)
     if not metrics.steps and not metrics.epochs:
         doc.text("No metrics.jsonl lines: nothing was logged.", note=True)
         return
-    series = {f"training {k}": metrics.series(k) for k in SCALARS_SHOWN if metrics.series(k)[0]}
-    val_loss = metrics.epoch_series(VAL_LOSS)
+    task, total, val_loss = metrics.series("task_loss"), metrics.series("loss"), metrics.epoch_series(VAL_LOSS)
+    series = {"training task_loss": task} if task[0] else {}
     if val_loss[0]:
         series["validation task_loss (end of each epoch)"] = val_loss
-    if series:
-        title = "training and validation loss" if val_loss[0] else "training loss (mean over each logging interval)"
-        doc.figure("training-loss", figures.lines(series, title, "step", "loss"))
-        if val_loss[0]:
-            doc.text("Training lines are means over each logging interval, under the training masks; the validation "
-                     "task loss is averaged over the evaluation conditions, with every stochastic part at its mean.", note=True)
+    if series:  # the same loss on both splits, on one scale: the gap is over- or under-fitting
+        doc.figure("training-loss", figures.lines(series, "training and validation task loss", "step", "task loss"))
+        doc.text("Training values are means over each logging interval, under the training masks; the validation "
+                 "task loss is averaged over the evaluation conditions, with every stochastic part at its mean.", note=True)
+    if total[0] and total[1] != task[1]:  # the imputer's and heads' terms make the total much larger
+        doc.figure("training-total-loss", figures.lines({"training loss (all terms)": total},
+                                                         "training loss: task loss plus every loss group", "step", "loss"))
     val_names = list(dict.fromkeys(k for e in metrics.epochs for k in e["val"]))
     if val_names:
         val = {k: ([float(e["epoch"]) for e in metrics.epochs if k in e["val"]],
                    [float(e["val"][k]) for e in metrics.epochs if k in e["val"]]) for k in val_names}
         doc.figure("validation", figures.lines(val, "validation metrics per epoch (average over conditions)", "epoch", "value",
                                                panels=len(val) > 3))
+
+
+def _few_points_note(doc: Document, metrics: Metrics, log_every: object) -> None:
+    """Fewer than FEW_POINTS step lines: say whether the run was that short or the interval too long."""
+    logged = len(metrics.steps)
+    if logged >= FEW_POINTS:
+        return
+    last = max((int(r["step"]) for r in metrics.steps), default=0)
+    if logged and last == logged:  # every step has its line: the run itself is that short
+        doc.text(f"The run had {last} optimisation steps, every one logged; a longer run draws a smoother curve.", note=True)
+        return
+    interval = "automatic" if log_every is None else log_every
+    doc.text(f"{logged} training steps were logged (train.log_every={interval}); for a curve with "
+             f"at least {FEW_POINTS} points, run again with a smaller train.log_every.", note=True)
 
 
 def _per_modality(doc: Document, metrics: Metrics, recipe: dict, modalities: list[str]) -> None:

@@ -24,7 +24,6 @@ from mmcore.engine.record import (  # noqa: F401  (re-exported for the report mo
 )
 
 GRAD_NORM = "grad_norm"  # metrics.jsonl keys grad_norm.<modality>: per-modality encoder gradient norms
-SCALARS_SHOWN = ("loss", "task_loss")  # the step-line scalars plotted as training curves
 
 
 def is_sweep(path: Path) -> bool:

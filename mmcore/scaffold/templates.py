@@ -20,8 +20,6 @@ class Flat(mmcore.Balancer):
     def weights(self) -> torch.Tensor:
         return torch.full((len(self.modalities),), self.weight, device=self.device)
 
-
-FACTORY, SHORT = Flat, "flat"
 ''',
     "imputer": '''
 class MeanOfPresent(nn.Module):
@@ -43,8 +41,6 @@ class MeanOfPresent(nn.Module):
         fill = self.proj(self.scale * mean).unsqueeze(1).expand_as(h)
         return mmcore.ImputerOutput(z=torch.where(keep, h, fill), losses={})
 
-
-FACTORY, SHORT = MeanOfPresent, "mean_of_present"
 ''',
     "encoder": '''
 class MeanMLP(nn.Module):
@@ -68,8 +64,6 @@ class MeanMLP(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(masked_mean(x, lengths) if x.dim() == 3 else x)
 
-
-FACTORY, SHORT = MeanMLP, "mean_mlp"
 ''',
     "fusion": '''
 class MaskedMean(nn.Module):
@@ -88,26 +82,29 @@ class MaskedMean(nn.Module):
         w = present.unsqueeze(-1).to(z.dtype)
         return self.head(self.drop((z * w).sum(1) / w.sum(1).clamp_min(1)))
 
-
-FACTORY, SHORT = MaskedMean, "masked_mean"
 ''',
 }
 
 HOOKS = {"balancer": "register_balancers", "imputer": "register_imputers", "encoder": "register_encoders", "fusion": "register_fusions"}
-# How the tests' tiny recipe and the example recipe name the component.
+CLASSES = {"balancer": "Flat", "imputer": "MeanOfPresent", "encoder": "MeanMLP", "fusion": "MaskedMean"}
+# How the registry, the tests' tiny recipe and the example recipe name each component.
 SHORTS = {"balancer": "flat", "imputer": "mean_of_present", "encoder": "mean_mlp", "fusion": "masked_mean"}
-NODE_KEYS: dict[str, str] = {
-    "balancer": "balancer={'type': NAME}",
-    "imputer": "imputer={'type': NAME}",
-    "encoder": "encoders={'default': {'type': NAME}}",
-    "fusion": "fusion={'type': NAME}",
+# The tiny-recipe node that puts the component in (``mmcore_recipe(**node)``), "@@full@@" its name.
+NODES: dict[str, str] = {
+    "balancer": '{"balancer": {"type": "@@full@@"}}',
+    "imputer": '{"imputer": {"type": "@@full@@"}}',
+    "encoder": '{"encoders": {"default": {"type": "@@full@@"}}}',
+    "fusion": '{"fusion": {"type": "@@full@@"}}',
 }
-YAML = {
-    "balancer": "balancer: {type: @@full@@}\n",
-    "imputer": "model:\n  imputer: {type: @@full@@}\n",
-    "encoder": "model:\n  encoders: {default: {type: @@full@@}}\n",
-    "fusion": "model:\n  fusion: {type: @@full@@}\n",
-}
+
+HOOK = '''
+
+@mmcore.hookimpl
+def @@hook@@(register: mmcore.Register) -> None:
+    from mmcore_@@name@@.component import @@class@@
+
+    register("@@full@@", @@class@@)
+'''
 
 FILES: dict[str, str] = {
     "pyproject.toml": '''[build-system]
@@ -130,7 +127,7 @@ packages = ["mmcore_@@name@@"]
 ''',
     "mmcore_{name}/__init__.py": '''"""The @@name@@ plugin for mmcore."""
 ''',
-    "mmcore_{name}/component.py": '''"""The plugin's @@kind@@ (written by `mmcore new plugin`; make it yours)."""
+    "mmcore_{name}/component.py": '''"""The plugin's components: @@kinds@@ (written by `mmcore new plugin`; make them yours)."""
 
 from __future__ import annotations
 
@@ -141,27 +138,23 @@ import mmcore
 from mmcore.nn import masked_mean, mlp  # noqa: F401 - shared layers the templates of other kinds use
 
 @@component@@''',
-    "mmcore_{name}/plugin.py": '''"""The hooks through which mmcore finds this plugin (entry point ``@@name@@``)."""
+    "mmcore_{name}/plugin.py": '''"""The hooks through which mmcore finds this plugin (entry point ``@@name@@``): one per kind."""
 
 from __future__ import annotations
 
 import mmcore
-
-
-@mmcore.hookimpl
-def @@hook@@(register: mmcore.Register) -> None:
-    from mmcore_@@name@@.component import FACTORY, SHORT
-
-    register(f"@@name@@.{SHORT}", FACTORY)
-''',
-    "tests/test_{name}.py": '''"""The contract suite on every component of this plugin, and one short training run."""
+@@hooks@@''',
+    "tests/test_{name}.py": '''"""The contract suite on every component of this plugin, and a short training run with each."""
 
 from __future__ import annotations
 
-from mmcore.testing import parametrize_with_contracts
-from mmcore_@@name@@.component import SHORT
+import pytest
 
-NAME = f"@@name@@.{SHORT}"
+from mmcore.testing import parametrize_with_contracts
+
+# Each component in the kit's tiny recipe, the rest of the model left as the kit has it.
+NODES = {
+@@nodes@@}
 
 
 @parametrize_with_contracts("@@name@@")
@@ -169,8 +162,9 @@ def test_contract(case):
     case.run()
 
 
-def test_trains_and_resumes_in_the_tiny_recipe(mmcore_recipe, mmcore_run):
-    recipe = mmcore_recipe("train.epochs=2", @@node@@)
+@pytest.mark.parametrize("name", list(NODES))
+def test_trains_and_resumes_in_the_tiny_recipe(mmcore_recipe, mmcore_run, name):
+    recipe = mmcore_recipe("train.epochs=2", **NODES[name])
     straight = mmcore_run(recipe)
     assert straight.results is not None and "test" in straight.results
     half = mmcore_run(recipe, max_steps=3)
@@ -187,12 +181,13 @@ missing:
 ''',
     "README.md": '''# mmcore-@@name@@
 
-An mmcore plugin with one @@kind@@, `@@full@@`.
+An mmcore plugin with @@listing@@.
 
 ```bash
 pip install -e .
 python -m pytest                       # the contract suite and a short training run
-mmcore components @@full@@      # its options, ranges and help
+mmcore plugins                         # @@name@@ and its components
+mmcore components @@first@@      # a component's options, ranges and help
 mmcore run recipes/@@name@@.yaml
 ```
 ''',

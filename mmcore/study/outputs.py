@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.engine.record import RunRecord
-from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect
-from mmcore.study import mechanism
+from mmcore.omnibus import mean_ci
+from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect, split_endpoint
+from mmcore.study import extras, mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
@@ -43,9 +44,10 @@ def _mean_sd(values: dict[int, float]) -> str:
     xs = list(values.values())
     if not xs:
         return "n/a"
-    mean = sum(xs) / len(xs)
+    mean, low, high = mean_ci(xs)
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return f"{mean:.{DIGITS}f} ± {sd:.{DIGITS}f} (n={len(xs)})"
+    interval = "" if low is None else f" [{low:.{DIGITS}f}, {high:.{DIGITS}f}]"
+    return f"{mean:.{DIGITS}f} ± {sd:.{DIGITS}f}{interval} (n={len(xs)})"
 
 
 def _effect_row(where: str, e: Effect, higher: bool) -> list[Any]:
@@ -65,7 +67,7 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     for endpoint in endpoints(study):
         kind = "primary" if endpoint == study.analysis.primary else "secondary"
         vals = numbers.values[endpoint]
-        out.append(Table(f"{endpoint} ({kind}): mean ± sd over seeds", ["arm", *slugs],
+        out.append(Table(f"{endpoint} ({kind}): mean ± sd [95% t interval] over seeds", ["arm", *slugs],
                          [[arm, *(_mean_sd(vals.get((arm, s), {})) if (arm, s) in vals else "—" for s in slugs)]
                           for arm in study.arms]))
         for name, family in numbers.effects[endpoint].items():
@@ -87,6 +89,7 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     if ks:
         out.append(Table(f"{study.analysis.primary}: mean over conditions with k modalities present", ["arm", "cell", *(f"{k}-view" for k in ks)],
                          [[arm, slug, *(per.get(k, math.nan) for k in ks)] for (arm, slug), per in numbers.present.items()]))
+    out += _descriptive(numbers, slugs)
     if numbers.cost:
         out.append(Table("cost per arm (its first finished run)", ["arm", "steps", "parameters", "s/step"],
                          [[arm, c["steps"], c["parameters"], c["seconds_per_step"]] for arm, c in numbers.cost.items()]))
@@ -98,16 +101,47 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
     return out
 
 
+def _descriptive(numbers: StudyNumbers, slugs: list[str]) -> list[Table]:
+    """Friedman across arms, MissBench's MEI and MLI, and the random-rate test conditions
+    (``mmcore.study.extras``): outside the pre-registered family, for reading, not deciding."""
+    study, primary, out = numbers.study, numbers.study.analysis.primary, []
+    tests = extras.friedman_by_cell(numbers.values[primary], list(study.arms), slugs)
+    if tests:
+        out.append(Table(f"{primary}: Friedman test across arms", ["cell", "arms", "seeds", "χ²", "df", "p"],
+                         [[slug, t.arms, t.blocks, t.statistic, t.arms - 1, t.p] for slug, t in tests],
+                         ["Whether any arm differs (seeds as blocks); not in the Holm family."]))
+    diag = extras.missbench(numbers.finished, split_endpoint(primary)[2])
+    if diag:
+        out.append(Table("MissBench diagnostics: mean [95% t interval] over seeds", ["arm", "cell", "MEI", "MLI"],
+                         [[arm, slug, extras.mean_with_ci(d.get("MEI", {}), DIGITS), extras.mean_with_ci(d.get("MLI", {}), DIGITS)]
+                          for (arm, slug), d in diag.items()],
+                         [f"MEI of {split_endpoint(primary)[2]} over the test subset conditions, MLI of the encoders' "
+                          "gradient norms (mmcore/missbench.py: 1 = equal shares)."]))
+    names, grid = extras.rate_grid(numbers.finished, primary)
+    if names:
+        split, _, metric = split_endpoint(primary)
+        out.append(Table(f"{split} {metric} under random-rate conditions: mean [95% t interval] over seeds",
+                         ["arm", "cell", *names],
+                         [[arm, slug, *(extras.mean_with_ci(per.get(n, {}), DIGITS) for n in names)] for (arm, slug), per in grid.items()],
+                         ["Columns: the recipe's random-mask evaluation conditions; rows: arm and training cell "
+                          "(with training rates as an axis, the train × test grid)."]))
+    return out
+
+
 def condition_tables(numbers: StudyNumbers) -> list[Table]:
-    """Per cell: every condition (rows) × arm (columns), the mean over seeds of the primary's split and metric."""
+    """Per cell: every condition (rows) × arm (columns), the mean over seeds of the primary's split
+    and metric; a ``Bayes ceiling`` column where the data has one (the best any arm can reach)."""
     split, _, metric = numbers.study.analysis.primary.split(".")
     out = []
     for slug in dict.fromkeys(level_slug(lv) for _, lv in numbers.cells):
         arms = [arm for arm in numbers.study.arms if (arm, slug) in numbers.conditions]
         conditions = list(dict.fromkeys(c for arm in arms for c in numbers.conditions[(arm, slug)]))
+        ceiling = numbers.ceilings.get(slug)
+        extra = ["Bayes ceiling"] if ceiling else []
         if arms:
-            out.append(Table(f"{split} {metric} per condition at {slug} (mean over seeds)", ["condition", *arms],
-                             [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms)] for c in conditions]))
+            out.append(Table(f"{split} {metric} per condition at {slug} (mean over seeds)", ["condition", *arms, *extra],
+                             [[c, *(numbers.conditions[(arm, slug)].get(c, math.nan) for arm in arms),
+                               *([ceiling.get(c, math.nan)] if ceiling else [])] for c in conditions]))
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import Effect, by_present, endpoint_value, holm_family, interaction, paired, split_endpoint
+from mmcore.study.extras import Finished
 from mmcore.study.plan import StudyRun, cells, level_slug
 from mmcore.study.spec import Interaction, Study
 
@@ -36,6 +37,9 @@ class StudyNumbers:
     conditions: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # mean over seeds per condition
     present: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)  # mean over seeds by k views
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> steps, parameters, s/step
+    # level slug -> condition -> the data's Bayes ceiling (eval.json's oracle, mean over the cell's runs)
+    ceilings: dict[str, dict[str, float]] = field(default_factory=dict)
+    finished: list[Finished] = field(default_factory=list)  # what mmcore.study.extras reads
 
 
 def endpoints(study: Study) -> list[str]:
@@ -137,6 +141,21 @@ def _cost(study: Study, runs: list[StudyRun]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _ceilings(study: Study, runs: list[StudyRun]) -> dict[str, dict[str, float]]:
+    """Per cell, the Bayes ceiling of the primary's split and metric per condition, where the
+    data has one (``mmcore.oracle``); pooled over arms, which share the cell's data and masks."""
+    split, _, metric = split_endpoint(study.analysis.primary)
+    per: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        record = RunRecord(run.run_dir)
+        entry = (record.eval or {}).get("oracle") if record.finished else None
+        table = ((entry or {}).get("results") or {}).get(split) or {} if isinstance(entry, dict) else {}
+        for condition, row in table.items():
+            if isinstance(row, dict) and isinstance(row.get(metric), (int, float)):
+                per.setdefault(level_slug(run.levels), {}).setdefault(condition, []).append(float(row[metric]))
+    return {slug: {c: statistics.fmean(v) for c, v in found.items()} for slug, found in per.items()}
+
+
 def compute(study: Study, runs: list[StudyRun]) -> StudyNumbers:
     values = _collect(study, runs)
     return StudyNumbers(
@@ -144,4 +163,14 @@ def compute(study: Study, runs: list[StudyRun]) -> StudyNumbers:
         effects={e: _effects(study, values[e]) for e in values},
         interactions={e: _interactions(study, values[e]) for e in values},
         present=_present(study, runs), cost=_cost(study, runs), conditions=_conditions(study, runs),
+        ceilings=_ceilings(study, runs), finished=_finished(runs),
     )
+
+
+def _finished(runs: list[StudyRun]) -> list[Finished]:
+    out = []
+    for run in runs:
+        record = RunRecord(run.run_dir)
+        if record.finished:
+            out.append(Finished(run.arm, level_slug(run.levels), run.seed, record.eval or {}, record.recipe or {}))
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,35 @@ def _check_dataset_with(ctx: _Ctx, opts: dict[str, Any]) -> None:
     ctx.expect(same, "building twice gives different train tensors (masks follow ids: data must be stable)")
     if getattr(ds, "input_transform", None) is not None:
         _check_transform(ctx, ds, splits)
+    if callable(getattr(ds, "oracle", None)):
+        _check_oracle(ctx, ds, splits["test"])
+
+
+def _check_oracle(ctx: _Ctx, ds: Dataset, split: SplitData) -> None:
+    """The optional ``oracle(split, masks)``: None, or one row per condition given, each a
+    non-empty ``{metric: finite value}``, accuracy-like metrics in [0, 1] and errors >= 0, and a
+    ceiling no lower with every modality present than with the first one alone (within four
+    standard errors where a row gives ``<metric>_se``, a Monte Carlo estimate's)."""
+    n, m = len(split), len(ds.modalities)
+    full = torch.ones((n, m), dtype=torch.bool)
+    first = torch.zeros((n, m), dtype=torch.bool)
+    first[:, 0] = True
+    table = ds.oracle(split, {"full": full, "first": first})
+    if table is None:
+        return
+    ctx.expect(isinstance(table, dict) and set(table) == {"full", "first"},
+               f"oracle() must return one row per condition given (full, first), got {table!r}")
+    for condition, row in table.items():
+        ok = isinstance(row, dict) and bool(row) and all(isinstance(v, float) and math.isfinite(v) for v in row.values())
+        ctx.expect(ok, f"oracle() row '{condition}' must be a non-empty {{metric: finite float}}, got {row!r}")
+        for metric, value in row.items():
+            bounded = metric in ("mse", "mae") or 0.0 <= value <= 1.0
+            ctx.expect(bounded and value >= 0.0, f"oracle() row '{condition}': {metric} = {value} is out of range")
+    for metric in [k for k in table["full"] if k in table["first"] and not k.endswith("_se")]:
+        sign = -1.0 if metric in ("mse", "mae") else 1.0  # errors: lower is better
+        slack = 4 * (table["full"].get(f"{metric}_se", 0.0) + table["first"].get(f"{metric}_se", 0.0))  # Monte Carlo
+        better = sign * (table["full"][metric] - table["first"][metric]) >= -1e-9 - slack
+        ctx.expect(better, f"oracle(): the ceiling with every modality is worse than with '{ds.modalities[0].name}' alone ({metric})")
 
 
 def _check_transform(ctx: _Ctx, ds: Dataset, splits: dict[str, SplitData]) -> None:

@@ -130,7 +130,8 @@ class BALM(Balancer):
         noise: add Gaussian noise with the gradient's std after scaling (``--norm_modulation``).
         fcm: add BALM's feature calibration before the imputer (part of the model's weights).
         fcm_dim: the calibration's squeeze width (null: a quarter of modalities × model.dim).
-        start_step: first step with modulation. end_step: last one (null: to the end).
+        start_step: first step with modulation.
+        end_step: last step with modulation (null: to the end).
     """
 
     needs: frozenset[str] = frozenset()

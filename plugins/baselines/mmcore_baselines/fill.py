@@ -66,6 +66,10 @@ class RunningMean(nn.Module):
     The statistics (``mean [M, d]`` and the count of present latents seen, ``seen [M]``) are
     buffers, so they are checkpointed and restored with the model. They are per process: under
     data parallelism each rank keeps its own mean (as BatchNorm does without SyncBatchNorm).
+
+    Args:
+        momentum: weight of a batch's mean in the running mean (as BatchNorm's); null: the exact
+            average over every present latent seen so far.
     """
 
     loss_groups: tuple[str, ...] = ()  # mmcore.lossgroups: no loss terms

@@ -74,7 +74,7 @@ from torch import Tensor, nn
 
 from mmcore import NonNegative, PositiveInt
 from mmcore.components import Balancer, EpochView
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.types import StepStats
 from mmcore_baselines.checks import confidences, encoder_modules
 
@@ -249,6 +249,4 @@ def _tensor_from_json(data: dict[str, Any], device: torch.device) -> Tensor:
     return torch.tensor(data["values"], dtype=getattr(torch, data["dtype"]), device=device).reshape(data["shape"])
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

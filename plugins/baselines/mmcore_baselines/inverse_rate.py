@@ -31,8 +31,7 @@ from torch import Tensor
 
 from mmcore import Positive
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
-from mmcore.types import StepStats
+from mmcore.errors import checker
 from mmcore.weighting import Norm, scale_weights
 
 NAME = "baselines.inverse_rate"
@@ -61,6 +60,11 @@ class InverseRate(Balancer):
 
     ``norm: l2, total: 1`` puts them on the unit sphere instead (RedCore's β scale). Logged as
     ``weight.<modality>``.
+
+    Args:
+        target: the loss group whose per-modality terms get the weights.
+        norm: which size of the weight vector is scaled to ``total``: its mean, or its L2 norm.
+        total: the value that norm is scaled to (mean 1 by default).
     """
 
     needs: frozenset[str] = frozenset()  # fixed weights: no per-step statistics beyond the losses
@@ -88,14 +92,6 @@ class InverseRate(Balancer):
     def weights(self) -> Tensor:
         return self.w
 
-    def observe(self, stats: StepStats) -> None:
-        if self.target not in stats.losses:
-            raise MMCoreError(
-                f"{NAME}: target loss group '{self.target}' is not produced by this model "
-                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); set balancer.target to one of them "
-                f"(e.g. 'unimodal' with model.unimodal_heads on) or use an imputer with a '{self.target}' group"
-            )
-
     def log_values(self) -> dict[str, Tensor]:
         return {"weight": self.w}
 
@@ -117,6 +113,4 @@ class InverseRate(Balancer):
 InverseRate.contract_options = [{}, {"target": "unimodal"}, {"norm": "l2"}, {"norm": "mean", "total": 2.0}]  # type: ignore[attr-defined]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

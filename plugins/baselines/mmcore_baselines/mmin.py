@@ -62,10 +62,10 @@ import torch
 from torch import Tensor, nn
 
 from mmcore import Fraction, NonNegative, PositiveInt
-from mmcore.errors import DataError, MMCoreError
+from mmcore.errors import DataError, checker
 from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
-from mmcore.recipe.hints import NonEmpty
+from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "baselines.mmin"
@@ -96,6 +96,19 @@ class MMINImputer(nn.Module):
 
     Trained by reconstructing present latents, some of which are hidden from its input during
     training (``hide_rate``), plus MMIN's optional cycle term.
+
+    Args:
+        hidden: widths of each residual block's encoder, its decoder mirrors them (MMIN scripts:
+            AE_layers 256,128,64).
+        blocks: residual autoencoder blocks in the cascade (MMIN scripts: n_blocks 5).
+        recon_weight: factor on each modality's reconstruction term (MMIN scripts: mse_weight 4).
+        cycle_weight: factor on the cycle term of the backward autoencoder (MMIN scripts: 2); 0
+            removes the backward autoencoder and its ``cycle`` group.
+        hide_rate: in training, probability of hiding each present modality from the autoencoder's
+            input while it stays a reconstruction target (mmcore.hiding).
+        hide_scope: imputer hides from the autoencoder only; model also gives the fusion and
+            unimodal heads the imagined value of a hidden modality (mmcore.hiding).
+        detach_target: stop gradients through the reconstruction targets (the present latents).
     """
 
     @staticmethod
@@ -165,9 +178,7 @@ def _masked_mse(prediction: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return total / mask.sum(0).clamp_min(1).to(total.dtype) / mask.shape[1]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component
 
 
 # Configurations the core's contract suite builds: small, and with every switch flipped.

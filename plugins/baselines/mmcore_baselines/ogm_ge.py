@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from mmcore import Count, NonNegative
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.types import StepStats
 from mmcore_baselines.checks import confidences, encoder_modules
 
@@ -75,6 +75,14 @@ class OGMGE(Balancer):
 
     Its loss weights are all 1 (it acts on gradients only); ``target`` just names the group.
     The coefficients k and ratios are logged as ``ogm_coef.<modality>`` and ``ogm_ratio.<modality>``.
+
+    Args:
+        target: names the group only; its weights stay 1.
+        alpha: strength α of the damping k_m = 1 − tanh(α·(ratio_m − 1)) (reference default 0.1).
+        ge: add Gaussian noise with the gradient's own std after scaling (the "GE" of OGM-GE).
+        start_step: first optimisation step with modulation.
+        end_step: last optimisation step with modulation (inclusive; null: to the end).
+        formula: shifted (continuous at ratio 1, the default) or reference (the paper's 1 − tanh(α·ratio)).
     """
 
     needs = frozenset({"unimodal_confidence"})  # the only balancer here that reads it
@@ -158,6 +166,4 @@ class OGMGE(Balancer):
 OGMGE.contract_options = [{}, {"ge": False, "alpha": 0.5, "start_step": 1, "end_step": 3, "formula": "reference"}]  # type: ignore[attr-defined]
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mmcore.errors import MMCoreError
+from mmcore.lossgroups import check_target
 from mmcore.types import StepStats
 from mmcore_baselines import InverseRate
 
@@ -45,11 +46,11 @@ def test_impossible_rates_are_clear_errors(rates: dict[str, float], message: str
 
 
 def test_a_target_group_the_model_lacks_is_an_error_at_the_first_step() -> None:
+    """The engine's one check on the first step (``target_required``), against the model's groups."""
     bal = InverseRate(NAMES, {"a": 0.1, "b": 0.5, "c": 0.7})
-    stats = StepStats(step=0, losses={"unimodal": torch.ones(3)}, present_counts=torch.ones(3, dtype=torch.long))
-    with pytest.raises(MMCoreError, match="target loss group 'recon' is not produced .*groups: unimodal"):
-        bal.observe(stats)
-    InverseRate(NAMES, {"a": 0.1, "b": 0.5, "c": 0.7}, target="unimodal").observe(stats)  # fine
+    with pytest.raises(MMCoreError, match="balancer.target: 'recon' is not a loss group .*available: unimodal"):
+        check_target(bal, {"unimodal"}, "mmcore.zero", True, "baselines.inverse_rate")
+    check_target(InverseRate(NAMES, {"a": 0.1, "b": 0.5, "c": 0.7}, target="unimodal"), {"unimodal"}, "mmcore.zero", True, "x")
 
 
 def test_state_round_trip_and_a_changed_rate_is_refused() -> None:

@@ -37,7 +37,12 @@ FORMAT = "mmcore-features/1"
 
 
 class Features:
-    """A user's own features in the mmcore safetensors format (train/val/test.safetensors)."""
+    """A user's own features in the mmcore safetensors format (train/val/test.safetensors).
+
+    Args:
+        root: the folder holding train.safetensors, val.safetensors and test.safetensors
+            (``mmcore convert`` writes them; docs/datasets.md has the format).
+    """
 
     def __init__(self, root: str) -> None:
         base = require(Path(root).expanduser(), NAME, "features folder")

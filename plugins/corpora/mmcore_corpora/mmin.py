@@ -17,12 +17,12 @@ one length per modality (the longest utterance of the fold, or ``max_len``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
 from mmcore.errors import DataError, MMCoreError
-from mmcore import InputTransform
+from mmcore import Between, InputTransform
 from mmcore.types import ModalitySpec, SplitData, TaskSpec
 
 from mmcore.data import DOCS, SPLITS, as_names, check_split, pad_sequences, require, stable_ids, to_split
@@ -212,6 +212,13 @@ class IEMOCAP(_MMINCorpus):
     ``audio_norm``: ``file`` uses the fold's statistics in ``A/comparE_mean_std.h5`` (as the
     reference code does), ``train`` computes them from the fold's training frames, ``none``
     leaves audio raw. ``max_len`` cuts every sequence to that many frames (default: the longest).
+    Args:
+        root: the corpus folder in MMIN's layout (A/, V/, L/ feature files and target/<fold>/ ids).
+        fold: the cross-validation fold, 1 to 10.
+        audio: the audio feature file A/<audio>.h5.
+        audio_norm: file standardises audio with A/comparE_mean_std.h5; train with the fold's
+            training frames; none leaves it raw.
+        max_len: cut every sequence to this many frames; null: the longest in the corpus.
     """
 
     name = "corpora.iemocap"
@@ -220,7 +227,7 @@ class IEMOCAP(_MMINCorpus):
     def __init__(
         self,
         root: str,
-        fold: int = 1,
+        fold: Annotated[int, Between(1, 10)] = 1,  # validated with the other options: no such fold, no run
         audio: str = "comparE",
         audio_norm: AudioNorm = "file",
         max_len: int | None = None,
@@ -233,6 +240,13 @@ class MSPImprov(_MMINCorpus):
 
     Audio statistics default to ``train`` (computed from the fold's training frames); MMIN's own
     MSP scripts read ``A/comparE_raw.h5`` (pass ``audio: comparE_raw``).
+    Args:
+        root: the corpus folder in MMIN's layout (A/, V/, L/ feature files and target/<fold>/ ids).
+        fold: the cross-validation fold, 1 to 12.
+        audio: the audio feature file A/<audio>.h5.
+        audio_norm: file standardises audio with A/comparE_mean_std.h5; train with the fold's
+            training frames; none leaves it raw.
+        max_len: cut every sequence to this many frames; null: the longest in the corpus.
     """
 
     name = "corpora.msp_improv"
@@ -241,7 +255,7 @@ class MSPImprov(_MMINCorpus):
     def __init__(
         self,
         root: str,
-        fold: int = 1,
+        fold: Annotated[int, Between(1, 12)] = 1,
         audio: str = "comparE",
         audio_norm: AudioNorm = "train",
         max_len: int | None = None,

@@ -201,6 +201,12 @@ class MOSI(MMSAPickle):
     """CMU-MOSI sentiment (MMSA feature pickle): modalities a, v, l; regression or 2/3/7 classes.
 
     ``root`` is the pickle itself or the folder holding ``file``.
+
+    Args:
+        root: the MMSA feature pickle, or the folder holding ``file``.
+        file: the pickle's name inside ``root`` when ``root`` is a folder.
+        task: regression on the sentiment score, or classes cut from it: binary, 3class,
+            3class_sign, 7class.
     """
 
     name = "corpora.mosi"
@@ -213,6 +219,12 @@ class MOSEI(MMSAPickle):
     """CMU-MOSEI sentiment (MMSA feature pickle): modalities a, v, l; regression or 2/3/7 classes.
 
     ``root`` is the pickle itself or the folder holding ``file``.
+
+    Args:
+        root: the MMSA feature pickle, or the folder holding ``file``.
+        file: the pickle's name inside ``root`` when ``root`` is a folder.
+        task: regression on the sentiment score, or classes cut from it: binary, 3class,
+            3class_sign, 7class.
     """
 
     name = "corpora.mosei"

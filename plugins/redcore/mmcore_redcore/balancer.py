@@ -37,7 +37,7 @@ from torch import Tensor
 
 from mmcore import Above, Between, NonNegative, Positive, PositiveInt
 from mmcore.components import Balancer
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.types import StepStats
 from mmcore_redcore.projection import clamp_normalize, project_exact
 
@@ -50,6 +50,17 @@ class RelativeAdvantage(Balancer):
     β moves against each modality's relative advantage every ``interval`` steps and stays on the
     unit sphere with floor ``beta_min``. ``projection: exact`` uses the true Euclidean projection
     instead of the reference's clamp-then-normalise.
+
+    Args:
+        target: the loss group whose per-modality terms β weighs and whose losses drive it.
+        rho: weight of the newest loss in the moving average L̄ ← (1−ρ)·L̄ + ρ·L (reference: 0.7).
+        interval: steps between updates of β (reference: every 3 steps).
+        eta: initial step size η of the β update.
+        eta_growth: factor η is multiplied by every ``eta_every`` steps (reference: 1.5).
+        eta_every: steps between growths of η (reference: 500).
+        beta_min: floor of every β_m on the unit sphere; at most 1/√M for M modalities.
+        projection: clamp floors then normalises (the reference); exact is the Euclidean
+            projection onto {‖β‖ = 1, β ≥ beta_min}.
     """
 
     needs: frozenset[str] = frozenset()  # reads only the loss terms and present counts
@@ -99,12 +110,7 @@ class RelativeAdvantage(Balancer):
         return self.beta
 
     def observe(self, stats: StepStats) -> None:
-        if self.target not in stats.losses:
-            raise MMCoreError(
-                f"{NAME}: target loss group '{self.target}' is not produced by the imputer "
-                f"(groups: {', '.join(sorted(stats.losses)) or 'none'}); pick an imputer with that group "
-                f"or set balancer.target"
-            )
+        # the target group exists: target_required makes validation and the engine's first step check it
         losses = stats.losses[self.target].detach().to(self.device, torch.float32)
         counts = stats.present_counts.detach().to(self.device, torch.float32)
         # under data parallelism these are already pooled over ranks by the engine (mmcore.engine.losses.pool_stats)
@@ -173,6 +179,4 @@ def relative_advantage(ema: Tensor) -> Tensor:
     return torch.where(mean > 0, ra, torch.zeros_like(ra))
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

@@ -60,10 +60,10 @@ import torch
 from torch import Tensor, nn
 
 from mmcore import Fraction, NonNegative, PositiveInt
-from mmcore.errors import MMCoreError
+from mmcore.errors import checker
 from mmcore.hiding import HideScope, complete, hide
 from mmcore.nn import mlp
-from mmcore.recipe.hints import NonEmpty
+from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "redcore.vib"
@@ -102,6 +102,28 @@ class VIBImputer(nn.Module):
     whose prediction is used; this halves evaluation cost under the all-subsets protocol. The
     ``recon`` term, which is measured on present rows, is therefore not computed in eval mode and
     is reported as 0 (the engine uses loss terms in training only).
+
+    Args:
+        hidden: widths of each residual block's encoder (its decoder mirrors them), as the
+            reference's ResidualXE.
+        blocks: residual autoencoder blocks per cross-modal predictor (reference: 5).
+        kl_weight: factor on each modality's KL term; 1.6e-3 with ``kl_half`` is the reference's 8e-4
+            objective.
+        recon_weight: factor on each modality's reconstruction term ‖ĝ_m − z_m‖² (reference: 0.15).
+        kl_half: use the true KL (with its ½); false drops the ½ as the reference's code does.
+        kl_reduction: present averages the KL over the rows where the modality is present; batch
+            divides by the whole batch, as the reference.
+        detach_target: stop gradients through the reconstruction target z_m (the reference does not).
+        absent_input: what a predictor reads for an absent modality: a learned per-modality
+            embedding, or zeros.
+        activation: sigmoid squashes h before the μ/log σ² layer, as the reference's encoder; none
+            reads h as it is.
+        zero_init: start each residual branch's last layer and the predictor head at zero (ĝ = 0 at
+            init); false keeps the reference's Kaiming init everywhere.
+        hide_rate: in training, probability of hiding each present modality from the other
+            modalities' predictors (MMIN-style; mmcore.hiding); 0 turns it off.
+        hide_scope: imputer hides from the predictors only; model also gives the fusion and
+            unimodal heads the imputed value of a hidden modality (mmcore.hiding).
     """
 
     loss_groups: tuple[str, ...] = ("kl", "recon")  # declared for mmcore.lossgroups (validate checks targets)
@@ -229,6 +251,4 @@ def _others(latents: Tensor, i: int) -> Tensor:
     return torch.cat([latents[:, :i], latents[:, i + 1 :]], dim=1).flatten(1)
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise MMCoreError(f"{NAME}: {message}")
+_check = checker(NAME)  # one-line option errors naming the component

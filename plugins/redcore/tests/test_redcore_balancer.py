@@ -9,6 +9,7 @@ import torch
 
 from mmcore.components import Balancer
 from mmcore.errors import MMCoreError
+from mmcore.lossgroups import check_target
 from mmcore.types import StepStats
 from mmcore_redcore.balancer import RelativeAdvantage, relative_advantage
 
@@ -137,8 +138,9 @@ def test_target_group_is_configurable_and_checked() -> None:
     bal = RelativeAdvantage(NAMES, target="kl")
     bal.observe(stats(0, [1, 2, 3], [1, 1, 1], group="kl"))
     assert close(bal.ema, [0.7, 1.4, 2.1])
-    with pytest.raises(MMCoreError, match="target loss group 'recon' is not produced.*groups: kl"):
-        RelativeAdvantage(NAMES).observe(stats(0, [1, 2, 3], [1, 1, 1], group="kl"))
+    # a missing group is the engine's one check on the first step (target_required), not observe's
+    with pytest.raises(MMCoreError, match="balancer.target: 'recon' is not a loss group .*available: kl"):
+        check_target(RelativeAdvantage(NAMES), {"kl"}, "test.imputer", False, "redcore.relative_advantage")
 
 
 def test_state_round_trip_through_json_continues_identically() -> None:

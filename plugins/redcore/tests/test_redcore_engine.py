@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from mmcore.engine.trainer import run
-from mmcore.testing import tiny_recipe
+from mmcore.testing import check_resume, tiny_recipe
 from mmcore.types import StepStats
 from mmcore_redcore import RelativeAdvantage
 
@@ -81,26 +81,16 @@ def test_resume_mid_interval_equals_straight_run(make_recipe, interval, eta_ever
     recipe = make_recipe(
         "train.epochs=3", f"balancer.interval={interval}", f"balancer.eta_every={eta_every}", *extra
     )
-    straight = run(recipe, show_progress=False)
-    half = run({**recipe, "train": {**recipe["train"], "max_steps": stop}}, show_progress=False)
-    assert half.stopped_early and half.step == stop and straight.step == 15
+    check = check_resume(recipe, stop_after=stop)  # weights bit for bit, results, metrics.jsonl line for line
+    assert check.stopped.stopped_early and check.straight.step == 15
+    assert check.resumed.step == 15 and not check.resumed.stopped_early
 
-    # The stopped run's balancer has moved: β off its start, η grown more than once, L̄ > 0.
-    mid = _state(half.run_dir)["balancer"]
+    # The stopped run's balancer had moved: β off its start, η grown more than once, L̄ > 0.
+    mid = check.stopped_state["balancer"]
     assert mid["step"] == stop
     assert mid["eta"] == pytest.approx(0.1 * 1.5 ** (1 + (stop - 1) // eta_every))
     assert mid["beta"] != [1.0, 1.0, 1.0] and all(x > 0 for x in mid["ema"])
-
-    resumed = run(recipe, run_dir=half.run_dir, resume=True, show_progress=False)
-    assert resumed.step == 15 and not resumed.stopped_early
-
-    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed.results == straight.results
-    lines_a = (straight.run_dir / "metrics.jsonl").read_text().splitlines()
-    lines_b = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
-    assert lines_a == lines_b
-    end_a, end_b = _state(straight.run_dir)["balancer"], _state(resumed.run_dir)["balancer"]
+    end_a, end_b = _state(check.straight.run_dir)["balancer"], _state(check.resumed.run_dir)["balancer"]
     assert end_a == end_b
     assert end_a["step"] == 15 and end_a["beta"] != mid["beta"]  # β kept moving after the stop
 
