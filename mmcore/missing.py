@@ -96,11 +96,8 @@ class MissingSpec:
     strength: float = 2.0  # mar / mnar: log-odds of missing per standard deviation of the driver
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rates, Mapping):
-            raise MMCoreError(f"missing rates must be a mapping modality -> rate, got {_describe(self.rates)}")
-        for name, rate in self.rates.items():
-            if not _is_number(rate) or not 0.0 <= float(rate) <= 1.0:
-                raise MMCoreError(f"missing rate of '{name}' must be a number in [0, 1], got {rate!r}")
+        """The cross-field invariants. Each field's type and range is checked one level up, by the
+        recipe schema (``mmcore.recipe.schema.MaskSpec``), before a spec is made from a recipe."""
         object.__setattr__(self, "rates", {str(k): float(v) for k, v in self.rates.items()})
         if self.sample_rate is not None:
             if self.rates:
@@ -108,13 +105,7 @@ class MissingSpec:
                     f"give either per-modality 'rates' or a 'sample_rate', not both "
                     f"(rates={self.rates}, sample_rate={self.sample_rate})"
                 )
-            if not _is_number(self.sample_rate) or not 0.0 <= float(self.sample_rate) <= 1.0:
-                raise MMCoreError(f"sample_rate must be a number in [0, 1], got {self.sample_rate!r}")
             object.__setattr__(self, "sample_rate", float(self.sample_rate))
-        if self.policy not in ("fixed", "resample"):
-            raise MMCoreError(f"missing policy must be 'fixed' or 'resample', got {self.policy!r}")
-        if isinstance(self.min_present, bool) or not isinstance(self.min_present, int) or self.min_present < 0:
-            raise MMCoreError(f"min_present must be a non-negative integer, got {self.min_present!r}")
         _check_mechanism(self)
 
     def __hash__(self) -> int:  # rates is a dict; hash its sorted items (used to cache distributions)
@@ -122,17 +113,11 @@ class MissingSpec:
         return hash((rates, self.sample_rate, self.policy, self.min_present, self.mechanism, self.depends_on, self.strength))
 
 
-MECHANISMS = ("mcar", "mar", "mnar")
 MNAR_DRIVERS = ("self", "label")
 
 
 def _check_mechanism(spec: MissingSpec) -> None:
-    """The mechanism's own fields; which modalities exist is checked later, in ``_check_names``."""
-    if spec.mechanism not in MECHANISMS:
-        hint = did_you_mean(str(spec.mechanism), list(MECHANISMS))
-        raise MMCoreError(f"unknown mechanism {spec.mechanism!r};{hint} expected one of {', '.join(MECHANISMS)}")
-    if not _is_number(spec.strength):
-        raise MMCoreError(f"strength must be a finite number, got {spec.strength!r}")
+    """The mechanism against the other fields; which modalities exist is checked later, in ``_check_names``."""
     object.__setattr__(spec, "strength", float(spec.strength))
     if spec.mechanism == "mcar":
         if spec.depends_on is not None:
@@ -148,10 +133,6 @@ def _check_mechanism(spec: MissingSpec) -> None:
             hint = did_you_mean(str(driver), list(MNAR_DRIVERS))
             raise MMCoreError(f"mechanism 'mnar': depends_on must be 'self' or 'label', got {driver!r};{hint}")
         object.__setattr__(spec, "depends_on", driver)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
 
 
 def check_keys(node: Mapping, allowed: Sequence[str], where: str) -> None:
