@@ -149,10 +149,11 @@ def test_output_must_be_creatable(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
     (tmp_path / "file").write_text("x")
     assert output_problems(str(tmp_path / "file" / "runs")) == [
-        f"output: '{tmp_path / 'file' / 'runs'}' cannot be created: {tmp_path / 'file'} is not a directory"
+        f"output: cannot create {tmp_path / 'file' / 'runs'}: {tmp_path / 'file'} is a file, not a folder"
     ]
     assert output_problems("/proc/mmcore-test/runs") == [
-        "output: cannot create run directories under '/proc/mmcore-test/runs': No such file or directory"
+        "output: cannot write run directories: a test file could not be created in /proc "
+        "(this file system does not allow new files)"
     ]
     assert output_problems("runs\x00x") == ["output: 'runs\\x00x' holds a NUL character, which no path can"]
 

@@ -102,21 +102,19 @@ class Synthetic:
             task: regression predicts a linear function of the shared latent (latent generator).
         """
         latent = tau is not None or task == "regression"
-        if not latent and (alpha is not None or gamma is not None or nuisance):
-            raise DataError("mmcore.synthetic: 'alpha', 'gamma' and 'nuisance' belong to the latent generator; set 'tau' (0 or more) to use them")
+        # describe checks the latent options too, so `mmcore validate` reports them before a run
+        self.modalities, self.task = self.describe(
+            modalities, classes, dim=dim, sequence=sequence, max_len=max_len, names=names, dims=dims,
+            min_lens=min_lens, max_lens=max_lens, task=task, tau=tau, alpha=alpha, gamma=gamma,
+            nuisance=nuisance, signal=signal if latent else None,
+        )
         strengths = _check_options(
             modalities, classes, samples, dim, sequence, max_len, None if latent else signal, noise, val_fraction, test_fraction
         )
-        self.modalities = self.describe(modalities, classes, dim=dim, sequence=sequence, max_len=max_len,
-                                        names=names, dims=dims, min_lens=min_lens, max_lens=max_lens)[0]
         lows = _lows(self.modalities, min_lens)
-        self.task = self.describe(modalities, classes, task=task)[1]
         self.signal = strengths  # [M] float, kept for reports and tests
         self.latent: LatentParams | None = None  # the shared-latent generator's constants (its oracle needs them)
         if latent:
-            problems = check_latent(modalities, classes, [s.dim for s in self.modalities], float(tau or 0.0), alpha, gamma, signal)
-            if problems:
-                raise DataError("mmcore.synthetic: " + "; ".join(problems))
             self.latent = latent_params(modalities, classes, float(tau or 0.0), alpha, gamma, nuisance, noise, task == "regression")
 
         if latent and lengths != "independent":
@@ -156,9 +154,15 @@ class Synthetic:
         min_lens: list[int] | None = None,
         max_lens: list[int] | None = None,
         task: str = "classification",
+        tau: float | None = None,
+        alpha: list[float] | None = None,
+        gamma: list[float] | None = None,
+        nuisance: float = 0.0,
+        signal: list[float] | None = None,
         **_: object,
     ) -> tuple[list[ModalitySpec], TaskSpec]:
-        """The modality specs and task these options give, without drawing any tensor."""
+        """The modality specs and task these options give, without drawing any tensor; raises
+        ``DataError`` for options that contradict each other (validation reports it, exit 2)."""
         per = {"names": names, "dims": dims, "min_lens": min_lens, "max_lens": max_lens}
         wrong = [f"'{k}' needs {modalities} values, got {len(v)}" for k, v in per.items() if v is not None and len(v) != modalities]
         if names is not None and len(set(names)) != len(names):
@@ -168,6 +172,8 @@ class Synthetic:
         if min_lens is not None:
             highs = max_lens or [max_len] * modalities
             wrong += [f"min_lens[{i}]={lo} exceeds the longest sequence {hi}" for i, (lo, hi) in enumerate(zip(min_lens, highs)) if lo > hi]
+        if tau is None and task != "regression" and (alpha is not None or gamma is not None or nuisance):
+            wrong.append("'alpha', 'gamma' and 'nuisance' belong to the latent generator; set 'tau' (0 or more) to use them")
         if wrong:
             raise DataError("mmcore.synthetic: " + "; ".join(wrong))
         specs = [
@@ -179,6 +185,10 @@ class Synthetic:
             )
             for i in range(modalities)
         ]
+        if tau is not None or task == "regression":
+            problems = check_latent(modalities, classes, [s.dim for s in specs], float(tau or 0.0), alpha, gamma, signal)
+            if problems:
+                raise DataError("mmcore.synthetic: " + "; ".join(problems))
         if task == "regression":
             return specs, TaskSpec("regression")
         return specs, TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))

@@ -12,8 +12,6 @@ here: those checks are skipped and the run makes them once the data is loaded.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -24,6 +22,7 @@ from mmcore.frames import frame_spec, frame_targets
 from mmcore.lossgroups import target_problems
 from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
 from mmcore.missing import MissingSpec, check_spec
+from mmcore.paths import PathError, check_output_dir
 from mmcore.recipe.plan import missing_spec
 from mmcore.registry import Registry, did_you_mean
 from mmcore.types import ModalitySpec, TaskSpec
@@ -51,20 +50,13 @@ def describe_dataset(
 
 def output_problems(output: str) -> list[str]:
     """Whether run directories can be created under ``output``, tried now rather than after
-    loading the data: a probe directory is made and removed in the nearest existing ancestor."""
+    loading the data (``mmcore.paths.check_output_dir``: a probe in the nearest existing folder)."""
     if "\x00" in output:
         return [f"output: {output!r} holds a NUL character, which no path can"]
     try:
-        path = Path(output).expanduser().absolute()
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            return [f"output: '{output}' cannot be created: {existing} is not a directory"]
-        os.rmdir(tempfile.mkdtemp(prefix=".mmcore-write-test-", dir=existing))
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        return [f"output: cannot create run directories under '{output}': {reason}"]
+        check_output_dir(Path(output).expanduser(), "output", target="run directories")
+    except (PathError, ValueError) as error:
+        return [str(error)]
     return []
 
 
