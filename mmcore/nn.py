@@ -1,4 +1,4 @@
-"""Small shared layers: an MLP builder and length-aware pooling.
+"""Small shared layers: an MLP builder, a residual autoencoder cascade and length-aware pooling.
 
 Feature-level datasets pad sequences to one length and carry the valid lengths beside them,
 so every sequence model needs the same two facts: which frames are real, and how to average
@@ -45,6 +45,35 @@ def mlp(
     if out_dim is not None:
         modules.append(nn.Linear(prev, out_dim))
     return nn.Sequential(*modules)
+
+
+
+class ResidualCascade(nn.Module):
+    """A cascade of residual MLP autoencoder blocks (MMIN's ``ResidualAE``, RedCore's
+    ``ResidualXE``; github AIM3-RUC/MMIN ``models/networks/autoencoder.py``): block i reads
+    x_i = x_{i-1} + out_{i-1} (out_0 = 0) and outputs out_i = decoder_i(encoder_i(x_i)); the
+    cascade returns x_n + out_n. Each encoder is width -> hidden[0] -> ... -> hidden[-1] with
+    LeakyReLU between layers, each decoder mirrors it back to width with ReLU.
+
+    The one implementation both methods share; each adds its own output layer under its own name
+    (``transition`` in MMIN, ``head`` in RedCore), so checkpoint keys stay ``encoders.N``,
+    ``decoders.N`` and that name, and the blocks are made in the same order (every encoder, then
+    every decoder, then the output layer) so a seeded initialisation draws the same numbers.
+    """
+
+    def __init__(self, width: int, hidden: list[int], blocks: int) -> None:
+        super().__init__()
+        back = list(reversed(hidden))  # mlp: Linear, activation, ..., Linear (none after the last)
+        self.encoders = nn.ModuleList(mlp(width, hidden[:-1], hidden[-1], activation=nn.LeakyReLU) for _ in range(blocks))
+        self.decoders = nn.ModuleList(mlp(back[0], back[1:], width, activation=nn.ReLU) for _ in range(blocks))
+
+    def cascade(self, x: Tensor) -> Tensor:
+        """x_n + out_n, what the output layer reads."""
+        out = torch.zeros_like(x)
+        for encoder, decoder in zip(self.encoders, self.decoders):
+            x = x + out
+            out = decoder(encoder(x))
+        return x + out
 
 
 def length_mask(lengths: Tensor, max_len: int) -> Tensor:

@@ -33,13 +33,15 @@ def _kind(mode: int) -> str:
         return "a socket"
     if stat.S_ISDIR(mode):
         return "a folder"
+    if stat.S_ISREG(mode):
+        return "a file"
     return "not a regular file"
 
 
 def _stat(path: Path, what: str) -> os.stat_result | None:
     try:
         return os.stat(path)  # follows links: a link to a FIFO is a FIFO
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file in the way: nothing can exist below it
         return None
     except OSError as exc:
         raise PathError(f"{what}: cannot inspect {path}: {exc.strerror or exc}") from exc

@@ -135,15 +135,25 @@ def test_without_a_description_those_checks_are_skipped(registry, tmp_path, data
     ]
 
 
+@pytest.mark.parametrize("dataset", ["test.broken", "test.silent"])
+def test_the_spec_own_invariants_need_no_description(registry, tmp_path, dataset):
+    # the mechanism's fields are checked by the spec's constructor, whatever the dataset can tell
+    assert _problems(registry, tmp_path, dataset, missing={"train": {"rates": {"a": 0.5}, "mechanism": "mar"}}) == [
+        "r.yaml: missing.train: mechanism 'mar' needs depends_on: the always-present modality whose features "
+        "drive the missingness"
+    ]
+
+
 def test_output_must_be_creatable(tmp_path):
     assert output_problems(str(tmp_path / "a" / "b")) == [] and not (tmp_path / "a").exists()
     assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
     (tmp_path / "file").write_text("x")
     assert output_problems(str(tmp_path / "file" / "runs")) == [
-        f"output: '{tmp_path / 'file' / 'runs'}' cannot be created: {tmp_path / 'file'} is not a directory"
+        f"output: cannot create {tmp_path / 'file' / 'runs'}: {tmp_path / 'file'} is a file, not a folder"
     ]
     assert output_problems("/proc/mmcore-test/runs") == [
-        "output: cannot create run directories under '/proc/mmcore-test/runs': No such file or directory"
+        "output: cannot write run directories: a test file could not be created in /proc "
+        "(this file system does not allow new files)"
     ]
     assert output_problems("runs\x00x") == ["output: 'runs\\x00x' holds a NUL character, which no path can"]
 

@@ -158,6 +158,34 @@ def test_kill_9_of_a_sweep_leaves_no_worker_and_frees_every_run(tmp_path):
 
 
 @linux_only
+def test_a_killed_sweep_restarted_finishes_every_run_once_and_leaves_no_process(tmp_path):
+    """The issue's case: a restarted sweep must not train a run beside its orphan. After kill -9
+    and a restart to completion each run was started once (at most one resume follows), finished,
+    and nothing of the sweep is left in the process table."""
+    recipe = tmp_path / "short.yaml"
+    recipe.write_text(dump_yaml(tiny_recipe(tmp_path / "runs")))
+    out = tmp_path / "sw"
+    command = [sys.executable, "-m", "mmcore", "sweep", str(recipe), "train.epochs=12", "--grid", "model.dim=8,9",
+               "--jobs", "2", "--out", str(out)]
+    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: list(out.glob("points/*/seed*/metrics.jsonl")), 2, "the workers never started")
+    sweep.kill()
+    assert sweep.wait(timeout=60) == -signal.SIGKILL
+    assert _gone(str(out)) == []
+    restarted = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    runs = sorted(out.glob("points/*/seed*"))
+    assert len(runs) == 2 and all((run_dir / "eval.json").is_file() for run_dir in runs)
+    logs = sorted(out.glob("logs/*/seed*.log"))
+    assert len(logs) == 2
+    for log in logs:  # an attempt before the kill and (unless it had finished) one after: one completion
+        text = log.read_text()
+        attempts = sum(line.startswith("=== ") for line in text.splitlines())
+        assert attempts in (1, 2) and text.count("done: best epoch") == 1, text
+    assert _gone(str(out)) == []
+
+
+@linux_only
 def test_kill_9_of_run_nproc_2_leaves_no_agent_and_no_rank(tmp_path):
     recipe = tmp_path / "long.yaml"
     recipe.write_text(dump_yaml(tiny_recipe(tmp_path / "runs")))

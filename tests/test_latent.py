@@ -171,6 +171,32 @@ def test_bad_latent_options_are_one_line_errors(options: dict, fragment: str) ->
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("dataset.tau=-1", "dataset.tau: expected float >= 0.0"),
+        ("dataset.alpha=[1, 1]", "'alpha' needs one value per modality (3 values), got 2"),
+        ("~dataset.tau", "set 'tau' (0 or more)"),
+        ("missing.train.mechanism=mar;missing.train.depends_on=x", "depends_on names unknown modality 'x'"),
+        ("+missing.frames.rate=0.3", "no modality of this dataset is a sequence"),
+        ("missing.train.mechanism=mnar;missing.train.rates={a: 0.7, v: 0.7, l: 0.7}", "infeasible with min_present=1"),
+    ],
+)
+def test_the_issues_bad_inputs_fail_validation_in_one_line(override: str, fragment: str) -> None:
+    """Issue 23's bad inputs on the vector preset: `mmcore validate` exits 2 with one line naming
+    the file and key, before any data is drawn (the latent options through ``describe``)."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from mmcore.cli import app
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "latent_vector.yaml"
+    result = CliRunner().invoke(app, ["validate", str(recipe), *override.split(";")])
+    assert result.exit_code == 2 and fragment in result.output, result.output
+    assert result.output.count("\n") == 1 and "latent_vector.yaml" in result.output
+
+
 def test_eval_json_carries_the_oracle(tmp_path) -> None:
     """A run on the latent generator writes the closed-form ceiling beside the model's numbers;
     the plain one a Monte Carlo ceiling with its standard error."""

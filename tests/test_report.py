@@ -207,6 +207,13 @@ def test_sweep_report_tables_match_results_csv(tmp_path: Path) -> None:
     assert by_present["balancer=mmcore.uniform"] == [number((0.35 + 0.55) / 2 + 0.01), number(0.88 + 0.01)]
 
 
+@pytest.mark.parametrize("n", [4, 5])
+def test_sweep_report_says_n_too_small_only_below_five_seeds(tmp_path: Path, n: int) -> None:
+    """Issue 22: at 5 seeds neither a row nor a note of the report says "n too small"."""
+    written = build_report(fake_sweep(tmp_path, n_seeds=n), tmp_path / "s.html")
+    assert ("n too small" in written[0].read_text(encoding="utf-8")) is (n < 5)
+
+
 def test_sweep_report_gives_verdicts_from_five_seeds(tmp_path: Path) -> None:
     page = parse(build_report(fake_sweep(tmp_path, n_seeds=5), tmp_path / "s.html")[0])
     assert page.tables["paired"][1][-1] in ("win", "tie", "loss")

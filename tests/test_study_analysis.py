@@ -64,3 +64,38 @@ def test_means_by_number_of_present_modalities():
     assert analysis.endpoint_value(results, "val.average.f1") is None
     with pytest.raises(ValueError, match="split.condition.metric"):
         analysis.split_endpoint("test.f1")
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_n_too_small_below_five_seeds_only(n: int) -> None:
+    """Issue 22: the "n too small" wording (row and note) at 4 paired seeds, and nowhere at 5."""
+    a = {s: 0.9 + 0.01 * s for s in range(n)}  # a − b = 0.1 + 0.01·s: all positive, t p < 0.01
+    b = {s: 0.8 for s in range(n)}
+    e = analysis.paired("a − b", a, b)
+    assert e.n == n
+    assert (e.word() == analysis.SMALL_N) is (n < analysis.MIN_SEEDS)
+    note = analysis.small_n_note([n, 10])
+    assert (note == "") is (n >= analysis.MIN_SEEDS)
+    assert (analysis.SMALL_N in note and f"n = {n}" in note) if n < 5 else note == ""
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_study_tables_say_n_too_small_only_below_five_seeds(n: int) -> None:
+    from pathlib import Path
+
+    from mmcore.study.outputs import markdown, tables
+    from mmcore.study.plan import cells
+    from mmcore.study.results import StudyNumbers
+    from mmcore.study.spec import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "studies" / "repro" / "study.yaml")
+    primary = study.analysis.primary
+    dropout, uniform = {s: 0.9 + 0.01 * s for s in range(n)}, {s: 0.8 for s in range(n)}
+    values = {primary: {("dropout", "base"): dropout, ("uniform", "base"): uniform}}
+    (e,) = analysis.holm_family([analysis.paired("dropout − uniform", dropout, uniform)])
+    effects: dict = {primary: {"": [("base", e)]}}
+    values.update({e: {} for e in study.analysis.secondary})
+    effects.update({e: {} for e in study.analysis.secondary})
+    text = markdown(study.name, None, tables(StudyNumbers(study, cells(study), values, effects), None))
+    assert (analysis.SMALL_N in text) is (n < analysis.MIN_SEEDS)
+    assert ("| win |" in text) is (n >= analysis.MIN_SEEDS)

@@ -86,7 +86,7 @@ def test_tables_show_the_descriptive_sections() -> None:
     assert "Friedman" not in text  # two arms: no omnibus test
 
 
-@pytest.mark.parametrize("name", ["issue26.yaml", "rate_grid.yaml", "issue26_regression/study.yaml"])
+@pytest.mark.parametrize("name", ["issue26.yaml", "issue26_smoke.yaml", "rate_grid.yaml", "issue26_regression/study.yaml"])
 def test_shipped_studies_validate(tmp_path: Path, name: str) -> None:
     """Every run of the shipped study files resolves and validates (nothing is trained)."""
     from mmcore.study.run import plan

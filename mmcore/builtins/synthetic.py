@@ -102,46 +102,44 @@ class Synthetic:
             task: regression predicts a linear function of the shared latent (latent generator).
         """
         latent = tau is not None or task == "regression"
-        if not latent and (alpha is not None or gamma is not None or nuisance):
-            raise DataError("mmcore.synthetic: 'alpha', 'gamma' and 'nuisance' belong to the latent generator; set 'tau' (0 or more) to use them")
+        # describe checks the latent options too, so `mmcore validate` reports them before a run
+        self.modalities, self.task = self.describe(
+            modalities, classes, dim=dim, sequence=sequence, max_len=max_len, names=names, dims=dims,
+            min_lens=min_lens, max_lens=max_lens, task=task, tau=tau, alpha=alpha, gamma=gamma,
+            nuisance=nuisance, signal=signal if latent else None,
+        )
         strengths = _check_options(
             modalities, classes, samples, dim, sequence, max_len, None if latent else signal, noise, val_fraction, test_fraction
         )
-        self.modalities = self.describe(modalities, classes, dim=dim, sequence=sequence, max_len=max_len,
-                                        names=names, dims=dims, min_lens=min_lens, max_lens=max_lens)[0]
         lows = _lows(self.modalities, min_lens)
-        self.task = self.describe(modalities, classes, task=task)[1]
         self.signal = strengths  # [M] float, kept for reports and tests
         self.latent: LatentParams | None = None  # the shared-latent generator's constants (its oracle needs them)
         if latent:
-            problems = check_latent(modalities, classes, [s.dim for s in self.modalities], float(tau or 0.0), alpha, gamma, signal)
-            if problems:
-                raise DataError("mmcore.synthetic: " + "; ".join(problems))
             self.latent = latent_params(modalities, classes, float(tau or 0.0), alpha, gamma, nuisance, noise, task == "regression")
 
+        if latent and lengths != "independent":
+            raise DataError("mmcore.synthetic: 'lengths: correlated' is not supported with the latent generator ('tau')")
         gen = torch.Generator().manual_seed(int(seed))
         target = (torch.arange(samples) % classes)[torch.randperm(samples, generator=gen)]  # balanced classes
         split_of = _stratified_split(target, classes, val_fraction, test_fraction, gen)
-        if self.latent is None:
-            # one shared duration per sample, drawn only when asked, so independent draws stay as they were
-            duration = torch.rand(samples, generator=gen) if lengths == "correlated" and sequence else None
-            features, lengths_of, self.centres = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
-            self.noise = float(noise)
-        else:
-            if lengths != "independent":
-                raise DataError("mmcore.synthetic: 'lengths: correlated' is not supported with the latent generator ('tau')")
-            features, lengths_of, target, self.embeddings = draw_latent(target, self.latent, self.modalities, lows, gen)
+        # one shared duration per sample, drawn only when asked, so independent draws stay as they were
+        correlated = lengths == "correlated" and sequence
+        features, lengths_of, target = self._draw(target, strengths, classes, lows, noise, gen, correlated)
+        self._splits = _splits_of(features, lengths_of, target, split_of)
 
-        ids = torch.arange(samples, dtype=torch.int64)
-        self._splits: dict[str, SplitData] = {}
-        for code, name in enumerate(SPLITS):
-            rows = torch.nonzero(split_of == code).squeeze(1)
-            self._splits[name] = SplitData(
-                features={k: v.index_select(0, rows) for k, v in features.items()},
-                lengths={k: v.index_select(0, rows) for k, v in lengths_of.items()},
-                target=target.index_select(0, rows),
-                ids=ids.index_select(0, rows),
-            )
+    def _draw(
+        self, target: Tensor, strengths: Tensor, classes: int, lows: list[int], noise: float, gen: torch.Generator,
+        correlated: bool,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """Every sample's features, lengths and target, from the class-means generator or the
+        shared-latent one (which also draws regression targets); keeps what their oracles need."""
+        if self.latent is not None:
+            features, lengths_of, target, self.embeddings = draw_latent(target, self.latent, self.modalities, lows, gen)
+            return features, lengths_of, target
+        duration = torch.rand(len(target), generator=gen) if correlated else None
+        features, lengths_of, self.centres = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
+        self.noise = float(noise)
+        return features, lengths_of, target
 
     @classmethod
     def describe(
@@ -156,9 +154,15 @@ class Synthetic:
         min_lens: list[int] | None = None,
         max_lens: list[int] | None = None,
         task: str = "classification",
+        tau: float | None = None,
+        alpha: list[float] | None = None,
+        gamma: list[float] | None = None,
+        nuisance: float = 0.0,
+        signal: list[float] | None = None,
         **_: object,
     ) -> tuple[list[ModalitySpec], TaskSpec]:
-        """The modality specs and task these options give, without drawing any tensor."""
+        """The modality specs and task these options give, without drawing any tensor; raises
+        ``DataError`` for options that contradict each other (validation reports it, exit 2)."""
         per = {"names": names, "dims": dims, "min_lens": min_lens, "max_lens": max_lens}
         wrong = [f"'{k}' needs {modalities} values, got {len(v)}" for k, v in per.items() if v is not None and len(v) != modalities]
         if names is not None and len(set(names)) != len(names):
@@ -168,6 +172,8 @@ class Synthetic:
         if min_lens is not None:
             highs = max_lens or [max_len] * modalities
             wrong += [f"min_lens[{i}]={lo} exceeds the longest sequence {hi}" for i, (lo, hi) in enumerate(zip(min_lens, highs)) if lo > hi]
+        if tau is None and task != "regression" and (alpha is not None or gamma is not None or nuisance):
+            wrong.append("'alpha', 'gamma' and 'nuisance' belong to the latent generator; set 'tau' (0 or more) to use them")
         if wrong:
             raise DataError("mmcore.synthetic: " + "; ".join(wrong))
         specs = [
@@ -179,6 +185,10 @@ class Synthetic:
             )
             for i in range(modalities)
         ]
+        if tau is not None or task == "regression":
+            problems = check_latent(modalities, classes, [s.dim for s in specs], float(tau or 0.0), alpha, gamma, signal)
+            if problems:
+                raise DataError("mmcore.synthetic: " + "; ".join(problems))
         if task == "regression":
             return specs, TaskSpec("regression")
         return specs, TaskSpec("classification", num_classes=classes, class_names=tuple(f"c{k}" for k in range(classes)))
@@ -247,6 +257,22 @@ def _check_options(
     if signal is None:
         return torch.linspace(DEFAULT_STRONGEST, DEFAULT_WEAKEST, modalities)
     return torch.tensor([float(s) for s in signal])
+
+
+def _splits_of(features: dict[str, Tensor], lengths: dict[str, Tensor], target: Tensor, split_of: Tensor) -> dict[str, SplitData]:
+    """The rows of each split (``split_of`` holds each sample's index into ``SPLITS``); a sample's
+    id is its row in the whole draw."""
+    ids = torch.arange(len(target), dtype=torch.int64)
+    out = {}
+    for code, name in enumerate(SPLITS):
+        rows = torch.nonzero(split_of == code).squeeze(1)
+        out[name] = SplitData(
+            features={k: v.index_select(0, rows) for k, v in features.items()},
+            lengths={k: v.index_select(0, rows) for k, v in lengths.items()},
+            target=target.index_select(0, rows),
+            ids=ids.index_select(0, rows),
+        )
+    return out
 
 
 def _stratified_split(

@@ -12,10 +12,8 @@ here: those checks are skipped and the run makes them once the data is loaded.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from mmcore.components import Balancer, declared_needs
 from mmcore.conditions import AVERAGE, parse_conditions
@@ -23,7 +21,9 @@ from mmcore.errors import MMCoreError, RecipeError
 from mmcore.frames import frame_spec, frame_targets
 from mmcore.lossgroups import target_problems
 from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
-from mmcore.missing import SPEC_KEYS, MissingSpec, pattern_distribution
+from mmcore.missing import MissingSpec, check_spec
+from mmcore.paths import PathError, check_output_dir
+from mmcore.recipe.plan import missing_spec
 from mmcore.registry import Registry, did_you_mean
 from mmcore.types import ModalitySpec, TaskSpec
 
@@ -50,20 +50,13 @@ def describe_dataset(
 
 def output_problems(output: str) -> list[str]:
     """Whether run directories can be created under ``output``, tried now rather than after
-    loading the data: a probe directory is made and removed in the nearest existing ancestor."""
+    loading the data (``mmcore.paths.check_output_dir``: a probe in the nearest existing folder)."""
     if "\x00" in output:
         return [f"output: {output!r} holds a NUL character, which no path can"]
     try:
-        path = Path(output).expanduser().absolute()
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        if not existing.is_dir():
-            return [f"output: '{output}' cannot be created: {existing} is not a directory"]
-        os.rmdir(tempfile.mkdtemp(prefix=".mmcore-write-test-", dir=existing))
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        return [f"output: cannot create run directories under '{output}': {reason}"]
+        check_output_dir(Path(output).expanduser(), "output", target="run directories")
+    except (PathError, ValueError) as error:
+        return [str(error)]
     return []
 
 
@@ -95,7 +88,7 @@ def sound(found: Sequence[str], *paths: str) -> bool:
     return not any(w == p or w.startswith(p + ".") or p.startswith(w + ".") for w in where for p in paths)
 
 
-def encoder_problems(encoders: dict[str, Any], names: list[str]) -> list[str]:
+def encoder_problems(encoders: Mapping[str, Any], names: list[str]) -> list[str]:
     """``model.encoders`` keys are modalities or ``default``, and every modality has an encoder."""
     problems = modality_key_problems(list(encoders), names, "model.encoders", extra=("default",))
     if "default" not in encoders:
@@ -114,17 +107,25 @@ def modality_key_problems(keys: list[str], names: list[str], path: str, extra: t
 
 
 def train_missing_problems(train: dict[str, Any], names: list[str] | None) -> list[str]:
-    """``missing.train``: rates or one sample rate, and (with the modalities) rates that exist and
-    can be met with ``min_present`` modalities kept."""
+    """``missing.train``: rates or one sample rate, a consistent mechanism and (with the
+    modalities) ``spec_problems``."""
     if train["rates"] and train["sample_rate"] is not None:
         return ["missing.train: give per-modality 'rates' or one 'sample_rate', not both; expected one of them"]
-    if names is None:
-        return []
-    unknown = modality_key_problems(list(train["rates"]), names, "missing.train.rates")
+    try:
+        spec = missing_spec(train)
+    except MMCoreError as error:
+        return [f"missing.train: {error}"]
+    return [] if names is None else spec_problems(spec, names)
+
+
+def spec_problems(spec: MissingSpec, names: list[str]) -> list[str]:
+    """A training spec against the modalities (described, or loaded by the session): rates that
+    name modalities, and a distribution that ``min_present`` and the mechanism allow."""
+    unknown = modality_key_problems(list(spec.rates), names, "missing.train.rates")
     if unknown:
         return unknown
     try:
-        pattern_distribution(MissingSpec(**{k: train[k] for k in SPEC_KEYS}), names)
+        check_spec(spec, names)
     except MMCoreError as error:
         return [f"missing.train: {error}"]
     return []

@@ -83,6 +83,17 @@ class Effect:
         return stats.verdict(self.mean, p, higher_is_better)
 
 
+def small_n_note(ns: Sequence[int]) -> str:
+    """The "n too small" rule, stated only where a row fell under it (``ns``: each row's paired
+    seeds); empty when every row has ``MIN_SEEDS`` or more, so a 5- or 10-seed table does not
+    read as if its verdicts had been withheld."""
+    small = sorted({n for n in ns if n < MIN_SEEDS})
+    if not small:
+        return ""
+    return (f"No win/loss word below {MIN_SEEDS} paired seeds: the rows with n = "
+            f"{', '.join(str(n) for n in small)} read '{SMALL_N}'.")
+
+
 def effect(label: str, diffs: Mapping[int, float]) -> Effect:
     """Summary and tests of per-seed differences (``seed -> d``) against zero; n ≥ 2 for tests."""
     seeds = tuple(sorted(diffs))

@@ -17,7 +17,7 @@ import yaml
 
 from mmcore.report import stats
 from mmcore.conditions import AVERAGE
-from mmcore.report.analysis import MIN_SEEDS, SMALL_N, by_present
+from mmcore.report.analysis import MIN_SEEDS, SMALL_N, by_present, small_n_note
 from mmcore.report.percondition import ordered
 from mmcore.report.shapley import modalities_of
 from mmcore.errors import MMCoreError
@@ -117,7 +117,7 @@ def _paired(doc: Document, points: list[dict[str, Any]], metric: str, higher: bo
     doc.text("Paired t-test and Wilcoxon signed-rank test (two-sided) on the per-seed differences; Holm's correction "
              "across all pairs above; d_z = mean(d)/sd(d); r = (W+ − W−)/(W+ + W−). With n seeds the smallest exact "
              "Wilcoxon p is 2/2^n (0.0625 for 5 seeds). Formulas and sources: mmcore.report.stats. "
-             f"Below {MIN_SEEDS} paired seeds no verdict is given, only the numbers and '{SMALL_N}'.", note=True)
+             + small_n_note([len(c.seeds) for c in comparisons]), note=True)
 
 
 def _win_tie_loss(doc: Document, points: list[dict[str, Any]], metric: str, higher: bool) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.omnibus import mean_ci
-from mmcore.report.analysis import MIN_SEEDS, SMALL_N, Effect, split_endpoint
+from mmcore.report.analysis import Effect, small_n_note, split_endpoint
 from mmcore.study import extras, mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
@@ -51,9 +51,15 @@ def _mean_sd(values: dict[int, float]) -> str:
 
 
 def _effect_row(where: str, e: Effect, higher: bool) -> list[Any]:
-    word = e.word(higher) if e.n >= MIN_SEEDS else SMALL_N
+    word = e.word(higher)  # "n too small" below MIN_SEEDS paired seeds
     return [e.label, where, e.n, e.mean, f"[{fmt(e.ci[0])}, {fmt(e.ci[1])}]", e.d_z, e.t_p, e.wilcoxon_p,
             e.p_holm, e.mde, word]
+
+
+def _small_n(rows: list[tuple[str, Effect]]) -> list[str]:
+    """The "n too small" note as a list of at most one line: only when a row is below the rule."""
+    note = small_n_note([e.n for _, e in rows])
+    return [note] if note else []
 
 
 EFFECT_HEADER = ["comparison", "cell", "n", "mean diff", "95% CI", "d_z", "t p", "Wilcoxon p", "Holm p",
@@ -74,8 +80,8 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
             if family:
                 title = f"{endpoint} ({kind}): paired differences over seeds" + (f", family {name}" if name else "")
                 out.append(Table(title, EFFECT_HEADER, [_effect_row(slug, e, higher) for slug, e in family],
-                                 [f"Holm over exactly these {len(family)} declared comparisons; "
-                                  f"no win/loss word below {MIN_SEEDS} seeds ('{SMALL_N}')."]))
+                                 [f"Holm over exactly these {len(family)} declared comparisons.",
+                                  *_small_n(family)]))
     for endpoint, declared in numbers.interactions.items():
         kind = "primary" if endpoint == study.analysis.primary else "secondary"
         for one, found in declared:
@@ -83,7 +89,8 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
                 out.append(Table(f"interaction on {endpoint} ({kind}), {one.axis}: {one.level1} vs {one.level2}", EFFECT_HEADER,
                                  [_effect_row(slug, e, higher) for slug, e in found],
                                  ["per seed: difference of the two arms' differences at the two levels; "
-                                  f"Holm over exactly these {len(found)} interaction tests, a family of its own."]))
+                                  f"Holm over exactly these {len(found)} interaction tests, a family of its own.",
+                                  *_small_n(found)]))
     out += condition_tables(numbers)
     ks = sorted({k for per in numbers.present.values() for k in per})
     if ks:

@@ -64,30 +64,23 @@ from torch import Tensor, nn
 from mmcore import Fraction, NonNegative, PositiveInt
 from mmcore.errors import DataError, checker
 from mmcore.hiding import HideScope, complete, hide
-from mmcore.nn import mlp
+from mmcore.nn import ResidualCascade, mlp
 from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "baselines.mmin"
 
 
-class ResidualAutoencoder(nn.Module):
-    """MMIN's ResidualAE: ``blocks`` MLP autoencoders in cascade, each reading the previous
-    block's input plus its output, then a two-layer transition back to the input width."""
+class ResidualAutoencoder(ResidualCascade):
+    """MMIN's ResidualAE: ``blocks`` MLP autoencoders in cascade (``mmcore.nn.ResidualCascade``),
+    then a two-layer transition back to the input width."""
 
     def __init__(self, width: int, hidden: list[int], blocks: int) -> None:
-        super().__init__()
-        back = list(reversed(hidden))  # mmcore.nn.mlp: Linear, activation, ..., Linear (none after the last)
-        self.encoders = nn.ModuleList(mlp(width, hidden[:-1], hidden[-1], activation=nn.LeakyReLU) for _ in range(blocks))
-        self.decoders = nn.ModuleList(mlp(back[0], back[1:], width, activation=nn.ReLU) for _ in range(blocks))
+        super().__init__(width, hidden, blocks)
         self.transition = mlp(width, [width], width)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = torch.zeros_like(x)
-        for encoder, decoder in zip(self.encoders, self.decoders):
-            x = x + out
-            out = decoder(encoder(x))
-        return self.transition(x + out)
+        return self.transition(self.cascade(x))
 
 
 class MMINImputer(nn.Module):

@@ -62,34 +62,23 @@ from torch import Tensor, nn
 from mmcore import Fraction, NonNegative, PositiveInt
 from mmcore.errors import checker
 from mmcore.hiding import HideScope, complete, hide
-from mmcore.nn import mlp
+from mmcore.nn import ResidualCascade, mlp
 from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
 
 NAME = "redcore.vib"
 
 
-class ResidualPredictor(nn.Module):
-    """The reference's "ResidualXE": a stack of residual MLP autoencoder blocks, then a head to d.
-
-    Block i reads x_i = x_{i−1} + out_{i−1} (out_{−1} = 0, x_{−1} = input) and outputs
-    out_i = decoder_i(encoder_i(x_i)); the head reads x_last + out_last. The encoder is
-    in→hidden[0]→…→hidden[-1] with LeakyReLU between layers, the decoder mirrors it with ReLU.
-    """
+class ResidualPredictor(ResidualCascade):
+    """The reference's "ResidualXE": residual MLP autoencoder blocks in cascade
+    (``mmcore.nn.ResidualCascade``), then a head from the input width to d."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden: list[int], blocks: int) -> None:
-        super().__init__()
-        back = list(reversed(hidden))
-        self.encoders = nn.ModuleList(mlp(in_dim, hidden[:-1], hidden[-1], activation=nn.LeakyReLU) for _ in range(blocks))
-        self.decoders = nn.ModuleList(mlp(back[0], back[1:], in_dim, activation=nn.ReLU) for _ in range(blocks))
+        super().__init__(in_dim, hidden, blocks)
         self.head = mlp(in_dim, [in_dim], out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = torch.zeros_like(x)
-        for encoder, decoder in zip(self.encoders, self.decoders):
-            x = x + out
-            out = decoder(encoder(x))
-        return self.head(x + out)
+        return self.head(self.cascade(x))
 
 
 class VIBImputer(nn.Module):
