@@ -181,7 +181,7 @@ def _train_size(recipe: dict[str, Any]) -> int:
     from mmcore.engine.build import build_dataset
     from mmcore.plugins import get_registry
 
-    return len(build_dataset(recipe, get_registry()).split("train"))
+    return len(build_dataset(recipe["dataset"], get_registry()).split("train"))
 
 
 # --- the orchestration ----------------------------------------------------------------------------
