@@ -163,6 +163,7 @@ def measure(kind: str, recipe_path: Path, overrides: list[str], threads: int, de
             "ms_per_step": ms,
             "eval_items_per_s": cost.get("eval_items_per_s", float("nan")),
             "first_step_s": sink["steps"][0][2] - called if sink["steps"] else float("nan"),
+            "last_step_s": sink["steps"][-1][2] - called if sink["steps"] else float("nan"),  # compilation included
             "steps": result.step,
             "train_s": ended - called,
             "n_train": n_train,
@@ -181,7 +182,7 @@ def _train_size(recipe: dict[str, Any]) -> int:
     from mmcore.engine.build import build_dataset
     from mmcore.plugins import get_registry
 
-    return len(build_dataset(recipe, get_registry()).split("train"))
+    return len(build_dataset(recipe["dataset"], get_registry()).split("train"))
 
 
 # --- the orchestration ----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 What a user would write by hand around the model a recipe builds: the whole padded split in a
 ``TensorDataset`` + ``DataLoader`` (shuffled), the recipe's masks, the same objective as the
-engine with every loss weight 1 (no balancer), Adam with the recipe's settings, the recipe's
+engine with every loss weight 1 (no balancer), the engine's dropout masks, Adam with the recipe's settings, the recipe's
 gradient clipping; no learning-rate schedule, validation, logging or checkpoints. Evaluation is
 one pass per condition over the split (the reference code's way: the model runs once per
 missing pattern).
@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mmcore.conditions import condition_masks
 from mmcore.engine import losses
+from mmcore.fastdropout import apply_dropout_masks
 from mmcore.engine.build import build_dataset, build_model, eval_conditions, train_missing_spec
+from mmcore.recipe.plan import plan_of
 from mmcore.missing import train_masks
 from mmcore.plugins import get_registry
 from mmcore.types import Batch
@@ -44,13 +46,15 @@ def plain_loop(recipe: dict[str, Any], device: torch.device, evaluate: bool = Tr
     """Train ``recipe``'s model for ``train.epochs`` epochs by hand; optionally time evaluation."""
     called = time.perf_counter()
     registry = get_registry()
-    dataset = build_dataset(recipe, registry)
+    plan = plan_of(recipe)
+    dataset = build_dataset(plan.dataset, registry)
     names = [s.name for s in dataset.modalities]
     train = dataset.split("train")
     seq = [m for m in names if m in train.lengths]
-    masks = train_masks(train_missing_spec(recipe, names), names, train.ids, int(recipe["seed"]))
+    masks = train_masks(train_missing_spec(plan, names), names, train.ids, int(recipe["seed"]))
     torch.manual_seed(int(recipe["seed"]))
-    model = build_model(recipe, dataset.modalities, dataset.task, registry).to(device)
+    model = build_model(plan, dataset.modalities, dataset.task, registry).to(device)
+    apply_dropout_masks(model, plan.train.dropout_masks, device)  # the engine's masks (auto: fast in sequence encoders on a CPU)
     cfg = recipe["train"]
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["optimizer"]["lr"]), betas=tuple(cfg["optimizer"]["betas"]))
     heads = recipe["model"]["unimodal_heads"]
@@ -97,7 +101,7 @@ def plain_loop(recipe: dict[str, Any], device: torch.device, evaluate: bool = Tr
 def _plain_eval(recipe: dict[str, Any], dataset: Any, model: torch.nn.Module, names: list[str], seq: list[str], device: torch.device) -> float:
     """Items per second over val and test: one full pass of the model per condition."""
     model.eval()
-    conditions = eval_conditions(recipe, names)
+    conditions = eval_conditions(plan_of(recipe), names)
     size, items = int(recipe["train"]["eval_batch_size"]), 0
     start = time.perf_counter()
     for split_name in ("val", "test"):

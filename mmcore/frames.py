@@ -66,10 +66,10 @@ def frame_spec(node: dict | None) -> FrameSpec:
 def ceiling_split(session: Any, name: str) -> SplitData:
     """An evaluation split as a Bayes ceiling must see it: where evaluation frames are dropped,
     lengths count the kept frames (a ceiling given what is left); otherwise the split itself."""
-    spec = frame_spec((session.recipe.get("missing") or {}).get("frames"))
+    spec = session.plan.missing.frames
     if spec.rate_for(False) <= 0.0:
         return session.splits[name]
-    return kept_lengths(session.clean_split(name), session.specs, spec, int(session.recipe["seed"]), False)
+    return kept_lengths(session.clean_split(name), session.specs, spec, session.plan.seed, False)
 
 
 def frame_targets(spec: FrameSpec, specs: Sequence[ModalitySpec]) -> list[int]:

@@ -49,7 +49,8 @@ import torch
 from torch import Tensor
 
 from mmcore.errors import MMCoreError
-from mmcore.missing import MissingSpec, _fit_natural_params, _fmt, all_patterns, calibration_support, check_spec
+from mmcore.missing import MissingSpec, check_spec
+from mmcore.patterns import all_patterns, calibration_support, fit_natural_params, format_rates
 from mmcore.types import SplitData
 
 
@@ -100,7 +101,7 @@ def _rows_softmax(s: np.ndarray) -> np.ndarray:
 def _fit_shared(xf: np.ndarray, shift: np.ndarray, target: np.ndarray, max_iter: int = 200) -> np.ndarray:
     """θ with mean_i E_{θ + shift_i}[x] = target: damped Newton on the convex dual
     mean_i log Z_i(θ) - θ·target, started from the mcar solution (exact when shift is 0)."""
-    theta = _fit_natural_params(xf, target)
+    theta = fit_natural_params(xf, target)
     if xf.shape[1] == 0:
         return theta
     offset = shift @ xf.T  # [N, P]: each sample's fixed log-weight of each pattern
@@ -142,7 +143,7 @@ def sample_distributions(spec: MissingSpec, modalities: Sequence[str], split: Sp
     err = np.abs(probs.mean(0) @ patterns - t).max() if len(probs) else 0.0
     if not err <= 1e-9:
         raise MMCoreError(
-            f"mechanism '{spec.mechanism}' cannot meet missing rates {_fmt(modalities, rates)} with "
+            f"mechanism '{spec.mechanism}' cannot meet missing rates {format_rates(modalities, rates)} with "
             f"min_present={spec.min_present} and strength={spec.strength} on this split (marginal error {err:.2g})"
         )
     return patterns, probs

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from mmcore.errors import MMCoreError
+from mmcore.patterns import all_patterns, calibrated_probs, sample_rate_probs
 from mmcore.registry import did_you_mean
 
 if TYPE_CHECKING:
@@ -95,11 +96,8 @@ class MissingSpec:
     strength: float = 2.0  # mar / mnar: log-odds of missing per standard deviation of the driver
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rates, Mapping):
-            raise MMCoreError(f"missing rates must be a mapping modality -> rate, got {_describe(self.rates)}")
-        for name, rate in self.rates.items():
-            if not _is_number(rate) or not 0.0 <= float(rate) <= 1.0:
-                raise MMCoreError(f"missing rate of '{name}' must be a number in [0, 1], got {rate!r}")
+        """The cross-field invariants. Each field's type and range is checked one level up, by the
+        recipe schema (``mmcore.recipe.schema.MaskSpec``), before a spec is made from a recipe."""
         object.__setattr__(self, "rates", {str(k): float(v) for k, v in self.rates.items()})
         if self.sample_rate is not None:
             if self.rates:
@@ -107,13 +105,7 @@ class MissingSpec:
                     f"give either per-modality 'rates' or a 'sample_rate', not both "
                     f"(rates={self.rates}, sample_rate={self.sample_rate})"
                 )
-            if not _is_number(self.sample_rate) or not 0.0 <= float(self.sample_rate) <= 1.0:
-                raise MMCoreError(f"sample_rate must be a number in [0, 1], got {self.sample_rate!r}")
             object.__setattr__(self, "sample_rate", float(self.sample_rate))
-        if self.policy not in ("fixed", "resample"):
-            raise MMCoreError(f"missing policy must be 'fixed' or 'resample', got {self.policy!r}")
-        if isinstance(self.min_present, bool) or not isinstance(self.min_present, int) or self.min_present < 0:
-            raise MMCoreError(f"min_present must be a non-negative integer, got {self.min_present!r}")
         _check_mechanism(self)
 
     def __hash__(self) -> int:  # rates is a dict; hash its sorted items (used to cache distributions)
@@ -121,17 +113,11 @@ class MissingSpec:
         return hash((rates, self.sample_rate, self.policy, self.min_present, self.mechanism, self.depends_on, self.strength))
 
 
-MECHANISMS = ("mcar", "mar", "mnar")
 MNAR_DRIVERS = ("self", "label")
 
 
 def _check_mechanism(spec: MissingSpec) -> None:
-    """The mechanism's own fields; which modalities exist is checked later, in ``_check_names``."""
-    if spec.mechanism not in MECHANISMS:
-        hint = did_you_mean(str(spec.mechanism), list(MECHANISMS))
-        raise MMCoreError(f"unknown mechanism {spec.mechanism!r};{hint} expected one of {', '.join(MECHANISMS)}")
-    if not _is_number(spec.strength):
-        raise MMCoreError(f"strength must be a finite number, got {spec.strength!r}")
+    """The mechanism against the other fields; which modalities exist is checked later, in ``_check_names``."""
     object.__setattr__(spec, "strength", float(spec.strength))
     if spec.mechanism == "mcar":
         if spec.depends_on is not None:
@@ -147,10 +133,6 @@ def _check_mechanism(spec: MissingSpec) -> None:
             hint = did_you_mean(str(driver), list(MNAR_DRIVERS))
             raise MMCoreError(f"mechanism 'mnar': depends_on must be 'self' or 'label', got {driver!r};{hint}")
         object.__setattr__(spec, "depends_on", driver)
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
 
 
 def check_keys(node: Mapping, allowed: Sequence[str], where: str) -> None:
@@ -177,12 +159,6 @@ def parse_spec(node: Any, where: str = "missing.train", keys: Sequence[str] = SP
 
 
 # --------------------------------------------------------------------------- pattern distribution
-
-
-def all_patterns(m: int) -> np.ndarray:
-    """All 2^m patterns; row c has modality j present iff bit j of c is set (the fixed order)."""
-    codes = np.arange(2**m, dtype=np.int64)
-    return ((codes[:, None] >> np.arange(m)) & 1).astype(bool)
 
 
 def _check_names(spec: MissingSpec, modalities: Sequence[str]) -> None:
@@ -217,10 +193,10 @@ def _distribution(spec: MissingSpec, modalities: tuple[str, ...]) -> tuple[np.nd
     _check_names(spec, modalities)
     x = all_patterns(len(modalities))
     if spec.sample_rate is not None:
-        probs = _sample_rate_probs(x, spec.sample_rate, spec.min_present)
+        probs = sample_rate_probs(x, spec.sample_rate, spec.min_present)
     else:
         rates = np.array([spec.rates.get(n, 0.0) for n in modalities], dtype=np.float64)
-        probs = _calibrated_probs(x, rates, spec.min_present, modalities)
+        probs = calibrated_probs(x, rates, spec.min_present, modalities)
     support = probs > 0
     patterns, probs = x[support], probs[support] / probs[support].sum()
     patterns.flags.writeable = False
@@ -251,104 +227,6 @@ def marginal_rates(spec: MissingSpec, modalities: Sequence[str]) -> dict[str, fl
 def check_spec(spec: MissingSpec, modalities: Sequence[str]) -> None:
     """Raise the one-line error of an unknown modality, too large ``min_present`` or infeasible rates."""
     _distribution(spec, tuple(modalities))
-
-
-def _sample_rate_probs(x: np.ndarray, eta: float, k: int) -> np.ndarray:
-    """CPM-Net/GCNet protocol: complete with prob. 1-η, else uniform over proper patterns with >= k present."""
-    count = x.sum(1)
-    full = count == x.shape[1]
-    incomplete = (count >= k) & ~full
-    if eta > 0 and not incomplete.any():
-        raise MMCoreError(
-            f"sample_rate={eta} is infeasible: with {x.shape[1]} modality(ies) and min_present={k} "
-            f"no pattern is incomplete"
-        )
-    probs = np.zeros(len(x))
-    probs[full] = 1.0 - eta
-    if incomplete.any():
-        probs[incomplete] = eta / incomplete.sum()
-    return probs
-
-
-def calibration_support(x: np.ndarray, rates: np.ndarray, k: int, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The allowed patterns (bool ``[P]``), the free modalities (bool ``[M]``) and the target
-    presence probabilities ``1 - rates``, or the one-line error of infeasible rates.
-
-    Rates of exactly 0 or 1 pin a modality: it is never free and never enters a fit. On the
-    feasibility boundary (the free presences sum to exactly what ``min_present`` still needs)
-    only patterns with exactly ``k`` present stay allowed.
-    """
-    t = 1.0 - rates  # target presence probabilities
-    always, never = t >= 1.0, t <= 0.0
-    free = ~always & ~never
-    count = x.sum(1)
-    k_free = k - int(always.sum())  # presences the free modalities must still supply
-    free_sum = float(t[free].sum())
-    if free_sum < k_free - 1e-12:
-        raise MMCoreError(
-            f"missing rates {_fmt(names, rates)} are infeasible with min_present={k}: they sum to "
-            f"{rates.sum():.10g} but at most {x.shape[1] - k} of {x.shape[1]} modalities can be missing per sample"
-        )
-    allowed = x[:, always].all(1) & ~x[:, never].any(1) & (count >= k)
-    if k_free > 0 and abs(free_sum - k_free) <= 1e-12:  # boundary: every sample has exactly k present
-        allowed &= count == k
-    return allowed, free, t
-
-
-def _calibrated_probs(x: np.ndarray, rates: np.ndarray, k: int, names: Sequence[str]) -> np.ndarray:
-    """Independent Bernoulli presence conditioned on >= k present, calibrated to the exact rates.
-
-    The family p(x) ∝ exp(θ·x) on the allowed patterns is the conditioned Bernoulli(sigmoid θ);
-    the θ whose marginals P(x_m = 1) equal 1 - r_m is the fixed point of the moment equations,
-    found here by damped Newton steps on the convex dual (log Z(θ) - θ·t).
-    """
-    allowed, free, t = calibration_support(x, rates, k, names)
-    xf = x[allowed][:, free].astype(np.float64)
-    theta = _fit_natural_params(xf, t[free])
-    probs = np.zeros(len(x))
-    probs[allowed] = _softmax(xf @ theta)
-    err = np.abs(probs @ x - t).max()
-    if not err <= 1e-9:
-        raise MMCoreError(
-            f"could not calibrate missing rates {_fmt(names, rates)} with min_present={k} "
-            f"(marginal error {err:.2g}); the rates are too close to infeasible"
-        )
-    return probs
-
-
-def _fit_natural_params(xf: np.ndarray, target: np.ndarray, max_iter: int = 200) -> np.ndarray:
-    """Solve E_θ[x] = target for p(x) ∝ exp(θ·x) over the rows of ``xf`` (damped Newton)."""
-    with np.errstate(divide="ignore"):
-        theta = np.log(target) - np.log1p(-target)  # exact when the count constraint is inactive
-    if xf.shape[1] == 0:
-        return theta
-
-    def dual(th: np.ndarray) -> float:
-        s = xf @ th
-        return float(s.max() + np.log(np.exp(s - s.max()).sum()) - th @ target)
-
-    for _ in range(max_iter):
-        p = _softmax(xf @ theta)
-        mean = p @ xf
-        grad = mean - target
-        if np.abs(grad).max() < 1e-13:
-            break
-        hess = (xf * p[:, None]).T @ xf - np.outer(mean, mean)
-        step_dir = np.linalg.lstsq(hess, -grad, rcond=None)[0]  # H is singular on the boundary face
-        f0, slope, step = dual(theta), float(grad @ step_dir), 1.0
-        while step > 1e-12 and dual(theta + step * step_dir) > f0 + 1e-4 * step * slope + 1e-15 * abs(f0):
-            step /= 2
-        theta = theta + step * step_dir
-    return theta
-
-
-def _softmax(s: np.ndarray) -> np.ndarray:
-    e = np.exp(s - s.max())
-    return e / e.sum()
-
-
-def _fmt(names: Sequence[str], rates: np.ndarray) -> str:
-    return "{" + ", ".join(f"{n}: {r:.10g}" for n, r in zip(names, rates)) + "}"
 
 
 def draw_masks(spec: MissingSpec, modalities: Sequence[str], u: Tensor) -> Tensor:

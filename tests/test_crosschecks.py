@@ -135,6 +135,15 @@ def test_without_a_description_those_checks_are_skipped(registry, tmp_path, data
     ]
 
 
+@pytest.mark.parametrize("dataset", ["test.broken", "test.silent"])
+def test_the_spec_own_invariants_need_no_description(registry, tmp_path, dataset):
+    # the mechanism's fields are checked by the spec's constructor, whatever the dataset can tell
+    assert _problems(registry, tmp_path, dataset, missing={"train": {"rates": {"a": 0.5}, "mechanism": "mar"}}) == [
+        "r.yaml: missing.train: mechanism 'mar' needs depends_on: the always-present modality whose features "
+        "drive the missingness"
+    ]
+
+
 def test_output_must_be_creatable(tmp_path):
     assert output_problems(str(tmp_path / "a" / "b")) == [] and not (tmp_path / "a").exists()
     assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind

@@ -10,6 +10,7 @@ import torch
 
 from mmcore.conditions import condition_masks, parse_conditions
 from mmcore.engine.build import build_dataset, build_model
+from mmcore.recipe.plan import plan_of
 from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.plugins import get_registry
@@ -58,8 +59,8 @@ def test_run_directory_layout(make_recipe):
 def test_changing_an_absent_modality_changes_nothing(make_recipe):
     recipe = make_recipe()
     registry = get_registry()
-    dataset = build_dataset(recipe, registry)
-    model = build_model(recipe, dataset.modalities, dataset.task, registry).eval()
+    dataset = build_dataset(recipe["dataset"], registry)
+    model = build_model(plan_of(recipe), dataset.modalities, dataset.task, registry).eval()
     split = dataset.split("val")
     batch = split.select(torch.arange(16))
     present = torch.ones(16, 3, dtype=torch.bool)

@@ -15,6 +15,7 @@ from torch import nn
 from mmcore.builtins.encoders import TransformerEncoder
 from mmcore.conditions import AVERAGE
 from mmcore.engine.build import build_dataset, build_model, kaiming_normal_init
+from mmcore.recipe.plan import plan_of
 from mmcore.engine.evaluate import POOLED, score, write_eval
 from mmcore.engine.optim import lr_factor
 from mmcore.errors import RecipeError
@@ -88,9 +89,9 @@ def _model(tmp_path, init: str):
         unimodal_heads={"layers": [300]},
     )
     registry = get_registry()
-    dataset = build_dataset(recipe, registry)
+    dataset = build_dataset(recipe["dataset"], registry)
     torch.manual_seed(0)
-    return build_model(recipe, dataset.modalities, dataset.task, registry)
+    return build_model(plan_of(recipe), dataset.modalities, dataset.task, registry)
 
 
 def test_kaiming_normal_init_statistics(tmp_path):

@@ -105,3 +105,24 @@ def test_a_fresh_process_imports_the_engine_without_warnings():
     code = "import mmcore.engine.trainer, mmcore.cli; from mmcore import deprecated; print(deprecated.REMOVED_IN)"
     done = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+ENGINE_READS_THE_PLAN = ("build.py", "session.py", "trainer.py", "blame.py", "runtime.py", "rundir.py")
+
+
+@pytest.mark.parametrize("name", ENGINE_READS_THE_PLAN)
+def test_the_engine_reads_the_plan_not_raw_recipe_keys(name):
+    """Parse once: after validation, ``mmcore.recipe.plan.plan_of`` is the one reader of the
+    resolved recipe's keys; these modules subscript no ``recipe`` (nor call its ``get``)."""
+    tree = ast.parse((ROOT / "engine" / name).read_text())
+
+    def is_recipe(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Name) and node.id == "recipe") or (isinstance(node, ast.Attribute) and node.attr == "recipe")
+
+    reads = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if (isinstance(node, ast.Subscript) and is_recipe(node.value))
+        or (isinstance(node, ast.Attribute) and node.attr == "get" and is_recipe(node.value))
+    ]
+    assert reads == [], f"engine/{name} reads raw recipe keys: {reads}"

@@ -220,20 +220,35 @@ def test_infeasible_specs_are_rejected(kwargs: dict, modalities: list[str], mess
         pattern_distribution(MissingSpec(**kwargs), modalities)
 
 
+def test_the_spec_checks_its_cross_field_invariants() -> None:
+    # each field's type and range is the recipe schema's check (the test below)
+    with pytest.raises(MMCoreError, match="not both"):
+        MissingSpec(rates={"a": 0.1}, sample_rate=0.2)
+    with pytest.raises(MMCoreError, match="needs depends_on"):
+        MissingSpec(rates={"a": 0.1}, mechanism="mar")
+    with pytest.raises(MMCoreError, match="mcar depends on nothing"):
+        MissingSpec(rates={"a": 0.1}, depends_on="a")
+
+
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("train", "problem"),
     [
-        ({"rates": {"a": 1.5}}, "'a' must be a number in \\[0, 1\\], got 1.5"),
-        ({"rates": {"a": -0.1}}, "'a' must be a number in \\[0, 1\\]"),
-        ({"rates": {"a": 0.1}, "sample_rate": 0.2}, "not both"),
-        ({"sample_rate": 2.0}, "sample_rate must be"),
-        ({"policy": "sometimes"}, "'fixed' or 'resample'"),
-        ({"min_present": -1}, "non-negative integer"),
+        ({"rates": {"m0": 1.5}}, "missing.train.rates.m0: expected float in [0, 1], got float 1.5"),
+        ({"sample_rate": 2.0}, "missing.train.sample_rate: expected float in [0, 1], got float 2.0"),
+        ({"policy": "sometimes"}, "missing.train.policy: expected 'fixed' | 'resample', got str 'sometimes'"),
+        ({"min_present": -1}, "missing.train.min_present: expected int >= 0, got int -1"),
+        ({"strength": float("nan")}, "missing.train.strength: expected a finite float, got float nan"),
+        ({"mechanism": "nmar"}, "missing.train.mechanism: expected 'mcar' | 'mar' | 'mnar', got str 'nmar'; did you mean 'mar'?"),
     ],
 )
-def test_invalid_spec_values_are_rejected(kwargs: dict, message: str) -> None:
-    with pytest.raises(MMCoreError, match=message):
-        MissingSpec(**kwargs)
+def test_invalid_spec_values_are_rejected_by_the_recipe_schema(tmp_path, train: dict, problem: str) -> None:
+    from mmcore.errors import RecipeError
+    from mmcore.recipe import validate_recipe
+
+    tree = {"name": "x", "output": str(tmp_path), "dataset": {"type": "mmcore.synthetic"}, "missing": {"train": train}}
+    with pytest.raises(RecipeError) as error:
+        validate_recipe(tree)
+    assert error.value.problems == [f"recipe: {problem}"]
 
 
 def test_parse_spec_reads_a_recipe_node_and_names_unknown_keys() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from mmcore.conditions import parse_conditions
 from mmcore.errors import MMCoreError
-from mmcore.frames import drop_frames, frame_spec
+from mmcore.frames import drop_frames
 
 FRAMES = "frames"
 
@@ -30,7 +30,7 @@ def frame_curve_points(run: Any, split: str, rates: list[float], draws: int) -> 
     s = run.session
     if not any(spec.sequence for spec in s.specs):
         raise MMCoreError("--over frames: no modality of this dataset is a sequence; there are no frames to drop")
-    base = frame_spec(s.recipe["missing"].get("frames"))
+    base = s.plan.missing.frames
     full = parse_conditions("full", s.names)
     batch = s.plan.train.eval_batch_size
     clean = s.clean_split(split)
@@ -44,5 +44,5 @@ def frame_curve_points(run: Any, split: str, rates: list[float], draws: int) -> 
     for rate in rates:
         for seed in range(draws):
             spec = replace(base, rate=0.0, eval_rate=rate, seed=seed)
-            results[_rate_name(FRAMES, rate, seed)] = score(drop_frames(clean, s.specs, spec, int(s.recipe["seed"]), False))
+            results[_rate_name(FRAMES, rate, seed)] = score(drop_frames(clean, s.specs, spec, s.plan.seed, False))
     return {"conditions": full, "rates": {FRAMES: list(rates)}, "full": full[0].name}, results

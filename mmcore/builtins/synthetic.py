@@ -117,29 +117,29 @@ class Synthetic:
         if latent:
             self.latent = latent_params(modalities, classes, float(tau or 0.0), alpha, gamma, nuisance, noise, task == "regression")
 
+        if latent and lengths != "independent":
+            raise DataError("mmcore.synthetic: 'lengths: correlated' is not supported with the latent generator ('tau')")
         gen = torch.Generator().manual_seed(int(seed))
         target = (torch.arange(samples) % classes)[torch.randperm(samples, generator=gen)]  # balanced classes
         split_of = _stratified_split(target, classes, val_fraction, test_fraction, gen)
-        if self.latent is None:
-            # one shared duration per sample, drawn only when asked, so independent draws stay as they were
-            duration = torch.rand(samples, generator=gen) if lengths == "correlated" and sequence else None
-            features, lengths_of, self.centres = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
-            self.noise = float(noise)
-        else:
-            if lengths != "independent":
-                raise DataError("mmcore.synthetic: 'lengths: correlated' is not supported with the latent generator ('tau')")
-            features, lengths_of, target, self.embeddings = draw_latent(target, self.latent, self.modalities, lows, gen)
+        # one shared duration per sample, drawn only when asked, so independent draws stay as they were
+        correlated = lengths == "correlated" and sequence
+        features, lengths_of, target = self._draw(target, strengths, classes, lows, noise, gen, correlated)
+        self._splits = _splits_of(features, lengths_of, target, split_of)
 
-        ids = torch.arange(samples, dtype=torch.int64)
-        self._splits: dict[str, SplitData] = {}
-        for code, name in enumerate(SPLITS):
-            rows = torch.nonzero(split_of == code).squeeze(1)
-            self._splits[name] = SplitData(
-                features={k: v.index_select(0, rows) for k, v in features.items()},
-                lengths={k: v.index_select(0, rows) for k, v in lengths_of.items()},
-                target=target.index_select(0, rows),
-                ids=ids.index_select(0, rows),
-            )
+    def _draw(
+        self, target: Tensor, strengths: Tensor, classes: int, lows: list[int], noise: float, gen: torch.Generator,
+        correlated: bool,
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """Every sample's features, lengths and target, from the class-means generator or the
+        shared-latent one (which also draws regression targets); keeps what their oracles need."""
+        if self.latent is not None:
+            features, lengths_of, target, self.embeddings = draw_latent(target, self.latent, self.modalities, lows, gen)
+            return features, lengths_of, target
+        duration = torch.rand(len(target), generator=gen) if correlated else None
+        features, lengths_of, self.centres = _draw_features(target, strengths, classes, self.modalities, lows, noise, gen, duration)
+        self.noise = float(noise)
+        return features, lengths_of, target
 
     @classmethod
     def describe(
@@ -257,6 +257,22 @@ def _check_options(
     if signal is None:
         return torch.linspace(DEFAULT_STRONGEST, DEFAULT_WEAKEST, modalities)
     return torch.tensor([float(s) for s in signal])
+
+
+def _splits_of(features: dict[str, Tensor], lengths: dict[str, Tensor], target: Tensor, split_of: Tensor) -> dict[str, SplitData]:
+    """The rows of each split (``split_of`` holds each sample's index into ``SPLITS``); a sample's
+    id is its row in the whole draw."""
+    ids = torch.arange(len(target), dtype=torch.int64)
+    out = {}
+    for code, name in enumerate(SPLITS):
+        rows = torch.nonzero(split_of == code).squeeze(1)
+        out[name] = SplitData(
+            features={k: v.index_select(0, rows) for k, v in features.items()},
+            lengths={k: v.index_select(0, rows) for k, v in lengths.items()},
+            target=target.index_select(0, rows),
+            ids=ids.index_select(0, rows),
+        )
+    return out
 
 
 def _stratified_split(

@@ -12,24 +12,23 @@ from typing import Any, Iterator
 from torch import nn
 
 from mmcore.errors import MMCoreError
+from mmcore.recipe.plan import Node, RunPlan
 from mmcore.registry import Registry
 
 
-def component_labels(model: Any, recipe: dict[str, Any], registry: Registry) -> dict[int, str]:
-    """``id(module) -> "encoder 'mmcore.mlp' (plugin mmcore) for modality 'a'"`` for the recipe's components."""
-    cfg = recipe["model"]
+def component_labels(model: Any, plan: RunPlan, registry: Registry) -> dict[int, str]:
+    """``id(module) -> "encoder 'mmcore.mlp' (plugin mmcore) for modality 'a'"`` for the plan's components."""
     labels: dict[int, str] = {}
 
-    def label(kind: str, node: dict[str, Any], extra: str = "") -> str:
+    def label(kind: str, node: Node, extra: str = "") -> str:
         return registry.get(kind, node["type"]).label + extra
 
     for m, encoder in model.encoders.items():
-        node = cfg["encoders"].get(m, cfg["encoders"].get("default"))
-        labels[id(encoder)] = label("encoder", node, f" for modality '{m}'")
-    labels[id(model.imputer)] = label("imputer", cfg["imputer"])
-    labels[id(model.fusion)] = label("fusion", cfg["fusion"])
+        labels[id(encoder)] = label("encoder", plan.model.encoder(m), f" for modality '{m}'")
+    labels[id(model.imputer)] = label("imputer", plan.model.imputer)
+    labels[id(model.fusion)] = label("fusion", plan.model.fusion)
     if getattr(model, "calibration", None) is not None:
-        labels[id(model.calibration)] = label("balancer", recipe["balancer"], " (its calibration module)")
+        labels[id(model.calibration)] = label("balancer", plan.balancer, " (its calibration module)")
     return labels
 
 

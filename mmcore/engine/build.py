@@ -1,6 +1,7 @@
-"""Turning a resolved recipe into objects: dataset, model, balancer, masks.
+"""Turning a recipe's plan (``mmcore.recipe.plan``) into objects: dataset, model, balancer, loggers.
 
-Only registered components can be built; a recipe names them, never an import path.
+Only registered components can be built; a recipe names them, never an import path. Everything
+here reads the typed plan that validation's result was read into once, never raw recipe keys.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.model import MultimodalModel, unimodal_heads
 from mmcore.engine.sizes import checked_build, record
 from mmcore.errors import MMCoreError, RecipeError
-from mmcore.missing import SPEC_KEYS, MissingSpec, marginal_rates
-from mmcore.recipe.crosschecks import encoder_problems, train_missing_problems
+from mmcore.missing import MissingSpec, marginal_rates
+from mmcore.recipe.crosschecks import encoder_problems, spec_problems
+from mmcore.recipe.plan import Node, RunPlan
 from mmcore.registry import Registry
 from mmcore.types import Dataset, ModalitySpec, TaskSpec
 
 
-def build_component(registry: Registry, kind: str, node: dict[str, Any], path: str, **injected: Any) -> Any:
+def build_component(registry: Registry, kind: str, node: Node, path: str, **injected: Any) -> Any:
     """Build one component node ``{type: name, **options}``; factory failures become one line."""
     component = registry.get(kind, node["type"])
     options = {k: v for k, v in node.items() if k != "type"}
@@ -30,59 +32,50 @@ def build_component(registry: Registry, kind: str, node: dict[str, Any], path: s
         raise MMCoreError(f"{path}: building {kind} '{node['type']}' failed: {type(exc).__name__}: {exc}") from exc
 
 
-def build_dataset(recipe: dict[str, Any], registry: Registry) -> Dataset:
-    dataset = build_component(registry, "dataset", recipe["dataset"], "dataset")
+def build_dataset(node: Node, registry: Registry) -> Dataset:
+    """The dataset of a ``dataset:`` node, checked to describe its modalities and task."""
+    dataset = build_component(registry, "dataset", node, "dataset")
     if not getattr(dataset, "modalities", None) or not isinstance(getattr(dataset, "task", None), TaskSpec):
-        raise MMCoreError(f"dataset '{recipe['dataset']['type']}' did not return modalities and a TaskSpec")
+        raise MMCoreError(f"dataset '{node['type']}' did not return modalities and a TaskSpec")
     return dataset
 
 
-def build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
-    """The recipe's encoders, imputer, fusion and optional unimodal heads, in modality order,
+def build_model(plan: RunPlan, specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
+    """The plan's encoders, imputer, fusion and optional unimodal heads, in modality order,
     after a memory-free build on ``meta`` has shown it is within the size limits (``sizes``)."""
-    record(dim=recipe["model"].get("dim"), batch_size=(recipe.get("train") or {}).get("batch_size"))
-    return checked_build(lambda: _build_model(recipe, specs, task, registry))
+    record(dim=plan.model.dim, batch_size=plan.train.batch_size)
+    return checked_build(lambda: _build_model(plan, specs, task, registry))
 
 
-def _build_model(recipe: dict[str, Any], specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
-    model_cfg = recipe["model"]
-    dim = model_cfg["dim"]
+def _build_model(plan: RunPlan, specs: list[ModalitySpec], task: TaskSpec, registry: Registry) -> MultimodalModel:
+    cfg, dim = plan.model, plan.model.dim
     names = [s.name for s in specs]
-    enc_cfg: dict[str, Any] = model_cfg["encoders"]
-    problems = encoder_problems(enc_cfg, names)  # validation's check, against the loaded modalities
+    problems = encoder_problems(cfg.encoders, names)  # validation's check, against the loaded modalities
     if problems:
         raise RecipeError(problems)
     encoders = {
-        s.name: build_component(
-            registry, "encoder", enc_cfg.get(s.name, enc_cfg.get("default")), f"model.encoders.{s.name}", spec=s, dim=dim
-        )
+        s.name: build_component(registry, "encoder", cfg.encoder(s.name), f"model.encoders.{s.name}", spec=s, dim=dim)
         for s in specs
     }
-    imputer = build_component(registry, "imputer", model_cfg["imputer"], "model.imputer", specs=list(specs), dim=dim)
-    fusion = build_component(
-        registry, "fusion", model_cfg["fusion"], "model.fusion", specs=list(specs), dim=dim, out_dim=task.out_dim
-    )
-    heads_cfg = model_cfg.get("unimodal_heads")
+    imputer = build_component(registry, "imputer", cfg.imputer, "model.imputer", specs=list(specs), dim=dim)
+    fusion = build_component(registry, "fusion", cfg.fusion, "model.fusion", specs=list(specs), dim=dim, out_dim=task.out_dim)
     heads: nn.ModuleDict | None = None
-    if heads_cfg:
-        heads = unimodal_heads(names, dim, task.out_dim, list(heads_cfg["layers"]), heads_cfg["dropout"])
-    if model_cfg.get("init", "default") == "kaiming_normal":
+    if cfg.heads is not None:
+        heads = unimodal_heads(names, dim, task.out_dim, list(cfg.heads.layers), cfg.heads.dropout)
+    if cfg.init == "kaiming_normal":
         # the imputer is left alone: it owns its init (redcore.vib already uses this one, and its
         # zero-initialised residual branches are a documented choice this must not undo)
         for part in [*encoders.values(), fusion, heads]:
             if isinstance(part, nn.Module):
                 kaiming_normal_init(part)
-    calibration = build_calibration(recipe, list(specs), dim, registry)
+    calibration = build_calibration(plan.balancer, list(specs), dim, registry)
     return MultimodalModel(specs, encoders, imputer, fusion, heads, calibration)
 
 
-def build_calibration(recipe: dict[str, Any], specs: list[ModalitySpec], dim: int, registry: Registry) -> nn.Module | None:
-    """The module a balancer's factory puts before the imputer (``calibration`` in the
-    ``register_balancers`` manual), or None. Built with the model, not with the balancer, so that
-    ``mmcore eval`` and ``predict`` rebuild the same weights from the recipe alone."""
-    node = recipe.get("balancer")
-    if not node:
-        return None
+def build_calibration(node: Node, specs: list[ModalitySpec], dim: int, registry: Registry) -> nn.Module | None:
+    """The module the factory of the balancer ``node`` puts before the imputer (``calibration`` in
+    the ``register_balancers`` manual), or None. Built with the model, not with the balancer, so
+    that ``mmcore eval`` and ``predict`` rebuild the same weights from the recipe alone."""
     hook = getattr(registry.get("balancer", node["type"]).factory, "calibration", None)
     if hook is None:
         return None
@@ -91,7 +84,7 @@ def build_calibration(recipe: dict[str, Any], specs: list[ModalitySpec], dim: in
         module = hook(specs=specs, dim=dim, **options)
     except MMCoreError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a plugin's hook: any failure becomes one line naming it
         raise MMCoreError(f"balancer: building the calibration of '{node['type']}' failed: {type(exc).__name__}: {exc}") from exc
     if module is not None and not isinstance(module, nn.Module):
         raise MMCoreError(f"balancer: '{node['type']}'.calibration returned {type(module).__name__}, not an nn.Module or None")
@@ -126,27 +119,28 @@ def kaiming_normal_init(module: nn.Module) -> None:
             nn.init.normal_(layer.in_proj_weight, std=layer.embed_dim**-0.5)
 
 
-def train_missing_spec(recipe: dict[str, Any], modalities: list[str]) -> MissingSpec:
-    """``missing.train`` as a ``MissingSpec``, checked against the loaded modalities by the check
-    validation makes against the described ones (``train_missing_problems``)."""
-    cfg = recipe["missing"]["train"]
-    problems = train_missing_problems(cfg, modalities)
+def train_missing_spec(plan: RunPlan, modalities: list[str]) -> MissingSpec:
+    """The plan's training ``MissingSpec``, checked against the loaded modalities by the check
+    validation makes against the described ones (``spec_problems``)."""
+    problems = spec_problems(plan.missing.train, modalities)
     if problems:
         raise RecipeError(problems)
-    return MissingSpec(**{k: dict(cfg[k]) if k == "rates" else cfg[k] for k in SPEC_KEYS})
+    return plan.missing.train
 
 
-def eval_conditions(recipe: dict[str, Any], modalities: list[str]) -> list[Condition]:
-    return parse_conditions(recipe["missing"]["eval"]["conditions"], modalities)
+def eval_conditions(plan: RunPlan, modalities: list[str]) -> list[Condition]:
+    """The evaluation conditions, parsed against the loaded modalities."""
+    return parse_conditions(plan.missing.conditions, modalities)
 
 
 DEFAULT_LOGGING: tuple[dict[str, Any], ...] = ({"type": "mmcore.jsonl"}, {"type": "mmcore.console"})
 PROGRESS_LOGGERS = frozenset({"mmcore.console"})  # left out when a caller turns progress off
 
 
-def build_loggers(recipe: dict[str, Any], registry: Registry, show_progress: bool = True, console: Any = None) -> list[Logger]:
-    """The recipe's ``logging`` list (default: the ``metrics.jsonl`` record and the progress bar)."""
-    nodes = recipe.get("logging")
+def build_loggers(
+    nodes: tuple[Node, ...] | None, registry: Registry, show_progress: bool = True, console: Any = None
+) -> list[Logger]:
+    """The recipe's ``logging`` nodes (None: the ``metrics.jsonl`` record and the progress bar)."""
     nodes = [dict(n) for n in (DEFAULT_LOGGING if nodes is None else nodes)]
     out = []
     for i, node in enumerate(nodes):
@@ -159,9 +153,7 @@ def build_loggers(recipe: dict[str, Any], registry: Registry, show_progress: boo
     return out
 
 
-def build_balancer(recipe: dict[str, Any], modalities: list[str], spec: MissingSpec, registry: Registry) -> Balancer:
+def build_balancer(node: Node, modalities: list[str], spec: MissingSpec, registry: Registry) -> Balancer:
+    """The balancer of ``node``, told the modalities and their realised training missing rates."""
     rates = marginal_rates(spec, modalities)
-    balancer = build_component(
-        registry, "balancer", recipe["balancer"], "balancer", modalities=list(modalities), missing_rates=rates
-    )
-    return balancer
+    return build_component(registry, "balancer", node, "balancer", modalities=list(modalities), missing_rates=rates)

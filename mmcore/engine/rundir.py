@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     from mmcore.engine.session import Session
 
 
-def new_run_dir(recipe: dict[str, Any]) -> Path:
-    """A fresh, unique directory ``<output>/<name>/<YYYYmmdd-HHMMSS>[-k]``."""
-    base = Path(recipe["output"]) / recipe["name"]
+def new_run_dir(output: str, name: str, recipe: dict[str, Any]) -> Path:
+    """A fresh, unique directory ``<output>/<name>/<YYYYmmdd-HHMMSS>[-k]`` holding the resolved
+    ``recipe`` (the plan's ``output`` and ``name`` place it)."""
+    base = Path(output) / name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = base / stamp
     k = 1
@@ -108,7 +109,7 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
     the dataset's input transform beside it (``mmcore.transform``), before any checkpoint records it."""
     from mmcore.transform import declared_transform, save_transform
 
-    dataset = str(session.recipe["dataset"]["type"])
+    dataset = str(session.plan.dataset["type"])
     transform = declared_transform(session.dataset, session.specs, f"dataset '{dataset}'")
     save_transform(run_dir, transform, dataset)
     write_manifest(

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from mmcore.errors import MMCoreError
+from mmcore.recipe.plan import plan_of
 from mmcore.types import StepStats
 
 
@@ -190,8 +191,9 @@ class Runtime:
 
 @contextlib.contextmanager
 def runtime_for(recipe: dict[str, Any]) -> Iterator[Runtime]:
-    """The runtime a recipe asks for, closed on exit."""
-    runtime = Runtime.create(recipe["device"], recipe["precision"])
+    """The runtime a resolved recipe asks for, closed on exit."""
+    plan = plan_of(recipe)
+    runtime = Runtime.create(plan.device, plan.precision)
     try:
         yield runtime
     except BaseException:

@@ -15,12 +15,12 @@ import torch
 from mmcore.conditions import Condition
 from mmcore.engine.build import build_dataset, build_model, eval_conditions, train_missing_spec
 from mmcore.engine.evaluate import condition_mask_table
-from mmcore.frames import drop_frames, frame_spec
+from mmcore.frames import drop_frames
 from mmcore.engine.model import MultimodalModel
 from mmcore.engine.runtime import Runtime
 from mmcore.missing import MissingSpec
 from mmcore.plugins import Plugins, get_plugins
-from mmcore.recipe.crosschecks import parse_select  # noqa: F401 - also its old home's name
+from mmcore.recipe.crosschecks import parse_select
 from mmcore.recipe.plan import RunPlan, plan_of
 from mmcore.types import EVAL_SPLITS, SPLITS, Dataset, ModalitySpec, SplitData, TaskSpec
 
@@ -59,36 +59,34 @@ class Session:
         return self.clean.get(name, self.splits[name])
 
 
-def _checked_splits(recipe: dict[str, Any], dataset: Dataset) -> dict[str, SplitData]:
+def _checked_splits(plan: RunPlan, dataset: Dataset) -> dict[str, SplitData]:
     """Every split, checked once against the dataset's specs (dtype, shapes, finite values)."""
+    from mmcore.datacheck import check_splits
+
     splits = {name: dataset.split(name) for name in SPLITS}
-    try:
-        from mmcore.datacheck import check_splits
-    except ImportError:  # pragma: no cover - the data checks ship with the core
-        return splits
-    policy = (recipe.get("data") or {}).get("nonfinite", "error")
-    return check_splits(recipe["dataset"]["type"], splits, list(dataset.modalities), dataset.task, nonfinite=policy)
+    return check_splits(plan.dataset["type"], splits, list(dataset.modalities), dataset.task, nonfinite=plan.nonfinite)
 
 
 def build_session(recipe: dict[str, Any], runtime: Runtime, plugins: Plugins | None = None) -> Session:
-    """Dataset, splits on the device, masks, conditions and a freshly initialised model."""
+    """Dataset, splits on the device, masks, conditions and a freshly initialised model, from the
+    recipe's plan (read once here); what names modalities is checked against the loaded data."""
     plugins = plugins or get_plugins()
     registry = plugins.registry
     plan = plan_of(recipe)
     seed = plan.seed
     torch.manual_seed(seed)
-    dataset = build_dataset(recipe, registry)
+    dataset = build_dataset(plan.dataset, registry)
     specs, task = list(dataset.modalities), dataset.task
     names = [s.name for s in specs]
-    splits = {name: split.to(runtime.device) for name, split in _checked_splits(recipe, dataset).items()}
-    frames = frame_spec(recipe["missing"].get("frames"))
+    splits = {name: split.to(runtime.device) for name, split in _checked_splits(plan, dataset).items()}
+    frames = plan.missing.frames
     dropped = {name: drop_frames(split, specs, frames, seed, name == "train") for name, split in splits.items()}
     clean = {name: split for name, split in splits.items() if dropped[name] is not split}
     splits = dropped
-    train_spec = train_missing_spec(recipe, names)
-    conditions = eval_conditions(recipe, names)
+    train_spec = train_missing_spec(plan, names)
+    conditions = eval_conditions(plan, names)
     eval_masks = {s: condition_mask_table(conditions, splits[s], len(names)) for s in EVAL_SPLITS}
     select = parse_select(plan.train.select, [c.name for c in conditions], task)
     torch.manual_seed(seed)  # model initialisation does not depend on how the data was made
-    model = build_model(recipe, specs, task, registry).to(runtime.device)
+    model = build_model(plan, specs, task, registry).to(runtime.device)
     return Session(recipe, runtime, plugins, dataset, specs, task, splits, train_spec, conditions, eval_masks, select, model, clean)

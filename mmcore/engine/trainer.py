@@ -44,7 +44,7 @@ from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
 from mmcore.engine.steps import barrier, check_finite, log_line, save, split_losses, train_latents
 from mmcore.errors import MMCoreError
-from mmcore.fastdropout import use_fast_dropout
+from mmcore.fastdropout import apply_dropout_masks
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
 from mmcore.frames import ceiling_split
@@ -124,8 +124,7 @@ class Trainer:
         rt, model, plan = session.runtime, session.model, session.plan
         self.session, self.rt, self.model, self.task, self.names = session, rt, model, session.task, session.names
         self.plan, self.seed, cfg = plan, plan.seed, plan.train
-        if cfg.fast_dropout:
-            use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
+        apply_dropout_masks(model, cfg.dropout_masks, rt.device)  # before wrapping and compiling, which see the swap
         self.forward = rt.wrap(model)
         self.compiled = plan.compile
         if self.compiled:
@@ -133,8 +132,8 @@ class Trainer:
             # static first trace would be compiled again as soon as one of them does
             self.forward = torch.compile(self.forward, dynamic=True)
         self.optimizer = build_optimizer(cfg.optimizer, model)
-        self.blamed = component_labels(model, session.recipe, session.plugins.registry)
-        self.balancer = build_balancer(session.recipe, self.names, session.train_spec, session.plugins.registry).to(rt.device)
+        self.blamed = component_labels(model, plan, session.plugins.registry)
+        self.balancer = build_balancer(plan.balancer, self.names, session.train_spec, session.plugins.registry).to(rt.device)
         self.needs = requested_stats(self.balancer)  # optional StepStats fields, computed only when asked
         self.loss_kind = losses.task_loss_kind(self.task, cfg.task_loss)
         self.unimodal_weight, self.drop_rate = plan.unimodal_weight, cfg.modality_dropout
@@ -156,7 +155,7 @@ class Trainer:
             self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
             self.state.bind(rt)
             self.ckpt_dir = self.run_dir / "checkpoints"
-            self.loggers = build_loggers(session.recipe, session.plugins.registry, show_progress, console) if rt.is_main else []
+            self.loggers = build_loggers(plan.logging, session.plugins.registry, show_progress, console) if rt.is_main else []
             for logger in self.loggers:
                 logger.open(self.run_dir, self.state.step if resume else None)
         except BaseException:
@@ -189,7 +188,7 @@ class Trainer:
     def _create(self, run_dir: Path | None) -> Path:
         """A new run directory (rank 0 makes it and writes the manifest; every rank learns its path)."""
         rt = self.rt
-        path = Path(rt.broadcast_object(str(run_dir or new_run_dir(self.session.recipe)) if rt.is_main else None))
+        path = Path(rt.broadcast_object(str(run_dir or new_run_dir(self.plan.output, self.plan.name, self.session.recipe)) if rt.is_main else None))
         self._own(path, "train")
         if rt.is_main:
             write_session_manifest(self.session, path, self.fixed_masks)
@@ -364,7 +363,7 @@ class Trainer:
         """Once per process: the balancer's target against the groups this model really returns."""
         if not self.target_checked:
             plan = self.plan
-            check_target(self.balancer, groups, plan.imputer, plan.heads, plan.balancer)
+            check_target(self.balancer, groups, plan.model.imputer["type"], plan.heads, plan.balancer["type"])
             self.target_checked = True
 
     def _step_view(self, out: Any, target: torch.Tensor, present: torch.Tensor) -> StepView:

@@ -13,7 +13,7 @@ here: those checks are skipped and the run makes them once the data is loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from mmcore.components import Balancer, declared_needs
 from mmcore.conditions import AVERAGE, parse_conditions
@@ -21,8 +21,9 @@ from mmcore.errors import MMCoreError, RecipeError
 from mmcore.frames import frame_spec, frame_targets
 from mmcore.lossgroups import target_problems
 from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
+from mmcore.missing import MissingSpec, check_spec
 from mmcore.paths import PathError, check_output_dir
-from mmcore.missing import SPEC_KEYS, MissingSpec, pattern_distribution
+from mmcore.recipe.plan import missing_spec
 from mmcore.registry import Registry, did_you_mean
 from mmcore.types import ModalitySpec, TaskSpec
 
@@ -87,7 +88,7 @@ def sound(found: Sequence[str], *paths: str) -> bool:
     return not any(w == p or w.startswith(p + ".") or p.startswith(w + ".") for w in where for p in paths)
 
 
-def encoder_problems(encoders: dict[str, Any], names: list[str]) -> list[str]:
+def encoder_problems(encoders: Mapping[str, Any], names: list[str]) -> list[str]:
     """``model.encoders`` keys are modalities or ``default``, and every modality has an encoder."""
     problems = modality_key_problems(list(encoders), names, "model.encoders", extra=("default",))
     if "default" not in encoders:
@@ -106,17 +107,25 @@ def modality_key_problems(keys: list[str], names: list[str], path: str, extra: t
 
 
 def train_missing_problems(train: dict[str, Any], names: list[str] | None) -> list[str]:
-    """``missing.train``: rates or one sample rate, and (with the modalities) rates that exist and
-    can be met with ``min_present`` modalities kept."""
+    """``missing.train``: rates or one sample rate, a consistent mechanism and (with the
+    modalities) ``spec_problems``."""
     if train["rates"] and train["sample_rate"] is not None:
         return ["missing.train: give per-modality 'rates' or one 'sample_rate', not both; expected one of them"]
-    if names is None:
-        return []
-    unknown = modality_key_problems(list(train["rates"]), names, "missing.train.rates")
+    try:
+        spec = missing_spec(train)
+    except MMCoreError as error:
+        return [f"missing.train: {error}"]
+    return [] if names is None else spec_problems(spec, names)
+
+
+def spec_problems(spec: MissingSpec, names: list[str]) -> list[str]:
+    """A training spec against the modalities (described, or loaded by the session): rates that
+    name modalities, and a distribution that ``min_present`` and the mechanism allow."""
+    unknown = modality_key_problems(list(spec.rates), names, "missing.train.rates")
     if unknown:
         return unknown
     try:
-        pattern_distribution(MissingSpec(**{k: train[k] for k in SPEC_KEYS}), names)
+        check_spec(spec, names)
     except MMCoreError as error:
         return [f"missing.train: {error}"]
     return []

@@ -52,7 +52,7 @@ class StepBudget:
         if key not in self.rows:
             from mmcore.engine.build import build_dataset
 
-            self.rows[key] = len(build_dataset(recipe, self.registry).split("train"))
+            self.rows[key] = len(build_dataset(recipe["dataset"], self.registry).split("train"))
         return self.rows[key]
 
     def epochs(self, recipe: dict[str, Any], where: str) -> int:

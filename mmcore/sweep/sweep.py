@@ -119,29 +119,9 @@ def run_sweep(
         from mmcore.plugins import get_registry
 
         registry = get_registry()
-    if backend not in BACKENDS:
-        raise MMCoreError(f"--backend: '{backend}' is not a backend; expected one of: {', '.join(BACKENDS)}")
-    if jobs < 1:
-        raise MMCoreError(f"--jobs: expected an integer >= 1, got {jobs}")
-    if ray_gpus < 0:
-        raise MMCoreError(f"--ray-gpus: expected a number >= 0, got {ray_gpus}")
-    place = None
-    if jobs_per_device is not None:
-        if backend != "local":
-            raise MMCoreError("--jobs-per-device: only with --backend local (on Ray, --ray-gpus 1/K shares a GPU)")
-        place = placement(jobs_per_device, visible_gpus())
-        jobs = place.slots
-    axes = parse_axes(list(grid))
-    source = os.fspath(recipe_path)
-    tree = load_yaml(recipe_path)
-    base = validate_recipe(apply_overrides(tree, list(overrides)), registry, source)
-    seed_list = parse_seeds(seeds) if seeds is not None else [int(base["seed"])]
-    points = expand(axes)
-    sweep_dir = sweep_dir_for(base, out)
-    check_output_dir(sweep_dir, "--out" if out is not None else "output")
-    runs = plan_runs(tree, source, list(overrides), points, seed_list, sweep_dir, registry)
-    plan = _Plan(sweep_dir, source, list(overrides), base, axes, points, seed_list, runs)
-
+    jobs, place = _workers(backend, jobs, ray_gpus, jobs_per_device)
+    plan = _plan(recipe_path, overrides, grid, seeds, out, registry)
+    sweep_dir, runs, points = plan.sweep_dir, plan.runs, plan.points
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with _SweepLock(sweep_dir / "sweep.lock"):
         check_existing(runs)
@@ -153,9 +133,43 @@ def run_sweep(
             for p in points
         ]
         rows = aggregate(per_point)
-        write_csv(sweep_dir / "results.csv", rows, [a.key for a in axes])
+        write_csv(sweep_dir / "results.csv", rows, [a.key for a in plan.axes])
         _print_summary(console, log, rows, plan, metrics, outcomes)
     return SweepResult(sweep_dir, runs, outcomes, rows)
+
+
+def _workers(backend: str, jobs: int, ray_gpus: float, jobs_per_device: int | None) -> tuple[int, Placement | None]:
+    """The worker options, checked before anything is read: the number of parallel runs and,
+    with ``--jobs-per-device``, the devices they are pinned to (which then sets that number)."""
+    if backend not in BACKENDS:
+        raise MMCoreError(f"--backend: '{backend}' is not a backend; expected one of: {', '.join(BACKENDS)}")
+    if jobs < 1:
+        raise MMCoreError(f"--jobs: expected an integer >= 1, got {jobs}")
+    if ray_gpus < 0:
+        raise MMCoreError(f"--ray-gpus: expected a number >= 0, got {ray_gpus}")
+    if jobs_per_device is None:
+        return jobs, None
+    if backend != "local":
+        raise MMCoreError("--jobs-per-device: only with --backend local (on Ray, --ray-gpus 1/K shares a GPU)")
+    place = placement(jobs_per_device, visible_gpus())
+    return place.slots, place
+
+
+def _plan(
+    recipe_path: str | os.PathLike[str], overrides: Sequence[str], grid: Sequence[str], seeds: str | None,
+    out: Path | None, registry: Registry,
+) -> "_Plan":
+    """Every run of the sweep, each point's recipe validated (all problems raised together)."""
+    axes = parse_axes(list(grid))
+    source = os.fspath(recipe_path)
+    tree = load_yaml(recipe_path)
+    base = validate_recipe(apply_overrides(tree, list(overrides)), registry, source)
+    seed_list = parse_seeds(seeds) if seeds is not None else [int(base["seed"])]
+    points = expand(axes)
+    sweep_dir = sweep_dir_for(base, out)
+    check_output_dir(sweep_dir, "--out" if out is not None else "output")
+    runs = plan_runs(tree, source, list(overrides), points, seed_list, sweep_dir, registry)
+    return _Plan(sweep_dir, source, list(overrides), base, axes, points, seed_list, runs)
 
 
 @dataclass

@@ -184,12 +184,12 @@ def test_calibration_follows_the_options() -> None:
 
     specs = [ModalitySpec("a", 3), ModalitySpec("b", 5)]
     registry = get_registry()
-    built = build_calibration({"balancer": {"type": "baselines.balm"}}, specs, 8, registry)
+    built = build_calibration({"type": "baselines.balm"}, specs, 8, registry)
     assert isinstance(built, FeatureCalibration) and built.squeeze.out_features == default_width(2, 8) == 4
-    narrow = build_calibration({"balancer": {"type": "baselines.balm", "fcm_dim": 3}}, specs, 8, registry)
+    narrow = build_calibration({"type": "baselines.balm", "fcm_dim": 3}, specs, 8, registry)
     assert narrow.squeeze.out_features == 3
-    assert build_calibration({"balancer": {"type": "baselines.balm", "fcm": False}}, specs, 8, registry) is None
-    assert build_calibration({"balancer": {"type": "mmcore.uniform"}}, specs, 8, registry) is None
+    assert build_calibration({"type": "baselines.balm", "fcm": False}, specs, 8, registry) is None
+    assert build_calibration({"type": "mmcore.uniform"}, specs, 8, registry) is None
     # the factory's defaults and the calibration's agree (one recipe option, two readers)
     import inspect
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mmcore.engine.build import build_balancer, train_missing_spec
+from mmcore.recipe.plan import plan_of
 from mmcore.errors import MMCoreError
 from mmcore.plugins import get_registry
 from mmcore.testing import check_resume, tiny_recipe
@@ -36,7 +37,7 @@ def recipe(tmp_path: Path, *overrides: str) -> dict[str, Any]:
 def test_inverse_rate_gets_the_training_rates_from_the_recipe(tmp_path: Path) -> None:
     r = recipe(tmp_path, "balancer=baselines.inverse_rate")
     names = ["m0", "m1", "m2"]
-    bal = build_balancer(r, names, train_missing_spec(r, names), get_registry())
+    bal = build_balancer(r["balancer"], names, train_missing_spec(plan_of(r), names), get_registry())
     # with min_present 1 the realised rates are a little below the nominal ones; weights follow them
     rates = dict(zip(names, bal.rates))
     inverse = torch.tensor([1 / (1 - rates[m]) for m in names])
