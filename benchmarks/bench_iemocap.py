@@ -163,6 +163,7 @@ def measure(kind: str, recipe_path: Path, overrides: list[str], threads: int, de
             "ms_per_step": ms,
             "eval_items_per_s": cost.get("eval_items_per_s", float("nan")),
             "first_step_s": sink["steps"][0][2] - called if sink["steps"] else float("nan"),
+            "last_step_s": sink["steps"][-1][2] - called if sink["steps"] else float("nan"),  # compilation included
             "steps": result.step,
             "train_s": ended - called,
             "n_train": n_train,

@@ -2,7 +2,7 @@
 
 What a user would write by hand around the model a recipe builds: the whole padded split in a
 ``TensorDataset`` + ``DataLoader`` (shuffled), the recipe's masks, the same objective as the
-engine with every loss weight 1 (no balancer), Adam with the recipe's settings, the recipe's
+engine with every loss weight 1 (no balancer), the engine's dropout masks, Adam with the recipe's settings, the recipe's
 gradient clipping; no learning-rate schedule, validation, logging or checkpoints. Evaluation is
 one pass per condition over the split (the reference code's way: the model runs once per
 missing pattern).
@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mmcore.conditions import condition_masks
 from mmcore.engine import losses
+from mmcore.fastdropout import apply_dropout_masks
 from mmcore.engine.build import build_dataset, build_model, eval_conditions, train_missing_spec
 from mmcore.recipe.plan import plan_of
 from mmcore.missing import train_masks
@@ -53,6 +54,7 @@ def plain_loop(recipe: dict[str, Any], device: torch.device, evaluate: bool = Tr
     masks = train_masks(train_missing_spec(plan, names), names, train.ids, int(recipe["seed"]))
     torch.manual_seed(int(recipe["seed"]))
     model = build_model(plan, dataset.modalities, dataset.task, registry).to(device)
+    apply_dropout_masks(model, plan.train.dropout_masks, device)  # the engine's masks (auto: fast in sequence encoders on a CPU)
     cfg = recipe["train"]
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["optimizer"]["lr"]), betas=tuple(cfg["optimizer"]["betas"]))
     heads = recipe["model"]["unimodal_heads"]

@@ -33,20 +33,33 @@ def keep_threshold(p: float) -> int:
     return int(round(float(p) * _RANGE)) - (_RANGE // 2)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str) -> Tensor:
-    """A bool tensor of ``shape``, each element True with probability 1 − p (p rounded to 1/65536)."""
+def _lanes(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
+    """One uniform int16 per element of ``shape`` (flat), four from each 64-bit draw."""
     count = 1
     for size in shape:
         count *= int(size)
     words = torch.empty((count + _LANES - 1) // _LANES, dtype=torch.int64, device=device)
     words.random_(-(2**63), 2**63 - 1)  # the full 64-bit range: all four 16-bit lanes uniform
-    return (words.view(torch.int16)[:count] >= keep_threshold(p)).view(shape)
+    return words.view(torch.int16)[:count]
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str) -> Tensor:
+    """A bool tensor of ``shape``, each element True with probability 1 − p (p rounded to 1/65536)."""
+    return (_lanes(shape, device) >= keep_threshold(p)).view(shape)
+
+
+def drop_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str) -> Tensor:
+    """``~keep_mask`` from the same draws (True where an element is dropped), without the extra
+    pass a negation costs: what ``masked_fill`` takes."""
+    return (_lanes(shape, device) < keep_threshold(p)).view(shape)
 
 
 def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """``F.dropout(x, p, training)`` with masks from ``keep_mask``."""
     if not training or p == 0.0:
         return x
+    if torch.compiler.is_compiling():  # inductor draws and fuses its own masks; these would split the graph
+        return torch.nn.functional.dropout(x, p, True)
     if p >= 1.0:
         return torch.zeros_like(x)
     # where() keeps only the bool mask for backward (1 byte an element, as torch's native dropout),
@@ -68,17 +81,36 @@ class FastDropout(nn.Module):
         return f"p={self.p}"
 
 
-def use_fast_dropout(model: nn.Module) -> int:
+def use_fast_dropout(model: nn.Module, sequences_only: bool = False) -> int:
     """Swap every ``nn.Dropout`` in ``model`` for ``FastDropout`` and set ``fast_dropout = True``
     on modules that draw their own masks; returns how many modules changed. Parameters and
-    state dict keys are untouched (dropout has none), so checkpoints are interchangeable."""
+    state dict keys are untouched (dropout has none), so checkpoints are interchangeable.
+
+    ``sequences_only``: only inside modules that declare ``sequence_masks = True`` (a sequence
+    encoder, whose per-frame and attention masks are most of a step's draws): what
+    ``train.dropout_masks: auto`` does on a CPU, leaving every other module's draws as torch's."""
+    roots = [model]
+    if sequences_only:
+        roots = [m for m in model.modules() if getattr(m, "sequence_masks", False) is True]
     changed = 0
-    for module in model.modules():
-        if isinstance(getattr(module, "fast_dropout", None), bool):
-            module.fast_dropout = True
-            changed += 1
-        for name, child in list(module.named_children()):
-            if type(child) is nn.Dropout:
-                setattr(module, name, FastDropout(child.p))
+    for root in roots:
+        for module in root.modules():
+            if isinstance(getattr(module, "fast_dropout", None), bool) and not module.fast_dropout:
+                module.fast_dropout = True
                 changed += 1
+            for name, child in list(module.named_children()):
+                if type(child) is nn.Dropout:
+                    setattr(module, name, FastDropout(child.p))
+                    changed += 1
     return changed
+
+
+def apply_dropout_masks(model: nn.Module, choice: str, device: torch.device | str) -> int:
+    """``train.dropout_masks``: ``torch`` changes nothing, ``fast`` swaps every dropout, ``auto``
+    (the default) swaps the sequence encoders' on a CPU only (on CUDA torch's kernel is already
+    fast, and vector models such as the quickstart keep their draws bit for bit)."""
+    if choice == "fast":
+        return use_fast_dropout(model)
+    if choice == "auto" and torch.device(device).type == "cpu":
+        return use_fast_dropout(model, sequences_only=True)
+    return 0

@@ -91,9 +91,14 @@ def test_block_attention_is_multihead_attention(fast, monkeypatch):
     expected, _ = block.attn(x, x, x, key_padding_mask=padding, need_weights=False)
     if fast:
         taken: list[float] = []
-        monkeypatch.setattr(encoders, "fast_dropout", lambda w, p, training: taken.append(p) or w)
+        # nothing dropped: the explicit path then computes MHA with v scaled by 1/(1-p)
+        monkeypatch.setattr(encoders, "drop_mask", lambda shape, p, device: taken.append(p) or torch.zeros(shape, dtype=torch.bool))
         block.fast_dropout = True
         block.train()
+        v_rows = slice(32, 48)  # in_proj's v rows: undo the 1/(1-p) the path applies to v
+        with torch.no_grad():
+            block.attn.in_proj_weight[v_rows] *= 0.7
+            block.attn.in_proj_bias[v_rows] *= 0.7
     assert torch.allclose(block.attend(x, padding), expected, atol=1e-6)
     if fast:
         assert taken == [0.3]  # the explicit path ran, with the attention dropout's p
@@ -124,7 +129,8 @@ def test_a_run_with_fast_masks_and_length_order_learns(tmp_path, monkeypatch):
     real = trainer.length_order
     monkeypatch.setattr(trainer, "length_order", lambda order, *a: calls.append(len(order)) or real(order, *a))
     swapped: list[int] = []
-    monkeypatch.setattr(trainer, "use_fast_dropout", lambda model: swapped.append(use_fast_dropout(model)) or swapped[-1])
+    real_apply = trainer.apply_dropout_masks
+    monkeypatch.setattr(trainer, "apply_dropout_masks", lambda model, *a: swapped.append(real_apply(model, *a)) or swapped[-1])
     dataset = {"type": "mmcore.synthetic", "modalities": 3, "classes": 4, "samples": 400, "dim": 8,
                "sequence": True, "min_lens": [2, 2, 2], "max_lens": [9, 9, 9]}
     recipe = tiny_recipe(

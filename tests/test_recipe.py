@@ -215,7 +215,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
         "max_steps": None,
         "modality_dropout": 0.0,
         "batch_order": "shuffle",
-        "dropout_masks": "torch",
+        "dropout_masks": "auto",
     }
     top = {k: resolved[k] for k in ("seed", "device", "precision", "compile", "output")}
     assert top == {"seed": 0, "device": "auto", "precision": "fp32", "compile": False, "output": "runs"}

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmcore.errors import MMCoreError
-from mmcore.fastdropout import fast_dropout
+from mmcore.fastdropout import FastDropout, drop_mask
 from mmcore.options.hints import Fraction, PositiveInt
 from mmcore.nn import check_encoder_input, length_mask, masked_mean, mlp, sinusoidal_positions
 from mmcore.packing import Packing, pack, packed_mean, packing, unpack, use_packing
@@ -91,44 +91,76 @@ class _PreNormBlock(nn.Module):
         """``x``: ``[B, T, dim]`` with ``frames`` the ``[B, T]`` padding mask, or the packed
         ``[N, dim]`` real frames with their ``Packing``; every op but attention is per frame."""
         if isinstance(frames, Packing):
-            x = x + self.post1(self.attend_packed(self.norm1(x), frames))
+            heads = pack(self._attention(unpack(self._in_proj(self.norm1(x)), frames), frames.keep), frames)
         else:
-            x = x + self.post1(self.attend(self.norm1(x), frames))
-        return x + self.post2(self.ff(self.norm2(x)))
-
-    def attend_packed(self, x: Tensor, p: Packing) -> Tensor:
-        """``attend`` on packed frames: the input projection on the real frames, the frames laid
-        out padded for attention only, and the output projection on the real frames again."""
-        attn = self.attn
-        qkv = unpack(F.linear(x, attn.in_proj_weight, attn.in_proj_bias), p)
-        return attn.out_proj(pack(self._attention(qkv, p.keep), p))
+            heads = self._attention(self._in_proj(self.norm1(x)), ~frames)
+        x = x + _dropped_linear(heads, self.attn.out_proj, self.post1)
+        ff = self.ff
+        if _fast(ff[2]):  # fast masks: zero before the ReLU (the same as after it), 1/(1-p) in ff[3]
+            hidden = F.relu(_dropped_linear(self.norm2(x), ff[0], ff[2], scale=False))
+            return x + _dropped_linear(hidden, ff[3], self.post2, in_scale=1.0 / (1.0 - ff[2].p))
+        return x + self.post2(ff(self.norm2(x)))
 
     def attend(self, x: Tensor, padding: Tensor) -> Tensor:
         """Self-attention with ``self.attn``'s weights, computed here rather than by its forward:
         the same function as ``nn.MultiheadAttention(x, x, x, key_padding_mask=padding)``
         (tested), without its per-call mask merging and checks (a measurable share of a CPU
         step), and with attention-weight dropout from ``mmcore.fastdropout`` when
-        ``fast_dropout`` is on (``train.dropout_masks: fast``)."""
-        attn = self.attn
-        qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias)
-        return attn.out_proj(self._attention(qkv, ~padding))
+        ``fast_dropout`` is on (``train.dropout_masks: fast``, or ``auto`` on a CPU)."""
+        return self.attn.out_proj(self._attention(self._in_proj(x), ~padding))
+
+    def _in_proj(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.attn.in_proj_weight, self.attn.in_proj_bias)
 
     def _attention(self, qkv: Tensor, keep: Tensor) -> Tensor:
         """Heads' attention of ``qkv [B, T, 3 dim]`` over the keys ``keep [B, T]`` -> ``[B, T, dim]``
-        (before the output projection)."""
+        (before the output projection).
+
+        Without dropout (evaluation) and with torch's masks: ``scaled_dot_product_attention``.
+        With fast masks the product is written out, each step on the smaller operand: q scaled
+        by ``dh^-1/2`` (not the ``T x T`` scores), the padding added as a ``-inf`` bias in place,
+        the dropped weights zeroed and ``1/(1-p)`` applied to v. The same function up to
+        rounding; SDPA's CPU math path instead converts the bool mask, guards fully masked rows
+        (``all``, ``isneginf``) and scales the ``T x T`` weights (35% slower here, 1 thread)."""
         attn = self.attn
         batch, steps, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         heads = attn.num_heads
         q, k, v = qkv.view(batch, steps, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)  # [B, h, T, dh] each
-        keep = keep[:, None, None, :]  # [B, 1, 1, T]: which keys a query may attend to
         p = attn.dropout if self.training else 0.0
-        if p > 0.0 and self.fast_dropout:
-            scores = (q @ k.transpose(-2, -1)) * (dim // heads) ** -0.5
-            weights = scores.masked_fill(~keep, float("-inf")).softmax(dim=-1)
-            y = fast_dropout(weights, p, True) @ v
+        if p > 0.0 and self.fast_dropout and not torch.compiler.is_compiling():
+            bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
+            scores = (q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)
+            weights = scores.add_(bias[:, None, None, :]).softmax(dim=-1)
+            dropped = weights.masked_fill(drop_mask(weights.shape, p, weights.device), 0.0)
+            y = dropped @ (v * (1.0 / (1.0 - p)))
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], dropout_p=p)
         return y.transpose(1, 2).reshape(batch, steps, dim)
+
+
+def _fast(dropout: nn.Module) -> bool:
+    """A training ``FastDropout`` with 0 < p < 1, outside compilation (where inductor draws and
+    fuses its own masks, and these would split the graph)."""
+    return isinstance(dropout, FastDropout) and dropout.training and 0.0 < dropout.p < 1.0 and not torch.compiler.is_compiling()
+
+
+def _dropped_linear(x: Tensor, linear: nn.Module, after: nn.Module, in_scale: float = 1.0, scale: bool = True) -> Tensor:
+    """``after(linear(x * in_scale))``. When ``after`` is a training ``FastDropout`` its mask is
+    written into the linear's output in place and ``1/(1-p)`` (unless ``scale`` is off: the
+    feed-forward layer leaves it to its second linear) goes into the small weight and bias: one
+    pass over the activations instead of three (scale, select, and the select's backward);
+    ``in_scale`` likewise goes into the weight. Otherwise (torch's masks, a LayerNorm branch,
+    evaluation) ``after`` runs as it is."""
+    weight, bias = linear.weight, linear.bias
+    out_scale = 1.0 / (1.0 - after.p) if scale and _fast(after) else 1.0
+    if in_scale * out_scale != 1.0:
+        weight = weight * (in_scale * out_scale)
+    if out_scale != 1.0 and bias is not None:
+        bias = bias * out_scale
+    y = F.linear(x, weight, bias)
+    if not _fast(after):
+        return after(y)
+    return y.masked_fill_(drop_mask(y.shape, after.p, y.device), 0.0)
 
 
 class TransformerEncoder(nn.Module):
@@ -177,6 +209,7 @@ class TransformerEncoder(nn.Module):
         self.spec = spec
         self.dim = dim
         self.positional = positional
+        self.sequence_masks = spec.sequence  # train.dropout_masks: auto gives its blocks fast masks on a CPU
         self.frames = frames
         self.proj = nn.Linear(spec.dim, dim)
         self.blocks = nn.ModuleList(

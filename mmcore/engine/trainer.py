@@ -43,7 +43,7 @@ from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
 from mmcore.engine.steps import barrier, check_finite, log_interval, log_line, save, split_losses, train_latents, write_results
 from mmcore.errors import MMCoreError
-from mmcore.fastdropout import use_fast_dropout
+from mmcore.fastdropout import apply_dropout_masks
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
 from mmcore.missing import train_masks
@@ -109,8 +109,7 @@ class Trainer:
         rt, model, plan = session.runtime, session.model, session.plan
         self.session, self.rt, self.model, self.task, self.names = session, rt, model, session.task, session.names
         self.plan, self.seed, cfg = plan, plan.seed, plan.train
-        if cfg.fast_dropout:
-            use_fast_dropout(model)  # before wrapping and compiling, which see the swapped modules
+        apply_dropout_masks(model, cfg.dropout_masks, rt.device)  # before wrapping and compiling, which see the swap
         self.forward = rt.wrap(model)
         self.compiled = plan.compile
         if self.compiled:

@@ -35,7 +35,7 @@ class TrainPlan:
     max_steps: int | None
     modality_dropout: float
     length_batches: bool  # batch_order: length
-    fast_dropout: bool  # dropout_masks: fast
+    dropout_masks: str  # auto, torch or fast (mmcore.fastdropout.apply_dropout_masks)
     task_loss: str
     optimizer: Mapping[str, Any]  # the optimiser section, for mmcore.engine.optim
     schedule: Mapping[str, Any]
@@ -121,7 +121,7 @@ def train_plan(train: Mapping[str, Any]) -> TrainPlan:
         max_steps=train["max_steps"],
         modality_dropout=train["modality_dropout"],
         length_batches=train["batch_order"] == "length",
-        fast_dropout=train["dropout_masks"] == "fast",
+        dropout_masks=train["dropout_masks"],
         task_loss=train["task_loss"],
         optimizer=train["optimizer"],
         schedule=train["schedule"],

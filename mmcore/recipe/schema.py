@@ -214,8 +214,9 @@ class Train:
     # total length batched together, so per-batch padding bites; mmcore.engine.batching.length_order)
     batch_order: Literal["shuffle", "length"] = "shuffle"
     # torch: nn.Dropout's Bernoulli masks; fast: 16-bit masks from 64-bit draws, p rounded to
-    # 1/65536 and different draws, several times cheaper on a CPU (mmcore.fastdropout)
-    dropout_masks: Literal["torch", "fast"] = "torch"
+    # 1/65536 and different draws, several times cheaper on a CPU (mmcore.fastdropout); auto: fast
+    # inside sequence encoders on a CPU, torch's everywhere else (vector models draw as before)
+    dropout_masks: Literal["auto", "torch", "fast"] = "auto"
 
 
 # ---------------------------------------------------------------- data:
