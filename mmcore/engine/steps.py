@@ -1,5 +1,6 @@
 """What the trainer calls besides the step itself: whole-split passes for balancers, the
-divergence check, checkpoint writes every rank agrees on, and one logging step's line.
+divergence check, checkpoint writes every rank agrees on, one logging step's line, and the files
+a finished run writes.
 
 Kept apart from ``trainer.py`` so that the trainer reads as its lifecycle on a few screens.
 """
@@ -12,15 +13,31 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mmcore import missbench
 from mmcore.engine import losses
 from mmcore.engine.checkpoint import save_checkpoint
-from mmcore.engine.evaluate import usable
+from mmcore.engine.evaluate import usable, write_eval
 from mmcore.engine.runtime import Runtime
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
+from mmcore.frames import ceiling_split
+from mmcore.oracle import oracle_entry, write_oracle
+from mmcore.types import EVAL_SPLITS
 
 if TYPE_CHECKING:
     from mmcore.engine.session import Session
+
+
+LOG_POINTS = 20  # metric lines a run logs when train.log_every is not set (fewer make no readable curve)
+LOG_EVERY_MAX = 50  # ... but never fewer than one line per this many steps
+
+
+def log_interval(configured: int | None, steps: int) -> int:
+    """``train.log_every`` when set; otherwise about :data:`LOG_POINTS` lines over the run's
+    ``steps``, at most :data:`LOG_EVERY_MAX` steps apart (a fixed 50 logged nothing in a 33-step run)."""
+    if configured is not None:
+        return configured
+    return max(1, min(LOG_EVERY_MAX, steps // LOG_POINTS))
 
 
 def train_latents(session: "Session", masks: torch.Tensor, size: int, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -114,3 +131,17 @@ def log_line(
             f"training diverged: loss is {line['loss']} at epoch {epoch + 1}; lower train.optimizer.lr or set train.grad_clip"
         )
     return line
+
+
+def write_results(
+    session: "Session", run_dir: Path, results: dict[str, Any], trained_on: torch.Tensor, extra: dict[str, Any]
+) -> None:
+    """``eval.json`` (``extra``, then the missingness diagnostics of the masks the model was
+    ``trained_on``), the Bayes ceilings of ``oracle.json`` and ``MODEL_CARD.md``; rank 0 only."""
+    diagnostics = missbench.diagnostics(results["test"], session.names, trained_on, run_dir / "metrics.jsonl")
+    write_eval(run_dir, results, {**extra, "diagnostics": diagnostics})
+    ceiling = {split: ceiling_split(session, split) for split in EVAL_SPLITS}  # given the kept frames, if any are dropped
+    write_oracle(run_dir, oracle_entry(session.dataset, ceiling, {split: session.eval_masks[split] for split in EVAL_SPLITS}))
+    from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
+
+    write_model_card(run_dir)

@@ -27,14 +27,13 @@ from rich.console import Console
 from mmcore import deprecated
 from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
-from mmcore import missbench
 from mmcore.engine import losses, sizes, stopping
 from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.blame import blame_forward, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
-from mmcore.engine.evaluate import evaluate, usable, write_eval
+from mmcore.engine.evaluate import evaluate, usable
 from mmcore.engine.record import VAL_LOSS
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.ownership import own_run_dir
@@ -42,28 +41,14 @@ from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manife
 from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
-from mmcore.engine.steps import barrier, check_finite, log_line, save, split_losses, train_latents
+from mmcore.engine.steps import barrier, check_finite, log_interval, log_line, save, split_losses, train_latents, write_results
 from mmcore.errors import MMCoreError
 from mmcore.fastdropout import apply_dropout_masks
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
-from mmcore.frames import ceiling_split
 from mmcore.missing import train_masks
-from mmcore.oracle import oracle_entry, write_oracle
 from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
-
-
-LOG_POINTS = 20  # metric lines a run logs when train.log_every is not set (fewer make no readable curve)
-LOG_EVERY_MAX = 50  # ... but never fewer than one line per this many steps
-
-
-def log_interval(configured: int | None, steps: int) -> int:
-    """``train.log_every`` when set; otherwise about :data:`LOG_POINTS` lines over the run's
-    ``steps``, at most :data:`LOG_EVERY_MAX` steps apart (a fixed 50 logged nothing in a 33-step run)."""
-    if configured is not None:
-        return int(configured)
-    return max(1, min(LOG_EVERY_MAX, steps // LOG_POINTS))
 
 
 class RunInterrupted(MMCoreError):
@@ -340,14 +325,7 @@ class Trainer:
             trained_on = self.masks
             if trained_on is None:  # resumed after the last epoch under policy: resample
                 trained_on = usable(train_masks(s.train_spec, self.names, self.data.ids, self.seed, self.epochs - 1, self.data), self.data)
-            diagnostics = missbench.diagnostics(results["test"], self.names, trained_on, self.run_dir / "metrics.jsonl")
-            extra = {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost, "diagnostics": diagnostics}
-            write_eval(self.run_dir, results, extra)
-            ceiling = {split: ceiling_split(s, split) for split in EVAL_SPLITS}  # given the kept frames, if any are dropped
-            write_oracle(self.run_dir, oracle_entry(s.dataset, ceiling, {split: s.eval_masks[split] for split in EVAL_SPLITS}))
-            from mmcore.after.card import write_model_card  # after-training code, imported when a run ends
-
-            write_model_card(self.run_dir)
+            write_results(s, self.run_dir, results, trained_on, {"best_epoch": self.state.best_epoch, "select": self.select_key, "cost": cost})
         return RunResult(self.run_dir, self.state.step, False, self.state.best_epoch, results)
 
     # --- what balancers see ------------------------------------------------------------------

@@ -29,7 +29,7 @@ class TrainPlan:
     epochs: int
     batch_size: int
     eval_batch_size: int
-    log_every: int | None  # None: about LOG_POINTS lines over the run (mmcore.engine.trainer.log_interval)
+    log_every: int | None  # None: about LOG_POINTS lines over the run (mmcore.engine.steps.log_interval)
     grad_clip: float | None
     select: str  # as written: val.<metric> or val.<condition>.<metric>
     max_steps: int | None

@@ -201,7 +201,7 @@ class Train:
     grad_clip: Positive | None = None  # max global gradient norm; null: no clipping
     select: Annotated[str, StartsWith("val.")] = "val.macro_f1"  # metric that picks the best checkpoint
     # steps between metric lines (the only host syncs); null: about LOG_POINTS lines per run, at
-    # most every 50 steps (mmcore.engine.trainer.log_interval), so a short run still draws a curve
+    # most every 50 steps (mmcore.engine.steps.log_interval), so a short run still draws a curve
     log_every: PositiveInt | None = None
     task_loss: Literal["auto", "ce", "l1", "mse"] = "auto"  # auto: ce for classification, l1 for regression
     # stop (resumably) once this many optimisation steps are done in total; the schedule still
