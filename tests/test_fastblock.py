@@ -15,7 +15,7 @@ from torch import nn
 
 import mmcore.builtins.encoders as encoders
 from mmcore.builtins.encoders import MLPEncoder, TransformerEncoder, _PreNormBlock
-from mmcore.fastdropout import FastDropout, apply_dropout_masks, drop_mask, keep_mask, use_fast_dropout
+from mmcore.fastdropout import FastDropout, apply_dropout_masks, keep_bytes, keep_mask, use_fast_dropout
 from mmcore.packing import pack, packing, unpack
 from mmcore.types import ModalitySpec
 
@@ -27,10 +27,10 @@ def _recorded(monkeypatch) -> list[torch.Tensor]:
     masks: list[torch.Tensor] = []
 
     def record(shape, p, device):
-        masks.append(drop_mask(shape, p, device))
+        masks.append(keep_bytes(shape, p, device))
         return masks[-1]
 
-    monkeypatch.setattr(encoders, "drop_mask", record)
+    monkeypatch.setattr(encoders, "keep_bytes", record)
     return masks
 
 
@@ -40,11 +40,11 @@ def _reference(block: _PreNormBlock, x: torch.Tensor, padding: torch.Tensor, mas
     q, k, v = F.linear(block.norm1(x), attn.in_proj_weight, attn.in_proj_bias).view(batch, steps, 3, heads, -1).permute(2, 0, 3, 1, 4)
     scores = (q @ k.transpose(-2, -1)) / (dim // heads) ** 0.5
     weights = scores.masked_fill(padding[:, None, None, :], float("-inf")).softmax(-1)
-    weights = weights * ~masks[0] / (1 - P_ATTN)
+    weights = weights * masks[0] / (1 - P_ATTN)
     heads_out = (weights @ v).transpose(1, 2).reshape(batch, steps, dim)
-    x = x + attn.out_proj(heads_out) * ~masks[1] / (1 - P)
-    hidden = F.relu(block.ff[0](block.norm2(x))) * ~masks[2] / (1 - P)
-    return x + block.ff[3](hidden) * ~masks[3] / (1 - P)
+    x = x + attn.out_proj(heads_out) * masks[1] / (1 - P)
+    hidden = F.relu(block.ff[0](block.norm2(x))) * masks[2] / (1 - P)
+    return x + block.ff[3](hidden) * masks[3] / (1 - P)
 
 
 def _block() -> tuple[_PreNormBlock, torch.Tensor, torch.Tensor]:
@@ -72,7 +72,7 @@ def test_fast_block_is_the_block_with_the_masks_it_drew(monkeypatch) -> None:
     masks = _recorded(monkeypatch)
     got, got_grads = _grads(block, x, lambda xi: block(xi, padding), ~padding)
     assert [tuple(m.shape) for m in masks] == [(5, 4, 7, 7), (5, 7, 16), (5, 7, 32), (5, 7, 16)]
-    assert all(m.any() and not m.all() for m in masks)  # something was dropped, something kept
+    assert all(m.any() and not m.all() for m in masks)  # byte masks: 1 kept, 0 dropped  # something was dropped, something kept
     want, want_grads = _grads(block, x, lambda xi: _reference(block, xi, padding, masks), ~padding)
     valid = ~padding  # padded frames' outputs are never read
     assert torch.allclose(got[valid], want[valid], atol=1e-5)
@@ -84,7 +84,7 @@ def test_fast_block_packed_equals_padded_when_the_masks_agree(monkeypatch) -> No
     """Packed and padded draw masks of different shapes; with nothing dropped they must agree
     exactly, scaling and folding included (outputs on real frames and every gradient)."""
     block, x, padding = _block()
-    monkeypatch.setattr(encoders, "drop_mask", lambda shape, p, device: torch.zeros(shape, dtype=torch.bool))
+    monkeypatch.setattr(encoders, "keep_bytes", lambda shape, p, device: torch.ones(shape, dtype=torch.uint8))
     lengths = (~padding).sum(1)
     p = packing(lengths, x.shape[1])
     padded, padded_grads = _grads(block, x, lambda xi: block(xi, padding), ~padding)
@@ -105,11 +105,11 @@ def test_evaluation_is_the_same_function_with_either_masks() -> None:
     assert torch.allclose(fast.eval()(x, lengths), plain.eval()(x, lengths), atol=1e-5)
 
 
-def test_drop_mask_is_the_negated_keep_mask_of_the_same_draws() -> None:
+def test_keep_bytes_are_the_keep_mask_of_the_same_draws() -> None:
     torch.manual_seed(3)
     kept = keep_mask((1001,), 0.2, "cpu")
     torch.manual_seed(3)
-    assert torch.equal(drop_mask((1001,), 0.2, "cpu"), ~kept)
+    assert torch.equal(keep_bytes((1001,), 0.2, "cpu"), kept.to(torch.uint8))
 
 
 def _model(vector_transformer: bool = False) -> nn.ModuleDict:

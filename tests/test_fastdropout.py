@@ -92,7 +92,7 @@ def test_block_attention_is_multihead_attention(fast, monkeypatch):
     if fast:
         taken: list[float] = []
         # nothing dropped: the explicit path then computes MHA with v scaled by 1/(1-p)
-        monkeypatch.setattr(encoders, "drop_mask", lambda shape, p, device: taken.append(p) or torch.zeros(shape, dtype=torch.bool))
+        monkeypatch.setattr(encoders, "keep_bytes", lambda shape, p, device: taken.append(p) or torch.ones(shape, dtype=torch.uint8))
         block.fast_dropout = True
         block.train()
         v_rows = slice(32, 48)  # in_proj's v rows: undo the 1/(1-p) the path applies to v

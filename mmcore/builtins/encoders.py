@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmcore.errors import MMCoreError
-from mmcore.fastdropout import FastDropout, drop_mask
+from mmcore.fastdropout import FastDropout, keep_bytes
 from mmcore.options.hints import Fraction, PositiveInt
 from mmcore.nn import check_encoder_input, length_mask, masked_mean, mlp, sinusoidal_positions
 from mmcore.packing import Packing, pack, packed_mean, packing, unpack, use_packing
@@ -131,7 +131,7 @@ class _PreNormBlock(nn.Module):
             bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
             scores = (q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)
             weights = scores.add_(bias[:, None, None, :]).softmax(dim=-1)
-            dropped = weights.masked_fill(drop_mask(weights.shape, p, weights.device), 0.0)
+            dropped = weights * keep_bytes(weights.shape, p, weights.device)
             y = dropped @ (v * (1.0 / (1.0 - p)))
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], dropout_p=p)
@@ -145,8 +145,8 @@ def _fast(dropout: nn.Module) -> bool:
 
 
 def _dropped_linear(x: Tensor, linear: nn.Module, after: nn.Module, in_scale: float = 1.0, scale: bool = True) -> Tensor:
-    """``after(linear(x * in_scale))``. When ``after`` is a training ``FastDropout`` its mask is
-    written into the linear's output in place and ``1/(1-p)`` (unless ``scale`` is off: the
+    """``after(linear(x * in_scale))``. When ``after`` is a training ``FastDropout`` its byte mask
+    multiplies the linear's output in place and ``1/(1-p)`` (unless ``scale`` is off: the
     feed-forward layer leaves it to its second linear) goes into the small weight and bias: one
     pass over the activations instead of three (scale, select, and the select's backward);
     ``in_scale`` likewise goes into the weight. Otherwise (torch's masks, a LayerNorm branch,
@@ -160,7 +160,7 @@ def _dropped_linear(x: Tensor, linear: nn.Module, after: nn.Module, in_scale: fl
     y = F.linear(x, weight, bias)
     if not _fast(after):
         return after(y)
-    return y.masked_fill_(drop_mask(y.shape, after.p, y.device), 0.0)
+    return y.mul_(keep_bytes(y.shape, after.p, y.device))
 
 
 class TransformerEncoder(nn.Module):
