@@ -7,7 +7,8 @@ the newer one records something more (a new ``eval.json`` section, a new ``metri
 field) even when every number is the same. This compares the numbers both record: the tensors of
 ``checkpoints/best`` and ``checkpoints/last`` (names, dtypes, shapes, bytes), the optimiser
 tensors of ``last``, every ``eval.json`` section present in both (timings left out), and every
-``metrics.jsonl`` field present in both rows (wall-clock fields left out). It prints one line per
+``metrics.jsonl`` field present in a row both record (same step, both a training or both a
+validation row; wall-clock fields left out). It prints one line per
 part and what only one side has; exit 1 when a shared number differs.
 """
 
@@ -46,19 +47,26 @@ def compare_eval(a: Path, b: Path) -> bool:
     return not differ
 
 
+def row_key(row: dict) -> tuple[int, str]:
+    """A metrics row's identity: its step, and whether it is an epoch's validation row or a step's
+    training row (a version that logs at other steps then shares only some rows)."""
+    return int(row["step"]), "epoch" if any(k.startswith("val.") for k in row) else "step"
+
+
 def compare_metrics(a: Path, b: Path) -> bool:
-    ra, rb = ([json.loads(line) for line in (p / "metrics.jsonl").read_text().splitlines()] for p in (a, b))
+    ra, rb = ({row_key(r): r for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())} for p in (a, b))
+    shared = sorted(set(ra) & set(rb))
     values = differ = 0
     only: set[str] = set()
-    for x, y in zip(ra, rb):
+    for key in shared:
+        x, y = ra[key], rb[key]
         keys = (set(x) & set(y)) - WALL_CLOCK
         only |= (set(x) ^ set(y)) - WALL_CLOCK
         values += len(keys)
         differ += sum(x[k] != y[k] for k in keys)
-    same = len(ra) == len(rb) and differ == 0
-    print(f"metrics.jsonl: {len(ra)} vs {len(rb)} rows, {values - differ}/{values} shared values identical"
-          + (f"; fields on one side only: {sorted(only)}" if only else ""))
-    return same
+    print(f"metrics.jsonl: {len(shared)} rows in both ({len(ra)} and {len(rb)} in all), "
+          f"{values - differ}/{values} shared values identical" + (f"; fields on one side only: {sorted(only)}" if only else ""))
+    return differ == 0 and bool(shared)
 
 
 def main(old: str, new: str) -> int:
