@@ -33,6 +33,7 @@ KILLER = r'''
 import os, signal, sys
 from pathlib import Path
 import mmcore.engine.checkpoint as ckpt
+import mmcore.engine.steps as steps
 import mmcore.engine.trainer as tr
 from mmcore.testing import tiny_recipe
 
@@ -62,7 +63,7 @@ elif event == "inside-write":
 elif event == "between-renames":
     wrap(Path, "rename", after=False, when=lambda src, dst: ".tmp-" in src.name and Path(dst).name in ("best", "last"))
 elif event == "final-evaluation":
-    wrap(tr, "write_eval", after=False)
+    wrap(steps, "write_eval", after=False)  # the trainer writes eval.json through steps.write_results
 run_dir.mkdir(parents=True)
 tr.run(tiny_recipe(run_dir.parent / "runs", sys.argv[4]), run_dir=run_dir, show_progress=False)
 sys.exit(3)  # never killed: the event point was not reached
