@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Screenshots of `mmcore report` at 63 conditions (six modalities, every non-empty subset), taken
 # with headless Chromium at two common widths, to look at the page as a reader does.
-# Usage: docs/report_example/screenshot.sh [OUT_DIR] [RUN_DIR]   (needs chromium: apt-get install -y chromium)
+# Usage: benchmarks/report_screenshot.sh [OUT_DIR] [RUN_DIR]   (needs chromium: apt-get install -y chromium)
 # With RUN_DIR, the report of that run is taken instead of training a new one.
 set -euo pipefail
 out="${1:-docs/report_example}"
