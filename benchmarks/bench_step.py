@@ -53,6 +53,7 @@ def build(recipe_path: Path, root: str, overrides: list[str]) -> dict[str, Any]:
     torch.manual_seed(0)
     model = build_model(plan, dataset.modalities, dataset.task, registry)
     apply_dropout_masks(model, plan.train.dropout_masks, "cpu")
+    model.skip_absent = plan.train.skip_absent
     return {
         "train": train, "names": names, "model": model.train(),
         "present": train_masks(train_missing_spec(plan, names), names, train.ids, 0),

@@ -55,6 +55,7 @@ def plain_loop(recipe: dict[str, Any], device: torch.device, evaluate: bool = Tr
     torch.manual_seed(int(recipe["seed"]))
     model = build_model(plan, dataset.modalities, dataset.task, registry).to(device)
     apply_dropout_masks(model, plan.train.dropout_masks, device)  # the engine's masks (auto: fast in sequence encoders on a CPU)
+    model.skip_absent = plan.train.skip_absent  # the engine's train.absent_rows (skip: absent sequence rows not encoded)
     cfg = recipe["train"]
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["optimizer"]["lr"]), betas=tuple(cfg["optimizer"]["betas"]))
     heads = recipe["model"]["unimodal_heads"]

@@ -122,7 +122,7 @@ def test_broken_recipe_reports_every_problem_at_once(registry: Registry) -> None
     assert raises(validate_recipe, tree, registry, "broken.yaml") == [
         "broken.yaml: model.imputer.type: unknown imputer 'mmcore.zer'; did you mean 'mmcore.zero'? "
         "available: mmcore.zero, redcore.vib",
-        "broken.yaml: train.epocs: unknown key; did you mean 'epochs'? allowed: batch_order, batch_size, "
+        "broken.yaml: train.epocs: unknown key; did you mean 'epochs'? allowed: absent_rows, batch_order, batch_size, "
         "dropout_masks, epochs, eval_batch_size, grad_clip, log_every, max_steps, modality_dropout, optimizer, schedule, select, task_loss",
         "broken.yaml: train.batch_size: expected int >= 1, got str 'big'",
     ]
@@ -216,6 +216,7 @@ def test_defaults_are_filled_in(registry: Registry) -> None:
         "modality_dropout": 0.0,
         "batch_order": "shuffle",
         "dropout_masks": "auto",
+        "absent_rows": "skip",
     }
     top = {k: resolved[k] for k in ("seed", "device", "precision", "compile", "output")}
     assert top == {"seed": 0, "device": "auto", "precision": "fp32", "compile": False, "output": "runs"}

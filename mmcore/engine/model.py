@@ -54,10 +54,25 @@ class MultimodalModel(nn.Module):
         self.fusion = fusion
         self.unimodal_heads = unimodal_heads
         self.calibration = calibration  # (h, present) -> h before the imputer; a balancer's, or None
+        self.skip_absent = False  # train.absent_rows: skip sets it (the trainer, outside compile)
 
-    def encode(self, batch: Batch) -> Tensor:
-        """``[B, M, d]``: every modality encoded from its own input only."""
-        outs = [self.encoders[m](batch.features[m], batch.lengths.get(m)) for m in self.modalities]
+    def encode(self, batch: Batch, present: Tensor | None = None) -> Tensor:
+        """``[B, M, d]``: every modality encoded from its own input only.
+
+        Given ``present [B, M]`` and ``skip_absent`` (``train.absent_rows: skip``), a sequence
+        modality's encoder runs on its present rows only and absent rows are left zero: their
+        encodings are zeroed by :meth:`complete` anyway, so this is the same function, with
+        fewer frames to compute and keep for the backward (text present in 20% of the
+        IEMOCAP recipe's rows pays for 20%) and fewer dropout draws. Vector modalities are
+        always encoded whole: little work to save, and their runs stay bit for bit as they were.
+        """
+        outs = []
+        for i, spec in enumerate(self.specs):
+            encoder, x, lengths = self.encoders[spec.name], batch.features[spec.name], batch.lengths.get(spec.name)
+            if present is not None and self.skip_absent and spec.sequence:
+                outs.append(encode_rows(encoder, x, lengths, present[:, i]))
+            else:
+                outs.append(encoder(x, lengths))
         return torch.stack(outs, dim=1)
 
     def complete(self, h: Tensor, present: Tensor) -> ModelOutput:
@@ -87,7 +102,21 @@ class MultimodalModel(nn.Module):
             self.train(was_training)
 
     def forward(self, batch: Batch, present: Tensor) -> ModelOutput:
-        return self.complete(self.encode(batch), present)
+        return self.complete(self.encode(batch, present), present)
+
+
+def encode_rows(encoder: nn.Module, x: Tensor, lengths: Tensor | None, rows: Tensor) -> Tensor:
+    """``encoder``'s ``[B, d]`` output with only the rows where ``rows`` is true computed (cut to
+    their own longest length) and zeros elsewhere. When every row or none is present the
+    encoder runs on the whole batch, as without skipping (a zero-row call has no width to read)."""
+    index = rows.nonzero().squeeze(1)  # one host read per modality and step
+    if len(index) in (0, len(rows)):
+        return encoder(x, lengths)
+    if lengths is not None:
+        lengths = lengths.index_select(0, index)
+        x = x[:, : max(1, int(lengths.max()))]
+    h = encoder(x.index_select(0, index), lengths)
+    return h.new_zeros((len(rows), *h.shape[1:])).index_copy(0, index, h)
 
 
 def unimodal_heads(modalities: list[str], dim: int, out_dim: int, layers: list[int], dropout: float) -> nn.ModuleDict:

@@ -112,6 +112,7 @@ class Trainer:
         apply_dropout_masks(model, cfg.dropout_masks, rt.device)  # before wrapping and compiling, which see the swap
         self.forward = rt.wrap(model)
         self.compiled = plan.compile
+        model.skip_absent = cfg.skip_absent and not self.compiled  # row counts that change every step would split the graph
         if self.compiled:
             # sizes symbolic from the first trace: the padded lengths change every batch, and a
             # static first trace would be compiled again as soon as one of them does

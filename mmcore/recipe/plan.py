@@ -36,6 +36,7 @@ class TrainPlan:
     modality_dropout: float
     length_batches: bool  # batch_order: length
     dropout_masks: str  # auto, torch or fast (mmcore.fastdropout.apply_dropout_masks)
+    skip_absent: bool  # absent_rows: skip (mmcore.engine.model.MultimodalModel.encode)
     task_loss: str
     optimizer: Mapping[str, Any]  # the optimiser section, for mmcore.engine.optim
     schedule: Mapping[str, Any]
@@ -122,6 +123,7 @@ def train_plan(train: Mapping[str, Any]) -> TrainPlan:
         modality_dropout=train["modality_dropout"],
         length_batches=train["batch_order"] == "length",
         dropout_masks=train["dropout_masks"],
+        skip_absent=train["absent_rows"] == "skip",
         task_loss=train["task_loss"],
         optimizer=train["optimizer"],
         schedule=train["schedule"],

@@ -217,6 +217,10 @@ class Train:
     # 1/65536 and different draws, several times cheaper on a CPU (mmcore.fastdropout); auto: fast
     # inside sequence encoders on a CPU, torch's everywhere else (vector models draw as before)
     dropout_masks: Literal["auto", "torch", "fast"] = "auto"
+    # skip: in training, a sequence modality's encoder runs only on the rows where that modality
+    # is present (absent rows are zeroed after encoding anyway: the same function, less work, fewer
+    # dropout draws; not under compile); encode: every row, as before (mmcore.engine.model.encode_rows)
+    absent_rows: Literal["skip", "encode"] = "skip"
 
 
 # ---------------------------------------------------------------- data:
