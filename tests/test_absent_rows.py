@@ -9,7 +9,7 @@ from torch import nn
 from mmcore.builtins.encoders import MLPEncoder, TransformerEncoder
 from mmcore.builtins.fusion import ConcatFusion
 from mmcore.builtins.imputers import ZeroImputer
-from mmcore.engine.model import MultimodalModel, encode_rows
+from mmcore.engine.model import MultimodalModel, encode_present
 from mmcore.types import Batch, ModalitySpec
 
 SPECS = [ModalitySpec("s", 5, sequence=True, max_len=9), ModalitySpec("t", 3, sequence=True, max_len=6), ModalitySpec("v", 4)]
@@ -69,7 +69,7 @@ def test_only_present_rows_of_sequence_modalities_reach_their_encoders() -> None
     assert seen == {"s": (3, 5, 5), "t": (3, 4, 3), "v": (5, 4)}  # vectors: every row, as always
 
 
-def test_encode_rows_runs_the_whole_batch_when_every_row_or_none_is_present() -> None:
+def test_encode_present_runs_the_whole_batch_when_every_row_or_none_is_present() -> None:
     calls: list[int] = []
 
     class Count(nn.Module):
@@ -78,9 +78,9 @@ def test_encode_rows_runs_the_whole_batch_when_every_row_or_none_is_present() ->
             return x.sum(1)
 
     x, lengths = torch.ones(4, 3, 2), torch.tensor([3, 1, 2, 3])
-    assert torch.equal(encode_rows(Count(), x, lengths, torch.ones(4, dtype=torch.bool)), torch.full((4, 2), 3.0))
-    encode_rows(Count(), x, lengths, torch.zeros(4, dtype=torch.bool))
-    out = encode_rows(Count(), x, lengths, torch.tensor([False, True, False, True]))
+    assert torch.equal(encode_present(Count(), x, lengths, torch.ones(4, dtype=torch.bool)), torch.full((4, 2), 3.0))
+    encode_present(Count(), x, lengths, torch.zeros(4, dtype=torch.bool))
+    out = encode_present(Count(), x, lengths, torch.tensor([False, True, False, True]))
     assert calls == [4, 4, 2]
     assert out.tolist() == [[0, 0], [3, 3], [0, 0], [3, 3]]  # rows 1 and 3, cut to their longest (3): ones summed
 

@@ -45,6 +45,7 @@ class ScoreTable(dict):  # type: ignore[type-arg]
     loss: float | None = None  # the task loss averaged over conditions (validation curves), when asked
     confusion: dict[str, Any] | None = None  # classification: confusion matrices for the report
 ROWS_PER_CALL = 16384  # rows (samples × conditions) given to the imputer and fusion at once
+FRAMES_PER_CALL = 2048  # padded frames per sequence-encoder call (rows in length order; model.encode_by_length)
 
 
 def condition_mask_table(conditions: list[Condition], split: SplitData, num_modalities: int) -> dict[str, Tensor]:
@@ -86,10 +87,11 @@ def predict(
     per_call = max(1, max(batch_size, ROWS_PER_CALL) // max(1, min(n - first_row, batch_size)))  # conditions per call
     outputs: dict[str, list[Tensor]] = {name: [] for name in names}
     for start in range(first_row, n, batch_size):
-        index = torch.arange(start, min(n, start + batch_size), device=split.ids.device)
-        batch = trim_padding(split.select(index))  # padding past the batch's longest row costs time only
+        stop = min(n, start + batch_size)
+        index = torch.arange(start, stop, device=split.ids.device)
+        batch = trim_padding(split.rows(start, stop))  # views; padding past the batch's longest row costs time only
         with autocast():
-            h = model.encode(batch)
+            h = model.encode_by_length(batch, FRAMES_PER_CALL)
             for first in range(0, len(names), per_call):
                 group = names[first : first + per_call]
                 stacked = torch.cat([masks[name].index_select(0, index) for name in group])

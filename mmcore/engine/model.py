@@ -70,7 +70,20 @@ class MultimodalModel(nn.Module):
         for i, spec in enumerate(self.specs):
             encoder, x, lengths = self.encoders[spec.name], batch.features[spec.name], batch.lengths.get(spec.name)
             if present is not None and self.skip_absent and spec.sequence:
-                outs.append(encode_rows(encoder, x, lengths, present[:, i]))
+                outs.append(encode_present(encoder, x, lengths, present[:, i]))
+            else:
+                outs.append(encoder(x, lengths))
+        return torch.stack(outs, dim=1)
+
+    def encode_by_length(self, batch: Batch, frames_per_call: int) -> Tensor:
+        """:meth:`encode` for evaluation: each sequence modality encoded in length order, in calls
+        of about ``frames_per_call`` frames (:func:`encode_in_length_order`); vectors whole, as
+        :meth:`encode` does, so vector models evaluate bit for bit as before."""
+        outs = []
+        for spec in self.specs:
+            encoder, x, lengths = self.encoders[spec.name], batch.features[spec.name], batch.lengths.get(spec.name)
+            if spec.sequence and lengths is not None and len(lengths) > 0:
+                outs.append(encode_in_length_order(encoder, x, lengths, frames_per_call))
             else:
                 outs.append(encoder(x, lengths))
         return torch.stack(outs, dim=1)
@@ -105,18 +118,46 @@ class MultimodalModel(nn.Module):
         return self.complete(self.encode(batch, present), present)
 
 
-def encode_rows(encoder: nn.Module, x: Tensor, lengths: Tensor | None, rows: Tensor) -> Tensor:
-    """``encoder``'s ``[B, d]`` output with only the rows where ``rows`` is true computed (cut to
-    their own longest length) and zeros elsewhere. When every row or none is present the
-    encoder runs on the whole batch, as without skipping (a zero-row call has no width to read)."""
-    index = rows.nonzero().squeeze(1)  # one host read per modality and step
-    if len(index) in (0, len(rows)):
-        return encoder(x, lengths)
+def encode_rows(encoder: nn.Module, x: Tensor, lengths: Tensor | None, index: Tensor) -> Tensor:
+    """``encoder``'s ``[len(index), d]`` output for rows ``index`` of a batch, the sequences cut
+    to those rows' longest length (encoders are padding invariant and row-wise)."""
     if lengths is not None:
         lengths = lengths.index_select(0, index)
         x = x[:, : max(1, int(lengths.max()))]
-    h = encoder(x.index_select(0, index), lengths)
+    return encoder(x.index_select(0, index), lengths)
+
+
+def encode_present(encoder: nn.Module, x: Tensor, lengths: Tensor | None, rows: Tensor) -> Tensor:
+    """``encoder``'s ``[B, d]`` output with only the rows where ``rows`` is true computed and
+    zeros elsewhere. When every row or none is present the encoder runs on the whole batch, as
+    without skipping (a zero-row call has no width to read)."""
+    index = rows.nonzero().squeeze(1)  # one host read per modality and step
+    if len(index) in (0, len(rows)):
+        return encoder(x, lengths)
+    h = encode_rows(encoder, x, lengths, index)
     return h.new_zeros((len(rows), *h.shape[1:])).index_copy(0, index, h)
+
+
+def encode_in_length_order(encoder: nn.Module, x: Tensor, lengths: Tensor, frames_per_call: int) -> Tensor:
+    """``encoder(x, lengths)`` computed on the rows sorted by length, in calls of at most
+    ``frames_per_call`` padded frames (at least one row), each cut to its longest row.
+
+    Evaluation's encoding: a call then holds rows of nearly equal length, so almost no padding
+    is computed and attention's ``T x T`` work follows each row's own length instead of the
+    batch's longest; and moderate calls keep the matrix products in cache (on a 2-core CPU a
+    ``[24000, 128] x [128, 384]`` product ran at about half the rate of a ``[4800, 128]`` one).
+    The same function, row for row, up to float rounding."""
+    order = lengths.argsort(stable=True)
+    longest = lengths.index_select(0, order).clamp(min=1).tolist()  # one host read per modality and batch
+    parts, start = [], 0
+    while start < len(longest):
+        stop = start + 1
+        while stop < len(longest) and (stop + 1 - start) * longest[stop] <= frames_per_call:
+            stop += 1
+        parts.append(encode_rows(encoder, x, lengths, order[start:stop]))
+        start = stop
+    h = torch.cat(parts)
+    return torch.empty_like(h).index_copy_(0, order, h)
 
 
 def unimodal_heads(modalities: list[str], dim: int, out_dim: int, layers: list[int], dropout: float) -> nn.ModuleDict:

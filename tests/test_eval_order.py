@@ -1,0 +1,50 @@
+"""Evaluation encodes sequence rows in length order, in calls of bounded size, and puts them back."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmcore.engine.model import encode_in_length_order
+from mmcore.types import SplitData
+from test_absent_rows import _batch, _model
+
+
+class Recorder(nn.Module):
+    """Sums each row's valid frames and records what every call received."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[list[int], int]] = []
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        self.calls.append((lengths.tolist(), x.shape[1]))
+        keep = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        return (x * keep[..., None]).sum(1)
+
+
+def test_rows_are_encoded_in_length_order_within_the_frame_budget_and_returned_in_place() -> None:
+    lengths = torch.tensor([5, 1, 4, 2, 5, 0, 3])
+    x = torch.arange(7 * 5 * 2, dtype=torch.float32).reshape(7, 5, 2)
+    encoder = Recorder()
+    got = encode_in_length_order(encoder, x, lengths, frames_per_call=8)
+    # sorted: 0, 1, 2, 3, 4, 5, 5 -> [0, 1, 2] (3 rows x 2 frames = 6 <= 8; a 4th row of 3 would be 12),
+    # [3, 4] (2 x 4 = 8), [5] (2 x 5 = 10 > 8), [5]; each call cut to its longest row (at least 1 frame)
+    assert encoder.calls == [([0, 1, 2], 2), ([3, 4], 4), ([5], 5), ([5], 5)]
+    assert torch.equal(got, Recorder()(x, lengths))  # every row back in its own place
+
+
+def test_encoding_by_length_is_the_same_function_in_eval_mode() -> None:
+    model = _model(0.3).eval()
+    batch, _ = _batch()
+    for budget in (1, 6, 10, 1000):
+        assert torch.allclose(model.encode_by_length(batch, budget), model.encode(batch), atol=1e-6)
+
+
+def test_split_rows_are_views_of_the_split() -> None:
+    features = {"s": torch.randn(6, 4, 3), "v": torch.randn(6, 2)}
+    split = SplitData(features, {"s": torch.tensor([4, 1, 2, 3, 4, 2])}, torch.arange(6), torch.arange(10, 16))
+    batch = split.rows(2, 5)
+    assert batch.ids.tolist() == [12, 13, 14] and batch.lengths["s"].tolist() == [2, 3, 4]
+    assert batch.features["s"].data_ptr() == features["s"][2].data_ptr()  # no copy
+    assert torch.equal(batch.features["v"], split.select(torch.tensor([2, 3, 4])).features["v"])
