@@ -1,9 +1,10 @@
-"""``compile: true`` on sequences: dynamic shapes marked once, so new padded lengths never recompile.
+"""``compile: true``: regions compiled once for all lengths, for training only.
 
 The padded length of every modality changes from batch to batch (the trainer cuts each batch to
-its longest row), and ``frames: auto`` would pack (a data-dependent shape) outside compilation.
-Under ``torch.compile`` the encoders take the padded path, and the trainer compiles with
-``dynamic=True``: the second epoch, with new batches and new lengths, compiles nothing new.
+its longest row), and so do the packed frame and present row counts. The trainer compiles the
+transformer's blocks (``compile_region``) with ``dynamic=True``: the second epoch, with new
+batches and new lengths, compiles nothing new, and evaluation runs them eagerly. A model without
+regions is compiled whole, where the encoders' ``frames: auto`` takes the padded path.
 
 The graphs are counted with an eager backend (what dynamo traces does not depend on the backend,
 and the test stays fast); ``tests/test_checkpoint.py::test_compile_on_cpu`` runs inductor itself.
@@ -72,3 +73,47 @@ def test_auto_frames_take_the_padded_path_while_compiling() -> None:
     assert use_packing("auto", lengths, 9)
     traced = torch.compile(lambda x: x + float(use_packing("auto", lengths, 9)), backend="eager", fullgraph=True)
     assert torch.equal(traced(torch.zeros(1)), torch.zeros(1))  # no graph break, and padded
+
+
+def _counting_compile(monkeypatch) -> list[int]:
+    pytest.importorskip("torch._dynamo")
+    torch._dynamo.reset()
+    graphs, real = [0], torch.compile
+
+    def counting(gm, example_inputs):
+        graphs[0] += 1
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, **{**kw, "backend": counting}))
+    return graphs
+
+
+def test_regions_compile_in_training_and_run_eagerly_in_evaluation(monkeypatch) -> None:
+    from mmcore.builtins.encoders import TransformerEncoder
+    from mmcore.engine.compiling import compile_for_training
+    from mmcore.types import ModalitySpec
+
+    graphs = _counting_compile(monkeypatch)
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(ModalitySpec("s", 3, sequence=True, max_len=9), dim=8, layers=3, heads=2, dropout=0.0, attn_dropout=0.0)
+    x, lengths = torch.randn(4, 9, 3), torch.tensor([9, 7, 8, 9])
+    want = encoder.eval()(x, lengths)
+    forward, regional = compile_for_training(encoder, encoder)
+    assert regional and forward is encoder  # the blocks are compiled, not the encoder's own forward
+    assert torch.allclose(encoder(x, lengths), want) and graphs[0] == 0  # evaluation: eager
+    encoder.train()(x, lengths)
+    first = graphs[0]
+    assert 1 <= first < 3  # the blocks share compiled code (the first block's input guards differ once)
+    encoder.train()(x[:3, :8], lengths[:3] - 1)
+    assert graphs[0] == first  # new sizes: nothing recompiled
+
+
+def test_a_model_without_regions_is_compiled_whole(monkeypatch) -> None:
+    from mmcore.engine.compiling import compile_for_training
+
+    graphs = _counting_compile(monkeypatch)
+    model = torch.nn.Linear(3, 2)
+    forward, regional = compile_for_training(model, model)
+    assert not regional and forward is not model
+    forward(torch.randn(5, 3))
+    assert graphs[0] == 1

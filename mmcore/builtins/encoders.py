@@ -72,6 +72,8 @@ class _PreNormBlock(nn.Module):
     dropout on the branches (only inside attention and inside the feed-forward layer).
     """
 
+    compile_region = True  # compile: true compiles this block (one code for all blocks), not the whole model
+
     def __init__(
         self, dim: int, heads: int, ff_mult: int, dropout: float, attn_dropout: float, branch_norm: bool = False
     ) -> None:

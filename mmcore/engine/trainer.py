@@ -37,6 +37,7 @@ from mmcore.engine.evaluate import evaluate, usable
 from mmcore.engine.record import VAL_LOSS
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.ownership import own_run_dir
+from mmcore.engine.compiling import compile_for_training
 from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
 from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
@@ -112,11 +113,11 @@ class Trainer:
         apply_dropout_masks(model, cfg.dropout_masks, rt.device)  # before wrapping and compiling, which see the swap
         self.forward = rt.wrap(model)
         self.compiled = plan.compile
-        model.skip_absent = cfg.skip_absent and not self.compiled  # row counts that change every step would split the graph
+        regional = False
         if self.compiled:
-            # sizes symbolic from the first trace: the padded lengths change every batch, and a
-            # static first trace would be compiled again as soon as one of them does
-            self.forward = torch.compile(self.forward, dynamic=True)
+            self.forward, regional = compile_for_training(model, self.forward)
+        # a whole compiled forward would split its graph on row counts that change every step
+        model.skip_absent = cfg.skip_absent and (regional or not self.compiled)
         self.optimizer = build_optimizer(cfg.optimizer, model)
         self.blamed = component_labels(model, plan, session.plugins.registry)
         self.balancer = build_balancer(plan.balancer, self.names, session.train_spec, session.plugins.registry).to(rt.device)
