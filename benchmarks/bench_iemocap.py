@@ -81,11 +81,22 @@ def _clock_logger(sink: dict[str, Any]) -> type:
 
         def log_epoch(self, epoch: int, step: int, scalars: dict[str, float]) -> None:
             sink["epochs"].append((epoch, step, time.perf_counter(), float(scalars.get("val.macro_f1", float("nan")))))
+            sink.setdefault("rss", []).append((step, _resident_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
         def close(self) -> None:
             pass
 
     return Clock
+
+
+def _resident_mb() -> float:
+    """The process's resident set now (MB), from /proc (Linux); NaN elsewhere. Peak RSS alone
+    cannot show whether memory keeps growing, so the clock logger samples this once an epoch."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _step_rates(steps: list[tuple[int, int, float, float]], n_train: int, batch_size: int, clock: int = 2) -> tuple[float, float]:
@@ -170,6 +181,8 @@ def measure(kind: str, recipe_path: Path, overrides: list[str], threads: int, de
             "val_f1": [round(e[3], 4) for e in sink["epochs"]],
             "time_to": time_to(sink["epochs"], called),
             "peak_gpu_mb": cost.get("peak_gpu_memory_mb"),
+            # (step, resident MB, peak MB so far) at each epoch's end: flat or growing over the run
+            "rss_by_epoch": [(step, round(now, 1), round(peak, 1)) for step, now, peak in sink.get("rss", [])],
         }
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out

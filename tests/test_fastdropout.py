@@ -75,21 +75,27 @@ def test_swap_replaces_every_dropout_and_turns_on_attention_dropout():
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_block_attention_is_multihead_attention(fast, monkeypatch):
-    """Both of ``attend``'s paths compute nn.MultiheadAttention's function from its weights: SDPA
-    (eval), and the explicit path fast masks take (training with p > 0, here with the mask drawn
-    as all-keep so that the two can be compared)."""
+@pytest.mark.parametrize("path", ["sdpa", "written_eval", "fast"])
+def test_block_attention_is_multihead_attention(path, monkeypatch):
+    """Each of ``attend``'s paths computes nn.MultiheadAttention's function from its weights:
+    SDPA (training without attention dropout), the written-out product a CPU evaluates with,
+    and the same product with fast masks (training with p > 0, here with the mask drawn as
+    all-keep so that the two can be compared)."""
     import mmcore.builtins.encoders as encoders
 
     torch.manual_seed(0)
-    block = _PreNormBlock(16, 4, 2, 0.0, 0.3).eval()
+    block = _PreNormBlock(16, 4, 2, 0.0, 0.0 if path == "sdpa" else 0.3).eval()
     x = torch.randn(5, 7, 16)
     padding = torch.zeros(5, 7, dtype=torch.bool)
     padding[1, 4:] = True
     padding[3, 1:] = True
     expected, _ = block.attn(x, x, x, key_padding_mask=padding, need_weights=False)
-    if fast:
+    written: list[float] = []
+    original = encoders.written_out_attention
+    monkeypatch.setattr(encoders, "written_out_attention", lambda *a: written.append(a[-1]) or original(*a))
+    if path == "sdpa":
+        block.train()  # training, p = 0: the fused kernel
+    if path == "fast":
         taken: list[float] = []
         # nothing dropped: the explicit path then computes MHA with v scaled by 1/(1-p)
         monkeypatch.setattr(encoders, "keep_bytes", lambda shape, p, device: taken.append(p) or torch.ones(shape, dtype=torch.uint8))
@@ -100,8 +106,9 @@ def test_block_attention_is_multihead_attention(fast, monkeypatch):
             block.attn.in_proj_weight[v_rows] *= 0.7
             block.attn.in_proj_bias[v_rows] *= 0.7
     assert torch.allclose(block.attend(x, padding), expected, atol=1e-6)
-    if fast:
-        assert taken == [0.3]  # the explicit path ran, with the attention dropout's p
+    assert written == {"sdpa": [], "written_eval": [0.0], "fast": [0.3]}[path]  # the path named ran
+    if path == "fast":
+        assert taken == [0.3]  # with the attention dropout's p
 
 
 def test_fast_attention_dropout_keeps_padding_masked_in_training():

@@ -118,26 +118,41 @@ class _PreNormBlock(nn.Module):
         """Heads' attention of ``qkv [B, T, 3 dim]`` over the keys ``keep [B, T]`` -> ``[B, T, dim]``
         (before the output projection).
 
-        Without dropout (evaluation) and with torch's masks: ``scaled_dot_product_attention``.
-        With fast masks the product is written out, each step on the smaller operand: q scaled
-        by ``dh^-1/2`` (not the ``T x T`` scores), the padding added as a ``-inf`` bias in place,
-        the dropped weights zeroed and ``1/(1-p)`` applied to v. The same function up to
-        rounding; SDPA's CPU math path instead converts the bool mask, guards fully masked rows
-        (``all``, ``isneginf``) and scales the ``T x T`` weights (35% slower here, 1 thread)."""
+        The product is written out (:func:`written_out_attention`) where it is the faster path:
+        in training with fast masks (the masks are drawn here), and on a CPU without dropout
+        (evaluation), where SDPA's fused kernel ran these short, 16-wide heads at about 10
+        GFLOP/s, half the written-out rate (``benchmarks/README.md``, issue 25's fifth session).
+        Elsewhere (a GPU's fused kernels, torch's masks, inside compilation):
+        ``scaled_dot_product_attention``. The same function up to rounding (tested)."""
         attn = self.attn
         batch, steps, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         heads = attn.num_heads
         q, k, v = qkv.view(batch, steps, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)  # [B, h, T, dh] each
         p = attn.dropout if self.training else 0.0
-        if p > 0.0 and self.fast_dropout and not torch.compiler.is_compiling():
-            bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
-            scores = (q * (dim // heads) ** -0.5) @ k.transpose(-2, -1)
-            weights = scores.add_(bias[:, None, None, :]).softmax(dim=-1)
-            dropped = weights * keep_bytes(weights.shape, p, weights.device)
-            y = dropped @ (v * (1.0 / (1.0 - p)))
+        written = (self.fast_dropout if p > 0.0 else q.device.type == "cpu" and not self.training)
+        if written and not torch.compiler.is_compiling():
+            y = written_out_attention(q, k, v, keep, p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], dropout_p=p)
         return y.transpose(1, 2).reshape(batch, steps, dim)
+
+
+def written_out_attention(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, p: float = 0.0) -> Tensor:
+    """``softmax(q k^T / sqrt(dh) + mask) v`` for ``[B, h, T, dh]`` heads and keys ``keep [B, T]``,
+    with attention-weight dropout of rate ``p`` from :func:`keep_bytes` (``p`` 0: none).
+
+    Each step on the smaller operand: q scaled by ``dh^-1/2`` (not the ``T x T`` scores), the
+    padding added as a ``-inf`` bias in place, the dropped weights zeroed and ``1/(1-p)``
+    applied to v. SDPA's CPU math path instead converts the bool mask, guards fully masked rows
+    (``all``, ``isneginf``) and scales the ``T x T`` weights (35% slower, 1 thread); its fused
+    CPU kernel is slower still on short sequences with 16-wide heads. Every row must keep at
+    least one key (the encoders keep frame 0), or its weights are NaN."""
+    bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    weights = scores.add_(bias[:, None, None, :]).softmax(dim=-1)
+    if p == 0.0:
+        return weights @ v
+    return (weights * keep_bytes(weights.shape, p, weights.device)) @ (v * (1.0 / (1.0 - p)))
 
 
 def _fast(dropout: nn.Module) -> bool:
