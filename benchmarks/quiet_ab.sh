@@ -19,7 +19,7 @@
 #      default 400): time to the end of step 1 and of step 100, compilation included.
 # Peak RSS is each run's own. Ratios are taken within a repeat; "x ref" divides by the reference
 # code's medians that issue 25 measured on an idle box of this kind (91.5 samples/s, 496 evaluation
-# items/s, 4.25 GB): quoted, not re-run (its code stays out of the repository).
+# items/s, 4.25 GB): quoted, not re-run here; benchmarks/vs_reference.sh runs the reference beside mmcore.
 set -euo pipefail
 out="${1:?usage: benchmarks/quiet_ab.sh OUT.md}"
 root="$(cd "$(dirname "$0")/.." && pwd)"

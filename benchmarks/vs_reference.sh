@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# mmcore's IEMOCAP recipe against the RedCore reference code, interleaved on one box in one hour:
+# REPEATS pairs (default 3, the order alternating) of 2-epoch runs, each its own process, then a
+# markdown table with the ratio taken within each pair. ~6 minutes on an idle 2-core box.
+#
+#   REF_PY=/tmp/refvenv/bin/python benchmarks/vs_reference.sh REDCORE_DIR [OUT.md]
+#
+# REDCORE_DIR: your checkout's folder that holds train_miss.py; REF_PY: a Python with what the
+# reference imports (benchmarks/reference_redcore.py says which). mmcore runs with PY (default
+# python) through benchmarks/bench_iemocap.py, the reference through reference_redcore.py, both on
+# make_iemocap.py's files (1200/300/300, seed 0; made in DATA if absent), THREADS threads (2).
+set -euo pipefail
+ref_dir="${1:?usage: REF_PY=... benchmarks/vs_reference.sh REDCORE_DIR [OUT.md]}"
+out="${2:-/dev/stdout}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+PY="${PY:-python}"
+REF_PY="${REF_PY:?set REF_PY to a Python that can run the reference (see benchmarks/reference_redcore.py)}"
+THREADS="${THREADS:-2}"
+REPEATS="${REPEATS:-3}"
+DATA="${DATA:-/tmp/quiet_ab_iemocap}"
+MAKE="${MAKE:-$root/../shared/data/make_iemocap.py}"
+[[ -f "$MAKE" ]] || MAKE=/work/shared/data/make_iemocap.py
+export OMP_NUM_THREADS="$THREADS" CUDA_VISIBLE_DEVICES=""
+if [[ ! -f "$DATA/IEMOCAP_config.json" ]]; then
+  "$PY" "$MAKE" --out "$DATA" --n-train 1200 --n-val 300 --n-test 300 --seed 0 > /dev/null
+fi
+jsonl="$(mktemp)"
+echo "vs_reference: $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+run() {  # run LABEL REPEAT: one run, its last (JSON) line into $jsonl with label and repeat
+  local line
+  if [[ "$1" == mmcore ]]; then
+    line=$("$PY" benchmarks/bench_iemocap.py --case engine --threads "$THREADS" --device cpu \
+      "--override=dataset={type: corpora.iemocap, root: $DATA, fold: 1}" --override=train.epochs=2 2>/dev/null | tail -1)
+  else
+    line=$("$REF_PY" benchmarks/reference_redcore.py --redcore "$ref_dir" --data "$DATA" --epochs 2 --threads "$THREADS" 2>/dev/null | tail -1)
+  fi
+  if [[ "$line" != \{* ]]; then echo "vs_reference.sh: the $1 run (repeat $2) printed no result; rerun it alone to see why" >&2; exit 1; fi
+  echo "{\"label\": \"$1\", \"repeat\": $2, ${line#\{}" >> "$jsonl"
+  echo "  $1 (repeat $2) done, load $(cut -d' ' -f1 /proc/loadavg)" >&2
+}
+
+for ((r = 1; r <= REPEATS; r++)); do
+  if ((r % 2)); then run reference "$r"; run mmcore "$r"; else run mmcore "$r"; run reference "$r"; fi
+done
+
+"$PY" - "$jsonl" "$THREADS" > "$out" <<'PYEOF'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+pairs = {}
+for run in runs:
+    pairs.setdefault(run["repeat"], {})[run["label"]] = run
+def spread(values, fmt):
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+print(f"vs_reference.sh: {len(pairs)} interleaved pair(s) of 2-epoch runs, {sys.argv[2]} threads. Median (min-max); the ratio is taken within each pair.\n")
+print("| | reference | mmcore | mmcore / reference |\n|---|---|---|---|")
+for name, key, fmt in [("training samples/s", "samples_per_s", "{:.1f}"), ("evaluation items/s", "eval_items_per_s", "{:.0f}"),
+                       ("peak RSS (MB)", "peak_rss_mb", "{:.0f}")]:
+    ref = [p["reference"][key] for p in pairs.values()]
+    ours = [p["mmcore"][key] for p in pairs.values()]
+    print(f"| {name} | {spread(ref, fmt)} | {spread(ours, fmt)} | {spread([o / r for o, r in zip(ours, ref)], '{:.2f}')} |")
+PYEOF
+rm -f "$jsonl"
