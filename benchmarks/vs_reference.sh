@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # mmcore's IEMOCAP recipe against the RedCore reference code, interleaved on one box in one hour:
-# REPEATS pairs (default 3, the order alternating) of 2-epoch runs, each its own process, then a
-# markdown table with the ratio taken within each pair. ~6 minutes on an idle 2-core box.
+# REPEATS triples (default 3, the order alternating) of 2-epoch runs, each its own process: the
+# reference, mmcore's defaults, mmcore with the fp32 opt-ins (OPT_INS, default fast dropout masks and
+# fused Adam); then a markdown table with the ratios taken within each triple. ~8 minutes on an
+# idle 2-core box.
 #
 #   REF_PY=/tmp/refvenv/bin/python benchmarks/vs_reference.sh REDCORE_DIR [OUT.md]
 #
@@ -28,11 +30,14 @@ fi
 jsonl="$(mktemp)"
 echo "vs_reference: $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
+OPT_INS="${OPT_INS:-train.dropout_masks=fast train.optimizer.implementation=fused}"
+
 run() {  # run LABEL REPEAT: one run, its last (JSON) line into $jsonl with label and repeat
-  local line
-  if [[ "$1" == mmcore ]]; then
+  local line extra=()
+  if [[ "$1" == opt-ins ]]; then for o in $OPT_INS; do extra+=("--override=$o"); done; fi
+  if [[ "$1" != reference ]]; then
     line=$("$PY" benchmarks/bench_iemocap.py --case engine --threads "$THREADS" --device cpu \
-      "--override=dataset={type: corpora.iemocap, root: $DATA, fold: 1}" --override=train.epochs=2 2>/dev/null | tail -1)
+      "--override=dataset={type: corpora.iemocap, root: $DATA, fold: 1}" --override=train.epochs=2 "${extra[@]}" 2>/dev/null | tail -1)
   else
     line=$("$REF_PY" benchmarks/reference_redcore.py --redcore "$ref_dir" --data "$DATA" --epochs 2 --threads "$THREADS" 2>/dev/null | tail -1)
   fi
@@ -42,10 +47,11 @@ run() {  # run LABEL REPEAT: one run, its last (JSON) line into $jsonl with labe
 }
 
 for ((r = 1; r <= REPEATS; r++)); do
-  if ((r % 2)); then run reference "$r"; run mmcore "$r"; else run mmcore "$r"; run reference "$r"; fi
+  if ((r % 2)); then labels=(reference mmcore opt-ins); else labels=(opt-ins mmcore reference); fi
+  for label in "${labels[@]}"; do run "$label" "$r"; done
 done
 
-"$PY" - "$jsonl" "$THREADS" > "$out" <<'PYEOF'
+"$PY" - "$jsonl" "$THREADS" "$OPT_INS" > "$out" <<'PYEOF'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 pairs = {}
@@ -53,12 +59,16 @@ for run in runs:
     pairs.setdefault(run["repeat"], {})[run["label"]] = run
 def spread(values, fmt):
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
-print(f"vs_reference.sh: {len(pairs)} interleaved pair(s) of 2-epoch runs, {sys.argv[2]} threads. Median (min-max); the ratio is taken within each pair.\n")
-print("| | reference | mmcore | mmcore / reference |\n|---|---|---|---|")
+print(f"vs_reference.sh: {len(pairs)} interleaved triple(s) of 2-epoch runs, {sys.argv[2]} threads, opt-ins: {sys.argv[3]}. "
+      "Median (min-max); ratios are taken within each triple.\n")
+print("| | reference | mmcore defaults | defaults / reference | mmcore opt-ins | opt-ins / reference |\n|---|---|---|---|---|---|")
 for name, key, fmt in [("training samples/s", "samples_per_s", "{:.1f}"), ("evaluation items/s", "eval_items_per_s", "{:.0f}"),
                        ("peak RSS (MB)", "peak_rss_mb", "{:.0f}")]:
     ref = [p["reference"][key] for p in pairs.values()]
-    ours = [p["mmcore"][key] for p in pairs.values()]
-    print(f"| {name} | {spread(ref, fmt)} | {spread(ours, fmt)} | {spread([o / r for o, r in zip(ours, ref)], '{:.2f}')} |")
+    cells = [spread(ref, fmt)]
+    for label in ("mmcore", "opt-ins"):
+        ours = [p[label][key] for p in pairs.values()]
+        cells += [spread(ours, fmt), spread([o / r for o, r in zip(ours, ref)], "{:.2f}")]
+    print(f"| {name} | " + " | ".join(cells) + " |")
 PYEOF
 rm -f "$jsonl"
