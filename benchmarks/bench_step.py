@@ -12,6 +12,7 @@ validation, logging or checkpoints.
     python benchmarks/bench_step.py --root DATA --variant padded=model.encoders.default.frames=padded
     python benchmarks/bench_step.py --root DATA --threads 1 --repeats 5 --variant \\
         best=precision=bf16,train.dropout_masks=fast,train.optimizer.implementation=fused
+    python benchmarks/bench_step.py --root DATA --threads 2 --profile 3   # then where the default's step goes
 
 ``--variant NAME=KEY=VALUE[,KEY=VALUE...]`` adds a variant (``default``, the recipe as it is, is
 always first; without ``--variant``: ``old-default``, i.e. ``frames=padded`` and
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS", help="then profile STEPS steps of the default, by operator")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"bench_step: {vars(args)}", flush=True)
@@ -123,6 +125,18 @@ def main() -> None:
         ratios = [v / d for v, d in zip(values, cpu["default"])]
         print(f"{name:16}{statistics.median(values):>10.2f} ({min(values):.2f}-{max(values):.2f})"
               f"{statistics.median(ratios):>16.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    if args.profile:
+        profile_steps(runs["default"], batches(runs["default"], args.profile, args.batch))
+
+
+def profile_steps(run: dict[str, Any], data: list[tuple[Any, torch.Tensor]]) -> None:
+    """Self CPU time by operator over ``data``'s steps: where a step's time goes, as shares."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch, present in data:
+            step(run, batch, present)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":
