@@ -26,13 +26,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 PY="${PY:-python}"
 THREADS="${THREADS:-2}"
-MAKE="${MAKE:-$root/../shared/data/make_iemocap.py}"
-[[ -f "$MAKE" ]] || MAKE=/work/shared/data/make_iemocap.py
 if [[ "${QUICK:-0}" == 1 ]]; then
-  DATA="${DATA:-/tmp/quiet_ab_quick}"; sizes=(--n-train 256 --n-val 32 --n-test 32)
+  DATA="${DATA:-/tmp/quiet_ab_quick}"; sizes=(256 32)
   REPEATS=1; EPOCHS=1; LONG_EPOCHS=2; COMPILE_TIMEOUT="${COMPILE_TIMEOUT:-240}"
 else
-  DATA="${DATA:-/tmp/quiet_ab_iemocap}"; sizes=(--n-train 1200 --n-val 300 --n-test 300)
+  DATA="${DATA:-/tmp/quiet_ab_iemocap}"; sizes=(1200 300)
   REPEATS=3; EPOCHS=2; LONG_EPOCHS=10; COMPILE_TIMEOUT="${COMPILE_TIMEOUT:-400}"
 fi
 export OMP_NUM_THREADS="$THREADS" CUDA_VISIBLE_DEVICES=""
@@ -40,9 +38,8 @@ jsonl="$out.jsonl"
 : > "$jsonl"
 started=$SECONDS
 echo "quiet_ab: $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-if [[ ! -f "$DATA/IEMOCAP_config.json" ]]; then
-  "$PY" "$MAKE" --out "$DATA" "${sizes[@]}" --seed 0 > /dev/null
-fi
+source benchmarks/iemocap_data.sh
+iemocap_data "$DATA" "${sizes[@]}"
 
 declare -A CONFIG=(
   [default]=""

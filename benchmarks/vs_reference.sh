@@ -21,12 +21,9 @@ REF_PY="${REF_PY:?set REF_PY to a Python that can run the reference (see benchma
 THREADS="${THREADS:-2}"
 REPEATS="${REPEATS:-3}"
 DATA="${DATA:-/tmp/quiet_ab_iemocap}"
-MAKE="${MAKE:-$root/../shared/data/make_iemocap.py}"
-[[ -f "$MAKE" ]] || MAKE=/work/shared/data/make_iemocap.py
 export OMP_NUM_THREADS="$THREADS" CUDA_VISIBLE_DEVICES=""
-if [[ ! -f "$DATA/IEMOCAP_config.json" ]]; then
-  "$PY" "$MAKE" --out "$DATA" --n-train 1200 --n-val 300 --n-test 300 --seed 0 > /dev/null
-fi
+source benchmarks/iemocap_data.sh
+iemocap_data "$DATA" 1200 300
 jsonl="$(mktemp)"
 echo "vs_reference: $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $THREADS threads, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 

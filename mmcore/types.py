@@ -15,7 +15,7 @@ Conventions used throughout:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -67,35 +67,27 @@ class SplitData:
 
     def to(self, device: torch.device | str) -> "SplitData":
         """Move every tensor once; the training loop then never copies data from the host."""
-        return SplitData(
-            features={k: v.to(device) for k, v in self.features.items()},
-            lengths={k: v.to(device) for k, v in self.lengths.items()},
-            target=self.target.to(device),
-            ids=self.ids.to(device),
-            unusable=None if self.unusable is None else self.unusable.to(device),
-        )
+        return SplitData(**self._each(lambda t: t.to(device)))
 
     def rows(self, start: int, stop: int) -> "Batch":
         """Rows ``[start, stop)`` as a batch of views: nothing is copied (evaluation walks a split
         in order, and a copy of a 300-row, 1024-wide sequence modality cost more than encoding it
         in length order saved)."""
-        return Batch(
-            features={k: v[start:stop] for k, v in self.features.items()},
-            lengths={k: v[start:stop] for k, v in self.lengths.items()},
-            target=self.target[start:stop],
-            ids=self.ids[start:stop],
-            unusable=None if self.unusable is None else self.unusable[start:stop],
-        )
+        return Batch(**self._each(lambda t: t[start:stop]))
 
     def select(self, index: Tensor) -> "Batch":
         """The rows ``index`` as a batch (an index selection, no Python per sample)."""
-        return Batch(
-            features={k: v.index_select(0, index) for k, v in self.features.items()},
-            lengths={k: v.index_select(0, index) for k, v in self.lengths.items()},
-            target=self.target.index_select(0, index),
-            ids=self.ids.index_select(0, index),
-            unusable=None if self.unusable is None else self.unusable.index_select(0, index),
-        )
+        return Batch(**self._each(lambda t: t.index_select(0, index)))
+
+    def _each(self, change: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+        """Every field with ``change`` applied to each of its tensors: the one list of the fields."""
+        return {
+            "features": {k: change(v) for k, v in self.features.items()},
+            "lengths": {k: change(v) for k, v in self.lengths.items()},
+            "target": change(self.target),
+            "ids": change(self.ids),
+            "unusable": None if self.unusable is None else change(self.unusable),
+        }
 
 
 @dataclass

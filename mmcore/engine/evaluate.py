@@ -88,15 +88,14 @@ def predict(
     outputs: dict[str, list[Tensor]] = {name: [] for name in names}
     for start in range(first_row, n, batch_size):
         stop = min(n, start + batch_size)
-        index = torch.arange(start, stop, device=split.ids.device)
         batch = trim_padding(split.rows(start, stop))  # views; padding past the batch's longest row costs time only
         with autocast():
             h = model.encode_by_length(batch, FRAMES_PER_CALL)
             for first in range(0, len(names), per_call):
                 group = names[first : first + per_call]
-                stacked = torch.cat([masks[name].index_select(0, index) for name in group])
+                stacked = torch.cat([masks[name][start:stop] for name in group])
                 prediction = model.complete(h.repeat(len(group), 1, 1), stacked).prediction.float()
-                for name, chunk in zip(group, prediction.split(len(index))):
+                for name, chunk in zip(group, prediction.split(stop - start)):
                     outputs[name].append(chunk)
     if first_row >= n:  # an empty share of rows: nothing to predict
         return {name: torch.empty(0, device=split.ids.device) for name in names}

@@ -13,12 +13,17 @@ it, so the imputer's no-leakage guarantee does not depend on the plugin.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from mmcore.nn import mlp
 from mmcore.types import Batch, ImputerOutput, ModalitySpec
+
+
+# how :meth:`MultimodalModel._encode` encodes sequence modality ``i``: (i, encoder, x, lengths) -> [B, d]
+SequenceEncoding = Callable[[int, nn.Module, Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -66,24 +71,24 @@ class MultimodalModel(nn.Module):
         IEMOCAP recipe's rows pays for 20%) and fewer dropout draws. Vector modalities are
         always encoded whole: little work to save, and their runs stay bit for bit as they were.
         """
-        outs = []
-        for i, spec in enumerate(self.specs):
-            encoder, x, lengths = self.encoders[spec.name], batch.features[spec.name], batch.lengths.get(spec.name)
-            if present is not None and self.skip_absent and spec.sequence:
-                outs.append(encode_present(encoder, x, lengths, present[:, i]))
-            else:
-                outs.append(encoder(x, lengths))
-        return torch.stack(outs, dim=1)
+        if present is None or not self.skip_absent:
+            return self._encode(batch, None)
+        return self._encode(batch, lambda i, encoder, x, lengths: encode_present(encoder, x, lengths, present[:, i]))
 
     def encode_by_length(self, batch: Batch, frames_per_call: int) -> Tensor:
         """:meth:`encode` for evaluation: each sequence modality encoded in length order, in calls
         of about ``frames_per_call`` frames (:func:`encode_in_length_order`); vectors whole, as
         :meth:`encode` does, so vector models evaluate bit for bit as before."""
+        return self._encode(batch, lambda i, encoder, x, lengths: encode_in_length_order(encoder, x, lengths, frames_per_call))
+
+    def _encode(self, batch: Batch, sequence: SequenceEncoding | None) -> Tensor:
+        """``[B, M, d]``; a sequence modality with rows through ``sequence(i, encoder, x, lengths)``,
+        everything else (and ``sequence`` None) through its encoder on the whole batch."""
         outs = []
-        for spec in self.specs:
+        for i, spec in enumerate(self.specs):
             encoder, x, lengths = self.encoders[spec.name], batch.features[spec.name], batch.lengths.get(spec.name)
-            if spec.sequence and lengths is not None and len(lengths) > 0:
-                outs.append(encode_in_length_order(encoder, x, lengths, frames_per_call))
+            if sequence is not None and spec.sequence and lengths is not None and len(lengths) > 0:
+                outs.append(sequence(i, encoder, x, lengths))
             else:
                 outs.append(encoder(x, lengths))
         return torch.stack(outs, dim=1)

@@ -219,7 +219,7 @@ class Train:
     dropout_masks: Literal["auto", "torch", "fast"] = "auto"
     # skip: in training, a sequence modality's encoder runs only on the rows where that modality
     # is present (absent rows are zeroed after encoding anyway: the same function, less work, fewer
-    # dropout draws; not under compile); encode: every row, as before (mmcore.engine.model.encode_present)
+    # dropout draws; off under a whole-forward compile); encode: every row, as before (mmcore.engine.model.encode_present)
     absent_rows: Literal["skip", "encode"] = "skip"
 
 
