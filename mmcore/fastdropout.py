@@ -37,9 +37,11 @@ def _lanes(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> T
     """One uniform int16 per element of ``shape`` (flat), four from each 64-bit draw."""
     count = 1
     for size in shape:
-        count *= int(size)
-    words = torch.empty((count + _LANES - 1) // _LANES, dtype=torch.int64, device=device)
-    words.random_(-(2**63), 2**63 - 1)  # the full 64-bit range: all four 16-bit lanes uniform
+        count = count * size
+    # the full 64-bit range: all four 16-bit lanes uniform. randint is random_ on a new tensor (the
+    # same draws); dynamo keeps it in a compiled graph, where Tensor.random_ splits the graph, and
+    # the size stays symbolic (no int(): a compiled region would specialise on every shape)
+    words = torch.randint(-(2**63), 2**63 - 1, ((count + _LANES - 1) // _LANES,), dtype=torch.int64, device=device)
     return words.view(torch.int16)[:count]
 
 
@@ -60,8 +62,6 @@ def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """``F.dropout(x, p, training)`` with masks from ``keep_mask``."""
     if not training or p == 0.0:
         return x
-    if torch.compiler.is_compiling():  # inductor draws and fuses its own masks; these would split the graph
-        return torch.nn.functional.dropout(x, p, True)
     if p >= 1.0:
         return torch.zeros_like(x)
     # the byte mask is all that backward keeps (1 byte an element, as torch's native dropout),

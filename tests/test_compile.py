@@ -12,8 +12,11 @@ and the test stays fast); ``tests/test_checkpoint.py::test_compile_on_cpu`` runs
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from mmcore.components import Logger
 from mmcore.engine.trainer import run
@@ -52,7 +55,7 @@ def test_compiled_sequence_training_compiles_once_for_all_lengths(tmp_path, monk
     graphs, seen = [0], []
     real = torch.compile
 
-    def counting(gm, example_inputs):
+    def counting(gm, example_inputs, **options):
         graphs[0] += 1
         return gm.forward
 
@@ -63,9 +66,11 @@ def test_compiled_sequence_training_compiles_once_for_all_lengths(tmp_path, monk
     recipe = tiny_recipe(tmp_path, "compile=true", "train.epochs=3", "train.batch_size=50", dataset=SEQUENCES,
                          logging=[{"type": "test.graphs"}])
     recipe["model"]["encoders"]["default"] = {"type": "mmcore.transformer", "layers": 1, "heads": 2}
+    counters.clear()
     result = run(recipe, show_progress=False)
     assert result.step == 18 and result.results is not None
     assert seen[0] > 0 and seen[1:] == [seen[0]] * 2, seen  # epochs 2 and 3: new lengths, no new graph
+    assert not counters["graph_break"], dict(counters["graph_break"])  # the fast dropout masks are traced
 
 
 def test_auto_frames_take_the_padded_path_while_compiling() -> None:
@@ -80,7 +85,7 @@ def _counting_compile(monkeypatch) -> list[int]:
     torch._dynamo.reset()
     graphs, real = [0], torch.compile
 
-    def counting(gm, example_inputs):
+    def counting(gm, example_inputs, **options):
         graphs[0] += 1
         return gm.forward
 
@@ -117,3 +122,40 @@ def test_a_model_without_regions_is_compiled_whole(monkeypatch) -> None:
     assert not regional and forward is not model
     forward(torch.randn(5, 3))
     assert graphs[0] == 1
+
+
+def test_a_compiled_block_draws_the_eager_masks_on_a_cpu() -> None:
+    """Compiled regions trace ``mmcore.fastdropout``'s masks (no graph break) and, on a CPU, draw
+    them with aten's kernels from the same generator: a compiled training forward and backward
+    equal the eager ones with the same seed. Runs inductor (skips where it cannot compile)."""
+    import copy
+
+    from mmcore.builtins.encoders import TransformerEncoder
+    from mmcore.engine.compiling import compile_for_training
+    from mmcore.fastdropout import use_fast_dropout
+    from mmcore.types import ModalitySpec
+
+    pytest.importorskip("torch._dynamo")
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = TransformerEncoder(ModalitySpec("s", 3, sequence=True, max_len=9), dim=8, layers=2, heads=2, dropout=0.3, attn_dropout=0.3)
+    assert use_fast_dropout(eager) > 0
+    compiled = copy.deepcopy(eager)
+    compile_for_training(compiled, compiled)
+    x, lengths = torch.randn(4, 9, 3), torch.tensor([9, 4, 8, 2])  # half padding: the packed path
+    outputs = []
+    for encoder in (eager, compiled):
+        torch.manual_seed(1)
+        try:
+            y = encoder.train()(x, lengths)
+        except Exception as exc:  # a platform without a working C++ toolchain
+            if os.environ.get("MMCORE_REQUIRE_COMPILE"):
+                raise
+            pytest.skip(f"torch.compile cannot compile on this platform: {type(exc).__name__}: {str(exc)[:200]}")
+        y.pow(2).sum().backward()
+        outputs.append((y, [p.grad for p in encoder.parameters()]))
+    (want, want_grads), (got, got_grads) = outputs
+    assert not torch.equal(want, eager.eval()(x, lengths))  # dropout did act
+    assert torch.allclose(got, want, atol=1e-5)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, atol=1e-5)

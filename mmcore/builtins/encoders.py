@@ -119,10 +119,10 @@ class _PreNormBlock(nn.Module):
         (before the output projection).
 
         The product is written out (:func:`written_out_attention`) where it is the faster path:
-        in training with fast masks (the masks are drawn here), and on a CPU without dropout
-        (evaluation), where SDPA's fused kernel ran these short, 16-wide heads at about 10
-        GFLOP/s, half the written-out rate (``benchmarks/README.md``, issue 25's fifth session).
-        Elsewhere (a GPU's fused kernels, torch's masks, inside compilation):
+        in training with fast masks (the masks are drawn here, compiled or not), and on a CPU
+        without dropout (evaluation), where SDPA's fused kernel ran these short, 16-wide heads at
+        about 10 GFLOP/s, half the written-out rate (``benchmarks/README.md``, issue 25's fifth
+        session). Elsewhere (a GPU's fused kernels, torch's masks):
         ``scaled_dot_product_attention``. The same function up to rounding (tested)."""
         attn = self.attn
         batch, steps, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
@@ -130,7 +130,7 @@ class _PreNormBlock(nn.Module):
         q, k, v = qkv.view(batch, steps, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)  # [B, h, T, dh] each
         p = attn.dropout if self.training else 0.0
         written = (self.fast_dropout if p > 0.0 else q.device.type == "cpu" and not self.training)
-        if written and not torch.compiler.is_compiling():
+        if written:
             y = written_out_attention(q, k, v, keep, p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :], dropout_p=p)
@@ -156,9 +156,9 @@ def written_out_attention(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, p: floa
 
 
 def _fast(dropout: nn.Module) -> bool:
-    """A training ``FastDropout`` with 0 < p < 1, outside compilation (where inductor draws and
-    fuses its own masks, and these would split the graph)."""
-    return isinstance(dropout, FastDropout) and dropout.training and 0.0 < dropout.p < 1.0 and not torch.compiler.is_compiling()
+    """A training ``FastDropout`` with 0 < p < 1. Compiled regions trace the same masks
+    (:func:`mmcore.fastdropout.keep_bytes` draws with ``randint``, which dynamo keeps in the graph)."""
+    return isinstance(dropout, FastDropout) and dropout.training and 0.0 < dropout.p < 1.0
 
 
 def _dropped_linear(x: Tensor, linear: nn.Module, after: nn.Module, in_scale: float = 1.0, scale: bool = True) -> Tensor:

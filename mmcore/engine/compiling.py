@@ -26,18 +26,32 @@ def compile_for_training(model: nn.Module, forward: Callable[..., Any]) -> tuple
     """The training forward to call, and whether it compiles regions (True) or the whole forward
     (False, for models that declare no region). Sizes are symbolic from the first trace: padded
     lengths and row counts change every batch."""
+    options = inductor_options(model)
     regions = [m for m in model.modules() if getattr(m, "compile_region", False)]
     if not regions:
-        return torch.compile(forward, dynamic=True), False
+        return torch.compile(forward, dynamic=True, options=options), False
     for module in regions:
-        _compile_in_training(module)
+        _compile_in_training(module, options)
     return forward, True
 
 
-def _compile_in_training(module: nn.Module) -> None:
+def inductor_options(model: nn.Module) -> dict[str, Any]:
+    """Inductor's options for ``model``'s device. On a CPU random ops stay aten's kernels
+    (``fallback_random``): a compiled region then draws its dropout masks
+    (:mod:`mmcore.fastdropout`'s ``randint``, or torch's ``bernoulli_``) exactly as eager code
+    does from the same generator, so compiling changes a run's speed, not its draws; and aten's
+    draws were the faster ones on a 2-core CPU (the IEMOCAP recipe's compiled step, 2 threads:
+    torch masks 1.33 s with inductor's per-element draws against 1.08 s with aten's;
+    ``benchmarks/README.md``, issue 25's sixth session). On a GPU inductor keeps its own fused
+    random numbers."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    return {"fallback_random": True} if device.type == "cpu" else {}
+
+
+def _compile_in_training(module: nn.Module, options: dict[str, Any]) -> None:
     """``module.forward`` compiled while the module trains, eager while it evaluates."""
     eager = module.forward
-    compiled = torch.compile(eager, dynamic=True)
+    compiled = torch.compile(eager, dynamic=True, options=options)
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         return (compiled if module.training else eager)(*args, **kwargs)
