@@ -1,69 +1,48 @@
-"""``train.absent_rows: skip``: sequence encoders run on present rows only, and nothing else changes."""
+"""``train.absent_rows: skip``: sequence encoders run on present rows only, and nothing else changes.
+
+``mixed_model`` and ``mixed_batch`` are conftest's: two sequence modalities and a vector."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import pytest
 import torch
 from torch import nn
 
-from mmcore.builtins.encoders import MLPEncoder, TransformerEncoder
-from mmcore.builtins.fusion import ConcatFusion
-from mmcore.builtins.imputers import ZeroImputer
 from mmcore.engine.model import MultimodalModel, encode_present
-from mmcore.types import Batch, ModalitySpec
 
-SPECS = [ModalitySpec("s", 5, sequence=True, max_len=9), ModalitySpec("t", 3, sequence=True, max_len=6), ModalitySpec("v", 4)]
-
-
-def _model(dropout: float) -> MultimodalModel:
-    torch.manual_seed(0)
-    encoders = {
-        "s": TransformerEncoder(SPECS[0], dim=8, heads=2, layers=2, dropout=dropout, attn_dropout=dropout),
-        "t": MLPEncoder(SPECS[1], dim=8, layers=[16], dropout=dropout),
-        "v": MLPEncoder(SPECS[2], dim=8, layers=[16], dropout=dropout),
-    }
-    return MultimodalModel(SPECS, encoders, ZeroImputer(SPECS, 8), ConcatFusion(SPECS, 8, 3, layers=[8], dropout=dropout))
-
-
-def _batch() -> tuple[Batch, torch.Tensor]:
-    gen = torch.Generator().manual_seed(1)
-    lengths = {"s": torch.tensor([9, 2, 5, 1, 3]), "t": torch.tensor([1, 6, 2, 4, 3])}
-    features = {"s": torch.randn(5, 9, 5, generator=gen), "t": torch.randn(5, 6, 3, generator=gen), "v": torch.randn(5, 4, generator=gen)}
-    present = torch.tensor([[0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=torch.bool)
-    return Batch(features, lengths, torch.tensor([0, 1, 2, 0, 1]), torch.arange(5)), present
-
-
-def _pair(dropout: float) -> tuple[MultimodalModel, MultimodalModel]:
-    whole, skipping = _model(dropout), _model(dropout)
+def _pair(mixed_model: Callable[[float], MultimodalModel], dropout: float) -> tuple[MultimodalModel, MultimodalModel]:
+    whole, skipping = mixed_model(dropout), mixed_model(dropout)
     skipping.load_state_dict(whole.state_dict())
     skipping.skip_absent = True
     return whole, skipping
 
 
-def test_skipping_absent_rows_is_the_same_function_in_eval_mode() -> None:
-    whole, skipping = _pair(0.3)
-    batch, present = _batch()
+def test_skipping_absent_rows_is_the_same_function_in_eval_mode(mixed_model, mixed_batch) -> None:
+    whole, skipping = _pair(mixed_model, 0.3)
+    batch, present = mixed_batch
     want, got = whole.eval()(batch, present), skipping.eval()(batch, present)
     assert torch.allclose(got.prediction, want.prediction, atol=1e-6)
     assert torch.allclose(got.z, want.z, atol=1e-6)
     assert torch.equal(got.h[~present], torch.zeros(int((~present).sum()), 8))
 
 
-def test_skipping_absent_rows_gives_the_same_gradients_without_dropout() -> None:
-    whole, skipping = _pair(0.0)
-    batch, present = _batch()
+def test_skipping_absent_rows_gives_the_same_gradients_without_dropout(mixed_model, mixed_batch) -> None:
+    whole, skipping = _pair(mixed_model, 0.0)
+    batch, present = mixed_batch
     for model in (whole, skipping):
         model.train()(batch, present).prediction.square().sum().backward()
     for (name, a), b in zip(whole.named_parameters(), skipping.parameters()):
         assert torch.allclose(a.grad, b.grad, atol=1e-6), name
 
 
-def test_only_present_rows_of_sequence_modalities_reach_their_encoders() -> None:
-    _, skipping = _pair(0.0)
+def test_only_present_rows_of_sequence_modalities_reach_their_encoders(mixed_model, mixed_batch) -> None:
+    _, skipping = _pair(mixed_model, 0.0)
     seen: dict[str, tuple[int, ...]] = {}
     for name, encoder in skipping.encoders.items():
         encoder.register_forward_hook(lambda mod, args, out, name=name: seen.__setitem__(name, tuple(args[0].shape)))
-    batch, present = _batch()
+    batch, present = mixed_batch
     skipping(batch, present)
     # s: rows 1, 2, 4 (lengths 2, 5, 3: cut to 5 frames); t: rows 0, 2, 3 (lengths 1, 2, 4: 4 frames)
     assert seen == {"s": (3, 5, 5), "t": (3, 4, 3), "v": (5, 4)}  # vectors: every row, as always

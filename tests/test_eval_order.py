@@ -7,7 +7,6 @@ from torch import nn
 
 from mmcore.engine.model import encode_in_length_order
 from mmcore.types import SplitData
-from test_absent_rows import _batch, _model
 
 
 class Recorder(nn.Module):
@@ -34,9 +33,9 @@ def test_rows_are_encoded_in_length_order_within_the_frame_budget_and_returned_i
     assert torch.equal(got, Recorder()(x, lengths))  # every row back in its own place
 
 
-def test_encoding_by_length_is_the_same_function_in_eval_mode() -> None:
-    model = _model(0.3).eval()
-    batch, _ = _batch()
+def test_encoding_by_length_is_the_same_function_in_eval_mode(mixed_model, mixed_batch) -> None:
+    model = mixed_model(0.3).eval()
+    batch, _ = mixed_batch
     for budget in (1, 6, 10, 1000):
         assert torch.allclose(model.encode_by_length(batch, budget), model.encode(batch), atol=1e-6)
 
