@@ -27,7 +27,8 @@ Deviations from the script, all for running it here: ``--gpu_ids=-1`` (CPU); ``-
 --niter_decay=0`` (the script: 30 + 30; the learning rate is constant in the first 30 either
 way); logs and checkpoints in a temporary folder; torch, numpy and random seeded (the reference
 seeds nothing); ``data/config/IEMOCAP_config.json`` of the checkout points at ``--data`` during
-the run and is put back after; ``PIL.Image`` and ``torchvision.transforms`` are stubbed when not
+the run and is put back after (kept beside it as ``.mmcore-original`` meanwhile, and put back by
+the next run if this one was killed); ``PIL.Image`` and ``torchvision.transforms`` are stubbed when not
 installed (``data/base_dataset.py`` imports them for image transforms this path never runs).
 """
 
@@ -163,7 +164,11 @@ def main() -> None:
         sys.exit(f"reference_redcore.py: --redcore {reference}: no train_miss.py there (give the folder that holds it)")
     data = str(Path(args.data).resolve())
     config = reference / CONFIG
+    kept = config.with_name(config.name + ".mmcore-original")  # the checkout's own config while a run has it
+    if kept.exists():  # a run killed before it could put the config back (kill -9): put it back now
+        kept.replace(config)
     original = config.read_text()
+    kept.write_text(original)
     work = tempfile.mkdtemp(prefix="redcore-ref-")
     clock = Clock()
     try:
@@ -178,7 +183,7 @@ def main() -> None:
         sys.argv = script_arguments(f"{work}/logs", f"{work}/checkpoints", args.epochs, args.batch, args.fold)
         runpy.run_path(str(reference / "train_miss.py"), run_name="__main__")
     finally:
-        config.write_text(original)
+        kept.replace(config)
         shutil.rmtree(work, ignore_errors=True)  # the reference's logs and checkpoints: not a result here
     rows = sum(r for _, r in clock.passes)
     seconds = sum(s for s, _ in clock.passes)
