@@ -211,7 +211,9 @@ class Train:
     # (never all of a sample's present ones; seeded by seed, epoch and sample id; mmcore.engine.dropout)
     modality_dropout: Rate = 0.0
     # how training batches are drawn: shuffle (uniformly), or length (shuffled, then rows of similar
-    # total length batched together, so per-batch padding bites; mmcore.engine.batching.length_order)
+    # total length batched together, so per-batch padding bites; mmcore.engine.batching.length_order).
+    # On a CPU length was the slower order on IEMOCAP-shaped data, correlated lengths or not: packed
+    # frames already drop the padding (benchmarks/README.md, issue 25's sixth session)
     batch_order: Literal["shuffle", "length"] = "shuffle"
     # torch: nn.Dropout's Bernoulli masks; fast: 16-bit masks from 64-bit draws, p rounded to
     # 1/65536 and different draws, several times cheaper on a CPU (mmcore.fastdropout); auto: fast
