@@ -182,7 +182,10 @@ def test_a_killed_sweep_restarted_finishes_every_run_once_and_leaves_no_process(
     for log in logs:  # an attempt before the kill and (unless it had finished) one after: one completion
         text = log.read_text()
         attempts = sum(line.startswith("=== ") for line in text.splitlines())
-        assert attempts in (1, 2) and text.count("done: best epoch") == 1, text
+        done = text.count("done: best epoch")
+        # one attempt: it finished before the kill (eval.json, checked above, is what the restart
+        # skips on), and the kill may have cut its "done" line; two: only the second finished
+        assert (attempts, done) in ((1, 0), (1, 1), (2, 1)), text
     assert _gone(str(out)) == []
 
 
