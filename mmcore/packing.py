@@ -13,12 +13,16 @@ What it changes: nothing that a padding-invariant encoder computes on real frame
 with the padded computation to float rounding; tested), but dropout masks are drawn for ``N``
 frames instead of ``B × T``, so a training run does not reproduce a padded run draw for draw.
 
-Packing is not free: two gathers and two scatters per attention block. When a batch is already
-nearly full (length-bucketed batches of correlated lengths: 95% real frames) they cost more than
-the padding they remove (``benchmarks/README.md``: packed 0.70x padded there, 1.22x faster at 66%
-real frames). ``frames: auto`` (``use_packing``) therefore packs a batch only when under
-``PACK_BELOW`` of its padded frames are real: the faster path either way, and both paths are the
-same function, so the choice never changes what an encoder computes in eval mode.
+Packing costs two gathers and two scatters per attention block. In training it paid on every
+batch measured with the fast dropout masks and absent-row skipping (a 2-core CPU,
+``benchmarks/README.md``, issue 25's sixth session): on length-bucketed batches of correlated
+lengths (95% real frames) the recipe's encoders' step ran 1.13x faster packed and the whole run
+1.07-1.32x (an earlier measurement, before those defaults and on a loaded box, had found 0.70x
+there). In evaluation, whose calls hold rows of nearly equal length (``encode_in_length_order``),
+packing them cost 4-11% of evaluation's rate. ``frames: auto`` (``use_packing``) therefore packs
+a training batch with any padding, and an evaluation batch only when under
+``PACK_BELOW_EVALUATION`` of its frames are real. Both paths are the same function, so the choice
+never changes what an encoder computes in eval mode.
 
 The index is built once per encoder call from the lengths (one ``nonzero``) and reused by every
 block; ``pack`` / ``unpack`` are ``index_select`` / ``index_copy`` on the flattened batch.
@@ -34,20 +38,23 @@ from torch import Tensor
 from mmcore.nn import length_mask
 
 
-PACK_BELOW = 0.8  # break-even between the two measured points (0.66 real: 1.22x; 0.95 real: 0.70x)
+PACK_BELOW_TRAINING = 1.0  # any padding: packed measured faster at 66% and at 95% real frames
+PACK_BELOW_EVALUATION = 0.8  # length-ordered calls are ~full, and packing them measured slower
 
 
-def use_packing(frames: str, lengths: Tensor, steps: int) -> bool:
+def use_packing(frames: str, lengths: Tensor, steps: int, training: bool = False) -> bool:
     """Whether an encoder with option ``frames`` packs a batch padded to ``steps`` frames.
 
     ``auto`` reads the batch's real-frame count on the host (one small read; the trainer's
-    per-batch trim already reads the longest length) and packs below ``PACK_BELOW`` full."""
+    per-batch trim already reads the longest length) and packs below ``PACK_BELOW_TRAINING``
+    of full in training (any padding), below ``PACK_BELOW_EVALUATION`` otherwise."""
     if frames != "auto":
         return frames == "packed"
     if torch.compiler.is_compiling():  # a host read and a data-dependent shape would split the graph
         return False
     real = int(lengths.clamp(min=0, max=steps).sum())
-    return real < PACK_BELOW * int(lengths.shape[0]) * steps
+    below = PACK_BELOW_TRAINING if training else PACK_BELOW_EVALUATION
+    return real < below * int(lengths.shape[0]) * steps
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch
 from mmcore.builtins.encoders import MLPEncoder, TransformerEncoder
 from mmcore.fastdropout import use_fast_dropout
 from mmcore.nn import masked_mean
-from mmcore.packing import PACK_BELOW, pack, packed_mean, packing, unpack, use_packing
+from mmcore.packing import PACK_BELOW_EVALUATION, PACK_BELOW_TRAINING, pack, packed_mean, packing, unpack, use_packing
 from mmcore.types import ModalitySpec
 
 SPEC = ModalitySpec("s", 5, sequence=True, max_len=9)
@@ -88,22 +88,25 @@ def test_packed_training_with_dropout_keeps_rows_independent_of_padding() -> Non
     assert torch.equal(a, b) and torch.isfinite(a).all()
 
 
-def test_auto_packs_only_batches_with_enough_padding() -> None:
-    full, sparse = torch.tensor([9, 9, 8, 9]), torch.tensor([3, 9, 0, 5])
-    assert use_packing("auto", sparse, 9) and not use_packing("auto", full, 9)
-    assert use_packing("packed", full, 9) and not use_packing("padded", sparse, 9)
-    at = torch.tensor([8, 8, 8, 8, 8])  # 40 of 50 real: exactly PACK_BELOW is not below it
-    assert PACK_BELOW == 0.8 and not use_packing("auto", at, 10) and use_packing("auto", at - 1, 10)
+def test_auto_packs_training_batches_with_any_padding_and_evaluation_batches_with_enough() -> None:
+    nearly, sparse, full = torch.tensor([9, 9, 8, 9]), torch.tensor([3, 9, 0, 5]), torch.tensor([9, 9, 9, 9])
+    assert use_packing("auto", sparse, 9) and not use_packing("auto", nearly, 9)  # evaluation (the default)
+    assert use_packing("auto", nearly, 9, training=True) and not use_packing("auto", full, 9, training=True)
+    assert use_packing("packed", full, 9) and not use_packing("padded", sparse, 9, training=True)
+    at = torch.tensor([8, 8, 8, 8, 8])  # 40 of 50 real: exactly PACK_BELOW_EVALUATION is not below it
+    assert PACK_BELOW_EVALUATION == 0.8 and not use_packing("auto", at, 10) and use_packing("auto", at - 1, 10)
+    assert PACK_BELOW_TRAINING == 1.0 and use_packing("auto", at, 10, training=True)
     assert use_packing("auto", torch.tensor([99, 0]), 9)  # lengths past the padding count as full rows
+    assert not use_packing("auto", torch.tensor([99, 9]), 9, training=True)
 
 
 @pytest.mark.parametrize("cls,options", ENCODERS)
-def test_auto_takes_the_packed_path_on_sparse_batches_and_the_padded_one_on_full_ones(cls, options) -> None:
+def test_auto_takes_the_packed_path_on_padded_training_batches_and_the_padded_one_on_full_ones(cls, options) -> None:
     """Same seed, training mode (dropout on): ``auto`` draws exactly what the path it chose draws."""
     padded, packed = _pair(cls, **options)
     auto = cls(SPEC, dim=8, frames="auto", **options)
     auto.load_state_dict(padded.state_dict())
-    for lengths, twin in (([3, 9, 0, 5, 1], packed), ([9, 8, 9, 9, 9], padded)):
+    for lengths, twin in (([3, 9, 0, 5, 1], packed), ([9, 8, 9, 9, 9], packed), ([9, 9, 9, 9, 9], padded)):
         x, lengths = _inputs(lengths)
         torch.manual_seed(5)
         want = twin.train()(x, lengths)

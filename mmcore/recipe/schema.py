@@ -213,7 +213,8 @@ class Train:
     # how training batches are drawn: shuffle (uniformly), or length (shuffled, then rows of similar
     # total length batched together, so per-batch padding bites; mmcore.engine.batching.length_order).
     # On a CPU length was the slower order on IEMOCAP-shaped data, correlated lengths or not: packed
-    # frames already drop the padding (benchmarks/README.md, issue 25's sixth session)
+    # frames already drop the padding (benchmarks/README.md, issue 25's sixth session; measured
+    # before frames: auto packed nearly full training batches)
     batch_order: Literal["shuffle", "length"] = "shuffle"
     # torch: nn.Dropout's Bernoulli masks; fast: 16-bit masks from 64-bit draws, p rounded to
     # 1/65536 and different draws, several times cheaper on a CPU (mmcore.fastdropout); auto: fast
