@@ -84,7 +84,5 @@ def __getattr__(name: str) -> Any:
     """The testing entry points on first use (they import the recipe machinery), and deprecated names."""
     if name in _TESTING:
         return getattr(importlib.import_module("mmcore.testing"), name)
-    deprecated = importlib.import_module("mmcore.deprecated")  # every shim, with the release that removes it
-    if name in deprecated.PACKAGE_NAMES:
-        return deprecated.package_name(name)
-    raise AttributeError(f"module 'mmcore' has no attribute '{name}'")
+    # every shim, with the release that removes it; AttributeError for any other name
+    return importlib.import_module("mmcore.deprecated").moved_name("mmcore", name)

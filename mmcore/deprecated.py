@@ -46,18 +46,27 @@ MOVED_MODULES = {  # old module -> its new home
     "mmcore.robustness": "mmcore.report.robustness",
 }
 
-# Names ``mmcore`` exported before that no plugin needs: ``mmcore.<name>`` still works, with a
-# warning naming the replacement (``mmcore.__getattr__`` looks them up here).
-PACKAGE_NAMES = {"hookspec": ("mmcore.hookspecs", "hookspec")}
+# Module attributes that moved or were renamed: (module, old name) -> (module, new name), and what
+# to say beside it. ``mmcore.__getattr__`` and ``mmcore.packing.__getattr__`` look them up here.
+MOVED_NAMES: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("mmcore", "hookspec"): ("mmcore.hookspecs", "hookspec", ""),
+    ("mmcore.packing", "PACK_BELOW"): (
+        "mmcore.packing", "PACK_BELOW_EVALUATION", " (the same 0.8; training batches now use PACK_BELOW_TRAINING)"
+    ),
+}
 
 
-def package_name(name: str) -> Any:
-    """``mmcore.<name>`` of ``PACKAGE_NAMES``: the object at its new home, with the warning."""
-    module, attr = PACKAGE_NAMES[name]
+def moved_name(module: str, name: str) -> Any:
+    """``module.name`` of ``MOVED_NAMES``: the object at its new home, with a warning naming it;
+    ``AttributeError`` for any other name (what a module's ``__getattr__`` must raise)."""
+    if (module, name) not in MOVED_NAMES:
+        raise AttributeError(f"module '{module}' has no attribute '{name}'")
+    new_module, new, note = MOVED_NAMES[(module, name)]
     warnings.warn(
-        f"mmcore.{name} is deprecated and will be removed in mmcore {REMOVED_IN}; use {module}.{attr}", DeprecationWarning, stacklevel=3
+        f"{module}.{name} is deprecated and will be removed in mmcore {REMOVED_IN}; use {new_module}.{new}{note}",
+        DeprecationWarning, stacklevel=3,
     )
-    return getattr(importlib.import_module(module), attr)
+    return getattr(importlib.import_module(new_module), new)
 
 
 def moved_module(old: str) -> None:

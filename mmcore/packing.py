@@ -31,6 +31,7 @@ block; ``pack`` / ``unpack`` are ``index_select`` / ``index_copy`` on the flatte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,6 +41,13 @@ from mmcore.nn import length_mask
 
 PACK_BELOW_TRAINING = 1.0  # any padding: packed measured faster at 66% and at 95% real frames
 PACK_BELOW_EVALUATION = 0.8  # length-ordered calls are ~full, and packing them measured slower
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names (``PACK_BELOW``), from :mod:`mmcore.deprecated`, with their warning."""
+    from mmcore.deprecated import moved_name
+
+    return moved_name(__name__, name)
 
 
 def use_packing(frames: str, lengths: Tensor, steps: int, training: bool = False) -> bool:

@@ -98,6 +98,15 @@ def test_a_deprecated_package_name_warns_with_its_replacement():
         mmcore.no_such_name  # noqa: B018
 
 
+def test_a_renamed_module_constant_warns_with_its_replacement():
+    import mmcore.packing as packing
+
+    with pytest.warns(DeprecationWarning, match="mmcore.packing.PACK_BELOW is deprecated .* use mmcore.packing.PACK_BELOW_EVALUATION"):
+        assert packing.PACK_BELOW == packing.PACK_BELOW_EVALUATION == 0.8
+    with pytest.raises(AttributeError, match="mmcore.packing"):
+        packing.NO_SUCH_NAME  # noqa: B018
+
+
 def test_a_fresh_process_imports_the_engine_without_warnings():
     """In a new interpreter (in this one, everything is imported already)."""
     import subprocess
