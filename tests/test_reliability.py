@@ -102,6 +102,29 @@ def test_an_absurd_model_size_is_refused_before_allocating(monkeypatch):
     assert isinstance(checked_build(lambda: torch.nn.Linear(4, 4)), torch.nn.Linear)
 
 
+def test_the_shape_only_build_skips_random_fills_and_the_real_build_keeps_them():
+    import subprocess
+    import sys
+
+    # normal_ on meta goes through torch's Python reference, which imports torch._dynamo (~1.8 s)
+    code = (
+        "import sys, torch\n"
+        "from mmcore.engine.sizes import checked_build\n"
+        "def build():\n"
+        "    layer = torch.nn.Linear(8, 8)\n"
+        "    torch.nn.init.kaiming_normal_(layer.weight)\n"
+        "    return layer\n"
+        "torch.manual_seed(3)\n"
+        "built = checked_build(build)\n"
+        "torch.manual_seed(3)\n"
+        "assert torch.equal(built.weight, build().weight)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 def test_out_of_memory_is_recognised_and_named():
     assert is_out_of_memory(MemoryError()) and is_out_of_memory(RuntimeError("CUDA out of memory. Tried"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
