@@ -104,8 +104,9 @@ def _too_big(counts: dict[str, int], limit: int) -> SizeError:
 
 # In-place random fills: on ``meta`` they have no values to write, yet ``normal_`` runs through
 # torch's Python reference (``torch._refs``), whose first call imports ``torch._dynamo``: 1.8 s
-# of every run that initialises with ``normal_`` (kaiming_normal, embeddings), measured with
-# torch 2.13 on a 2-core CPU. The shape-only build skips them all.
+# (torch 2.13, 2-core CPU) for every command that builds a model initialised with ``normal_``
+# (kaiming_normal, embeddings) and needs no dynamo otherwise: eval, predict, export. (Training
+# imports it anyway: torch's optimisers do on construction.) The shape-only build skips them all.
 _RANDOM_FILLS = frozenset(
     getattr(torch.Tensor, name)
     for name in ("normal_", "uniform_", "log_normal_", "exponential_", "cauchy_", "geometric_", "random_", "bernoulli_")
