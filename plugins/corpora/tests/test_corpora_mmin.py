@@ -125,6 +125,17 @@ def test_id_missing_from_an_h5_file(mmin_layout):
         _ = IEMOCAP(str(root)).modalities
 
 
+def test_an_id_naming_a_group_is_reported_as_missing(mmin_layout):
+    import h5py
+
+    root, _ = mmin_layout("iemocap")
+    with h5py.File(root / "V" / "denseface.h5", "a") as f:
+        del f["Ses03F_impro02_F001"]
+        f.create_group("Ses03F_impro02_F001")  # h5py's f[id].shape raised AttributeError here
+    with pytest.raises(DataError, match=r"1 utterance ids of fold 1 are missing from .*denseface.h5, e.g. 'Ses03F_impro02_F001' \(an id"):
+        _ = IEMOCAP(str(root)).modalities
+
+
 def test_wrong_feature_dimension(mmin_layout):
     import h5py
 
