@@ -224,8 +224,9 @@ class _MMINCorpus:
 def _read(dataset: Any, dtype: type) -> np.ndarray:
     """A low-level dataset's values as ``dtype`` (HDF5 converts while reading, as ``np.asarray``
     would after it: the same values, overflow to ±inf included)."""
+    everything = _h5py().h5s.ALL  # the whole dataset into the whole array
     out = np.empty(dataset.shape, dtype=dtype)
-    dataset.read(_h5py().h5s.ALL, _h5py().h5s.ALL, out)
+    dataset.read(everything, everything, out)
     return out
 
 
