@@ -132,6 +132,38 @@ def test_freeze_amend_and_outputs(tmp_path):
     assert again.exit_code == 0  # the amended analysis is the frozen one now
 
 
+def test_a_concurrent_first_freeze_stands_and_is_checked(tmp_path, monkeypatch):
+    """Two invocations of one study start together: the one that freezes second keeps the first
+    freeze (no crash, no overwrite) and checks its own analysis against it."""
+    import mmcore.study.freeze as freezing
+
+    path = _files(tmp_path)
+    out = tmp_path / "study-dir"
+    out.mkdir()
+    study = load_study(path)
+    theirs = {"file_sha256": "x", "analysis": study.raw.get("analysis"), "frozen_at": "earlier", "amendments": []}
+    reads = iter([None])  # this invocation's first read sees no freeze; the other writes one before ours
+    real_read = freezing.read_prereg
+
+    def racing_read(study_dir):
+        first = next(reads, "real")
+        if first is None:
+            freezing._write(study_dir, theirs, first=True)
+            return None
+        return real_read(study_dir)
+
+    monkeypatch.setattr(freezing, "read_prereg", racing_read)
+    data = freezing.freeze(study, out, None, 0)
+    assert data is not None and data["frozen_at"] == "earlier"  # theirs stands
+    assert [p.name for p in out.iterdir()] == ["prereg.json"]  # no aside file left behind
+
+    reads = iter([None])
+    theirs["analysis"] = {"primary": "test.m0.macro_f1"}  # the other invocation froze another analysis
+    (out / "prereg.json").unlink()
+    with pytest.raises(StudyError, match="analysis: differs from the one pre-registered at earlier"):
+        freezing.freeze(study, out, None, 0)
+
+
 def test_status_counts_runs(tmp_path):
     path = _files(tmp_path)
     out = tmp_path / "study-dir"

@@ -12,6 +12,7 @@ the analysis; the current file hash is recorded beside each amendment only.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,26 @@ def read_prereg(study_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def _write(study_dir: Path, data: dict[str, Any]) -> None:
-    tmp = study_dir / f".{PREREG}.tmp"
+def _write(study_dir: Path, data: dict[str, Any], first: bool = False) -> None:
+    """``prereg.json`` written aside and moved in whole, so a kill never leaves half of one. The
+    aside file is this process's own: two invocations of one study start together (the runs
+    share the work), and with one shared name the second move found the file gone.
+
+    ``first``: the first freeze, which never replaces one that a concurrent invocation wrote
+    meanwhile (a hard link fails if the name exists; where links are unsupported, a move)."""
+    tmp = study_dir / f".{PREREG}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(study_dir / PREREG)  # atomic: a kill never leaves half a pre-registration
+    if not first:
+        tmp.replace(study_dir / PREREG)
+        return
+    try:
+        os.link(tmp, study_dir / PREREG)
+    except FileExistsError:
+        pass  # another invocation froze first; its freeze stands and is checked below
+    except OSError:
+        tmp.replace(study_dir / PREREG)
+        return
+    tmp.unlink()
 
 
 def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int, create: bool = True) -> dict[str, Any] | None:
@@ -55,9 +72,9 @@ def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int,
         if not create:
             return None
         study_dir.mkdir(parents=True, exist_ok=True)
-        data = {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": []}
-        _write(study_dir, data)
-        return data
+        _write(study_dir, {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": []}, first=True)
+        data = read_prereg(study_dir)  # this invocation's freeze, or a concurrent one's that came first
+        assert data is not None
     if json.dumps(data["analysis"], sort_keys=True) == study.analysis_text:
         return data
     if not amend:
