@@ -65,6 +65,7 @@ def test_a_moved_balancer_keeps_every_tensor_there_also_after_loading_a_state(na
         state = json.loads(json.dumps(balancer.state_dict()))
         moved = [p for p, t in _tensors(balancer.to(META), "balancer") if t.device != META]
         assert not moved, f"{name} {opts}: still on the CPU after to(): {moved}"
+        assert balancer.weights().device == META
         fresh = ctx.build(injected, opts, seed=1).to(META)
         fresh.load_state_dict(state)
         loaded = [p for p, t in _tensors(fresh, "balancer") if t.device != META]
@@ -109,11 +110,15 @@ def test_a_moved_module_makes_no_tensor_elsewhere_in_its_forward(kind: str, name
 
 
 def test_the_device_check_runs_the_flagship_paths() -> None:
-    """The check means something: the transformer and RedCore's imputer (training) run on meta."""
+    """The check means something: the transformer and RedCore's imputer (training) run on meta,
+    the balancer scan finds a balancer's tensors, and mixing devices raises."""
     registry = get_registry()
     encoder = registry.get("encoder", "mmcore.transformer").build({"spec": SPECS[-1], "dim": DIM}, {"frames": "padded"})
     _forward("encoder", encoder.to(META).train(), torch.Generator().manual_seed(0), SPECS[-1])
     imputer = registry.get("imputer", "redcore.vib").build({"specs": SPECS, "dim": DIM}, {})
     _forward("imputer", imputer.to(META).train(), torch.Generator().manual_seed(0))
+    uniform = registry.get("balancer", "mmcore.uniform").build({"modalities": ["a", "b"], "missing_rates": {"a": 0.1, "b": 0.5}}, {})
+    kept = dict(_tensors(uniform, "balancer"))
+    assert "balancer.w" in kept and kept["balancer.w"].device.type == "cpu"  # the scan finds what a balancer keeps
     with pytest.raises(RuntimeError, match="device"):  # and a CPU tensor in a forward is caught
         torch.ones(2) + torch.ones(2, device=META)

@@ -164,6 +164,21 @@ def test_a_concurrent_first_freeze_stands_and_is_checked(tmp_path, monkeypatch):
         freezing.freeze(study, out, None, 0)
 
 
+def test_the_first_freeze_is_moved_in_where_hard_links_are_unsupported(tmp_path, monkeypatch):
+    import os
+
+    import mmcore.study.freeze as freezing
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # as on some network or FAT file systems
+
+    monkeypatch.setattr(os, "link", no_links)
+    study, out = load_study(_files(tmp_path)), tmp_path / "study-dir"
+    data = freezing.freeze(study, out, None, 0)
+    assert data is not None and data["analysis"] == study.raw.get("analysis")
+    assert [p.name for p in out.iterdir()] == ["prereg.json"]
+
+
 def test_status_counts_runs(tmp_path):
     path = _files(tmp_path)
     out = tmp_path / "study-dir"

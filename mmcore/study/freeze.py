@@ -74,7 +74,8 @@ def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int,
         study_dir.mkdir(parents=True, exist_ok=True)
         _write(study_dir, {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": []}, first=True)
         data = read_prereg(study_dir)  # this invocation's freeze, or a concurrent one's that came first
-        assert data is not None
+        if data is None:  # removed between the write and this read: nothing sound to check against
+            raise StudyError(f"{study_dir / PREREG}: removed while this study was being pre-registered; run it again")
     if json.dumps(data["analysis"], sort_keys=True) == study.analysis_text:
         return data
     if not amend:
