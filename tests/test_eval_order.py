@@ -47,3 +47,30 @@ def test_split_rows_are_views_of_the_split() -> None:
     assert batch.ids.tolist() == [12, 13, 14] and batch.lengths["s"].tolist() == [2, 3, 4]
     assert batch.features["s"].data_ptr() == features["s"][2].data_ptr()  # no copy
     assert torch.equal(batch.features["v"], split.select(torch.tensor([2, 3, 4])).features["v"])
+
+
+def test_predict_leaves_the_unimodal_heads_out_and_gives_the_fusion_prediction(mixed_model, mixed_batch) -> None:
+    from contextlib import nullcontext
+
+    from mmcore.engine.evaluate import predict
+    from mmcore.nn import mlp
+
+    model = mixed_model(0.3)
+    torch.manual_seed(1)
+    model.unimodal_heads = nn.ModuleDict({m: mlp(8, [8], 3) for m in model.modalities})
+    model.eval()
+    calls: list[str] = []
+    for name, head in model.unimodal_heads.items():
+        head.register_forward_hook(lambda module, args, out, name=name: calls.append(name))
+    batch, present = mixed_batch
+    split = SplitData(batch.features, batch.lengths, batch.target, batch.ids)
+    masks = {"given": present, "all": torch.ones_like(present), "s": torch.tensor([[True, False, False]] * 5)}
+    got = predict(model, split, masks, batch_size=2, autocast=nullcontext)
+    assert calls == []  # no head ran: predict reads the fusion's prediction only
+    with torch.no_grad():
+        h = model.encode(batch)
+        for name, mask in masks.items():
+            full = model.complete(h, mask)
+            assert full.unimodal is not None and full.unimodal.shape == (5, 3, 3)  # complete still runs them by default
+            assert torch.allclose(got[name], full.prediction, atol=1e-6)
+    assert calls == ["s", "t", "v"] * 3

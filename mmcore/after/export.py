@@ -61,7 +61,7 @@ class Exported(nn.Module):
                 encoded.append(self.model.encoders[m](x, lengths[i]))
             else:
                 encoded.append(self.model.encoders[m](x * keep.reshape(-1, 1), None))
-        return self.model.complete(torch.stack(encoded, dim=1), present).prediction
+        return self.model.complete(torch.stack(encoded, dim=1), present, unimodal=False).prediction
 
 
 def _inputs(split: Any, names: list[str], index: Tensor, present: Tensor, raw: Any) -> tuple:

@@ -82,8 +82,10 @@ class _PreNormBlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
         self.norm2 = nn.LayerNorm(dim)
+        # ReLU in place: it rewrites the product it follows (autograd keeps its output, not its
+        # input), which saves a [frames, ff_mult * dim] buffer and a pass over new memory
         self.ff = nn.Sequential(
-            nn.Linear(dim, ff_mult * dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_mult * dim, dim)
+            nn.Linear(dim, ff_mult * dim), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ff_mult * dim, dim)
         )
         # the reference normalises each branch's output instead of dropping it out
         self.post1: nn.Module = nn.LayerNorm(dim) if branch_norm else nn.Dropout(dropout)
@@ -100,7 +102,7 @@ class _PreNormBlock(nn.Module):
         x = x + _dropped_linear(heads, self.attn.out_proj, self.post1)
         ff = self.ff
         if _fast(ff[2]):  # fast masks: zero before the ReLU (the same as after it), 1/(1-p) in ff[3]
-            hidden = F.relu(_dropped_linear(self.norm2(x), ff[0], ff[2], scale=False))
+            hidden = _dropped_linear(self.norm2(x), ff[0], ff[2], scale=False).relu_()
             return x + _dropped_linear(hidden, ff[3], self.post2, in_scale=1.0 / (1.0 - ff[2].p))
         return x + self.post2(ff(self.norm2(x)))
 

@@ -94,7 +94,7 @@ def predict(
             for first in range(0, len(names), per_call):
                 group = names[first : first + per_call]
                 stacked = torch.cat([masks[name][start:stop] for name in group])
-                prediction = model.complete(h.repeat(len(group), 1, 1), stacked).prediction.float()
+                prediction = model.complete(h.repeat(len(group), 1, 1), stacked, unimodal=False).prediction.float()
                 for name, chunk in zip(group, prediction.split(stop - start)):
                     outputs[name].append(chunk)
     if first_row >= n:  # an empty share of rows: nothing to predict

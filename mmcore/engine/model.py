@@ -93,20 +93,22 @@ class MultimodalModel(nn.Module):
                 outs.append(encoder(x, lengths))
         return torch.stack(outs, dim=1)
 
-    def complete(self, h: Tensor, present: Tensor) -> ModelOutput:
-        """Impute and fuse, given encodings and the availability mask ``present [B, M]``."""
+    def complete(self, h: Tensor, present: Tensor, unimodal: bool = True) -> ModelOutput:
+        """Impute and fuse, given encodings and the availability mask ``present [B, M]``.
+
+        ``unimodal=False`` leaves the unimodal heads out (``ModelOutput.unimodal`` is None): for
+        callers that read the fusion's prediction only (evaluation's ``predict``, probes, export),
+        which would otherwise compute and discard three MLPs on every row and condition."""
         # the no-leakage rule: absent rows are zero (a select, so a NaN there cannot survive as NaN × 0)
         zero, keep = torch.zeros((), dtype=h.dtype, device=h.device), present.unsqueeze(-1)
         h = torch.where(keep, h, zero)
         seen = h if self.calibration is None else torch.where(keep, self.calibration(h, present), zero)
         out: ImputerOutput = self.imputer(seen, present)
         prediction = self.fusion(out.z, present)
-        unimodal = None
-        if self.unimodal_heads is not None:
-            unimodal = torch.stack(
-                [self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1
-            )
-        return ModelOutput(prediction, unimodal, dict(out.losses), out.z, h, dict(out.monitors))
+        heads = None
+        if unimodal and self.unimodal_heads is not None:
+            heads = torch.stack([self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1)
+        return ModelOutput(prediction, heads, dict(out.losses), out.z, h, dict(out.monitors))
 
     def probe(self, h: Tensor, present: Tensor) -> Tensor:
         """The fusion's prediction with only ``present`` modalities, from given encodings, without
@@ -115,7 +117,7 @@ class MultimodalModel(nn.Module):
         self.eval()  # no dropout draws, no running statistics updated by a probe
         try:
             with torch.no_grad():
-                return self.complete(h.detach(), present).prediction
+                return self.complete(h.detach(), present, unimodal=False).prediction
         finally:
             self.train(was_training)
 

@@ -206,7 +206,10 @@ class VIBImputer(nn.Module):
 
     def _kl(self, mu: Tensor, logvar: Tensor, present: Tensor) -> Tensor:
         """Per-modality KL(N(μ, σ²) ‖ N(0, I)) summed over latent dims, over present samples: [M]."""
-        mu32, logvar32 = mu.float(), logvar.float()  # loss terms in float32, also under autocast
+        # loss terms in float32, also under autocast; log σ² made contiguous first: it is a view
+        # into the heads' [B, M, 2d] output, and exp of a strided view ran at a sixth of exp's
+        # contiguous rate (torch 2.13, CPU: 4.9 ms against 0.85 for evaluation's [2100, 3, 128])
+        mu32, logvar32 = mu.float(), logvar.float().contiguous()
         kl_sample = self.kl_scale * (mu32.pow(2) + logvar32.exp() - 1.0 - logvar32).sum(-1)  # [B, M]
         kl_sum = torch.where(present, kl_sample, torch.zeros_like(kl_sample)).sum(0)
         per_present = present.sum(0).to(torch.float32).clamp_min(1.0)
