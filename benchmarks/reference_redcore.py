@@ -149,6 +149,9 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--serve-eval", action="store_true",
+                        help="after the run, keep the trained model and time one evaluation pass (val + test) "
+                             "per 'pass' line on stdin (eval_lockstep.py's protocol)")
     args = parser.parse_args()
     os.environ |= {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads), "CUDA_VISIBLE_DEVICES": ""}
     import numpy as np
@@ -181,7 +184,7 @@ def main() -> None:
 
         clock.wrap(redcoreMMINModel, BaseModel)
         sys.argv = script_arguments(f"{work}/logs", f"{work}/checkpoints", args.epochs, args.batch, args.fold)
-        runpy.run_path(str(reference / "train_miss.py"), run_name="__main__")
+        script = runpy.run_path(str(reference / "train_miss.py"), run_name="__main__")  # its globals, after it ran
     finally:
         kept.replace(config)
         shutil.rmtree(work, ignore_errors=True)  # the reference's logs and checkpoints: not a result here
@@ -196,6 +199,24 @@ def main() -> None:
         "eval_passes": len(clock.passes),
         "stubbed": stubbed,
     }))
+    if args.serve_eval:
+        serve_eval(script, clock)
+
+
+def serve_eval(script: dict[str, Any], clock: Clock) -> None:
+    """``eval_lockstep.py``'s reference side: each pass runs the script's own ``eval`` on its
+    validation and test sets with the model it trained (the best epoch's weights, which its end
+    loaded), as the script calls it; items are the rows the wrapped ``test`` counted."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from eval_lockstep import serve
+
+    def one_pass() -> int:
+        before = len(clock.passes)
+        for split in ("val_dataset", "tst_dataset"):
+            script["eval"](script["model"], script[split])
+        return sum(rows for _, rows in clock.passes[before:])
+
+    serve(one_pass)
 
 
 if __name__ == "__main__":
