@@ -183,6 +183,8 @@ def main() -> None:
         return
     if args.redcore is None:
         parser.error("--redcore is required")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: expected at least 1")
     coordinate(args)
 
 
