@@ -16,7 +16,7 @@ of the box's time. A waiting side blocks on its stdin and takes no CPU.
 mmcore, the engine's ``evaluate`` on val and on test, as at the end of a run (``predict`` and
 scoring; ``recipes/redcore_iemocap.yaml``, its 7 conditions); the reference, its own
 ``train_miss.eval`` on its val and test sets (every utterance under its 7 missing patterns, sklearn
-metrics), as its script calls it. Items are samples x conditions. ~7 minutes on 2 cores with the
+metrics), as its script calls it. Items are samples x conditions. ~5 minutes on 2 cores with the
 defaults. Not a test: nothing is asserted.
 """
 
