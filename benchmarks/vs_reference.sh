@@ -11,6 +11,8 @@
 # reference imports (benchmarks/reference_redcore.py says which). mmcore runs with PY (default
 # python) through benchmarks/bench_iemocap.py, the reference through reference_redcore.py, both on
 # make_iemocap.py's files (1200/300/300, seed 0; made in DATA if absent), THREADS threads (2).
+# LOCKSTEP=1 then appends eval_lockstep.py's table (evaluation of both sides in lock step, the
+# measurement the box's drift disturbs least; ~5 more minutes).
 set -euo pipefail
 ref_dir="${1:?usage: REF_PY=... benchmarks/vs_reference.sh REDCORE_DIR [OUT.md]}"
 out="${2:-/dev/stdout}"
@@ -73,3 +75,8 @@ for name, key, ref_key, fmt in [("training samples/s", "samples_per_s", "samples
     print(f"| {name} | " + " | ".join(cells) + " |")
 PYEOF
 rm -f "$jsonl"
+if [[ "${LOCKSTEP:-0}" == 1 ]]; then
+  echo "vs_reference: evaluation in lock step (eval_lockstep.py)" >&2
+  { echo; REF_PY="$REF_PY" "$PY" benchmarks/eval_lockstep.py --redcore "$ref_dir" --data "$DATA" --threads "$THREADS" \
+      | sed -n '/^eval_lockstep:/,$p'; } >> "$out"
+fi
