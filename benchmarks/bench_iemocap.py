@@ -10,9 +10,10 @@ Each measurement runs in its own process (so peak RSS is that run's own), engine
 interleaved, ``--repeats`` pairs. Printed: training samples/s and ms per step (each epoch's first
 step left out: it carries the previous epoch's validation), evaluation items/s (samples x
 conditions: the final val + test pass, as ``eval.json`` reports it, and over every evaluation
-pass of the run, as ``reference_redcore.py`` times the reference), peak RSS, time from the training call to the end of the first step,
-the engine / plain ratios, and time-to-accuracy: the validation macro-F1 averaged over the 7
-conditions per epoch, and the steps and seconds until it first reaches 0.5 and 0.7.
+pass of the run, as ``reference_redcore.py`` times the reference), peak RSS, time from the
+training call to the end of the first step, the engine / plain ratios, and time-to-accuracy:
+the validation macro-F1 averaged over the 7 conditions per epoch, and the steps and seconds
+until it first reaches 0.5 and 0.7.
 
     python benchmarks/bench_iemocap.py                      # 1200/300/300, 10 epochs, 3 pairs
     python benchmarks/bench_iemocap.py --quick              # under 2 minutes on 2 cores

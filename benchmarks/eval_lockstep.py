@@ -104,11 +104,10 @@ class Server:
         answer = self.reply()
         return int(answer["items"]), float(answer["seconds"])
 
-    def rate(self, passes: int) -> tuple[float, float]:
-        """(items/s, seconds) over ``passes`` passes in a row."""
-        done = [self.one_pass() for _ in range(passes)]
-        seconds = sum(s for _, s in done)
-        return sum(n for n, _ in done) / seconds, seconds
+    def passes(self, count: int) -> tuple[int, float]:
+        """(items, seconds) summed over ``count`` passes in a row."""
+        done = [self.one_pass() for _ in range(count)]
+        return sum(n for n, _ in done), sum(s for _, s in done)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -129,7 +128,7 @@ def coordinate(args: argparse.Namespace) -> None:
         servers.append(Server("mmcore", [os.environ.get("PY", sys.executable), __file__, "--serve-mmcore",
                                          "--recipe", str(args.recipe), *common], env))
         reference, ours = servers
-        ref_seconds, our_seconds = reference.rate(1)[1], ours.rate(1)[1]  # untimed: first calls; their length
+        ref_seconds, our_seconds = reference.passes(1)[1], ours.passes(1)[1]  # untimed: first calls; their length
         # mmcore's pass is several times shorter than the reference's: it runs `half` passes right
         # before and right after each reference pass, so both sides' figures cover the same stretch of time
         half = max(1, round(ref_seconds / our_seconds / 2))
@@ -137,10 +136,10 @@ def coordinate(args: argparse.Namespace) -> None:
               "around each reference pass", flush=True)
         rounds: list[tuple[float, float]] = []
         for r in range(args.rounds):
-            before = ours.rate(half)
-            ref_rate = reference.rate(1)[0]
-            after = ours.rate(half)
-            our_rate = (before[0] * before[1] + after[0] * after[1]) / (before[1] + after[1])
+            before = ours.passes(half)
+            ref_items, ref_time = reference.passes(1)
+            after = ours.passes(half)
+            ref_rate, our_rate = ref_items / ref_time, (before[0] + after[0]) / (before[1] + after[1])
             rounds.append((ref_rate, our_rate))
             print(f"  round {r + 1}/{args.rounds}: reference {ref_rate:.0f}, mmcore {our_rate:.0f} items/s, "
                   f"ratio {our_rate / ref_rate:.2f}", flush=True)
@@ -154,7 +153,7 @@ def report(rounds: list[tuple[float, float]], args: argparse.Namespace) -> None:
     ratios = sorted(ours / ref for ref, ours in rounds)
 
     def spread(values: list[float], fmt: str) -> str:
-        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
         return f"{fmt.format(statistics.median(values))} (interquartile {fmt.format(q[0])}-{fmt.format(q[2])}, " \
                f"range {fmt.format(min(values))}-{fmt.format(max(values))})"
 
