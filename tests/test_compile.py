@@ -159,3 +159,46 @@ def test_a_compiled_block_draws_the_eager_masks_on_a_cpu() -> None:
     assert torch.allclose(got, want, atol=1e-5)
     for g, w in zip(got_grads, want_grads):
         assert torch.allclose(g, w, atol=1e-5)
+
+
+def test_a_compiled_block_compiles_once_on_both_sides_of_4096_frames(monkeypatch, tmp_path) -> None:
+    """Inductor's CPU code sums a float reduction over more than 4096 elements in chunks and, with
+    a symbolic length, guards on the side the first batch fell on; the CPU backend makes that
+    choice without a guard, so one compilation serves a batch of 55 packed frames and one of 4400
+    (the IEMOCAP recipe's audio blocks straddle the line from batch to batch), with the eager
+    block's outputs and gradients. Runs inductor (skips where it cannot compile)."""
+    import copy
+
+    from mmcore.builtins.encoders import TransformerEncoder
+    from mmcore.engine import compiling
+    from mmcore.types import ModalitySpec
+
+    pytest.importorskip("torch._dynamo")
+    compilations, real = [0], compiling._inductor_without_size_guards
+
+    def counted(gm, example_inputs, options=None):
+        compilations[0] += 1
+        return real(gm, example_inputs, options)
+
+    monkeypatch.setattr(compiling, "_inductor_without_size_guards", counted)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # a cached graph brings back its guards
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = TransformerEncoder(ModalitySpec("s", 3, sequence=True, max_len=9), dim=8, layers=1, heads=2, dropout=0.0, attn_dropout=0.0)
+    compiled = copy.deepcopy(eager)
+    compiling.compile_for_training(compiled, compiled)
+    for rows in (5, 400):  # lengths 9 and 2 alternate, 11 frames a pair of rows: packed (no size equals dim 8)
+        x, lengths = torch.randn(2 * rows, 9, 3), torch.tensor([9, 2] * rows)
+        grads = []
+        for encoder in (eager, compiled):
+            encoder.zero_grad()
+            try:
+                encoder.train()(x, lengths).pow(2).sum().backward()
+            except Exception as exc:  # a platform without a working C++ toolchain
+                if os.environ.get("MMCORE_REQUIRE_COMPILE"):
+                    raise
+                pytest.skip(f"torch.compile cannot compile on this platform: {type(exc).__name__}: {str(exc)[:200]}")
+            grads.append([p.grad.clone() for p in encoder.parameters()])
+        for g, w in zip(*grads):
+            assert torch.allclose(g, w, rtol=1e-4, atol=1e-5)
+    assert compilations[0] == 1
