@@ -144,13 +144,26 @@ def _scatter(y: Tensor, index: Tensor, rows: int) -> Tensor:
 
 
 def pack(x: Tensor, p: Packing) -> Tensor:
-    """``[B, T, D]`` -> ``[N, D]``: the real frames, row by row."""
-    return _Gather.apply(x.reshape(p.batch * p.steps, x.shape[-1]), p.index)
+    """``[B, T, D]`` -> ``[N, D]``: the real frames, row by row.
+
+    While dynamo traces (``compile: true``), plain ``index_select`` and ``index_copy`` stand in
+    for ``_Gather`` and ``_Scatter``: inductor writes the backward itself, and a graph holding a
+    custom ``autograd.Function`` is one AOT autograd does not cache ("Unsupported call_function
+    target autograd_function_apply"), so a warm inductor cache still traced the joint graph again
+    (the IEMOCAP recipe: 7.3 s of compilation with it, 4.1 s without; the same step time)."""
+    flat = x.reshape(p.batch * p.steps, x.shape[-1])
+    if torch.compiler.is_compiling():
+        return flat.index_select(0, p.index)
+    return _Gather.apply(flat, p.index)
 
 
 def unpack(y: Tensor, p: Packing) -> Tensor:
     """``[N, D]`` -> ``[B, T, D]`` with zeros on the padding (the inverse of ``pack`` on real frames)."""
-    return _Scatter.apply(y, p.index, p.batch * p.steps).view(p.batch, p.steps, y.shape[-1])
+    if torch.compiler.is_compiling():
+        flat = y.new_zeros(p.batch * p.steps, y.shape[-1]).index_copy(0, p.index, y)
+    else:
+        flat = _Scatter.apply(y, p.index, p.batch * p.steps)
+    return flat.view(p.batch, p.steps, y.shape[-1])
 
 
 def packed_mean(y: Tensor, p: Packing) -> Tensor:

@@ -166,7 +166,8 @@ def test_a_compiled_block_compiles_once_on_both_sides_of_4096_frames(monkeypatch
     a symbolic length, guards on the side the first batch fell on; the CPU backend makes that
     choice without a guard, so one compilation serves a batch of 55 packed frames and one of 4400
     (the IEMOCAP recipe's audio blocks straddle the line from batch to batch), with the eager
-    block's outputs and gradients. Runs inductor (skips where it cannot compile)."""
+    block's gradients. A second compilation then reads AOT autograd's cache. Runs inductor (skips
+    where it cannot compile)."""
     import copy
 
     from mmcore.builtins.encoders import TransformerEncoder
@@ -202,3 +203,14 @@ def test_a_compiled_block_compiles_once_on_both_sides_of_4096_frames(monkeypatch
         for g, w in zip(*grads):
             assert torch.allclose(g, w, rtol=1e-4, atol=1e-5)
     assert compilations[0] == 1
+    # compiled afresh, as a new run would (same inductor cache): AOT autograd reads its cache,
+    # which a custom autograd.Function in the graph (packing's _Gather/_Scatter) would bypass
+    from torch._functorch import config as functorch_config
+
+    if getattr(functorch_config, "enable_autograd_cache", False):
+        torch._dynamo.reset()
+        counters.clear()
+        again = copy.deepcopy(eager)
+        compiling.compile_for_training(again, again)
+        again.train()(x, lengths).sum().backward()
+        assert counters["aot_autograd"]["autograd_cache_hit"] == 1, dict(counters["aot_autograd"])
