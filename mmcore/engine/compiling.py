@@ -71,7 +71,7 @@ def _with_constant_floats(compiled: Callable[..., Any]) -> Callable[..., Any]:
     a dropout's ``p``, a default argument); the code then branches on them, which fixes them, and
     after the graph was compiled torch finds them fixed and restarts the whole trace and
     compilation with them constant (``TensorifyScalarRestartAnalysis``). Every region was thus
-    compiled twice (IEMOCAP recipe, warm inductor cache: attempts of 5.5 and 4.8 s). The floats
+    traced and compiled twice (``benchmarks/README.md``, issue 25's tenth session). The floats
     are hyperparameters, constant for a run, so tracing them as constants from the start loses
     nothing; dynamo guards on their values. Torches without the setting trace floats as constants
     anyway."""
