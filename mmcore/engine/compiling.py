@@ -30,7 +30,7 @@ def compile_for_training(model: nn.Module, forward: Callable[..., Any]) -> tuple
     settings = compiler_settings(model)
     regions = [m for m in model.modules() if getattr(m, "compile_region", False)]
     if not regions:
-        return _with_constant_floats(torch.compile(forward, dynamic=True, **settings)), False
+        return torch.compile(forward, dynamic=True, **settings), False
     for module in regions:
         _compile_in_training(module, settings)
     return forward, True
@@ -73,8 +73,10 @@ def _with_constant_floats(compiled: Callable[..., Any]) -> Callable[..., Any]:
     compilation with them constant (``TensorifyScalarRestartAnalysis``). Every region was thus
     traced and compiled twice (``benchmarks/README.md``, issue 25's tenth session). The floats
     are hyperparameters, constant for a run, so tracing them as constants from the start loses
-    nothing; dynamo guards on their values. Torches without the setting trace floats as constants
-    anyway."""
+    nothing; dynamo guards on their values. A region whose forward took a float argument that
+    changes from call to call would compile anew for each value (pass such a value as a tensor);
+    the whole-forward fallback, which runs models this module knows nothing about, keeps torch's
+    default. Torches without the setting trace floats as constants anyway."""
     import torch._dynamo
 
     if not hasattr(torch._dynamo.config, "specialize_float"):
