@@ -124,6 +124,25 @@ def test_a_model_without_regions_is_compiled_whole(monkeypatch) -> None:
     assert graphs[0] == 1
 
 
+def test_the_whole_forward_keeps_float_arguments_symbolic(monkeypatch) -> None:
+    """Regions trace floats as constants; the whole-forward fallback runs models it knows nothing
+    about, whose float arguments may change every step (a weight, a temperature): one graph."""
+    from mmcore.engine.compiling import compile_for_training
+
+    graphs = _counting_compile(monkeypatch)
+
+    class Scaled(torch.nn.Linear):
+        def forward(self, x, scale):
+            return super().forward(x) * scale
+
+    model = Scaled(3, 2)
+    forward, regional = compile_for_training(model, model)
+    x = torch.randn(5, 3)
+    for scale in (0.5, 0.7, 0.9):
+        assert torch.allclose(forward(x, scale), model(x, scale))
+    assert not regional and graphs[0] == 1
+
+
 def test_a_compiled_block_draws_the_eager_masks_on_a_cpu() -> None:
     """Compiled regions trace ``mmcore.fastdropout``'s masks (no graph break) and, on a CPU, draw
     them with aten's kernels from the same generator: a compiled training forward and backward
