@@ -13,6 +13,7 @@ and the test stays fast); ``tests/test_checkpoint.py::test_compile_on_cpu`` runs
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import pytest
 import torch
@@ -143,6 +144,17 @@ def test_the_whole_forward_keeps_float_arguments_symbolic(monkeypatch) -> None:
     assert not regional and graphs[0] == 1
 
 
+def _compiled_or_skip(call: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``call()``, which runs inductor; the test skips, saying why, on a platform that cannot
+    compile (no working C++ toolchain), unless ``MMCORE_REQUIRE_COMPILE`` is set."""
+    try:
+        return call()
+    except Exception as exc:
+        if os.environ.get("MMCORE_REQUIRE_COMPILE"):
+            raise
+        pytest.skip(f"torch.compile cannot compile on this platform: {type(exc).__name__}: {str(exc)[:200]}")
+
+
 def test_a_compiled_block_draws_the_eager_masks_on_a_cpu() -> None:
     """Compiled regions trace ``mmcore.fastdropout``'s masks (no graph break) and, on a CPU, draw
     them with aten's kernels from the same generator: a compiled training forward and backward
@@ -165,12 +177,7 @@ def test_a_compiled_block_draws_the_eager_masks_on_a_cpu() -> None:
     outputs = []
     for encoder in (eager, compiled):
         torch.manual_seed(1)
-        try:
-            y = encoder.train()(x, lengths)
-        except Exception as exc:  # a platform without a working C++ toolchain
-            if os.environ.get("MMCORE_REQUIRE_COMPILE"):
-                raise
-            pytest.skip(f"torch.compile cannot compile on this platform: {type(exc).__name__}: {str(exc)[:200]}")
+        y = _compiled_or_skip(lambda: encoder.train()(x, lengths))
         y.pow(2).sum().backward()
         outputs.append((y, [p.grad for p in encoder.parameters()]))
     (want, want_grads), (got, got_grads) = outputs
@@ -212,12 +219,7 @@ def test_a_compiled_block_compiles_once_on_both_sides_of_4096_frames(monkeypatch
         grads = []
         for encoder in (eager, compiled):
             encoder.zero_grad()
-            try:
-                encoder.train()(x, lengths).pow(2).sum().backward()
-            except Exception as exc:  # a platform without a working C++ toolchain
-                if os.environ.get("MMCORE_REQUIRE_COMPILE"):
-                    raise
-                pytest.skip(f"torch.compile cannot compile on this platform: {type(exc).__name__}: {str(exc)[:200]}")
+            _compiled_or_skip(lambda: encoder.train()(x, lengths)).pow(2).sum().backward()
             grads.append([p.grad.clone() for p in encoder.parameters()])
         for g, w in zip(*grads):
             assert torch.allclose(g, w, rtol=1e-4, atol=1e-5)
