@@ -76,7 +76,9 @@ def _with_constant_floats(compiled: Callable[..., Any]) -> Callable[..., Any]:
     nothing; dynamo guards on their values. A region whose forward took a float argument that
     changes from call to call would compile anew for each value (pass such a value as a tensor);
     the whole-forward fallback, which runs models this module knows nothing about, keeps torch's
-    default. Torches without the setting trace floats as constants anyway."""
+    default. Torches without the setting trace floats as constants anyway. The patch is entered on
+    every call because dynamo may trace on any of them (a new guard failing); it costs about 17 us
+    a call, nine calls a step in the IEMOCAP recipe: well under 0.1% of a step."""
     import torch._dynamo
 
     if not hasattr(torch._dynamo.config, "specialize_float"):
