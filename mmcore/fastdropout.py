@@ -40,9 +40,12 @@ def _lanes(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> T
         count = count * size
     # the full 64-bit range: all four 16-bit lanes uniform. randint is random_ on a new tensor (the
     # same draws); dynamo keeps it in a compiled graph, where Tensor.random_ splits the graph, and
-    # the size stays symbolic (no int(): a compiled region would specialise on every shape)
+    # the size stays symbolic (no int(): a compiled region would specialise on every shape). The
+    # first `count` lanes are taken as a view, not a slice: inductor lowers a slice by clamping its
+    # end to the length, which its size-oblivious lowering (mmcore.engine.compiling) cannot do
+    # when `count` is not a provable multiple of 4 (tests/test_compile.py's 2-head block did not)
     words = torch.randint(-(2**63), 2**63 - 1, ((count + _LANES - 1) // _LANES,), dtype=torch.int64, device=device)
-    return words.view(torch.int16)[:count]
+    return words.view(torch.int16).as_strided((count,), (1,))
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str) -> Tensor:

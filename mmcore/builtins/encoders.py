@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmcore.atenops import masked_softmax
 from mmcore.errors import MMCoreError
 from mmcore.fastdropout import FastDropout, keep_bytes
 from mmcore.options.hints import Fraction, PositiveInt
@@ -150,9 +151,12 @@ def written_out_attention(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, p: floa
     (``all``, ``isneginf``) and scales the ``T x T`` weights (35% slower, 1 thread); its fused
     CPU kernel is slower still on short sequences with 16-wide heads. Every row must keep at
     least one key (the encoders keep frame 0), or its weights are NaN."""
-    bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-    weights = scores.add_(bias[:, None, None, :]).softmax(dim=-1)
+    if torch.compiler.is_compiling() and q.device.type == "cpu":  # aten's softmax: inductor's is slower on a CPU
+        weights = masked_softmax(scores, keep)
+    else:
+        bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
+        weights = scores.add_(bias[:, None, None, :]).softmax(dim=-1)
     if p == 0.0:
         return weights @ v
     return (weights * keep_bytes(weights.shape, p, weights.device)) @ (v * (1.0 / (1.0 - p)))
