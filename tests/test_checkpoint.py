@@ -5,7 +5,6 @@ never duplicates or loses a line across a resume."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from compile_helpers import compiled_or_skip
 from mmcore.cli import app
 from mmcore.engine import checkpoint as ckpt
 from mmcore.engine.checkpoint import CheckpointError, recover, verify
@@ -201,10 +201,5 @@ def test_bf16_autocast_on_cpu_trains_and_selects(tmp_path):
 
 
 def test_compile_on_cpu(tmp_path):
-    try:
-        result = run(tiny_recipe(tmp_path, "compile=true", "train.epochs=1"), show_progress=False)
-    except Exception as exc:  # no C++ toolchain or an unsupported platform: say why, do not hide it
-        if os.environ.get("MMCORE_REQUIRE_COMPILE"):
-            raise
-        pytest.skip(f"torch.compile cannot compile on this platform: {type(exc).__name__}: {str(exc)[:200]}")
+    result = compiled_or_skip(lambda: run(tiny_recipe(tmp_path, "compile=true", "train.epochs=1"), show_progress=False))
     assert result.step == 5 and result.results is not None

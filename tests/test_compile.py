@@ -12,12 +12,11 @@ and the test stays fast); ``tests/test_checkpoint.py::test_compile_on_cpu`` runs
 
 from __future__ import annotations
 
-import os
-from typing import Callable
-
 import pytest
 import torch
 from torch._dynamo.utils import counters
+
+from compile_helpers import compiled_or_skip
 
 from mmcore.components import Logger
 from mmcore.engine.trainer import run
@@ -144,26 +143,6 @@ def test_the_whole_forward_keeps_float_arguments_symbolic(monkeypatch) -> None:
     assert not regional and graphs[0] == 1
 
 
-def _compiled_or_skip(call: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``call()``, which runs inductor; the test skips, saying why, on a platform that cannot
-    compile at all (no working C++ toolchain: a one-line function fails too), unless
-    ``MMCORE_REQUIRE_COMPILE`` is set. Where inductor works, a failure is the test's."""
-    try:
-        return call()
-    except Exception as exc:
-        if os.environ.get("MMCORE_REQUIRE_COMPILE") or _inductor_compiles():
-            raise
-        pytest.skip(f"torch.compile cannot compile on this platform: {type(exc).__name__}: {str(exc)[:200]}")
-
-
-def _inductor_compiles() -> bool:
-    """Whether inductor compiles and runs a one-line function here."""
-    try:
-        return bool(torch.compile(lambda x: x * 2 + 1)(torch.ones(3)).eq(3).all())
-    except Exception:
-        return False
-
-
 def test_a_compiled_block_draws_the_eager_masks_on_a_cpu() -> None:
     """Compiled regions trace ``mmcore.fastdropout``'s masks (no graph break) and, on a CPU, draw
     them with aten's kernels from the same generator: a compiled training forward and backward
@@ -186,7 +165,7 @@ def test_a_compiled_block_draws_the_eager_masks_on_a_cpu() -> None:
     outputs = []
     for encoder in (eager, compiled):
         torch.manual_seed(1)
-        y = _compiled_or_skip(lambda: encoder.train()(x, lengths))
+        y = compiled_or_skip(lambda: encoder.train()(x, lengths))
         y.pow(2).sum().backward()
         outputs.append((y, [p.grad for p in encoder.parameters()]))
     (want, want_grads), (got, got_grads) = outputs
@@ -228,7 +207,7 @@ def test_a_compiled_block_compiles_once_on_both_sides_of_4096_frames(monkeypatch
         grads = []
         for encoder in (eager, compiled):
             encoder.zero_grad()
-            _compiled_or_skip(lambda: encoder.train()(x, lengths)).pow(2).sum().backward()
+            compiled_or_skip(lambda: encoder.train()(x, lengths)).pow(2).sum().backward()
             grads.append([p.grad.clone() for p in encoder.parameters()])
         for g, w in zip(*grads):
             assert torch.allclose(g, w, rtol=1e-4, atol=1e-5)
