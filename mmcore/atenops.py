@@ -5,7 +5,7 @@ those ran the attention weights of the IEMOCAP recipe's blocks (``[B, 8, T, T]``
 (forward) and 3.5x (backward) slower than aten's hand-vectorised kernels: 2.77 + 1.18 ms against
 1.23 ms a block forward, 2.32 against 0.66 ms backward (2 threads; ``benchmarks/README.md``,
 issue 25's eleventh session). That lost most of what fusing the rest of a block saved: compiled
-steps ran 1-4% faster than eager with inductor's softmax, 7% with aten's.
+steps ran 1-4% faster than eager with inductor's softmax, 4-7% with aten's.
 
 A ``torch.library`` custom op is opaque to inductor: it is called as it is, and AOT autograd's
 and inductor's caches keep graphs that hold it (a custom ``autograd.Function`` made them bypass
