@@ -19,13 +19,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mmcore.nn import key_bias
+
 
 @torch.library.custom_op("mmcore::masked_softmax", mutates_args=())
 def masked_softmax(scores: Tensor, keep: Tensor) -> Tensor:
     """``softmax(scores + mask)`` over the last axis, for ``[B, h, T, T]`` scores and keys
     ``keep [B, T]`` (False: ``-inf``, weight 0). A row must keep at least one key."""
-    bias = torch.zeros(keep.shape, dtype=scores.dtype, device=scores.device).masked_fill_(~keep, float("-inf"))
-    return (scores + bias[:, None, None, :]).softmax(dim=-1)  # a broadcast add: 6x masked_fill's speed
+    return (scores + key_bias(keep, scores.dtype)[:, None, None, :]).softmax(dim=-1)
 
 
 @masked_softmax.register_fake

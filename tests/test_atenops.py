@@ -37,8 +37,9 @@ def test_masked_softmax_backward_is_autograds_of_the_written_out_softmax() -> No
     torch.library.opcheck(masked_softmax, (scores, KEEP))  # schema, fake kernel and autograd registration
 
 
-def test_a_compiled_graph_calls_the_ops_instead_of_decomposing_them() -> None:
-    """AOT autograd's forward and backward graphs hold one call of each op (no C++ compiler needed)."""
+def _traced_graphs(fn):
+    """``fn`` compiled through AOT autograd, keeping each forward and backward graph (no C++
+    compiler needed)."""
     from torch._dynamo.backends.common import aot_autograd
 
     graphs: list[torch.fx.GraphModule] = []
@@ -48,11 +49,37 @@ def test_a_compiled_graph_calls_the_ops_instead_of_decomposing_them() -> None:
         return gm.forward
 
     torch._dynamo.reset()
-    compiled = torch.compile(lambda s: masked_softmax(s * 2.0, KEEP), backend=aot_autograd(fw_compiler=keep_graph, bw_compiler=keep_graph))
+    return torch.compile(fn, backend=aot_autograd(fw_compiler=keep_graph, bw_compiler=keep_graph)), graphs
+
+
+def _targets(graph: torch.fx.GraphModule) -> list:
+    return [n.target for n in graph.graph.nodes if n.op == "call_function"]
+
+
+def test_a_compiled_graph_calls_the_ops_instead_of_decomposing_them() -> None:
+    compiled, graphs = _traced_graphs(lambda s: masked_softmax(s * 2.0, KEEP))
     scores = torch.randn(2, 3, 5, 5, requires_grad=True)
     compiled(scores).pow(2).sum().backward()
-    forward, backward = ([n.target for n in g.graph.nodes if n.op == "call_function"] for g in graphs)
+    forward, backward = (_targets(g) for g in graphs)
     assert forward.count(torch.ops.mmcore.masked_softmax.default) == 1
     assert backward.count(torch.ops.mmcore.softmax_backward.default) == 1
     assert torch.ops.aten._softmax.default not in forward + backward
     assert torch.allclose(scores.grad, torch.autograd.grad(_reference(scores * 2.0, KEEP).pow(2).sum(), scores)[0], atol=1e-6)
+
+
+def test_a_compiled_transformer_trains_with_the_op_on_a_cpu() -> None:
+    """What ``compile: true`` traces of a CPU transformer with fast masks: each block's attention
+    softmax is the op (forward and backward), never inductor's decomposable ``_softmax``."""
+    from mmcore.builtins.encoders import TransformerEncoder
+    from mmcore.fastdropout import use_fast_dropout
+    from mmcore.types import ModalitySpec
+
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(ModalitySpec("s", 3, sequence=True, max_len=7), dim=8, layers=2, heads=2, attn_dropout=0.2)
+    assert use_fast_dropout(encoder) > 0
+    compiled, graphs = _traced_graphs(encoder.train())
+    compiled(torch.randn(4, 7, 3), torch.tensor([7, 3, 5, 2])).sum().backward()
+    forward, backward = (_targets(g) for g in graphs)
+    assert forward.count(torch.ops.mmcore.masked_softmax.default) == 2  # one per block
+    assert backward.count(torch.ops.mmcore.softmax_backward.default) == 2
+    assert torch.ops.aten._softmax.default not in forward + backward

@@ -24,7 +24,7 @@ from mmcore.atenops import masked_softmax
 from mmcore.errors import MMCoreError
 from mmcore.fastdropout import FastDropout, keep_bytes
 from mmcore.options.hints import Fraction, PositiveInt
-from mmcore.nn import check_encoder_input, length_mask, masked_mean, mlp, sinusoidal_positions
+from mmcore.nn import check_encoder_input, key_bias, length_mask, masked_mean, mlp, sinusoidal_positions
 from mmcore.packing import Packing, pack, packed_mean, packing, unpack, use_packing
 from mmcore.types import ModalitySpec
 
@@ -155,8 +155,7 @@ def written_out_attention(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, p: floa
     if torch.compiler.is_compiling() and q.device.type == "cpu":  # aten's softmax: inductor's is slower on a CPU
         weights = masked_softmax(scores, keep)
     else:
-        bias = torch.zeros(keep.shape, dtype=q.dtype, device=q.device).masked_fill_(~keep, float("-inf"))
-        weights = scores.add_(bias[:, None, None, :]).softmax(dim=-1)
+        weights = scores.add_(key_bias(keep, q.dtype)[:, None, None, :]).softmax(dim=-1)
     if p == 0.0:
         return weights @ v
     return (weights * keep_bytes(weights.shape, p, weights.device)) @ (v * (1.0 / (1.0 - p)))
