@@ -22,6 +22,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from mmcore.engine.cpu_isa import widest_vector_isa_builds
+
 
 def compile_for_training(model: nn.Module, forward: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
     """The training forward to call, and whether it compiles regions (True) or the whole forward
@@ -45,12 +47,16 @@ def compiler_settings(model: nn.Module) -> dict[str, Any]:
     and aten's draws were the faster ones on a 2-core CPU (the IEMOCAP recipe's compiled step, 2
     threads: torch masks 1.33 s with inductor's per-element draws against 1.08 s with aten's;
     ``benchmarks/README.md``, issue 25's sixth session). The CPU backend also makes inductor's
-    size-dependent choices without a guard (:func:`_inductor_without_size_guards`). On a GPU,
-    plain inductor with its own fused random numbers."""
+    size-dependent choices without a guard (:func:`_inductor_without_size_guards`), and checks
+    only the vector instruction set it will use (:mod:`mmcore.engine.cpu_isa`). On a GPU, plain
+    inductor with its own fused random numbers."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if device.type != "cpu":
         return {"backend": "inductor", "options": {}}
-    return {"backend": _inductor_without_size_guards, "options": {"fallback_random": True}}
+    options: dict[str, Any] = {"fallback_random": True}
+    if widest_vector_isa_builds():
+        options["cpp.vec_isa_ok"] = True
+    return {"backend": _inductor_without_size_guards, "options": options}
 
 
 def _compile_in_training(module: nn.Module, settings: dict[str, Any]) -> None:

@@ -1,0 +1,94 @@
+"""mmcore.engine.cpu_isa: inductor's vector-set check, run for the set inductor will use only."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import pytest
+import torch
+
+from mmcore.engine import cpu_isa
+from mmcore.engine.compiling import compiler_settings
+
+x86_linux = pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() != "x86_64", reason="the verdict is only given on Linux x86-64"
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_verdict():
+    cpu_isa.widest_vector_isa_builds.cache_clear()
+    yield
+    cpu_isa.widest_vector_isa_builds.cache_clear()
+
+
+@x86_linux
+def test_only_the_widest_set_is_checked(monkeypatch):
+    from torch._inductor import cpu_vec_isa
+
+    checked: list[str] = []
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", lambda self, code: checked.append(str(self)) or True)
+    if cpu_isa.widest_vector_isa() is None:
+        pytest.skip("this CPU reports no x86 vector set inductor knows")
+    assert cpu_isa.widest_vector_isa_builds() is True
+    assert cpu_isa.widest_vector_isa_builds() is True
+    assert checked == [str(cpu_isa.widest_vector_isa())]
+
+
+@x86_linux
+def test_the_widest_set_is_the_one_inductor_picks_after_checking_them_all():
+    """Inductor's own pick, with its own checks of every set (a few seconds with a cold cache)."""
+    from torch._inductor import cpu_vec_isa
+
+    picked = cpu_vec_isa.pick_vec_isa()
+    if not picked:
+        pytest.skip("inductor found no vector set that builds here (no working C++ compiler)")
+    assert str(cpu_isa.widest_vector_isa()) == str(picked)
+    assert cpu_isa.widest_vector_isa_builds() is True
+
+
+@x86_linux
+def test_a_failed_check_leaves_the_checks_to_inductor(monkeypatch):
+    from torch._inductor import cpu_vec_isa
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", lambda self, code: False)
+    if cpu_isa.widest_vector_isa() is None:
+        pytest.skip("this CPU reports no x86 vector set inductor knows")
+    assert cpu_isa.widest_vector_isa_builds() is None
+    assert "cpp.vec_isa_ok" not in compiler_settings(torch.nn.Linear(2, 2))["options"]
+
+
+@x86_linux
+def test_a_passed_check_is_handed_to_inductor(monkeypatch):
+    from torch._inductor import cpu_vec_isa
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", lambda self, code: True)
+    if cpu_isa.widest_vector_isa() is None:
+        pytest.skip("this CPU reports no x86 vector set inductor knows")
+    options = compiler_settings(torch.nn.Linear(2, 2))["options"]
+    assert options == {"fallback_random": True, "cpp.vec_isa_ok": True}
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        ("env", "ATEN_CPU_CAPABILITY", "avx2"),
+        ("config", "vec_isa_ok", False),
+        ("config", "simdlen", 256),
+    ],
+)
+def test_a_users_own_choice_of_vector_set_is_left_alone(monkeypatch, choice):
+    from torch._inductor import config, cpu_vec_isa
+
+    def must_not_check(self, code):
+        raise AssertionError("checked a set although the user chose one")
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", must_not_check)
+    where, name, value = choice
+    if where == "env":
+        monkeypatch.setenv(name, value)
+    else:
+        monkeypatch.setattr(config.cpp, name, value)
+    assert cpu_isa.widest_vector_isa() is None
+    assert cpu_isa.widest_vector_isa_builds() is None
