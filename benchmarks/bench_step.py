@@ -13,11 +13,14 @@ validation, logging or checkpoints.
     python benchmarks/bench_step.py --root DATA --threads 1 --repeats 5 --variant \\
         best=precision=bf16,train.dropout_masks=fast,train.optimizer.implementation=fused
     python benchmarks/bench_step.py --root DATA --threads 2 --profile 3   # then where the default's step goes
+    python benchmarks/bench_step.py --root DATA --threads 2 --repeats 6 --variant compiled=compile=true
 
 ``--variant NAME=KEY=VALUE[,KEY=VALUE...]`` adds a variant (``default``, the recipe as it is, is
 always first; without ``--variant``: ``old-default``, i.e. ``frames=padded`` and
-``dropout_masks=torch``, the defaults before issue 25). DATA: the files of
-``../shared/data/make_iemocap.py``. Not a test: nothing is asserted.
+``dropout_masks=torch``, the defaults before issue 25). A variant with ``compile=true`` compiles as
+the trainer does (``mmcore.engine.compiling``) and runs three untimed steps first, so its
+compilation stays out of the timing (``bench_iemocap.py --case engine`` times a whole run with
+it). DATA: the files of ``../shared/data/make_iemocap.py``. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def build(recipe_path: Path, root: str, overrides: list[str]) -> dict[str, Any]:
     """The recipe's data, masks, model (with its dropout masks), optimiser and runtime."""
     from mmcore.engine import losses
     from mmcore.engine.build import build_dataset, build_model, train_missing_spec
+    from mmcore.engine.compiling import compile_for_training
     from mmcore.engine.optim import build_optimizer
     from mmcore.engine.runtime import Runtime
     from mmcore.fastdropout import apply_dropout_masks
@@ -55,8 +59,10 @@ def build(recipe_path: Path, root: str, overrides: list[str]) -> dict[str, Any]:
     model = build_model(plan, dataset.modalities, dataset.task, registry)
     apply_dropout_masks(model, plan.train.dropout_masks, "cpu")
     model.skip_absent = plan.train.skip_absent
+    forward = compile_for_training(model, model)[0] if recipe["compile"] else model
     return {
-        "train": train, "names": names, "model": model.train(),
+        "train": train, "names": names, "model": model.train(), "forward": forward,
+        "warmup": 3 if recipe["compile"] else 1,
         "present": train_masks(train_missing_spec(plan, names), names, train.ids, 0),
         "optimizer": build_optimizer(recipe["train"]["optimizer"], model),
         "kind": losses.task_loss_kind(dataset.task, recipe["train"]["task_loss"]),
@@ -84,7 +90,7 @@ def step(run: dict[str, Any], batch: Any, present: torch.Tensor) -> None:
     from mmcore.engine import losses
 
     with run["runtime"].autocast():
-        out = run["model"](batch, present)
+        out = run["forward"](batch, present)
     loss, _, _ = losses.combine(out, batch.target, run["kind"], 1.0, "", torch.ones(len(run["names"])))
     run["optimizer"].zero_grad(set_to_none=True)
     loss.backward()
@@ -110,7 +116,8 @@ def main() -> None:
     runs = {name: build(args.recipe, args.root, overrides) for name, overrides in variants.items()}
     data = batches(runs["default"], args.steps + 1, args.batch)
     for run in runs.values():
-        step(run, *data[-1])  # warm-up (allocator, first-call paths), outside the timing
+        for _ in range(run["warmup"]):
+            step(run, *data[-1])  # warm-up (allocator, first-call paths, compilation), outside the timing
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     for repeat in range(args.repeats):
         for name in list(runs) if repeat % 2 == 0 else list(runs)[::-1]:
