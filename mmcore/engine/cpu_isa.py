@@ -7,14 +7,15 @@ then it uses only the first, the widest. That took 6.7 s with a cold inductor ca
 a warm one (the IEMOCAP benchmark box, 2 cores; ``benchmarks/README.md``, issue 25's twelfth
 session), more than a quarter of a compiled run's cold first step. Checking the widest set alone,
 with inductor's own check, and passing the verdict as inductor's ``cpp.vec_isa_ok`` setting (the
-one ``TORCHINDUCTOR_VEC_ISA_OK`` sets) gives the same kernels for the price of one check.
+one ``TORCHINDUCTOR_VEC_ISA_OK`` sets) gives the same kernels for the price of one base check.
 
 The verdict is only given where it is exact: a true verdict, on Linux x86-64, with no
 ``ATEN_CPU_CAPABILITY`` or ``cpp.simdlen`` choosing another set and ``TORCHINDUCTOR_VEC_ISA_OK``
 unset. Everywhere else, and on a failed check (inductor then falls back to a narrower set after
-checking it), inductor checks as it always does. The checks of optional extensions that inductor
-runs after its base check (AVX-512 BF16, AMX FP16) are not governed by the setting and still run.
-The module reads inductor internals that may move between torch versions; where they are missing
+checking it), inductor checks as it always does. The checks inductor runs on top of a set's base
+check (VNNI, AVX-512 BF16, AMX) are not governed by the setting and still run; where AMX's fails,
+inductor takes the next set, AVX-512 with VNNI, whose flags are a subset of those the passed base
+check built with. The module reads inductor internals that may move between torch versions; where they are missing
 it gives no verdict.
 """
 
