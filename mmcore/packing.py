@@ -159,11 +159,8 @@ def pack(x: Tensor, p: Packing) -> Tensor:
 
 def unpack(y: Tensor, p: Packing) -> Tensor:
     """``[N, D]`` -> ``[B, T, D]`` with zeros on the padding (the inverse of ``pack`` on real frames)."""
-    if torch.compiler.is_compiling():
-        flat = y.new_zeros(p.batch * p.steps, y.shape[-1]).index_copy(0, p.index, y)
-    else:
-        flat = _Scatter.apply(y, p.index, p.batch * p.steps)
-    return flat.view(p.batch, p.steps, y.shape[-1])
+    scatter = _scatter if torch.compiler.is_compiling() else _Scatter.apply  # see pack
+    return scatter(y, p.index, p.batch * p.steps).view(p.batch, p.steps, y.shape[-1])
 
 
 def packed_mean(y: Tensor, p: Packing) -> Tensor:

@@ -15,8 +15,8 @@ unset. Everywhere else, and on a failed check (inductor then falls back to a nar
 checking it), inductor checks as it always does. The checks inductor runs on top of a set's base
 check (VNNI, AVX-512 BF16, AMX) are not governed by the setting and still run; where AMX's fails,
 inductor takes the next set, AVX-512 with VNNI, whose flags are a subset of those the passed base
-check built with. The module reads inductor internals that may move between torch versions; where they are missing
-it gives no verdict.
+check built with. The module reads inductor internals that may move between torch versions;
+where they are missing it gives no verdict.
 """
 
 from __future__ import annotations
