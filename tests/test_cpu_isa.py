@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import platform
+import subprocess
 import sys
 
 import pytest
@@ -11,6 +14,7 @@ import torch
 
 from mmcore.engine import cpu_isa
 from mmcore.engine.compiling import compiler_settings
+from compile_helpers import inductor_compiles
 
 x86_linux = pytest.mark.skipif(
     sys.platform != "linux" or platform.machine() != "x86_64", reason="the verdict is only given on Linux x86-64"
@@ -98,3 +102,40 @@ def test_a_users_own_choice_of_vector_set_is_left_alone(monkeypatch, choice):
     with chosen:
         assert cpu_isa.widest_vector_isa() is None
         assert cpu_isa.widest_vector_isa_builds() is None
+
+
+_COUNT_BASE_CHECKS = """
+import json, torch
+from torch._inductor import cpu_vec_isa
+from mmcore.engine.compiling import compiler_settings
+
+real = cpu_vec_isa.VecISA.check_build
+base = []
+
+def recording(self, code):
+    if code == cpu_vec_isa.VecISA._avx_code:
+        base.append(str(self))
+    return real(self, code)
+
+cpu_vec_isa.VecISA.check_build = recording
+settings = compiler_settings(torch.nn.Linear(2, 2))
+out = torch.compile(lambda x: (x * 2).relu(), dynamic=False, **settings)(torch.arange(-4.0, 4.0))
+assert out.tolist() == [0.0] * 5 + [2.0, 4.0, 6.0], out
+print(json.dumps(base))
+"""
+
+
+@x86_linux
+def test_a_compilation_under_mmcores_settings_runs_only_the_one_base_check(tmp_path):
+    """The verdict reaches inductor: a real compilation in a fresh process (its caches empty, a
+    fresh inductor cache so that kernels are generated) builds and loads inductor's base probe
+    for the widest set only, where inductor alone checks every set the CPU reports."""
+    if cpu_isa.widest_vector_isa() is None:
+        pytest.skip("this CPU reports no x86 vector set inductor knows")
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    done = subprocess.run([sys.executable, "-c", _COUNT_BASE_CHECKS], env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        if os.environ.get("MMCORE_REQUIRE_COMPILE") or inductor_compiles():
+            pytest.fail(done.stderr[-2000:])
+        pytest.skip("torch.compile cannot compile on this platform")
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [str(cpu_isa.widest_vector_isa())]
