@@ -32,12 +32,14 @@ def eval_command(
     overrides: Optional[list[str]] = typer.Argument(None, help="Protocol overrides, e.g. 'missing.eval.conditions=[a, a+v]'."),
     split: str = typer.Option("test", help="test or val."),
     checkpoint: str = typer.Option("best", help="best or last."),
-    label: Optional[str] = typer.Option(None, help="Folder under RUN/evals/ (default: derived from the protocol)."),
+    label: Optional[str] = typer.Option(None, help="Folder under RUN/evals/ (default: derived from the protocol; a curve "
+                                                   "there made with other --rates/--draws/--min-present is not replaced "
+                                                   "unless named here)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, ... (default: the recipe's)."),
     curve: bool = typer.Option(False, "--curve", help="Also a robustness curve over missing rates."),
     rates: Optional[str] = typer.Option(None, help="Curve rates, comma-separated (default 0,0.1,...,0.9)."),
     draws: int = typer.Option(3, help="Seeded mask draws per curve rate."),
-    min_present: int = typer.Option(1, help="Curve masks keep at least this many modalities."),
+    min_present: int = typer.Option(1, help="Curve masks keep at least this many modalities (0 to the number of modalities - 1)."),
     over: str = typer.Option("rates", help="What --curve sweeps: 'rates' (modalities missing) or 'frames' (frames dropped inside sequences)."),
 ) -> None:
     """Evaluate a saved run under any protocol; results go to RUN/evals/<label>/."""

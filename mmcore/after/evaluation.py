@@ -11,8 +11,17 @@ modality missing at rate r (the others present); mean ± std (ddof=1) over the d
 area under the curve and relative robustness of ``mmcore.report.robustness``. Masks are drawn by the
 engine's evaluation conditions (per sample id, calibrated so the realised per-modality rates
 equal r under ``min_present``), so every method and training seed sees the same masks. Rates
-that ``min_present`` makes infeasible (uniform r > (M − min_present)/M) are left out and said so.
+that ``min_present`` makes infeasible (uniform r > (M − min_present)/M) are left out and said so;
+``min_present`` must lie in 0..M−1 (at M nothing can be missing), and a curve with fewer than two
+feasible rates left is an error, not an empty table.
 ``--over frames`` sweeps the rate of frames dropped inside sequences instead (``mmcore.after.framecurve``).
+
+Before anything is evaluated: the output folder ``RUN/evals/<label>/`` and its files must be
+writable, and a curve under a derived label (``curve``, ``curve-frames``, ...) never replaces one
+made with other ``--rates``, ``--draws`` or ``--min-present`` (``curve.json`` records them under
+``settings``). Such a second curve is refused, one line naming both settings: an explicit
+``--label`` keeps both, or replaces the old one when it names that folder. The derived label
+already tells protocols apart (the overrides' hash), so only the curve's own settings need this.
 """
 
 from __future__ import annotations
@@ -28,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.after.card import write_model_card
-from mmcore.after.framecurve import frame_curve_points
-from mmcore.after.runs import OpenRun, open_run
+from mmcore.after.framecurve import FRAMES, check_frame_curve, frame_curve_points
+from mmcore.after.runs import OpenRun, check_run_dir, open_run
 from mmcore.conditions import Condition, parse_conditions
 from mmcore.engine.evaluate import POOLED
 from mmcore.errors import MMCoreError
@@ -92,33 +101,117 @@ def evaluate_run(
         raise MMCoreError(f"--draws: expected an integer >= 1, got {draws}")
     if over not in CURVE_AXES:
         raise MMCoreError(f"--over: '{over}' is not one of: {', '.join(CURVE_AXES)}")
+    if curve and over == "rates" and min_present < 0:
+        raise MMCoreError(f"--min-present: expected an integer >= 0 (modalities every curve mask keeps), got {min_present}")
     overrides = list(overrides or [])
     derived = default_label(overrides, split, checkpoint, curve)
+    named = label is not None
     label = _check_label(label or (derived.replace("curve", "curve-frames", 1) if curve and over == "frames" else derived))
-    with _owned(Path(run_dir)), open_run(run_dir, overrides, checkpoint, device) as run:
-        notes = list(run.warnings)
-        plan = None
-        if curve and over == "rates":  # checked before any evaluation runs
-            plan = curve_conditions(run.session.names, sorted(set(rates or DEFAULT_RATES)), draws, min_present, per_modality, notes)
-        conditions = list(run.session.conditions)
-        table = _evaluate(run, conditions, split)  # its average is over the protocol's conditions only
-        out = Path(run_dir) / "evals" / label
-        out.mkdir(parents=True, exist_ok=True)
-        _write(run, out, split, table, overrides, conditions)  # eval.json keeps the pooled row apart, as training's does
-        ceiling = _oracle(run, conditions, split, out)
-        write_model_card(Path(run_dir))  # lists this evaluation
-        results = {c: row for c, row in table.items() if c != POOLED}
-        pooled = getattr(table, "pooled", None)  # engine's score() carries it as .pooled, not as a row
-        curve_data = None
-        if plan is not None:
-            points = _evaluate(run, plan["conditions"], split)
-        if curve and over == "frames":
-            plan, points = frame_curve_points(run, split, sorted(set(rates or DEFAULT_RATES)), draws)
-        if plan is not None:
-            curve_data = summarize_curve(plan, points, run.session.names, split, draws, min_present)
-            curve_data["select"] = run.session.select[1]  # the metric the run was selected by
-            (out / CURVE_FILE).write_text(json.dumps(curve_data, indent=1))
+    settings = curve_settings(over, sorted(set(rates or DEFAULT_RATES)), draws, min_present, per_modality) if curve else None
+    out = Path(run_dir) / "evals" / label
+    with _owned(Path(run_dir)):
+        check_run_dir(Path(run_dir), checkpoint)  # a missing run is named before its output folder
+        check_eval_output(out, label, named, settings)
+        with open_run(run_dir, overrides, checkpoint, device) as run:
+            return _evaluate_open(run, out, split, overrides, curve, rates, draws, min_present, per_modality, over, settings)
+
+
+def _evaluate_open(run: OpenRun, out: Path, split: str, overrides: list[str], curve: bool, rates: list[float] | None,
+                   draws: int, min_present: int, per_modality: bool, over: str,
+                   settings: dict[str, Any] | None) -> EvalResult:
+    """``evaluate_run`` once the run is open and its output folder checked."""
+    notes = list(run.warnings)
+    plan = None
+    rate_list = sorted(set(rates or DEFAULT_RATES))
+    if curve and over == "rates":  # checked before any evaluation runs
+        plan = curve_conditions(run.session.names, rate_list, draws, min_present, per_modality, notes)
+    if curve and over == "frames":
+        check_frame_curve(run, rate_list)  # likewise
+    conditions = list(run.session.conditions)
+    table = _evaluate(run, conditions, split)  # its average is over the protocol's conditions only
+    out.mkdir(parents=True, exist_ok=True)
+    _write(run, out, split, table, overrides, conditions)  # eval.json keeps the pooled row apart, as training's does
+    ceiling = _oracle(run, conditions, split, out)
+    write_model_card(run.run_dir)  # lists this evaluation
+    results = {c: row for c, row in table.items() if c != POOLED}
+    pooled = getattr(table, "pooled", None)  # engine's score() carries it as .pooled, not as a row
+    curve_data = None
+    if plan is not None:
+        points = _evaluate(run, plan["conditions"], split)
+    if curve and over == "frames":
+        plan, points = frame_curve_points(run, split, rate_list, draws)
+    if plan is not None:
+        curve_data = summarize_curve(plan, points, run.session.names, split, draws, min_present)
+        curve_data["select"] = run.session.select[1]  # the metric the run was selected by
+        curve_data["settings"] = settings  # what check_eval_output compares a later curve's settings with
+        (out / CURVE_FILE).write_text(json.dumps(curve_data, indent=1))
     return EvalResult(out, results, curve_data, notes, pooled, ceiling)
+
+
+_SETTING_OPTIONS = {"over": "--over", "rates": "--rates", "draws": "--draws", "min_present": "--min-present",
+                    "per_modality": "per_modality"}
+
+
+def curve_settings(over: str, rates: list[float], draws: int, min_present: int, per_modality: bool) -> dict[str, Any]:
+    """What makes two curves under one label different results (``min_present`` and the
+    per-modality curves only apply to the missing-rate curve)."""
+    settings: dict[str, Any] = {"over": over, "rates": [float(r) for r in rates], "draws": draws}
+    if over == "rates":
+        settings |= {"min_present": min_present, "per_modality": per_modality}
+    return settings
+
+
+def _stored_settings(data: Any) -> dict[str, Any] | None:
+    """The settings a curve.json was made with; for one written before they were recorded, what
+    its layout shows (the union of its curves' rates, draws, min_present). None: not a curve.json."""
+    if not isinstance(data, dict) or not isinstance(data.get("curves"), dict):
+        return None
+    if isinstance(data.get("settings"), dict):
+        return data["settings"]
+    curves = data["curves"]
+    over = "frames" if FRAMES in curves else "rates"
+    rates = sorted({float(r) for c in curves.values() if isinstance(c, dict)
+                    for r in c.get("rates") or [] if isinstance(r, (int, float))})
+    legacy: dict[str, Any] = {"over": over, "rates": rates, "draws": data.get("draws")}
+    if over == "rates":
+        legacy["min_present"] = data.get("min_present")
+    return legacy
+
+
+def _describe(settings: dict[str, Any], keys: list[str]) -> str:
+    def value(v: Any) -> str:
+        return ",".join(f"{r:g}" if isinstance(r, (int, float)) else str(r) for r in v) if isinstance(v, list) else str(v)
+
+    return ", ".join(f"{_SETTING_OPTIONS.get(k, k)} {value(settings.get(k))}" for k in keys)
+
+
+def check_eval_output(out: Path, label: str, named: bool, settings: dict[str, Any] | None) -> None:
+    """Before anything is evaluated: ``RUN/evals/<label>/`` and the files written there can be
+    written, and a curve under a derived label does not replace one made with other settings.
+    A label the user named (``--label``) is theirs to replace."""
+    from mmcore.engine.record import read_json
+    from mmcore.paths import PathError, check_output_dir, check_output_file
+
+    try:
+        check_output_dir(out, "eval", f"the evaluation '{label}' into {out}")
+        for name in ("eval.json", "eval.csv", "protocol.json", *([CURVE_FILE] if settings is not None else [])):
+            check_output_file(out / name, "eval")
+    except PathError as exc:
+        raise PathError(f"{exc}; remove it or name another --label") from None
+    old_file = out / CURVE_FILE
+    if settings is None or named or not old_file.is_file():
+        return
+    try:
+        old = _stored_settings(read_json(old_file))
+    except MMCoreError as exc:
+        raise MMCoreError(f"{exc}; a new curve would replace it: --label {label} to do so, or name another --label") from None
+    if old is None:
+        raise MMCoreError(f"{old_file}: not a curve.json; a new curve would replace it: --label {label} to do so, "
+                          "or name another --label")
+    differ = [k for k in settings if k in old and old[k] != settings[k]]
+    if differ:
+        raise MMCoreError(f"--label: {out} holds a curve made with {_describe(old, differ)}, not {_describe(settings, differ)}; "
+                          f"name another --label to keep both, or --label {label} to replace it")
 
 
 def _oracle(run: OpenRun, conditions: list[Condition], split: str, out: Path) -> dict[str, dict[str, float]] | None:
@@ -190,6 +283,9 @@ def curve_conditions(
         raise MMCoreError(f"--rates: expected missing rates in [0, 1], got {rates}")
     if len(rates) < 2:
         raise MMCoreError(f"--rates: a curve needs at least two rates, got {rates}")
+    if not 0 <= min_present < len(names):
+        raise MMCoreError(f"--min-present: expected 0..{len(names) - 1} (modalities every curve mask keeps, fewer than "
+                          f"the run's {len(names)}, so that some can be missing), got {min_present}")
     curves = {UNIFORM: {m: 1.0 for m in names}} | ({m: {m: 1.0} for m in names} if per_modality and len(names) > 1 else {})
     conditions: list[Condition] = []
     kept: dict[str, list[float]] = {}
@@ -209,6 +305,10 @@ def curve_conditions(
                          f"min_present={min_present} over {len(names)} modalities (--min-present 0 allows them)")
         if len(kept[curve]) < 2:
             del kept[curve]
+    if not kept:
+        raise MMCoreError(f"--rates/--min-present: no curve has two rates feasible with min_present={min_present} over "
+                          f"{len(names)} modalities (rates {', '.join(f'{r:g}' for r in rates)}); lower --min-present "
+                          "or choose lower --rates")
     full = parse_conditions("full", names)[0]
     return {"conditions": [full, *conditions], "rates": kept, "full": full.name}
 

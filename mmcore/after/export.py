@@ -12,12 +12,19 @@ must equal ``mmcore predict``'s (the engine's evaluation) within ``ATOL``; a com
 behaviour the trace cannot capture (Python branches on the mask, unsupported operators) fails
 that check or the export itself, and the one-line error names the components. Files go to
 ``RUN/exports/model.<ts|onnx>`` with ``export.json`` (inputs, tolerance, measured difference)
-and a loading example; the model card lists them.
+and a loading example; the model card lists them. Those paths are checked before the run is
+opened, and a file that cannot be written is an error naming the path, never the components.
+
+The tracer warns (``TracerWarning``) at every shape check a component makes on its input; those
+warnings are silenced during the trace only, because the check against predict on other rows
+and masks is what tells whether the trace generalises.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +87,7 @@ def export_run(run_dir: Path, fmt: str, *, checkpoint: str = "best") -> dict[str
 
     if fmt not in FORMATS:
         raise MMCoreError(f"--format: '{fmt}' is not one of: {', '.join(FORMATS)}")
+    out_dir = check_export_paths(run_dir, fmt, checkpoint)  # before the run is opened and traced
     with open_run(run_dir, [], checkpoint, "cpu") as run:
         s = run.session
         model, names = s.model.eval(), s.names
@@ -92,16 +100,15 @@ def export_run(run_dir: Path, fmt: str, *, checkpoint: str = "best") -> dict[str
         n = len(split)
         trace_rows, check_rows = torch.arange(0, min(n, 16)), torch.arange(0, n)
         example = _inputs(split, names, trace_rows, present, transform)
-        out_dir = Path(run_dir) / "exports"
-        out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / FORMATS[fmt]
         blamed = _components(s.recipe)
         try:
             with torch.no_grad():
-                _write(module, example, path, fmt, names)
+                artifact = _trace(module, example, fmt, names)
         except Exception as exc:  # a tracer or exporter refusing an operator: name the components
             raise ExportError(f"export --format {fmt}: the run's components ({blamed}) cannot be exported: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        _save(artifact, path, fmt)
         expected = predict(model, split, {"c": present}, s.plan.train.eval_batch_size, s.runtime.autocast)["c"].float()
         try:
             got = _run_artifact(path, fmt, _inputs(split, names, check_rows, present, transform), names)
@@ -138,17 +145,48 @@ def _input_doc(specs: list[Any]) -> list[str]:
             else f"{s.name}: [B, {s.dim}] float32 (lengths: any [B] int64)" for s in specs]
 
 
-def _write(module: nn.Module, example: tuple, path: Path, fmt: str, names: list[str]) -> None:
-    if fmt == "torchscript":
-        traced = torch.jit.trace(module, example, check_trace=False)
-        traced.save(str(path))
-        return
-    feats, lengths, present = example
-    flat = _Flat(module, len(names))
-    inputs = (*feats, *lengths, present)
-    input_names = _onnx_names(names)
-    torch.onnx.export(flat, inputs, str(path), input_names=input_names, output_names=["prediction"],
-                      dynamic_axes={k: {0: "batch"} for k in [*input_names, "prediction"]}, dynamo=False)
+def check_export_paths(run_dir: Path, fmt: str, checkpoint: str) -> Path:
+    """``RUN/exports``, with the files an export writes there checked up front: an ``exports``
+    that is a file or a ``model.ts`` that is a folder is one line naming that path, before the
+    run is opened. A run directory that is missing or not a run is named first, as ``open_run`` names it."""
+    from mmcore.after.runs import check_run_dir
+    from mmcore.paths import check_output_dir, check_output_file
+
+    check_run_dir(Path(run_dir), checkpoint)
+    out_dir = check_output_dir(Path(run_dir) / "exports", "export")
+    for name in (FORMATS[fmt], "export.json", "README.md"):
+        check_output_file(out_dir / name, "export")
+    return out_dir
+
+
+def _trace(module: nn.Module, example: tuple, fmt: str, names: list[str]) -> Any:
+    """The traced module (torchscript) or the ONNX file's bytes. The tracer's warnings about shape
+    checks turned into constants are silenced: the check against predict decides instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        if fmt == "torchscript":
+            return torch.jit.trace(module, example, check_trace=False)
+        feats, lengths, present = example
+        flat = _Flat(module, len(names))
+        inputs = (*feats, *lengths, present)
+        input_names = _onnx_names(names)
+        buffer = io.BytesIO()
+        torch.onnx.export(flat, inputs, buffer, input_names=input_names, output_names=["prediction"],
+                          dynamic_axes={k: {0: "batch"} for k in [*input_names, "prediction"]}, dynamo=False)
+        return buffer.getvalue()
+
+
+def _save(artifact: Any, path: Path, fmt: str) -> None:
+    """Write the artifact; a failure is the output path's, said with the path (not the components')."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "torchscript":
+            artifact.save(str(path))
+        else:
+            path.write_bytes(artifact)
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc).splitlines() or [""])[0]
+        raise ExportError(f"export: cannot write {path}: {reason}") from None
 
 
 class _Flat(nn.Module):

@@ -20,16 +20,21 @@ from mmcore.frames import drop_frames
 FRAMES = "frames"
 
 
+def check_frame_curve(run: Any, rates: list[float]) -> None:
+    """The frame curve's one-line refusals, said before anything is evaluated."""
+    if not rates or any(not 0.0 <= r <= 1.0 for r in rates) or len(rates) < 2:
+        raise MMCoreError(f"--rates: a frame curve needs at least two frame rates in [0, 1], got {rates}")
+    if not any(spec.sequence for spec in run.session.specs):
+        raise MMCoreError("--over frames: no modality of this dataset is a sequence; there are no frames to drop")
+
+
 def frame_curve_points(run: Any, split: str, rates: list[float], draws: int) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The curve plan (``curve_conditions``' layout) and the metrics of every point and draw."""
     from mmcore.after.evaluation import _rate_name
     from mmcore.engine.evaluate import condition_mask_table, evaluate
 
-    if not rates or any(not 0.0 <= r <= 1.0 for r in rates) or len(rates) < 2:
-        raise MMCoreError(f"--rates: a frame curve needs at least two frame rates in [0, 1], got {rates}")
+    check_frame_curve(run, rates)
     s = run.session
-    if not any(spec.sequence for spec in s.specs):
-        raise MMCoreError("--over frames: no modality of this dataset is a sequence; there are no frames to drop")
     base = s.plan.missing.frames
     full = parse_conditions("full", s.names)
     batch = s.plan.train.eval_batch_size

@@ -59,6 +59,8 @@ def read_input(path: Path, specs: list[ModalitySpec], absent: list[str], split: 
             raise DataError(f"{path}: 'x.{m}' is not a modality of this run; modalities: {', '.join(names)}")
     if not given:
         raise DataError(f"{path}: no x.<modality> tensors; the run's modalities: {', '.join(names)}")
+    for spec in specs:  # ranks first: the row count is read off the first tensor's shape
+        _check_rank(path, tensors, spec)
     n = int(tensors[f"x.{given[0]}"].shape[0])
     if n == 0:
         raise DataError(f"{path}: 'x.{given[0]}' has no rows")
@@ -78,6 +80,20 @@ def read_input(path: Path, specs: list[ModalitySpec], absent: list[str], split: 
     if len(empty):
         raise DataError(f"{path}: sample id {int(ids[empty[0]])} has no modality present ({len(empty)} such rows)")
     return SplitData(features, lengths, torch.zeros(n, dtype=torch.int64), ids), present
+
+
+def _check_rank(path: Path, tensors: dict[str, Tensor], spec: ModalitySpec) -> None:
+    """A one-line error for an ``x.<modality>`` of the wrong rank (a 0-d scalar, a vector for a
+    sequence), before anything reads its rows."""
+    key = f"x.{spec.name}"
+    if key not in tensors:
+        return
+    rank = 3 if spec.sequence else 2
+    x = tensors[key]
+    if x.dim() != rank:
+        want = f"[N, T<={int(spec.max_len or 1)}, {spec.dim}]" if spec.sequence else f"[N, {spec.dim}]"
+        raise DataError(f"{path}: '{key}' has shape {list(x.shape)} ({x.dim()}-dimensional); "
+                        f"this run's '{spec.name}' expects {want}")
 
 
 def _modality(path: Path, tensors: dict[str, Tensor], spec: ModalitySpec, n: int) -> tuple[Tensor, Tensor]:

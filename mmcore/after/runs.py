@@ -4,12 +4,15 @@ The recipe is the run's own ``recipe.yaml`` with the caller's overrides on top (
 protocol, a device); ``build_session`` then builds exactly what training built, and the
 selected checkpoint's weights are loaded after their sha256 is checked. Weights saved on a GPU
 load on the CPU. A checkpoint written before checksums were recorded loads unverified, and the
-caller is told so; a damaged or foreign checkpoint is a one-line error.
+caller is told so; a damaged or foreign checkpoint is a one-line error. So is a ``manifest.json``
+that exists but cannot be read: it holds the data checksums the evaluation splits are checked
+against, and that check is never skipped in silence (a run without a manifest has nothing to check).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,33 @@ def check_run_dir(run_dir: Path, checkpoint: str) -> Path:
     return path
 
 
+def recorded_checksums(run_dir: Path) -> dict[str, str]:
+    """``manifest.json``'s ``data_sha256`` (split -> sha256 of the clean split); ``{}`` for a run
+    without a manifest. A manifest that is there but unreadable, not a JSON object, or with
+    checksums of the wrong form is a one-line error naming the file, as for recipe.yaml and
+    eval.json (``mmcore.engine.record``), read before the session is built."""
+    from mmcore.engine.record import MANIFEST_FILE, read_json
+    from mmcore.paths import require_file
+
+    path = Path(run_dir) / MANIFEST_FILE
+    if not os.path.lexists(path):
+        return {}
+    hint = "restore it, or remove it to go on without the check of the data against its data_sha256"
+    try:
+        require_file(path, str(path.name))  # never opens a FIFO
+        data = read_json(path)
+    except MMCoreError as exc:
+        raise MMCoreError(f"{exc}; {hint}") from None
+    if not isinstance(data, dict):
+        raise MMCoreError(f"{path}: expected a JSON object (the run's manifest), got {type(data).__name__}; {hint}")
+    sums = data.get("data_sha256")
+    if sums is None:
+        return {}
+    if not isinstance(sums, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items()):
+        raise MMCoreError(f"{path}: 'data_sha256': expected a mapping of split names to sha256 strings; {hint}")
+    return sums
+
+
 def load_run_recipe(run_dir: Path, overrides: list[str], registry: Any = None) -> dict[str, Any]:
     from mmcore.plugins import get_registry
     from mmcore.recipe import load_recipe
@@ -84,13 +114,13 @@ def _load_weights(path: Path, model: Any) -> bool:
 def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str = "best",
              device: str | None = None) -> Iterator[OpenRun]:
     """A session of a saved run with the checkpoint's weights, for the duration of the block."""
-    from mmcore.engine.record import RunRecord
     from mmcore.engine.rundir import split_checksum
     from mmcore.engine.runtime import runtime_for
     from mmcore.engine.session import build_session
 
     run_dir = Path(run_dir)
     path = check_run_dir(run_dir, checkpoint)
+    recorded = recorded_checksums(run_dir)
     extra = [f"device={device}"] if device else []
     recipe = load_run_recipe(run_dir, [*(overrides or []), *extra])
     warnings: list[str] = []
@@ -104,7 +134,6 @@ def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str 
         if not verified:
             warnings.append(f"{path}: written before checkpoints recorded checksums; loaded without verification")
         session.model.eval()
-        recorded = RunRecord(run_dir).manifest.get("data_sha256") or {}
         for split, digest in recorded.items():
             if split in session.splits and split in ("val", "test") and split_checksum(session.clean_split(split)) != digest:
                 warnings.append(f"the {split} split differs from the one the run was trained with (manifest.json data_sha256)")
