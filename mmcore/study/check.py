@@ -8,26 +8,30 @@ The expected file (YAML)::
     cells:
       uniform/imbalanced: {mean: 0.6123, tolerance: 1.0e-4}   # <arm>/<level>[+<level>]: mean over seeds
 
-The study is run first (finished runs are skipped, so on a finished study this only reads), then
-each cell's mean over seeds is compared: |mean − expected| ≤ tolerance passes. A file that does
-not match the study (another name, an unknown cell, a cell of the study left out) is one line
-and exit 2; a failed comparison is exit 1.
+The expected file is read and checked first, before anything trains (with the recipe loader's
+reading rules: a regular file, UTF-8, no duplicate keys): a typo in its path or a bad value
+never costs the study's compute. Then the study is run (finished runs are skipped, so on a
+finished study this only reads) and each cell's mean over seeds is compared: |mean − expected|
+≤ tolerance passes. A file that does not match the study (another name, an unknown cell, a cell
+of the study left out, an endpoint no run reports, a tolerance that is not a finite number ≥ 0, a
+mean that is not a finite number) is one line and exit 2; a failed comparison is exit 1.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mmcore.report.analysis import endpoint_value, split_endpoint
 from mmcore.engine.record import RunRecord
-from mmcore.study.plan import level_slug
-from mmcore.study.spec import StudyError
+from mmcore.report.analysis import endpoint_value, split_endpoint
+from mmcore.study.plan import cells, level_slug
+from mmcore.study.spec import Study, StudyError, endpoint, read_plain
 
 DEFAULT_TOLERANCE = 1e-6
+EXPECTED_KEYS = ("study", "endpoint", "tolerance", "cells")
+CELL_KEYS = ("mean", "tolerance")
 
 
 @dataclass(frozen=True)
@@ -43,47 +47,97 @@ class CellCheck:
         return self.actual is not None and abs(self.actual - self.expected) <= self.tolerance
 
 
-def read_expected(path: Path, study_name: str, cells: list[str], primary: str) -> tuple[str, dict[str, tuple[float, float]]]:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise StudyError(f"{path}: cannot read: {str(error).splitlines()[0]}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("cells"), dict):
+@dataclass(frozen=True)
+class Expected:
+    """A checked expected file: the endpoint and, per cell, (mean, tolerance)."""
+
+    path: Path
+    endpoint: str
+    cells: dict[str, tuple[float, float]]
+
+
+def _number(path: Path, key: str, value: Any, what: str) -> float:
+    """A finite real number (never a boolean: YAML's ``true`` is no mean)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise StudyError(f"{path}: {key}: expected {what}, got {value!r}")
+    return float(value)
+
+
+def _tolerance(path: Path, key: str, value: Any) -> float:
+    tol = _number(path, key, value, "a finite number ≥ 0")
+    if tol < 0:
+        raise StudyError(f"{path}: {key}: expected a finite number ≥ 0, got {value!r}")
+    return tol
+
+
+def check_endpoint(path: Path, key: str, value: Any, study: Study) -> str:
+    """``split.condition.metric`` with an evaluated split and a metric the study's runs report (the
+    study file's own rule). The condition is checked against the results after the runs."""
+    return endpoint(path, key, value, study.metrics)
+
+
+def load_expected(path: Path, study: Study) -> Expected:
+    """Read and check the expected file against the study (no run needed): call it before training."""
+    path = Path(path)
+    raw = read_plain(path, "the expected-numbers YAML file")
+    if not isinstance(raw, dict):
+        raise StudyError(f"{path}: (top level): expected a mapping with study, cells (endpoint, tolerance optional)")
+    unknown = [k for k in raw if k not in EXPECTED_KEYS]
+    if unknown:
+        raise StudyError(f"{path}: {unknown[0]}: unknown key; expected one of {', '.join(EXPECTED_KEYS)}")
+    if not isinstance(raw.get("cells"), dict):
         raise StudyError(f"{path}: cells: expected <arm>/<levels> -> {{mean: x, tolerance: y}}")
-    if raw.get("study") != study_name:
-        raise StudyError(f"{path}: study: expected '{study_name}' (the study's name), got {raw.get('study')!r}")
-    endpoint = str(raw.get("endpoint", primary))
-    try:
-        split_endpoint(endpoint)
-    except ValueError as error:
-        raise StudyError(f"{path}: endpoint: {error}") from None
-    default = raw.get("tolerance", DEFAULT_TOLERANCE)
+    if raw.get("study") != study.name:
+        raise StudyError(f"{path}: study: expected '{study.name}' (the study's name), got {raw.get('study')!r}")
+    if "endpoint" in raw:
+        endpoint = check_endpoint(path, "endpoint", raw["endpoint"], study)
+    else:  # the study's primary endpoint: a problem there is the study file's
+        endpoint = check_endpoint(study.path, "analysis.primary", study.analysis.primary, study)
+    default = _tolerance(path, "tolerance", raw.get("tolerance", DEFAULT_TOLERANCE))
+    names = list(dict.fromkeys(f"{arm}/{level_slug(levels)}" for arm, levels in cells(study)))
     out: dict[str, tuple[float, float]] = {}
     for cell, spec in raw["cells"].items():
-        if cell not in cells:
-            raise StudyError(f"{path}: cells.{cell}: not a cell of the study; expected one of {', '.join(cells)}")
-        spec = spec if isinstance(spec, dict) else {"mean": spec}
-        mean, tol = spec.get("mean"), spec.get("tolerance", default)
-        if not isinstance(mean, (int, float)) or not isinstance(tol, (int, float)) or tol < 0:
-            raise StudyError(f"{path}: cells.{cell}: expected {{mean: number, tolerance: number ≥ 0}}")
-        out[cell] = (float(mean), float(tol))
-    missing = [c for c in cells if c not in out]
+        if cell not in names:
+            raise StudyError(f"{path}: cells.{cell}: not a cell of the study; expected one of {', '.join(names)}")
+        if isinstance(spec, dict):
+            bad = [k for k in spec if k not in CELL_KEYS]
+            if bad or "mean" not in spec:
+                raise StudyError(f"{path}: cells.{cell}{'.' + str(bad[0]) if bad else ''}: expected {{mean: number, tolerance: number ≥ 0}}")
+            mean = _number(path, f"cells.{cell}.mean", spec["mean"], "a finite number")
+            tol = _tolerance(path, f"cells.{cell}.tolerance", spec["tolerance"]) if "tolerance" in spec else default
+        else:
+            mean, tol = _number(path, f"cells.{cell}", spec, "a finite number (the mean) or {mean: number, tolerance: number ≥ 0}"), default
+        out[cell] = (mean, tol)
+    missing = [c for c in names if c not in out]
     if missing:
         raise StudyError(f"{path}: cells: '{missing[0]}' of the study has no expected value")
-    return endpoint, out
+    return Expected(path, endpoint, out)
+
+
+def compare(state: Any, expected: Expected) -> list[CellCheck]:
+    """One CellCheck per cell of the study, in the expected file's order. An endpoint that no
+    finished run reports (an unknown condition, say) is the expected file's error, not a failure."""
+    names = list(dict.fromkeys(f"{r.arm}/{level_slug(r.levels)}" for r in state.main))
+    values: dict[str, list[float]] = {n: [] for n in names}
+    finished: list[RunRecord] = []
+    for run in state.main:
+        record = RunRecord(run.run_dir)
+        value = endpoint_value(record.results, expected.endpoint) if record.finished else None
+        if record.finished:
+            finished.append(record)
+        if value is not None:
+            values[f"{run.arm}/{level_slug(run.levels)}"].append(value)
+    if finished and not any(values.values()):
+        split, _, metric = split_endpoint(expected.endpoint)
+        conditions = sorted((finished[0].results.get(split) or {}).keys())
+        raise StudyError(f"{expected.path}: endpoint: '{expected.endpoint}' is in no finished run's results; expected "
+                         f"{split}.<condition>.{metric} with a condition among {', '.join(conditions) or '(none)'}")
+    return [
+        CellCheck(cell, mean, sum(values[cell]) / len(values[cell]) if values[cell] else None, tol, len(values[cell]))
+        for cell, (mean, tol) in expected.cells.items()
+    ]
 
 
 def check(state: Any, expected_path: Path) -> list[CellCheck]:
-    """One CellCheck per cell of the study, in the study's order."""
-    names = list(dict.fromkeys(f"{r.arm}/{level_slug(r.levels)}" for r in state.main))
-    endpoint, expected = read_expected(expected_path, state.study.name, names, state.study.analysis.primary)
-    values: dict[str, list[float]] = {n: [] for n in names}
-    for run in state.main:
-        record = RunRecord(run.run_dir)
-        value = endpoint_value(record.results, endpoint) if record.finished else None
-        if value is not None:
-            values[f"{run.arm}/{level_slug(run.levels)}"].append(value)
-    return [
-        CellCheck(cell, mean, sum(values[cell]) / len(values[cell]) if values[cell] else None, tol, len(values[cell]))
-        for cell, (mean, tol) in expected.items()
-    ]
+    """Read the expected file and compare (for a study already run; ``study check`` reads it first)."""
+    return compare(state, load_expected(expected_path, state.study))

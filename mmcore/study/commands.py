@@ -58,11 +58,13 @@ def report(file: Path = typer.Argument(..., help="The study YAML file."), out: O
            amend: Optional[str] = AmendOption) -> None:
     """Write study.md, tables.tex, results.csv and report.html from the finished runs."""
     from mmcore.study.freeze import freeze
-    from mmcore.study.outputs import write_outputs
+    from mmcore.study.outputs import reportable, write_outputs
     from mmcore.study.run import finished_count, plan
 
     state = plan(file, out)
+    line = reportable(state)  # before any amendment: a study with nothing to report changes nothing
     freeze(state.study, state.study_dir, amend, finished_count(state), create=False)
+    console.print(line, highlight=False)
     for path in write_outputs(state):
         console.print(f"wrote {path}", highlight=False)
 
@@ -73,11 +75,16 @@ def check(file: Path = typer.Argument(..., help="The study YAML file."),
           expected: Path = typer.Option(..., "--expected", help="The expected numbers (a reproduction pack)."),
           out: Optional[Path] = OutOption, jobs: int = typer.Option(1, help="Runs at a time.")) -> None:
     """Run (or read) the study and compare each cell's mean with the expected file; exit 1 on a failure."""
-    from mmcore.study.check import check as compare
-    from mmcore.study.run import run_study
+    from mmcore.study.check import Expected, compare, load_expected
+    from mmcore.study.run import StudyState, run_study
 
-    state, outcomes = run_study(file, jobs=jobs, out=out, console=console)
-    results = compare(state, expected)
+    read: list[Expected] = []
+
+    def read_expected_first(state: StudyState) -> None:  # before the study directory or any run
+        read.append(load_expected(expected, state.study))
+
+    state, outcomes = run_study(file, jobs=jobs, out=out, console=console, before=read_expected_first)
+    results = compare(state, read[0])
     table = Table("cell", "n", "expected", "actual", "tolerance", "", title=f"{file} against {expected}")
     for c in results:
         table.add_row(c.cell, str(c.n), f"{c.expected:.10f}", "n/a" if c.actual is None else f"{c.actual:.10f}",

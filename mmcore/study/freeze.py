@@ -12,6 +12,7 @@ the analysis; the current file hash is recorded beside each amendment only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -39,6 +40,25 @@ def read_prereg(study_dir: Path) -> dict[str, Any] | None:
     return data
 
 
+def _check_json(study: Study) -> None:
+    """The analysis must be JSON (the freeze is JSON): a value JSON cannot hold (a YAML date, say)
+    is the study file's error, found before the study directory is made."""
+    def first_bad(key: str, value: Any) -> tuple[str, Any] | None:
+        if isinstance(value, dict):
+            return next((bad for k, v in value.items() if (bad := first_bad(f"{key}.{k}", v))), None) \
+                if all(isinstance(k, str) for k in value) else (key, value)
+        if isinstance(value, list):
+            return next((bad for i, v in enumerate(value) if (bad := first_bad(f"{key}[{i}]", v))), None)
+        if value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value)):
+            return None
+        return key, value
+
+    bad = first_bad("analysis", study.raw.get("analysis"))
+    if bad is not None:
+        raise StudyError(f"{study.path}: {bad[0]}: {bad[1]!s} ({type(bad[1]).__name__}) cannot be frozen; expected "
+                         "plain values (strings, finite numbers, booleans, lists, mappings with string keys)")
+
+
 def _write(study_dir: Path, data: dict[str, Any], first: bool = False) -> None:
     """``prereg.json`` written aside and moved in whole, so a kill never leaves half of one. The
     aside file is this process's own: two invocations of one study start together (the runs
@@ -46,8 +66,13 @@ def _write(study_dir: Path, data: dict[str, Any], first: bool = False) -> None:
 
     ``first``: the first freeze, which never replaces one that a concurrent invocation wrote
     meanwhile (a hard link fails if the name exists; where links are unsupported, a move)."""
+    text = json.dumps(data, indent=1, sort_keys=True)
     tmp = study_dir / f".{PREREG}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never a half aside file left behind
+        raise
     if not first:
         tmp.replace(study_dir / PREREG)
         return
@@ -66,13 +91,15 @@ def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int,
 
     ``create`` is False for ``report``/``status``: reading never pre-registers a study.
     """
+    _check_json(study)  # before anything is made or compared
     current = study.raw.get("analysis")
     data = read_prereg(study_dir)
     if data is None:
         if not create:
             return None
         study_dir.mkdir(parents=True, exist_ok=True)
-        _write(study_dir, {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": []}, first=True)
+        first = {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": []}
+        _write(study_dir, first, first=True)
         data = read_prereg(study_dir)  # this invocation's freeze, or a concurrent one's that came first
         if data is None:  # removed between the write and this read: nothing sound to check against
             raise StudyError(f"{study_dir / PREREG}: removed while this study was being pre-registered; run it again")

@@ -22,6 +22,7 @@ from mmcore.study import extras, mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
+from mmcore.study.spec import StudyError
 
 DIGITS = 4
 
@@ -254,8 +255,25 @@ def _heatmap(doc: Any, t: Table) -> None:
     doc.figure(t.title, png, t.title)
 
 
+def reportable(state: Any) -> str:
+    """How many of the study's runs finished, as a line to print; refused (one line, exit 2) when
+    the study directory does not exist or no run finished, so that earlier outputs are never
+    overwritten by empty tables."""
+    path, d, total = state.study.path, state.study_dir, len(state.main)
+    if not d.is_dir():
+        raise StudyError(f"{path}: no runs exist yet ({d} is not a study directory); run 'mmcore study run {path}' first")
+    done = sum(RunRecord(r.run_dir).finished for r in state.main)
+    if done == 0:
+        raise StudyError(f"{path}: 0 of {total} runs finished in {d}; nothing to report (earlier outputs are kept); "
+                         f"run 'mmcore study run {path}' first")
+    missing = f"; {total - done} not finished, their cells are missing from the tables" if done < total else ""
+    return f"report from {done} of {total} runs finished{missing}"
+
+
 def write_outputs(state: Any) -> list[Path]:
-    """study.md, tables.tex, results.csv and report.html in the study directory; returns them."""
+    """study.md, tables.tex, results.csv and report.html in the study directory; returns them.
+    Refused when no run finished (:func:`reportable`)."""
+    reportable(state)
     d = state.study_dir
     tune_file = d / "tune.json"
     tune = json.loads(tune_file.read_text(encoding="utf-8")) if tune_file.is_file() else None

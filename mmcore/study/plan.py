@@ -130,8 +130,35 @@ def tune_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]] |
     return runs
 
 
+def _where(levels: dict[str, str]) -> str:
+    return ", ".join(f"{a}={lv}" for a, lv in levels.items()) or NO_AXES
+
+
+def check_cell_folders(study: Study) -> None:
+    """Two cells must never share a run folder, nor one level slug: the folder is found again by
+    its name on restart, and the results pair arms by slug. Level names containing ``+`` can
+    collide when joined (``a+b`` & ``c`` and ``a`` & ``b+c`` both give ``a+b+c``), as can arm
+    names containing ``/``; refused before anything runs, naming both cells. Studies without such
+    a collision keep their folder names."""
+    by_slug: dict[str, tuple[str, dict[str, str]]] = {}
+    by_folder: dict[str, tuple[str, dict[str, str]]] = {}
+    for arm, levels in cells(study):
+        slug = level_slug(levels)
+        folder = f"runs/{arm}/{slug}"
+        for seen, key, what in ((by_slug, slug, "level name"), (by_folder, folder, "run folder")):
+            arm0, levels0 = seen.setdefault(key, (arm, levels))
+            if levels0 != levels or (what == "run folder" and arm0 != arm):
+                what = "run folder" if f"runs/{arm0}/{slug}" == folder else what
+                raise StudyError(
+                    f"{study.path}: axes: the cells ({arm0}: {_where(levels0)}) and ({arm}: {_where(levels)}) share the "
+                    f"{what} '{folder if what == 'run folder' else slug}'; expected level (and arm) names that stay "
+                    "distinct when joined by '+' and '/' (rename one)"
+                )
+
+
 def main_runs(study: Study, study_dir: Path, chosen: dict[str, dict[str, Any]]) -> list[StudyRun]:
     """Every cell × seed at the arm's chosen values (its ``tuned_as`` arm's; the first candidate before tuning ends)."""
+    check_cell_folders(study)
     first = candidates(study)[0]
     return [
         StudyRun("main", arm, levels, seed, chosen.get(study.tuned_as.get(arm, arm), first),

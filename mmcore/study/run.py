@@ -9,10 +9,13 @@ chosen values; (5) the outputs. Restarting does only what is missing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,12 @@ from rich.text import Text
 
 from mmcore.engine.record import RunRecord, read_yaml, run_state
 from mmcore.errors import MMCoreError
+from mmcore.paths import PathError, check_output_dir
 from mmcore.study.execute import run_phase
 from mmcore.study.freeze import freeze
 from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs, tuned_arms
 from mmcore.study.spec import Study, StudyError, load_study
-from mmcore.sweep.devices import placement, visible_gpus
+from mmcore.sweep.devices import Placement, placement, visible_gpus
 from mmcore.sweep.runner import Outcome
 
 BACKENDS = ("local", "ray")
@@ -130,21 +134,26 @@ def finished_count(state: StudyState) -> int:
 
 def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | None = None, amend: str | None = None,
               ray_address: str | None = None, ray_gpus: float = 0.0, console: Console | None = None,
-              write_outputs: bool = True, jobs_per_device: int | None = None) -> tuple[StudyState, list[Outcome]]:
+              write_outputs: bool = True, jobs_per_device: int | None = None,
+              before: Callable[[StudyState], None] | None = None) -> tuple[StudyState, list[Outcome]]:
     """Run (or continue) a study; returns its state and this invocation's outcomes.
 
     ``jobs_per_device`` K: K runs on each visible GPU (K on the CPU without one) at a time instead
-    of ``jobs``, each pinned to its device with the CPU threads divided, as ``mmcore sweep`` does."""
+    of ``jobs``, each pinned to its device with the CPU threads divided, as ``mmcore sweep`` does.
+    ``before(state)``: a caller's own check of the planned study (``study check`` reads its
+    expected file there), called before the study directory is touched or anything runs."""
     console = console or Console()
-    if backend not in BACKENDS:
-        raise StudyError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
-    place = None
-    if jobs_per_device is not None:
-        if backend != "local":
-            raise StudyError("--jobs-per-device: only with --backend local (on Ray, --ray-gpus 1/K shares a GPU)")
-        place = placement(jobs_per_device, visible_gpus())
+    place = _workers(backend, jobs, ray_gpus, jobs_per_device)
     state = plan(path, out)
-    freeze(state.study, state.study_dir, amend, finished_count(state))
+    if before is not None:
+        before(state)
+    _check_study_dir(state, out)
+    made = _missing_parents(state.study_dir)
+    try:
+        freeze(state.study, state.study_dir, amend, finished_count(state))
+    except BaseException:
+        _remove_empty(made)  # a failed first freeze leaves no empty study directory behind
+        raise
     events = _Events(state.study_dir, console)
     events.line(f"study {state.study.name}: {len(state.tune)} tuning runs, {len(state.main)} runs, in {state.study_dir}")
     outcomes: list[Outcome] = []
@@ -171,6 +180,53 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
         for file in write(state):
             events.line(f"wrote {file}")
     return state, outcomes
+
+
+def _workers(backend: str, jobs: int, ray_gpus: float, jobs_per_device: int | None) -> Placement | None:
+    """The worker options, checked before the study file is read (as ``mmcore sweep`` checks them);
+    with ``--jobs-per-device``, the devices its runs are pinned to."""
+    if backend not in BACKENDS:
+        raise StudyError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise StudyError(f"--jobs: expected an integer >= 1, got {jobs}")
+    if not ray_gpus >= 0:  # NaN too
+        raise StudyError(f"--ray-gpus: expected a number >= 0, got {ray_gpus}")
+    if jobs_per_device is not None and backend != "local":
+        raise StudyError("--jobs-per-device: only with --backend local (on Ray, --ray-gpus 1/K shares a GPU)")
+    if backend == "ray" and importlib.util.find_spec("ray") is None:  # found now, not after the freeze
+        raise StudyError("--backend ray needs the 'ray' package: pip install 'mmcore[ray]'")
+    return placement(jobs_per_device, visible_gpus()) if jobs_per_device is not None else None
+
+
+def _check_study_dir(state: StudyState, out: Path | None) -> None:
+    """The study directory can be made (or written into), checked before the freeze and any run:
+    a regular file there is one line naming where the path came from, never a traceback later."""
+    study = state.study
+    where = "--out" if out is not None else f"{study.path}: output" if study.output is not None else f"{study.recipe}: output"
+    try:
+        check_output_dir(state.study_dir, where, target="the study's runs")
+    except PathError as error:
+        raise StudyError(str(error)) from None
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for p in (path, *path.parents):
+        if os.path.lexists(p):
+            break
+        missing.append(p)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this invocation made, deepest first, only while empty (never anything
+    another invocation may have written meanwhile)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _after_tuning(state: StudyState) -> StudyState:

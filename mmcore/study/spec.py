@@ -31,6 +31,13 @@ ablation of a tuned method at that method's rate). ``compare`` as a mapping decl
 Holm families (``{vs-redcore: [[redcore, uniform]], ingredients: [[a, b]]}``), each corrected
 over exactly its own pairs. Every problem is one line naming the file and key;
 :class:`StudyError` exits with 2 before anything starts.
+
+A study file is read with the recipe rules (:func:`mmcore.recipe.loader.parse_yaml`: YAML 1.2
+scalars, duplicate keys refused, plain data only, size bounds; a FIFO or device is refused before
+it is opened). Arm, level and study names become folder names, so each must be one safe path
+component (:func:`_safe_name`). A study has at most ``MAX_SEEDS`` seeds (a typo such as
+``0-40000`` for ``0-4`` is an error, not hours of validation), and endpoints name metrics the
+study's task reports (its dataset's ``describe``; every metric mmcore computes when it cannot say).
 """
 
 from __future__ import annotations
@@ -41,16 +48,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mmcore.errors import MMCoreError
+from mmcore.errors import MMCoreError, RecipeError
+from mmcore.paths import is_readable_kind
+from mmcore.recipe.loader import parse_yaml
+from mmcore.registry import did_you_mean
 from mmcore.report.analysis import MIN_SEEDS, split_endpoint
-from mmcore.sweep.grid import parse_seeds
+from mmcore.study.task_metrics import Metrics, study_metrics
+from mmcore.sweep.grid import MAX_SEEDS, parse_seeds
+from mmcore.types import EVAL_SPLITS
 
 TOP_KEYS = ("name", "recipe", "overrides", "budget", "seeds", "arms", "axes", "tune", "analysis", "output")
 ANALYSIS_KEYS = ("primary", "compare", "interaction", "secondary", "higher_is_better")
 TUNE_KEYS = ("space", "seeds", "select", "at", "optuna")
 ARM_META = ("from", "only", "tuned_as")
+SEEDS_EXPECTED = "expected a count, a list of non-negative integers or a range like 0-4"
 
 
 class StudyError(MMCoreError):
@@ -115,6 +126,7 @@ class Study:
     analysis: Analysis
     output: Path | None
     raw: dict[str, Any] = field(repr=False)
+    metrics: Metrics = field(repr=False)  # the metric names endpoints may use (task_metrics)
 
     @property
     def analysis_text(self) -> str:
@@ -129,15 +141,43 @@ def _fail(path: Path, key: str, expected: str) -> StudyError:
     return StudyError(f"{path}: {key}: {expected}")
 
 
+def read_plain(path: Path, what: str = "a study file") -> Any:
+    """The file's plain data, read as recipes are (the loader's rules); problems as one line.
+    ``what`` names the file's role in errors."""
+    if path.exists() and not is_readable_kind(path):  # a FIFO would block the read forever
+        raise StudyError(f"{path}: not a regular file (a FIFO, device or socket), not {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyError(f"{path}: cannot read: no such file; expected {what}") from None
+    except IsADirectoryError:
+        raise StudyError(f"{path}: is a directory; expected {what}") from None
+    except UnicodeDecodeError as error:
+        raise StudyError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise StudyError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        return parse_yaml(text, str(path))
+    except RecipeError as error:  # already "file:line: what"; one line, however many problems
+        more = len(error.problems) - 1
+        raise StudyError(error.problems[0] + (f" (and {more} more)" if more > 0 else "")) from None
+
+
+def _safe_name(path: Path, key: str, value: Any, what: str) -> str:
+    """A name that becomes a folder: one path component that cannot climb out or read as an option."""
+    if not isinstance(value, str):
+        raise _fail(path, key, f"expected {'an' if what[0] in 'aeiou' else 'a'} {what} (a string), got {value!r}")
+    if (not value or value in (".", "..") or any(c in value for c in "/\\") or value[0] == "-"
+            or value != value.strip() or any(not c.isprintable() for c in value)):
+        raise _fail(path, key, f"{value!r} is not a usable {what}: expected one folder name (no '/' or '\\', "
+                    "not '.' or '..', no leading '-' or surrounding spaces, no control characters)")
+    return value
+
+
 def load_study(path: Path) -> Study:
     """Parse and check a study file; every problem raises one line naming the file and key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise StudyError(f"{path}: cannot read: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise StudyError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    raw = read_plain(path)
     if not isinstance(raw, dict):
         raise _fail(path, "(top level)", "expected a mapping with name, recipe, seeds, arms and analysis")
     unknown = [k for k in raw if k not in TOP_KEYS]
@@ -148,19 +188,22 @@ def load_study(path: Path) -> Study:
             raise _fail(path, key, "missing; every study names it")
     if not isinstance(raw["name"], str) or not raw["name"].strip():
         raise _fail(path, "name", "expected a non-empty string")
+    _safe_name(path, "name", raw["name"], "study name")
     recipe = (path.parent / str(raw["recipe"])).resolve()
     if not recipe.is_file():
         raise _fail(path, "recipe", f"no such file {recipe} (paths are relative to the study file)")
     axes = _axes(path, raw.get("axes") or {})
     arms, only, tuned_as = _arms(path, raw["arms"], axes)
     seeds = _seeds(path, "seeds", raw["seeds"])
-    analysis = _analysis(path, raw["analysis"], arms, axes, len(seeds))
+    overrides = _mapping(path, "overrides", raw.get("overrides") or {})
+    metrics = study_metrics(recipe, [[overrides], *([lv for lv in levels.values()] for levels in axes.values()), list(arms.values())])
+    analysis = _analysis(path, raw["analysis"], arms, axes, len(seeds), metrics)
     output = raw.get("output")
     return Study(
-        path=path, name=raw["name"], recipe=recipe, overrides=_mapping(path, "overrides", raw.get("overrides") or {}),
+        path=path, name=raw["name"], recipe=recipe, overrides=overrides,
         budget=_budget(path, raw.get("budget") or {}), seeds=seeds, arms=arms, only=only, tuned_as=tuned_as, axes=axes,
-        tune=_tune(path, raw.get("tune"), axes), analysis=analysis,
-        output=(path.parent / str(output)) if output else None, raw=raw,
+        tune=_tune(path, raw.get("tune"), axes, metrics), analysis=analysis,
+        output=(path.parent / str(output)) if output else None, raw=raw, metrics=metrics,
     )
 
 
@@ -171,18 +214,30 @@ def _mapping(path: Path, key: str, value: Any) -> dict[str, Any]:
 
 
 def _seeds(path: Path, key: str, value: Any) -> list[int]:
+    """A count (0..N-1), a list (sorted, repeats dropped) or text ``0-4,7`` (in order, no repeats);
+    seeds are non-negative (as the recipe's ``seed``) and at most ``MAX_SEEDS`` of them."""
+    too_many = f"more than {MAX_SEEDS} seeds; a study has at most {MAX_SEEDS}"
     if isinstance(value, bool):
-        raise _fail(path, key, "expected a count, a list of integers or a range like 0-4")
+        raise _fail(path, key, SEEDS_EXPECTED)
     if isinstance(value, int):
         if value < 1:
             raise _fail(path, key, "expected at least 1 seed")
+        if value > MAX_SEEDS:
+            raise _fail(path, key, f"{value} is {too_many}")
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
-        return sorted(set(value))
+        if any(s < 0 for s in value):
+            raise _fail(path, key, f"seed {min(value)} is negative; {SEEDS_EXPECTED}")
+        seeds = sorted(set(value))
+        if len(seeds) > MAX_SEEDS:
+            raise _fail(path, key, f"{len(seeds)} seeds is {too_many}")
+        return seeds
+    if not isinstance(value, str):
+        raise _fail(path, key, SEEDS_EXPECTED)
     try:
-        return parse_seeds(str(value))
-    except MMCoreError:
-        raise _fail(path, key, "expected a count, a list of integers or a range like 0-4") from None
+        return parse_seeds(value, key)
+    except MMCoreError as error:
+        raise StudyError(f"{path}: {error}") from None
 
 
 def _budget(path: Path, value: Any) -> dict[str, int]:
@@ -201,6 +256,8 @@ def _axes(path: Path, value: Any) -> dict[str, dict[str, dict[str, Any]]]:
     for axis, levels in value.items():
         if not isinstance(levels, dict) or not levels:
             raise _fail(path, f"axes.{axis}", "expected at least one level: level -> overrides")
+        for lv in levels:  # a level's name is a folder of the run directories
+            _safe_name(path, f"axes.{axis}", str(lv), "level name")
         axes[str(axis)] = {str(lv): _mapping(path, f"axes.{axis}.{lv}", ov or {}) for lv, ov in levels.items()}
     return axes
 
@@ -212,6 +269,12 @@ def _arms(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[dict
     """Resolve ``from`` (the base's overrides and ``only``, the arm's own keys winning) and ``tuned_as``."""
     if not isinstance(value, dict) or not value:
         raise _fail(path, "arms", "expected at least one arm: name -> overrides")
+    for name, body in value.items():  # every name a folder, every body a mapping, before any is resolved
+        _safe_name(path, "arms", name, "arm name")
+        _mapping(path, f"arms.{name}", body or {})
+        for meta in ("from", "tuned_as"):
+            if (body or {}).get(meta) is not None and not isinstance(body[meta], str):
+                raise _fail(path, f"arms.{name}.{meta}", f"expected an arm name (a string), got {body[meta]!r}")
     arms: dict[str, dict[str, Any]] = {}
     only: dict[str, Only] = {}
     tuned_as: dict[str, str] = {}
@@ -238,7 +301,7 @@ def _arms(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> tuple[dict
             tuned_as[name] = str(twin)
 
     for name in value:
-        resolve(str(name), ())
+        resolve(name, ())
     return {n: arms[n] for n in value}, {n: only[n] for n in value}, tuned_as
 
 
@@ -253,7 +316,8 @@ def _only(path: Path, arm: str, value: Any, axes: dict[str, dict[str, Any]]) -> 
             if axis not in axes:
                 raise _fail(path, f"arms.{arm}.only.{axis}", f"not an axis; expected one of {', '.join(axes) or '(none)'}")
             levels = [levels] if isinstance(levels, str) else levels
-            bad = [lv for lv in levels or [] if lv not in axes[axis]] if isinstance(levels, list) else [levels]
+            bad = ([lv for lv in levels or [] if not isinstance(lv, str) or lv not in axes[axis]]
+                   if isinstance(levels, list) else [levels])
             if bad or not levels:
                 raise _fail(path, f"arms.{arm}.only.{axis}", f"expected levels among {', '.join(axes[axis])}")
             one[str(axis)] = [str(lv) for lv in levels]
@@ -261,15 +325,29 @@ def _only(path: Path, arm: str, value: Any, axes: dict[str, dict[str, Any]]) -> 
     return out
 
 
-def _endpoint(path: Path, key: str, value: Any) -> str:
+def _metric(path: Path, key: str, metric: str, metrics: Metrics) -> None:
+    allowed, kind = metrics
+    if metric not in allowed:
+        raise _fail(path, key, f"'{metric}' is not {kind};{did_you_mean(metric, allowed)} expected one of {', '.join(allowed)}")
+
+
+def endpoint(path: Path, key: str, value: Any, metrics: Metrics | None = None) -> str:
+    """``split.condition.metric``; with ``metrics``, an evaluated split and a metric the runs report."""
+    if not isinstance(value, str):
+        raise _fail(path, key, f"expected split.condition.metric (a string), e.g. test.average.macro_f1, got {value!r}")
     try:
-        split_endpoint(str(value))
+        split, _, metric = split_endpoint(value)
     except ValueError as error:
         raise _fail(path, key, str(error)) from None
-    return str(value)
+    if metrics is not None:
+        if split not in EVAL_SPLITS:
+            raise _fail(path, key, f"'{split}' is not an evaluated split; expected one of {', '.join(EVAL_SPLITS)}")
+        _metric(path, key, metric, metrics)
+    return value
 
 
-def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict[str, Any]], n_seeds: int) -> Analysis:
+def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict[str, Any]], n_seeds: int,
+              metrics: Metrics | None = None) -> Analysis:
     if not isinstance(value, dict):
         raise _fail(path, "analysis", "expected a mapping with primary and compare")
     unknown = [k for k in value if k not in ANALYSIS_KEYS]
@@ -286,14 +364,20 @@ def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict
         raise _fail(path, "seeds", "expected at least 2 seeds: the paired tests need two pairs (5 for win/loss words)")
     raw = value.get("interaction")
     listed = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+    secondary = value.get("secondary") or []
+    if not isinstance(secondary, list):
+        raise _fail(path, "analysis.secondary", f"expected a list of split.condition.metric endpoints, got {secondary!r}")
+    higher = value.get("higher_is_better", True)
+    if not isinstance(higher, bool):
+        raise _fail(path, "analysis.higher_is_better", f"expected true or false (a YAML boolean), got {higher!r}")
     return Analysis(
-        primary=_endpoint(path, "analysis.primary", value["primary"]),
+        primary=endpoint(path, "analysis.primary", value["primary"], metrics),
         families=families,
         interactions=[_interaction(path, "analysis.interaction" + (f"[{i}]" if isinstance(raw, list) else ""), one, axes,
                                    [p for pairs in families.values() for p in pairs])
                       for i, one in enumerate(listed)],
-        secondary=[_endpoint(path, f"analysis.secondary[{i}]", s) for i, s in enumerate(value.get("secondary") or [])],
-        higher_is_better=bool(value.get("higher_is_better", True)),
+        secondary=[endpoint(path, f"analysis.secondary[{i}]", s, metrics) for i, s in enumerate(secondary)],
+        higher_is_better=higher,
     )
 
 
@@ -307,8 +391,12 @@ def _families(path: Path, value: Any, arms: dict[str, Any]) -> dict[str, list[tu
             raise _fail(path, key, "expected a list of [arm, arm] pairs (or family name -> such a list)")
         for i, pair in enumerate(pairs):
             for name in pair:
+                if not isinstance(name, str):
+                    raise _fail(path, f"{key}[{i}]", f"expected an arm name (a string), got {name!r}")
                 if name not in arms:
                     raise _fail(path, f"{key}[{i}]", f"'{name}' is not an arm; expected one of {', '.join(arms)}")
+            if pair[0] == pair[1]:
+                raise _fail(path, f"{key}[{i}]", f"compares '{pair[0]}' with itself; expected two different arms")
         families[str(family)] = [(str(a), str(b)) for a, b in pairs]
     return families
 
@@ -322,7 +410,8 @@ def _interaction(path: Path, key: str, value: Any, axes: dict[str, dict[str, Any
     if len(axes[axis]) < 2:
         raise _fail(path, f"{key}.axis", f"'{axis}' has one level; an interaction needs two")
     levels = value.get("levels") or list(axes[axis])[:2]
-    if not isinstance(levels, list) or len(levels) != 2 or any(lv not in axes[axis] for lv in levels) or levels[0] == levels[1]:
+    if (not isinstance(levels, list) or len(levels) != 2 or any(not isinstance(lv, str) or lv not in axes[axis] for lv in levels)
+            or levels[0] == levels[1]):
         raise _fail(path, f"{key}.levels", f"expected two levels of '{axis}' among {', '.join(axes[axis])}")
     return Interaction(axis, str(levels[0]), str(levels[1]), _interaction_pairs(path, key, value.get("pairs"), compare))
 
@@ -337,7 +426,7 @@ def _interaction_pairs(path: Path, key: str, pairs: Any, compare: list[tuple[str
     return [(str(a), str(b)) for a, b in pairs]
 
 
-def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | None:
+def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]], metrics: Metrics | None = None) -> Tune | None:
     if value is None:
         return None
     if not isinstance(value, dict) or "space" not in value:
@@ -356,8 +445,10 @@ def _tune(path: Path, value: Any, axes: dict[str, dict[str, Any]]) -> Tune | Non
     select = str(value.get("select", "val.macro_f1"))
     if not select.startswith("val."):
         raise _fail(path, "tune.select", "expected val.<metric>: tuning never reads the test split")
+    if metrics is not None and len(select.split(".")) in (2, 3) and all(select.split(".")):
+        _metric(path, "tune.select", select.split(".")[-1], metrics)
     at = value.get("at") or {}
-    if not isinstance(at, dict) or any(a not in axes or lv not in axes[a] for a, lv in at.items()):
+    if not isinstance(at, dict) or any(a not in axes or not isinstance(lv, str) or lv not in axes[a] for a, lv in at.items()):
         raise _fail(path, "tune.at", "expected axis -> one level of that axis")
     at = {a: str(at.get(a, next(iter(levels)))) for a, levels in axes.items()}
     return Tune(space, _seeds(path, "tune.seeds", value.get("seeds", 1)), select, at, trials, sampler_seed)
@@ -384,4 +475,4 @@ def _range(path: Path, key: str, spec: dict[str, Any]) -> None:
         raise _fail(path, key, "expected a range {low: a, high: b > a, log: true|false} (log needs a > 0)")
 
 
-__all__ = ["MIN_SEEDS", "Analysis", "Interaction", "Study", "StudyError", "Tune", "load_study"]
+__all__ = ["MAX_SEEDS", "MIN_SEEDS", "Analysis", "Interaction", "Study", "StudyError", "Tune", "endpoint", "load_study", "read_plain"]

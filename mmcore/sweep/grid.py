@@ -124,20 +124,34 @@ def parse_axes(flags: list[str]) -> list[Axis]:
     return axes
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``0,1,2`` or a range ``0-4`` (both ends included) or a mix: ``0-2,7``; no repeats."""
-    seeds: list[int] = []
-    for item in split_top_level(text, "--seeds"):
+MAX_SEEDS = 10_000  # seeds per sweep, study or tuning: far above any real one, far below a runaway range
+
+
+def parse_seeds(text: str, key: str = "--seeds") -> list[int]:
+    """``0,1,2`` or a range ``0-4`` (both ends included) or a mix: ``0-2,7``; no repeats, at most
+    ``MAX_SEEDS``. The count is checked before any range is expanded and repeats are found with a
+    set, so a typo such as ``0-4000000`` for ``0-4`` is an error at once, not minutes of work.
+    ``key`` names the option or study key in errors."""
+    bounds: list[tuple[int, int]] = []
+    for item in split_top_level(text, key):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
         if match is None:
-            raise MMCoreError(f"--seeds: '{item}' is not a seed; expected non-negative integers like 0,1,2 or 0-4")
+            raise MMCoreError(f"{key}: '{item}' is not a seed; expected non-negative integers like 0,1,2 or 0-4")
         low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if high < low:
-            raise MMCoreError(f"--seeds: range '{item}' runs backwards")
-        seeds += range(low, high + 1)
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise MMCoreError(f"--seeds: seed {repeated[0]} is listed twice")
+            raise MMCoreError(f"{key}: range '{item}' runs backwards")
+        bounds.append((low, high))
+    count = sum(high - low + 1 for low, high in bounds)
+    if count > MAX_SEEDS:
+        raise MMCoreError(f"{key}: '{text}' is more than {MAX_SEEDS} seeds ({count}); at most {MAX_SEEDS}")
+    seeds: list[int] = []
+    seen: set[int] = set()
+    for low, high in bounds:
+        for seed in range(low, high + 1):
+            if seed in seen:
+                raise MMCoreError(f"{key}: seed {seed} is listed twice")
+            seen.add(seed)
+            seeds.append(seed)
     return seeds
 
 
