@@ -125,6 +125,16 @@ def test_min_present_out_of_range_is_refused(copy: Path) -> None:
     assert json.loads((copy / "evals" / "curve" / "curve.json").read_text())["min_present"] == 2
 
 
+def test_curve_options_without_the_curve_are_refused(copy: Path, no_work: None) -> None:
+    """Without --curve, --rates/--draws/--min-present/--over would be ignored in silence."""
+    for option, value in (("--rates", "0,0.5"), ("--draws", "2"), ("--min-present", "0"), ("--over", "frames")):
+        line = one_line_error(["eval", str(copy), option, value])
+        assert f"{option}: only with --curve" in line
+    line = one_line_error(["eval", str(copy), "--curve", "--over", "frames", "--min-present", "0"])
+    assert "--min-present: only with --over rates" in line
+    assert not (copy / "evals").exists()
+
+
 def test_a_curve_with_no_two_feasible_rates_is_an_error() -> None:
     with pytest.raises(MMCoreError, match="no curve has two rates feasible with min_present=1 over 3 modalities"):
         curve_conditions(["a", "b", "c"], [0.9, 1.0], 1, 1, False, [])

@@ -38,25 +38,40 @@ def eval_command(
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, ... (default: the recipe's)."),
     curve: bool = typer.Option(False, "--curve", help="Also a robustness curve over missing rates."),
     rates: Optional[str] = typer.Option(None, help="Curve rates, comma-separated (default 0,0.1,...,0.9)."),
-    draws: int = typer.Option(3, help="Seeded mask draws per curve rate."),
-    min_present: int = typer.Option(1, help="Curve masks keep at least this many modalities (0 to the number of modalities - 1)."),
-    over: str = typer.Option("rates", help="What --curve sweeps: 'rates' (modalities missing) or 'frames' (frames dropped inside sequences)."),
+    draws: Optional[int] = typer.Option(None, help="Seeded mask draws per curve rate (default 3)."),
+    min_present: Optional[int] = typer.Option(None, help="Curve masks keep at least this many modalities (0 to the number "
+                                                         "of modalities - 1; default 1; --over rates only)."),
+    over: Optional[str] = typer.Option(None, help="What --curve sweeps: 'rates' (modalities missing, the default) or 'frames' "
+                                                  "(frames dropped inside sequences)."),
 ) -> None:
     """Evaluate a saved run under any protocol; results go to RUN/evals/<label>/."""
     from mmcore.after.evaluation import evaluate_run
     from mmcore.engine.progress import results_table
     from mmcore.paths import check_output_dir
 
+    _curve_options(curve, rates, draws, min_present, over)
     if run_dir.is_dir():
         check_output_dir(run_dir / "evals", "eval")  # results go to RUN/evals/<label>/
     result = evaluate_run(run_dir, list(overrides or []), split=split, checkpoint=checkpoint, label=label, device=device,
-                          curve=curve, rates=_floats(rates, "--rates"), draws=draws, min_present=min_present, over=over)
+                          curve=curve, rates=_floats(rates, "--rates"), draws=3 if draws is None else draws,
+                          min_present=1 if min_present is None else min_present, over=over or "rates")
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     console.print(results_table(f"{split} metrics per availability condition", result.results, oracle=result.oracle))
     if result.curve is not None:
         _print_curve(result.curve)
     console.print(f"written: {result.out_dir}", highlight=False, soft_wrap=True)
+
+
+def _curve_options(curve: bool, rates: str | None, draws: int | None, min_present: int | None, over: str | None) -> None:
+    """A curve option given without ``--curve`` (or ``--min-present`` with ``--over frames``, which
+    drops frames, not modalities) would be ignored in silence: one line instead."""
+    given = [name for name, value in (("--rates", rates), ("--draws", draws), ("--min-present", min_present), ("--over", over))
+             if value is not None]
+    if given and not curve:
+        raise MMCoreError(f"{given[0]}: only with --curve (it sets the robustness curve); add --curve or leave it out")
+    if min_present is not None and over == "frames":
+        raise MMCoreError("--min-present: only with --over rates (a frame curve keeps every modality)")
 
 
 def _print_curve(curve: dict[str, Any]) -> None:
