@@ -234,6 +234,17 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         build_report(run, tmp_path / "r.html")
 
 
+def test_a_metric_the_results_do_not_hold_is_one_line(tmp_path: Path) -> None:
+    """``--metric`` must name a metric of the results (it used to drop the metric figures silently)."""
+    run = fake_run(tmp_path / "run")
+    with pytest.raises(MMCoreError, match=r"--metric: 'nonexist' is not in these results; expected one of .*macro_f1"):
+        build_report(run, tmp_path / "r.html", metric="nonexist")
+    with pytest.raises(MMCoreError, match=r"--metric: 'nonexist' is not in these results"):
+        build_report(fake_sweep(tmp_path / "sweep", n_seeds=2), tmp_path / "s.html", metric="nonexist")
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "s.html").exists()
+    assert build_report(run, tmp_path / "ok.html", metric="accuracy")[0].is_file()
+
+
 def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 

@@ -23,6 +23,7 @@ from mmcore.report.sources import (
     GRAD_NORM,
     VAL_LOSS,
     Metrics,
+    chosen_metric,
     later_evals,
     read_eval,
     read_json,
@@ -79,7 +80,8 @@ def run_document(run_dir: Path, metric: str | None = None) -> Document:
     results = (evaluation or {}).get("results", {})
     test = results.get("test") or next(iter(results.values()), {})
     modalities = modalities_of([c for c in test if c != AVERAGE]) or []
-    metric = metric or select_metric(recipe) or next(iter(test.get(AVERAGE, {})), None)
+    available = list(test.get(AVERAGE, {}))
+    metric = chosen_metric(metric, select_metric(recipe) or next(iter(available), None), available)
 
     doc = Document(f"mmcore report: {recipe.get('name', run_dir.name)}")
     _summary(doc, run_dir, recipe, evaluation, manifest, metric)

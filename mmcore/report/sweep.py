@@ -24,7 +24,7 @@ from mmcore.errors import MMCoreError
 from mmcore.metrics import METRICS_DIRECTION
 from mmcore.report import figures
 from mmcore.report.html import Document
-from mmcore.report.sources import RunRecord, read_json, select_metric
+from mmcore.report.sources import RunRecord, chosen_metric, read_json, select_metric
 from mmcore.sweep.aggregate import read_csv
 
 SPLIT = "test"
@@ -62,7 +62,8 @@ def load_points(sweep_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def sweep_document(sweep_dir: Path, metric: str | None = None) -> Document:
     info, points = load_points(sweep_dir)
     rows = read_csv(sweep_dir / "results.csv") if (sweep_dir / "results.csv").is_file() else []
-    metric = metric or select_metric(info.get("base_recipe") or {}) or next((r["metric"] for r in rows), None)
+    available = list(dict.fromkeys(r["metric"] for r in rows))
+    metric = chosen_metric(metric, select_metric(info.get("base_recipe") or {}) or next(iter(available), None), available)
     doc = Document(f"mmcore sweep report: {sweep_dir.name}")
     doc.text(f"Sweep directory {sweep_dir}; recipe {info.get('recipe', '?')}; seeds {info.get('seeds', '?')}; "
              f"{len(points)} configurations. Split: {SPLIT}. Paired tests pair runs by seed.")
