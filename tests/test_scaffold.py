@@ -63,6 +63,13 @@ def test_refuses_a_bad_name_and_a_non_empty_folder(tmp_path):
     assert result.exit_code == 1 and "already exists and is not empty" in result.output
 
 
+def test_refuses_the_name_of_a_loaded_plugin(tmp_path):
+    for taken in ("mmcore",):  # the built-ins; installed plugins (redcore, ...) are refused the same way
+        result = runner.invoke(app, ["new", "plugin", taken, "--dir", str(tmp_path / taken)])
+        assert result.exit_code == 1 and f"plugin name '{taken}': already the name of a plugin here" in result.output
+        assert not (tmp_path / taken).exists()
+
+
 def test_pip_install_e_then_its_tests_pass(tmp_path):
     """Exactly what the README of the package says: install it editable, run pytest in it."""
     pkg = tmp_path / "mmcore-demo"

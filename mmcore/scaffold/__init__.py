@@ -31,11 +31,22 @@ def parse_kinds(kinds: str | Sequence[str]) -> list[str]:
     return chosen
 
 
+def _not_taken(name: str) -> None:
+    """A plugin's name is its entry point and its components' namespace, so a name already loaded
+    here (``mmcore``'s built-ins, ``redcore``, ...) would clash with that plugin once installed."""
+    from mmcore.plugins import get_plugins
+
+    taken = sorted(info.name for info in get_plugins().infos)
+    if name in taken:
+        raise MMCoreError(f"plugin name {name!r}: already the name of a plugin here ({', '.join(taken)}); choose another")
+
+
 def new_plugin(name: str, kinds: str | Sequence[str] = "balancer", directory: Path | None = None) -> Path:
     """Write the package ``mmcore-<name>`` under ``directory`` (default: ``./mmcore-<name>``) with
     one component of each kind in ``kinds``, registered through one hook per kind."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise MMCoreError(f"plugin name {name!r}: expected a lower-case identifier (letters, digits, '_'), e.g. 'myplugin'")
+    _not_taken(name)
     chosen = parse_kinds(kinds)
     root = Path(directory) if directory is not None else Path(f"mmcore-{name}")
     if root.exists() and any(root.iterdir()):
