@@ -133,14 +133,14 @@ def sweep(
     overrides: Optional[list[str]] = OverridesArg,
     grid: list[str] = typer.Option([], "--grid", help="KEY=V1,V2,... (repeatable); split on top-level commas."),
     seeds: Optional[str] = typer.Option(None, help="Seeds, e.g. 0,1,2 or 0-4 (default: the recipe's seed)."),
-    jobs: int = typer.Option(1, help="Runs at a time (Ray: tasks in flight)."),
+    jobs: Optional[int] = typer.Option(None, help="Runs at a time (Ray: tasks in flight) [default: 1]."),
     jobs_per_device: Optional[int] = typer.Option(
         None, help="K runs at a time on each visible GPU (or K on the CPU), each pinned to its device; replaces --jobs."
     ),
-    out: Optional[Path] = typer.Option(None, help="Sweep directory (default: <output>/<name>-sweep)."),
+    out: Optional[str] = typer.Option(None, help="Sweep directory (default: <output>/<name>-sweep)."),
     backend: str = typer.Option("local", help="local (process pool) or ray."),
     ray_address: Optional[str] = typer.Option(None, help="ray.init address; none starts a local Ray."),
-    ray_gpus: float = typer.Option(0.0, help="GPUs per run on Ray (Ray hides GPUs from tasks without)."),
+    ray_gpus: Optional[float] = typer.Option(None, help="GPUs per run on Ray (Ray hides GPUs from tasks without) [default: 0]."),
     metrics: Optional[str] = typer.Option(None, help="Table columns, e.g. macro_f1,accuracy (default: all)."),
     max_params: Optional[int] = MaxParamsOption,
 ) -> None:

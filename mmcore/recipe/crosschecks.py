@@ -28,6 +28,27 @@ from mmcore.registry import Registry, did_you_mean
 from mmcore.types import ModalitySpec, TaskSpec
 
 
+Metrics = tuple[list[str], str]  # metric names runs report, and how to call them in an error
+
+
+def reported_metrics(datasets: Sequence[Any], registry: Registry) -> Metrics:
+    """The metric names that runs on these ``dataset`` nodes report, known from the nodes' options
+    alone (each component's ``describe``, no data built): the metrics of their task kind when every
+    node says the same kind; every metric mmcore computes when one cannot say, or they differ.
+    Why: a study's endpoints and a sweep's ``--metrics`` are checked before anything trains."""
+    kinds: set[str | None] = set()
+    for node in datasets:
+        try:
+            described = describe_dataset(node, registry) if isinstance(node, dict) else None
+        except (MMCoreError, TypeError, ValueError):  # the recipe's own problems are the run's to report
+            described = None
+        kinds.add(described[1].kind if described is not None and described[1] is not None else None)
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
+    if kind in TASK_METRICS:
+        return list(TASK_METRICS[kind]), f"a {kind} metric"
+    return sorted(METRICS_DIRECTION), "a known metric"
+
+
 def describe_dataset(
     node: dict[str, Any], registry: Registry
 ) -> tuple[list[str], TaskSpec | None, list[ModalitySpec] | None] | None:

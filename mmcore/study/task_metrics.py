@@ -14,39 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.errors import MMCoreError
-from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
+from mmcore.recipe.crosschecks import Metrics, reported_metrics
 from mmcore.recipe.loader import load_yaml
-
-Metrics = tuple[list[str], str]  # the metric names every run reports, and how to call them in an error
 
 
 def study_metrics(recipe: Path, groups: list[list[dict[str, Any]]]) -> Metrics:
-    """The metrics of the study's task: the recipe's dataset, with every combination of the study's
-    overrides of it (``groups``: the study's, each axis's levels, the arms), described from its
-    options alone. When any combination cannot say, or they disagree, every metric mmcore computes."""
-    every = (sorted(METRICS_DIRECTION), "a known metric")
-    try:
-        from mmcore.plugins import get_registry
-        from mmcore.recipe.crosschecks import describe_dataset
-        from mmcore.recipe.overrides import apply_overrides
+    """The metrics of the study's task: the recipe's dataset with every combination of the study's
+    overrides of it (``groups``: the study's, each axis's levels, the arms), as
+    :func:`~mmcore.recipe.crosschecks.reported_metrics` reads them."""
+    from mmcore.plugins import get_registry
+    from mmcore.recipe.overrides import apply_overrides
 
+    try:
         tree = load_yaml(recipe)
-        if not isinstance(tree.get("dataset"), dict):
-            return every
         options = [list({json.dumps(o, sort_keys=True): o for o in (
             {k: v for k, v in g.items() if k.lstrip("+~").split(".")[0] == "dataset"} for g in group)}.values())
             for group in groups if group]
-        kinds = set()
-        for combo in itertools.product(*options):
-            texts = [f"{k}={json.dumps(v)}" for o in combo for k, v in o.items()]
-            node = apply_overrides({"dataset": tree["dataset"]}, texts).get("dataset")
-            described = describe_dataset(node, get_registry()) if isinstance(node, dict) else None
-            if described is None or described[1] is None:
-                return every
-            kinds.add(described[1].kind)
+        nodes = [apply_overrides({"dataset": tree.get("dataset")}, [f"{k}={json.dumps(v)}" for o in combo for k, v in o.items()])
+                 .get("dataset") for combo in itertools.product(*options)]
     except (MMCoreError, TypeError, ValueError):  # the recipe's own problems are the run's to report
-        return every
-    if len(kinds) != 1:
-        return every
-    kind = kinds.pop()
-    return list(TASK_METRICS[kind]), f"a {kind} metric"
+        nodes = [None]
+    return reported_metrics(nodes, get_registry())

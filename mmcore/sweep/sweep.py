@@ -31,14 +31,17 @@ from rich.text import Text
 from mmcore.errors import MMCoreError
 from mmcore.paths import check_output_dir
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
+from mmcore.recipe.crosschecks import reported_metrics
 from mmcore.registry import Registry
 from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, results_table, write_csv
 from mmcore.sweep.devices import Placement, placement, visible_gpus
-from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values, split_top_level
+from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values
 from mmcore.sweep.runner import Outcome, Run, check_existing, interruptible, plan_runs, prepare, run_local, run_ray
 from mmcore.sweep.spread import spread_table
 
 BACKENDS = ("local", "ray")
+# What a sweep writes into its directory (see the module docstring): a folder holding only these is a sweep's
+SWEEP_ENTRIES = frozenset({"sweep.json", "sweep.log", "sweep.lock", "points", "logs", "results.csv"})
 
 
 class Interrupted(MMCoreError):
@@ -96,11 +99,11 @@ def run_sweep(
     grid: Sequence[str] = (),
     *,
     seeds: str | None = None,
-    jobs: int = 1,
-    out: Path | None = None,
+    jobs: int | None = None,
+    out: str | os.PathLike[str] | None = None,
     backend: str = "local",
     ray_address: str | None = None,
-    ray_gpus: float = 0.0,
+    ray_gpus: float | None = None,
     metrics: str | None = None,
     console: Console | None = None,
     registry: Registry | None = None,
@@ -108,19 +111,26 @@ def run_sweep(
 ) -> SweepResult:
     """Plan, run (skipping finished runs), aggregate and print a sweep; failures are in the result.
 
-    Every recipe problem of every point is raised before anything runs (``RecipeError``).
+    Every recipe problem of every point is raised before anything runs (``RecipeError``), and so is
+    every option problem (``MMCoreError``): an hour of training must not end in a typo.
     ``seeds`` defaults to the recipe's own seed; ``metrics`` (comma-separated) picks the table's
-    columns, all metrics by default. ``jobs_per_device`` K runs K runs on each visible GPU (on the
-    CPU when there is none) at a time instead of ``jobs``, each pinned to its device, with the
-    CPU threads divided (``mmcore.sweep.devices``).
+    columns, all metrics by default. ``jobs`` (None: 1) runs at a time; ``jobs_per_device`` K
+    instead runs K runs on each visible GPU (on the CPU when there is none), each pinned to its
+    device, with the CPU threads divided (``mmcore.sweep.devices``). ``ray_address`` and
+    ``ray_gpus`` (None: 0) are for ``backend="ray"`` only.
     """
     console = console or Console()
     if registry is None:
         from mmcore.plugins import get_registry
 
         registry = get_registry()
-    jobs, place = _workers(backend, jobs, ray_gpus, jobs_per_device)
-    plan = _plan(recipe_path, overrides, grid, seeds, out, registry)
+    jobs, place = _workers(backend, jobs, ray_gpus, jobs_per_device, ray_address)
+    ray_gpus = ray_gpus or 0.0
+    chosen = _metric_list(metrics)
+    if out is not None and not os.fspath(out).strip():
+        raise MMCoreError("--out: expected a folder path, got an empty one")
+    plan = _plan(recipe_path, overrides, grid, seeds, None if out is None else Path(out), registry)
+    _check_metrics(chosen, plan.runs, registry)
     sweep_dir, runs, points = plan.sweep_dir, plan.runs, plan.points
     sweep_dir.mkdir(parents=True, exist_ok=True)
     with _SweepLock(sweep_dir / "sweep.lock"):
@@ -138,17 +148,25 @@ def run_sweep(
     return SweepResult(sweep_dir, runs, outcomes, rows)
 
 
-def _workers(backend: str, jobs: int, ray_gpus: float, jobs_per_device: int | None) -> tuple[int, Placement | None]:
+def _workers(
+    backend: str, jobs: int | None, ray_gpus: float | None, jobs_per_device: int | None, ray_address: str | None = None
+) -> tuple[int, Placement | None]:
     """The worker options, checked before anything is read: the number of parallel runs and,
-    with ``--jobs-per-device``, the devices they are pinned to (which then sets that number)."""
+    with ``--jobs-per-device``, the devices they are pinned to (which then sets that number).
+    An option that would be ignored is refused: the user meant something by it."""
     if backend not in BACKENDS:
         raise MMCoreError(f"--backend: '{backend}' is not a backend; expected one of: {', '.join(BACKENDS)}")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise MMCoreError(f"--jobs: expected an integer >= 1, got {jobs}")
-    if ray_gpus < 0:
+    if ray_gpus is not None and ray_gpus < 0:
         raise MMCoreError(f"--ray-gpus: expected a number >= 0, got {ray_gpus}")
+    for option, value in (("--ray-address", ray_address), ("--ray-gpus", ray_gpus)):
+        if value is not None and backend != "ray":
+            raise MMCoreError(f"{option}: only with --backend ray (the backend is {backend})")
     if jobs_per_device is None:
-        return jobs, None
+        return jobs or 1, None
+    if jobs is not None:
+        raise MMCoreError("--jobs: not with --jobs-per-device, which sets the runs at a time (K per device); give one of them")
     if backend != "local":
         raise MMCoreError("--jobs-per-device: only with --backend local (on Ray, --ray-gpus 1/K shares a GPU)")
     place = placement(jobs_per_device, visible_gpus())
@@ -168,8 +186,45 @@ def _plan(
     points = expand(axes)
     sweep_dir = sweep_dir_for(base, out)
     check_output_dir(sweep_dir, "--out" if out is not None else "output")
+    _check_sweep_dir(sweep_dir, "--out" if out is not None else "output")
     runs = plan_runs(tree, source, list(overrides), points, seed_list, sweep_dir, registry)
     return _Plan(sweep_dir, source, list(overrides), base, axes, points, seed_list, runs)
+
+
+def _check_sweep_dir(sweep_dir: Path, what: str) -> None:
+    """Refuse to write into a folder that is not a sweep's: a run directory or anything else
+    would be mixed with points/ and logs/ and read as an empty sweep afterwards. A folder with a
+    sweep.json (or only the sweep's own entries, as a sweep stopped before writing it leaves)
+    is a sweep being restarted or extended: finished runs are skipped."""
+    if not sweep_dir.is_dir():
+        return  # absent: the sweep creates it (check_output_dir has refused a file)
+    entries = {e.name for e in sweep_dir.iterdir()}
+    if "sweep.json" in entries or entries <= SWEEP_ENTRIES:
+        return
+    raise MMCoreError(
+        f"{what}: {sweep_dir} is not empty and not a sweep folder (no sweep.json); expected a new or empty "
+        f"folder, or an earlier sweep's to continue it"
+    )
+
+
+def _metric_list(metrics: str | None) -> list[str] | None:
+    """``--metrics`` as names (None: all), refused when empty: an empty name is a slip, not "all"."""
+    if metrics is None:
+        return None
+    names = [m.strip() for m in metrics.split(",")]
+    if not all(names):
+        raise MMCoreError(f"--metrics: expected comma-separated metric names, e.g. macro_f1,accuracy; got '{metrics}'")
+    return names
+
+
+def _check_metrics(chosen: list[str] | None, runs: list[Run], registry: Registry) -> None:
+    """Every ``--metrics`` name is one the runs' task reports (``reported_metrics``), before any run."""
+    if chosen is None:
+        return
+    known, called = reported_metrics([run.recipe.get("dataset") for run in runs], registry)
+    for name in chosen:
+        if name not in known:
+            raise MMCoreError(f"--metrics: '{name}' is not {called}; expected one of {', '.join(known)}")
 
 
 @dataclass
@@ -286,7 +341,7 @@ def _print_summary(
     available = metric_names(rows)
     chosen = available
     if metrics is not None:
-        chosen = [m for m in split_top_level(metrics, "--metrics") if m]
+        chosen = _metric_list(metrics) or []
         unknown = [m for m in chosen if m not in available]
         if unknown and available:  # a typo must not cost the table of a finished sweep
             console.print(f"[yellow]unknown metric(s) {', '.join(unknown)}; available: {', '.join(available)}[/]")
