@@ -97,11 +97,14 @@ def resume(
     set_max_params(max_params)
     if not (run_dir / "recipe.yaml").is_file():
         raise MMCoreError(f"{run_dir}: not a run directory (no recipe.yaml)")
+    check_resume_overrides(list(overrides or []))
     if run_state(run_dir) == "finished":  # nothing to train: say so, rewrite nothing
+        if overrides:  # they would be ignored in silence: a finished run trains no further
+            raise MMCoreError(f"{run_dir}: finished (eval.json is written); {' '.join(overrides)} cannot apply, there is "
+                              f"nothing to resume. Train further with a new run, or evaluate it with: mmcore eval {run_dir}")
         console.print(f"{run_dir}: finished (eval.json is written); nothing to resume. Evaluate it again with: mmcore eval {run_dir}")
         return
     check_output_dir(run_dir, "resume")
-    check_resume_overrides(list(overrides or []))
     check_unedited(run_dir, RunRecord(run_dir).manifest.get("recipe"))
     resolved = _load(run_dir / "recipe.yaml", overrides, True, nproc)
     if nproc > 1 and not under_torchrun():

@@ -40,6 +40,18 @@ def test_resume_of_a_finished_run_says_so_and_rewrites_nothing(tmp_path):
     assert _files(run_dir) == before  # eval.json, metrics.jsonl, checkpoints: bytes and times unchanged
 
 
+def test_resume_of_a_finished_run_with_overrides_refuses_them(tmp_path):
+    """Overrides on a finished run would be ignored in silence; a malformed one is named as such."""
+    run_dir = _run(tmp_path)
+    before = _files(run_dir)
+    result = runner.invoke(app, ["resume", str(run_dir), "train.max_steps=5", "--no-progress"])
+    assert result.exit_code == 1 and "train.max_steps=5 cannot apply, there is nothing to resume" in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    malformed = runner.invoke(app, ["resume", str(run_dir), "a.b", "--no-progress"])
+    assert malformed.exit_code == 2 and "'a.b' is not an override; expected KEY=VALUE" in malformed.output
+    assert _files(run_dir) == before
+
+
 def test_resume_refuses_an_edited_recipe_and_names_the_keys(tmp_path):
     run_dir = _run(tmp_path, "train.max_steps=2")  # stopped early: resumable
     saved = yaml.safe_load((run_dir / "recipe.yaml").read_text())

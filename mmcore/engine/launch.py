@@ -102,6 +102,9 @@ def check_resume_overrides(overrides: list[str]) -> None:
     """Only ``RESUMABLE_KEYS`` (or keys below them) may be overridden when resuming."""
     bad = []
     for item in overrides:
+        if "=" not in item and not item.startswith("~"):
+            bad.append(f"resume: '{item}' is not an override; expected KEY=VALUE, e.g. train.max_steps=100")
+            continue
         key = item.lstrip("+~").split("=", 1)[0].strip()
         if not any(key == k or key.startswith(k + ".") for k in RESUMABLE_KEYS):
             bad.append(f"resume: '{key}' cannot change when resuming (it would change what the steps compute); "
