@@ -5,35 +5,21 @@ defects 13-15, 28-30, 32)."""
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_after import one_line_error
+from test_after import copy, one_line_error, run_dir  # noqa: F401  (fixtures: one trained run per module, a copy per test)
 from typer.testing import CliRunner
 
 from mmcore.after import evaluate_run
 from mmcore.after.evaluation import curve_conditions
 from mmcore.cli import app
-from mmcore.engine.trainer import run as train_run
 from mmcore.errors import MMCoreError
-from mmcore.testing import tiny_recipe
 
 CURVE = ["--curve", "--rates", "0,0.5", "--draws", "1"]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("after-badinput")
-    return train_run(tiny_recipe(out, "train.epochs=1"), show_progress=False).run_dir
-
-
-@pytest.fixture
-def copy(run_dir: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(run_dir, tmp_path / "run"))
 
 
 @pytest.fixture
@@ -116,7 +102,7 @@ def test_predict_refuses_a_tensor_of_the_wrong_rank(copy: Path, tmp_path: Path, 
 
 # 28: --min-present outside 0..M-1 is an error, not an empty robustness table with exit 0
 def test_min_present_out_of_range_is_refused(copy: Path) -> None:
-    for value, expected in (("99", "expected 0..2"), ("3", "expected 0..2"), ("-1", "expected an integer >= 0")):
+    for value, expected in (("99", "expected 0..2"), ("3", "expected 0..2"), ("-1", "expected 0..2")):
         line = one_line_error(["eval", str(copy), *CURVE, "--min-present", value])
         assert "--min-present" in line and expected in line and f"got {value}" in line
     assert not (copy / "evals" / "curve").exists()

@@ -44,11 +44,13 @@ from mmcore.engine.evaluate import POOLED
 from mmcore.errors import MMCoreError
 from mmcore.frames import ceiling_split
 from mmcore.oracle import oracle_entry, write_oracle
+from mmcore.engine.record import EVAL_FILE
 from mmcore.report.robustness import CURVE_FILE, summarize
 
 SPLITS = ("test", "val")
 DEFAULT_RATES = tuple(round(0.1 * k, 1) for k in range(10))  # 0.0 … 0.9
 UNIFORM = "uniform"
+PROTOCOL_FILE = "protocol.json"  # what was evaluated, how, with which weights
 CURVE_AXES = ("rates", "frames")  # what --curve sweeps: modality missing rates, or frame drop rates
 
 
@@ -101,8 +103,6 @@ def evaluate_run(
         raise MMCoreError(f"--draws: expected an integer >= 1, got {draws}")
     if over not in CURVE_AXES:
         raise MMCoreError(f"--over: '{over}' is not one of: {', '.join(CURVE_AXES)}")
-    if curve and over == "rates" and min_present < 0:
-        raise MMCoreError(f"--min-present: expected an integer >= 0 (modalities every curve mask keeps), got {min_present}")
     overrides = list(overrides or [])
     derived = default_label(overrides, split, checkpoint, curve)
     named = label is not None
@@ -194,7 +194,7 @@ def check_eval_output(out: Path, label: str, named: bool, settings: dict[str, An
 
     try:
         check_output_dir(out, "eval", f"the evaluation '{label}' into {out}")
-        for name in ("eval.json", "eval.csv", "protocol.json", *([CURVE_FILE] if settings is not None else [])):
+        for name in (EVAL_FILE, "eval.csv", PROTOCOL_FILE, *([CURVE_FILE] if settings is not None else [])):
             check_output_file(out / name, "eval")
     except PathError as exc:
         raise PathError(f"{exc}; remove it or name another --label") from None
@@ -268,7 +268,7 @@ def _write(run: OpenRun, out: Path, split: str, results: dict, overrides: list[s
         "precision": run.session.runtime.precision,
     }
     write_eval(out, {split: results}, {"split": split, "checkpoint": protocol["checkpoint"]})
-    (out / "protocol.json").write_text(json.dumps(protocol, indent=1))
+    (out / PROTOCOL_FILE).write_text(json.dumps(protocol, indent=1))
 
 
 def _rate_name(curve: str, rate: float, seed: int) -> str:

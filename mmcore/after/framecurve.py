@@ -29,11 +29,11 @@ def check_frame_curve(run: Any, rates: list[float]) -> None:
 
 
 def frame_curve_points(run: Any, split: str, rates: list[float], draws: int) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The curve plan (``curve_conditions``' layout) and the metrics of every point and draw."""
+    """The curve plan (``curve_conditions``' layout) and the metrics of every point and draw;
+    ``check_frame_curve`` has passed (the caller runs it before any evaluation)."""
     from mmcore.after.evaluation import _rate_name
     from mmcore.engine.evaluate import condition_mask_table, evaluate
 
-    check_frame_curve(run, rates)
     s = run.session
     base = s.plan.missing.frames
     full = parse_conditions("full", s.names)

@@ -70,12 +70,6 @@ def _tolerance(path: Path, key: str, value: Any) -> float:
     return tol
 
 
-def check_endpoint(path: Path, key: str, value: Any, study: Study) -> str:
-    """``split.condition.metric`` with an evaluated split and a metric the study's runs report (the
-    study file's own rule). The condition is checked against the results after the runs."""
-    return endpoint(path, key, value, study.metrics)
-
-
 def load_expected(path: Path, study: Study) -> Expected:
     """Read and check the expected file against the study (no run needed): call it before training."""
     path = Path(path)
@@ -89,10 +83,8 @@ def load_expected(path: Path, study: Study) -> Expected:
         raise StudyError(f"{path}: cells: expected <arm>/<levels> -> {{mean: x, tolerance: y}}")
     if raw.get("study") != study.name:
         raise StudyError(f"{path}: study: expected '{study.name}' (the study's name), got {raw.get('study')!r}")
-    if "endpoint" in raw:
-        endpoint = check_endpoint(path, "endpoint", raw["endpoint"], study)
-    else:  # the study's primary endpoint: a problem there is the study file's
-        endpoint = check_endpoint(study.path, "analysis.primary", study.analysis.primary, study)
+    # the study's own rule for endpoints; its primary endpoint was checked when the study was loaded
+    chosen = endpoint(path, "endpoint", raw["endpoint"], study.metrics) if "endpoint" in raw else study.analysis.primary
     default = _tolerance(path, "tolerance", raw.get("tolerance", DEFAULT_TOLERANCE))
     names = list(dict.fromkeys(f"{arm}/{level_slug(levels)}" for arm, levels in cells(study)))
     out: dict[str, tuple[float, float]] = {}
@@ -111,7 +103,7 @@ def load_expected(path: Path, study: Study) -> Expected:
     missing = [c for c in names if c not in out]
     if missing:
         raise StudyError(f"{path}: cells: '{missing[0]}' of the study has no expected value")
-    return Expected(path, endpoint, out)
+    return Expected(path, chosen, out)
 
 
 def compare(state: Any, expected: Expected) -> list[CellCheck]:
