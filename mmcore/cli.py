@@ -18,7 +18,7 @@ from rich.table import Table
 
 from mmcore.clitools import err_console, friendly_errors, make_console
 from mmcore.components import KINDS
-from mmcore.errors import MMCoreError
+from mmcore.errors import MMCoreError, RecipeError
 from mmcore.plugins import get_plugins
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Learning with missing modalities.")
@@ -173,6 +173,9 @@ def validate(
 ) -> None:
     """Check a recipe against the schema, the registered components, its data files and this
     machine's devices; every problem in one pass, exit 2 on errors."""
+    if nproc != 1 and not machine:  # it would be ignored in silence: only the machine checks read it
+        raise RecipeError([f"--nproc {nproc} is checked against this machine's devices, which --recipe-only skips; "
+                           "expected one of the two"])
     resolved = _load(recipe, overrides, machine, nproc)
     # soft_wrap: rich's line wrapping is slow on long words (a 100,000-character name took minutes)
     console.print(f"[green]ok[/]: {escape(str(recipe))} ({escape(resolved['name'])})", soft_wrap=True, highlight=False)
@@ -288,6 +291,12 @@ def main() -> None:
         app()
     except SystemExit as done:
         _leave_worker(done.code)
+    except Exception as exc:  # a bug, not a user's mistake: its traceback stays, and the agent's
+        from mmcore.engine.launch import report_to_agent  # summary names the cause beside the rank
+
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        report_to_agent([f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__])
+        raise
     _leave_worker(0)
 
 

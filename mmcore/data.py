@@ -20,8 +20,9 @@ Typical use in a dataset factory::
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -34,13 +35,21 @@ DOCS = "docs/datasets.md"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
-def require(path: Path, dataset: str, what: str, docs: str = DOCS) -> Path:
+def require(path: Path, dataset: str, what: str, docs: str = DOCS, *, expect: Literal["file", "folder"] | None = None) -> Path:
     """``path`` if it exists, else the one-line error a user sees when the data is not there
-    (``docs``: where the expected layout is described; a plugin passes its own page)."""
+    (``docs``: where the expected layout is described; a plugin passes its own page).
+
+    ``expect`` names the kind the layout wants, so that a file given where a folder belongs is
+    said to be one, instead of a "not found" for a path below it that no folder can hold."""
     if not path.exists():
+        if os.path.lexists(path):  # a link whose target is gone, or a loop of links
+            raise DataError(f"{dataset}: {what} {path} is a broken symbolic link (or a loop of links)")
         raise DataError(f"{dataset}: {what} not found: {path} (see {docs} for the expected layout)")
     if not is_readable_kind(path):  # a FIFO or a device would block or stream forever when opened
         raise DataError(f"{dataset}: {what} {path} is not a regular file or folder (a FIFO, device or socket)")
+    if expect is not None and path.is_dir() != (expect == "folder"):
+        found = "a folder" if path.is_dir() else "a file"
+        raise DataError(f"{dataset}: {what} {path} is {found}; expected a {expect} (see {docs} for the expected layout)")
     return path
 
 
@@ -151,7 +160,10 @@ def as_names(values: np.ndarray | Sequence[object], dataset: str, source: Path |
     names: list[str] = []
     for value in arr:
         if isinstance(value, (bytes, np.bytes_)):
-            names.append(bytes(value).decode("utf-8"))
+            try:
+                names.append(bytes(value).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise DataError(f"{dataset}: {source} holds id {bytes(value)!r}, which is not UTF-8 text; expected strings") from None
         elif isinstance(value, str):
             names.append(str(value))
         else:

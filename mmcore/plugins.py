@@ -63,14 +63,44 @@ class Plugins:
         return [i for i in self.infos if i.error]
 
     def register_commands(self, app: Any) -> list[str]:
-        """Let every plugin add sub-commands; returns one warning per plugin that failed."""
-        warnings = []
+        """Let every plugin add sub-commands; returns one warning per plugin that failed.
+
+        A plugin's command may not take the name of one that exists (``run``, or another
+        plugin's): typer would let the later one win, so ``mmcore run`` would silently run the
+        plugin's code. Such a command is dropped with a warning; a plugin whose hook raises
+        keeps none of the commands it added before raising."""
+        warnings, taken = [], command_names(app)
         for impl in self.manager.hook.register_commands.get_hookimpls():
+            commands, groups = len(app.registered_commands), len(app.registered_groups)
             try:
                 impl.function(app=app)
             except BaseException as exc:  # noqa: B036 - a plugin's sys.exit must not end the CLI
+                del app.registered_commands[commands:], app.registered_groups[groups:]
                 warnings.append(f"plugin '{impl.plugin_name}' failed to add its commands: {type(exc).__name__}: {exc}")
+                continue
+            for table, start in ((app.registered_commands, commands), (app.registered_groups, groups)):
+                for info in list(table[start:]):
+                    name = _command_name(info)
+                    if name in taken:
+                        table.remove(info)
+                        warnings.append(f"plugin '{impl.plugin_name}' tried to add the command '{name}', which "
+                                        f"{taken[name]} already provides; the plugin's command was not added")
+                    else:
+                        taken[name] = f"plugin '{impl.plugin_name}'"
         return warnings
+
+
+def _command_name(info: Any) -> str:
+    """The name typer gives a registered command or group (its callback's name when unnamed)."""
+    callback = getattr(info, "callback", None) or getattr(getattr(info, "typer_instance", None), "registered_callback", None)
+    name = info.name or getattr(callback, "__name__", "")
+    return name.lower().replace("_", "-")
+
+
+def command_names(app: Any) -> dict[str, str]:
+    """The commands and groups ``app`` has now -> who provides them (``mmcore`` for the core's)."""
+    infos = [*app.registered_commands, *app.registered_groups]
+    return {_command_name(info): "mmcore" for info in infos}
 
 
 def disabled_plugins() -> set[str]:

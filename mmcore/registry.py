@@ -109,7 +109,7 @@ class Component:
             yield
         except MMCoreError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit in a plugin's factory is a failure, never exit 0
             raise MMCoreError(f"{self.label} {doing}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -121,8 +121,27 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         return typing.get_type_hints(target, include_extras=True)
-    except Exception:  # unresolved forward references: fall back to "anything goes"
-        return {}
+    except Exception:  # an unresolved forward reference: resolve the others one by one
+        return _hints_one_by_one(target)
+
+
+def _hints_one_by_one(target: Callable[..., Any]) -> dict[str, Any]:
+    """The hints that resolve, each on its own; an unresolvable one is left out ("any value").
+
+    A plugin module with ``from __future__ import annotations`` that imports ``ModalitySpec``
+    under ``TYPE_CHECKING`` only has one hint that cannot be resolved, on an injected parameter;
+    dropping every hint for it would silently drop the ranges of all its options."""
+    namespace = getattr(target, "__globals__", None)
+    hints: dict[str, Any] = {}
+    for name, annotation in dict(getattr(target, "__annotations__", None) or {}).items():
+        def shim() -> None: ...
+
+        shim.__annotations__ = {name: annotation}
+        try:
+            hints.update(typing.get_type_hints(shim, globalns=namespace, include_extras=True))
+        except Exception:
+            continue
+    return hints
 
 
 def _docstring(factory: Callable[..., Any]) -> str:

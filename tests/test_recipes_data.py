@@ -100,7 +100,7 @@ def test_iemocap_fold_override_reaches_the_loader(tmp_path):
     (root / "target" / "1").mkdir(parents=True)
     args = [str(RECIPES / "redcore_iemocap.yaml"), f"dataset.root={root}", f"output={tmp_path / 'runs'}"]
     code, lines = _run_cli([*args, "dataset.fold=3"])
-    assert code == 1 and len(lines) == 1, lines
+    assert code == 2 and len(lines) == 1, lines  # validation checks the layout (describe), before any run
     assert f"target folder of fold 3 not found: {root / 'target' / '3'}" in lines[0] and "docs/datasets.md" in lines[0]
     code, lines = _run_cli([*args, "dataset.fold=11"])  # the fold's range is in the signature: validation
     assert code == 2 and lines == [f"error: {args[0]}: dataset.fold: expected int in [1, 10], got int 11"]

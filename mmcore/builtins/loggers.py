@@ -9,12 +9,16 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from mmcore.components import ContractSkip, Logger
 from mmcore.errors import MMCoreError
+from mmcore.options.hints import Matches
 
 RECORD = "metrics.jsonl"
+# A file or folder name inside the run directory: '../x' wrote outside it, '' and 'a/b' failed
+# with a traceback only when the run opened its loggers, after the run directory was made.
+PlainName = Annotated[str, Matches(r"(?!\.{1,2}$)[^/\\\x00]+", "a plain name inside the run directory, without '/'")]
 
 
 class JsonlLogger(Logger):
@@ -30,7 +34,7 @@ class JsonlLogger(Logger):
             ``metrics.jsonl``).
     """
 
-    def __init__(self, filename: str = RECORD) -> None:
+    def __init__(self, filename: PlainName = RECORD) -> None:
         self.filename = filename
         self._file: Any = None
 
@@ -116,7 +120,7 @@ class TensorBoardLogger(Logger):
         subdir: folder inside the run directory for the event files.
     """
 
-    def __init__(self, subdir: str = "tensorboard") -> None:
+    def __init__(self, subdir: PlainName = "tensorboard") -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: F401
         except ImportError as exc:
@@ -124,8 +128,6 @@ class TensorBoardLogger(Logger):
                 "logging: mmcore.tensorboard needs the 'tensorboard' package; "
                 "install the extra with: pip install 'mmcore[tensorboard]'"
             ) from exc
-        if not subdir or "/" in subdir or subdir in (".", ".."):
-            raise MMCoreError(f"logging: mmcore.tensorboard subdir '{subdir}' must be a plain directory name")
         self.subdir = subdir
         self._writer: Any = None
 

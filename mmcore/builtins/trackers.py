@@ -23,10 +23,12 @@ from typing import Any, Literal
 
 from mmcore.components import ContractSkip, Logger
 from mmcore.errors import MMCoreError
+from mmcore.options.hints import Positive
 
 MLFLOW_ID = "mlflow_run_id.txt"  # the MLflow run this run directory logs to (for resume)
 WANDB_ID = "wandb_run_id.txt"
 PARAM_LIMIT = 500  # MLflow rejects longer parameter values on some stores; longer ones are cut with "…"
+PROBE_SECONDS = 5.0  # how long an MLflow server may take to answer before the run refuses to start
 
 
 def _require(module: str, extra: str, logger: str) -> Any:
@@ -60,6 +62,41 @@ def _recipe(run_dir: Path) -> dict[str, Any]:
     return read_yaml(path) if path.is_file() else {}
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an error: trackers put SQL, hints and URLs on the lines after it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` without a ``user:password@`` part: for messages, and for the probe (urllib would
+    take the credentials for the host name)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else uri
+
+
+def unreachable(url: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why no HTTP server answers at ``url`` within ``timeout`` seconds; None when one does.
+
+    MLflow retries a refused connection 7 times with a growing backoff, 1.5-4 minutes before the
+    run's first step (measured: 100 s for http://127.0.0.1:9). Any HTTP answer, an error status
+    included, means a server is there; MLflow itself reports what it says."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(without_credentials(url).rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as exc:
+        return str(exc.reason)
+    except (OSError, ValueError) as exc:  # a timeout on reading, a malformed URL
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def _stored_id(run_dir: Path, name: str, resume_step: int | None) -> str | None:
     path = Path(run_dir) / name
     return path.read_text().strip() or None if resume_step is not None and path.is_file() else None
@@ -83,11 +120,27 @@ class MlflowLogger(Logger):
         self._run_id: str | None = None
 
     def open(self, run_dir: Path, resume_step: int | None = None) -> None:
+        run_dir = Path(run_dir)
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+        shown = without_credentials(uri)
+        if uri.lower().startswith(("http://", "https://")):
+            why = unreachable(uri)
+            if why is not None:
+                raise MMCoreError(f"logging: mmcore.mlflow tracking_uri {shown}: no MLflow server answers ({why}); "
+                                  "expected a running tracking server, or leave tracking_uri unset for a local store")
+        try:
+            self._start(run_dir, uri, resume_step)
+        except MMCoreError:
+            raise
+        except Exception as exc:  # a file where a store should be, a bad scheme, a server error
+            raise MMCoreError(f"logging: mmcore.mlflow tracking_uri {shown}: cannot open the tracking store "
+                              f"({_first_line(exc)})") from exc
+
+    def _start(self, run_dir: Path, uri: str, resume_step: int | None) -> None:
+        """A new MLflow run with the recipe as its parameters, or the stored one continued."""
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        run_dir = Path(run_dir)
-        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
         self._client = MlflowClient(tracking_uri=uri)
         self._run_id = _stored_id(run_dir, MLFLOW_ID, resume_step)
         if self._run_id is None:
@@ -130,12 +183,15 @@ class WandbLogger(Logger):
         mode: offline (files under ``<run>/wandb``, upload later with ``wandb sync``), online, or
             disabled.
         entity: the W&B user or team; null: the account's default.
+        init_timeout: seconds ``mode: online`` may wait for the W&B server before the run
+            refuses to start (W&B's own default, 90 s, kept a run without network waiting
+            1.5 minutes and more).
     """
 
     def __init__(self, project: str = "mmcore", mode: Literal["offline", "online", "disabled"] = "offline",
-                 entity: str | None = None) -> None:
+                 entity: str | None = None, init_timeout: Positive = 30.0) -> None:
         _require("wandb", "wandb", "mmcore.wandb")
-        self.project, self.mode, self.entity = project, mode, entity
+        self.project, self.mode, self.entity, self.init_timeout = project, mode, entity, init_timeout
         self._run: Any = None
 
     def open(self, run_dir: Path, resume_step: int | None = None) -> None:
@@ -143,12 +199,16 @@ class WandbLogger(Logger):
 
         run_dir = Path(run_dir)
         run_id = _stored_id(run_dir, WANDB_ID, resume_step)
-        self._run = wandb.init(
-            project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir), id=run_id,
-            name=f"{run_dir.parent.name}/{run_dir.name}", config=flat_params(_recipe(run_dir)),
-            resume="allow" if run_id else None, reinit="create_new",
-            settings=wandb.Settings(console="off", x_disable_stats=True, silent=True),
-        )
+        try:
+            self._run = wandb.init(
+                project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir), id=run_id,
+                name=f"{run_dir.parent.name}/{run_dir.name}", config=flat_params(_recipe(run_dir)),
+                resume="allow" if run_id else None, reinit="create_new",
+                settings=wandb.Settings(console="off", x_disable_stats=True, silent=True, init_timeout=self.init_timeout),
+            )
+        except Exception as exc:  # no API key, no network (online), an unwritable run directory
+            hint = "; mode: offline logs without network (upload later with `wandb sync`)" if self.mode == "online" else ""
+            raise MMCoreError(f"logging: mmcore.wandb could not start its {self.mode} run ({_first_line(exc)}){hint}") from exc
         (run_dir / WANDB_ID).write_text(str(self._run.id) + "\n")
 
     def log_step(self, step: int, scalars: dict[str, float]) -> None:

@@ -1,4 +1,5 @@
-"""Naming the component whose forward pass raised, so a plugin's bug is one line, not a traceback.
+"""Naming the component whose forward pass raised (or whose balancer or logger call failed), so a
+plugin's bug is one line, not a traceback.
 
 Only on failure: the traceback's frames are searched for the innermost ``self`` that is one of
 the model's components (an encoder, the imputer, the fusion head); nothing runs on the happy path.
@@ -7,13 +8,21 @@ the model's components (an encoder, the imputer, the fusion head); nothing runs 
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any, Iterator
 
 from torch import nn
 
+from mmcore.components import Logger
+from mmcore.engine.outputs import BadOutput, first_nonfinite
 from mmcore.errors import MMCoreError
 from mmcore.recipe.plan import Node, RunPlan
 from mmcore.registry import Registry
+
+
+class ComponentFault(MMCoreError):
+    """A plugin's component failed or returned something unusable; the message names it. The
+    trainer adds where the run can continue from, since the fix is in the plugin, not the run."""
 
 
 def component_labels(model: Any, plan: RunPlan, registry: Registry) -> dict[int, str]:
@@ -33,13 +42,19 @@ def component_labels(model: Any, plan: RunPlan, registry: Registry) -> dict[int,
 
 
 @contextlib.contextmanager
-def blame_forward(labels: dict[int, str], doing: str) -> Iterator[None]:
-    """Re-raise an unexpected exception as one ``MMCoreError`` naming the component it came from."""
+def blame_forward(labels: dict[int, str], doing: str, unnamed: bool = True) -> Iterator[None]:
+    """Re-raise an unexpected exception as one ``MMCoreError`` naming the component it came from.
+
+    ``unnamed=False`` lets an exception that no component raised pass as it is (evaluation: the
+    code around the model is the engine's, whose bugs keep their traceback)."""
     try:
         yield
+    except BadOutput as exc:  # a component returned something unusable: name it and what was expected
+        where = labels.get(id(exc.module), "a component of the model")
+        raise ComponentFault(f"{doing}: {where}: {exc.problem}") from exc
     except MMCoreError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit in a plugin's forward is a bug, not a clean exit
         culprit = None
         tb = exc.__traceback__
         while tb is not None:  # the innermost frame whose ``self`` is a component wins
@@ -47,5 +62,80 @@ def blame_forward(labels: dict[int, str], doing: str) -> Iterator[None]:
             if isinstance(owner, nn.Module) and id(owner) in labels:
                 culprit = labels[id(owner)]
             tb = tb.tb_next
+        if culprit is None and not unnamed:
+            raise
         where = culprit or "the model (no single component identified)"
-        raise MMCoreError(f"{doing}: {where} raised {type(exc).__name__}: {exc}") from exc
+        raise ComponentFault(f"{doing}: {where} raised {type(exc).__name__}: {exc}") from exc
+
+
+def check_finite_outputs(model: Any, names: list[str], out: Any, labels: dict[int, str], doing: str) -> None:
+    """The first component, in the order data flows (encoders, imputer, fusion), whose output in
+    ``out`` (a ``ModelOutput``) has a NaN or infinity, named as ``ComponentFault`` (one host read)."""
+    parts = [(model.encoders[m], "its output", out.h[:, i]) for i, m in enumerate(names)]
+    parts += [(model.imputer, "z", out.z)] + [(model.imputer, f"losses['{g}']", t) for g, t in out.losses.items()]
+    found = first_nonfinite(parts + [(model.fusion, "its prediction", out.prediction)])
+    if found is not None:
+        where = labels.get(id(found[0]), "a component of the model")
+        raise ComponentFault(f"{doing}: {where}: {found[1]} has non-finite values (NaN or infinity)")
+
+
+@contextlib.contextmanager
+def blame_call(label: str, doing: str) -> Iterator[None]:
+    """One call into a plugin object that is not a module of the model (a balancer's hook, a
+    logger's method): its exception, ``sys.exit`` included, or a ``BadOutput`` from the checks of
+    what it returned, becomes one line naming ``label`` (``balancer 'x.y' (plugin x)``)."""
+    try:
+        yield
+    except BadOutput as exc:
+        raise ComponentFault(f"{label}: {doing}: {exc.problem}") from exc
+    except MMCoreError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise ComponentFault(f"{label}: {doing} raised {type(exc).__name__}: {exc}") from exc
+
+
+class NamedLogger(Logger):
+    """A plugin's logger whose every call fails as one line naming it (``blame_call``): a logger
+    that raises in ``log_step`` stops the run with its name (the checkpoints stay resumable)
+    instead of a traceback, and ``sys.exit`` in ``close`` cannot end the process with status 0.
+    Every public method of ``Logger`` is forwarded here by name (a test keeps them in step), so a
+    method added to ``Logger`` cannot fall through to the base class's no-op."""
+
+    def __init__(self, inner: Logger, label: str) -> None:
+        self.inner, self.label = inner, label
+
+    def __getattr__(self, name: str) -> Any:  # anything else a caller reads (use_console, files, ...)
+        return getattr(self.inner, name)
+
+    def open(self, run_dir: Any, resume_step: int | None = None) -> None:
+        with blame_call(self.label, "open()"):
+            self.inner.open(run_dir, resume_step)
+
+    def log_step(self, step: int, scalars: dict[str, float]) -> None:
+        with blame_call(self.label, f"log_step() at step {step}"):
+            self.inner.log_step(step, scalars)
+
+    def progress(self, step: int, total: int, epoch: int, epochs: int) -> None:
+        with blame_call(self.label, f"progress() at step {step}"):
+            self.inner.progress(step, total, epoch, epochs)
+
+    def log_epoch(self, epoch: int, step: int, scalars: dict[str, float]) -> None:
+        with blame_call(self.label, f"log_epoch() after epoch {epoch}"):
+            self.inner.log_epoch(epoch, step, scalars)
+
+    def close(self) -> None:
+        with blame_call(self.label, "close()"):
+            self.inner.close()
+
+
+def close_all(loggers: list[Logger]) -> None:
+    """Close every logger, also after one of them failed; the first failure is raised at the end,
+    unless an exception is already on its way out (the run's own error is the one to report)."""
+    failed: BaseException | None = None
+    for logger in loggers:
+        try:
+            logger.close()
+        except Exception as exc:
+            failed = failed or exc
+    if failed is not None and sys.exc_info()[1] is None:
+        raise failed

@@ -12,6 +12,7 @@ from torch import nn
 
 from mmcore.components import Balancer, Logger
 from mmcore.conditions import Condition, parse_conditions
+from mmcore.engine.blame import NamedLogger
 from mmcore.engine.model import MultimodalModel, unimodal_heads
 from mmcore.engine.sizes import checked_build, record
 from mmcore.errors import MMCoreError, RecipeError
@@ -69,7 +70,7 @@ def _build_model(plan: RunPlan, specs: list[ModalitySpec], task: TaskSpec, regis
             if isinstance(part, nn.Module):
                 kaiming_normal_init(part)
     calibration = build_calibration(plan.balancer, list(specs), dim, registry)
-    return MultimodalModel(specs, encoders, imputer, fusion, heads, calibration)
+    return MultimodalModel(specs, encoders, imputer, fusion, heads, calibration, dim=dim, out_dim=task.out_dim)
 
 
 def build_calibration(node: Node, specs: list[ModalitySpec], dim: int, registry: Registry) -> nn.Module | None:
@@ -149,7 +150,7 @@ def build_loggers(
         logger = build_component(registry, "logger", node, f"logging[{i}]")  # a Logger: Component.build checks
         if console is not None and hasattr(logger, "use_console"):
             logger.use_console(console)
-        out.append(logger)
+        out.append(NamedLogger(logger, registry.get("logger", node["type"]).label))  # a failing call names it
     return out
 
 

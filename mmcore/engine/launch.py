@@ -55,12 +55,15 @@ def launch_local(nproc: int, argv: list[str]) -> int:
     the ranks leave their errors in a temporary folder for the agent to print the first one."""
     from mmcore.engine.lifeline import child_env
 
-    command = [sys.executable, "-m", "mmcore.engine.launch", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "mmcore", *argv]
+    # ``import mmcore`` imports this module (``quiet_other_ranks``) before ``-m`` runs it as
+    # __main__, and runpy warned about that on every launch; running it twice is harmless here
+    runpy_notice = "ignore:'mmcore.engine.launch' found in sys.modules:RuntimeWarning"
+    command = [sys.executable, "-W", runpy_notice, "-m", "mmcore.engine.launch", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "mmcore", *argv]
     with tempfile.TemporaryDirectory(prefix="mmcore-ranks-") as errors:
         agent_process = subprocess.Popen(command, env=child_env({RANK_ERRORS_ENV: errors}))
         try:
-            return agent_process.wait()
+            return _agent_code(agent_process.wait(), interrupted=False)
         except KeyboardInterrupt:  # Ctrl-C reached the agent too; a SIGTERM here did not: pass it on
             if agent_process.poll() is None:
                 agent_process.send_signal(signal.SIGTERM)
@@ -68,7 +71,21 @@ def launch_local(nproc: int, argv: list[str]) -> int:
                 agent_process.wait(timeout=120)
             except (subprocess.TimeoutExpired, KeyboardInterrupt):
                 agent_process.kill()
+            _agent_code(agent_process.wait(), interrupted=True)
             return 130
+
+
+def _agent_code(code: int, interrupted: bool) -> int:
+    """The exit code for the agent's ``code``, and one line when a signal ended it unannounced.
+
+    An agent signalled before its handlers were in place (in its first seconds, while importing)
+    dies silently: ``mmcore run`` then ended with no word and exit 241 (-15 as a status byte)."""
+    if code >= 0:
+        return code
+    what = "interrupted" if interrupted else f"the launcher (torch.distributed.run) was ended by signal {-code}"
+    print(f"error: {what} before the processes could report; a run directory made by then continues with "
+          "mmcore resume RUN", file=sys.stderr)
+    return 128 - code
 
 
 def report_to_agent(lines: list[str]) -> bool:
@@ -151,16 +168,23 @@ def agent(torchrun_args: list[str]) -> int:
 
     A worker that fails has printed its own error; torchrun would add its ChildFailedError
     traceback and failure table, so here the first failure is summarised instead."""
+    from torch.distributed import DistError
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.run import parse_args, run
 
     from mmcore.engine.lifeline import PARENT_ENV, bind_to_parent
 
     bind_to_parent()  # SIGTERM when `mmcore run --nproc` dies: this agent then stops its ranks
     os.environ[PARENT_ENV] = str(os.getpid())  # and the ranks die with this agent
-    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)  # its own lines; the summary below replaces them
+    # its own lines; the summary below replaces them. Each of torch's elastic modules sets its own
+    # logger's level at import (``elastic.utils.logging.get_logger``), which overrides a parent's,
+    # so "Received 15 death signal, shutting down workers" still printed on every stop: set them all.
+    silenced = ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher")
+    for name in [*silenced, *logging.root.manager.loggerDict]:
+        if name.startswith(silenced):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(parse_args(torchrun_args))
     except ChildFailedError as failed:
@@ -175,6 +199,10 @@ def agent(torchrun_args: list[str]) -> int:
         for line in lines:
             print(f"error: {line}", file=sys.stderr)
         return 128 + int(stopped.sigval)
+    except (DistError, RendezvousError) as failed:  # a busy --master-port, an unreachable endpoint
+        reason = next((line.strip() for line in str(failed).splitlines() if line.strip()), type(failed).__name__)
+        print(f"error: the processes could not be started ({type(failed).__name__}: {reason})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from mmcore.engine.outputs import check_connected, check_imputer_output, check_tensor
 from mmcore.nn import mlp
 from mmcore.types import Batch, ImputerOutput, ModalitySpec
 
@@ -50,8 +51,13 @@ class MultimodalModel(nn.Module):
         fusion: nn.Module,
         unimodal_heads: nn.ModuleDict | None = None,
         calibration: nn.Module | None = None,
+        dim: int | None = None,
+        out_dim: int | None = None,
     ) -> None:
         super().__init__()
+        # the widths the components were built for: given, their outputs are checked against them
+        # (``mmcore.engine.outputs``), so a plugin's wrong shape is named instead of broadcast
+        self.dim, self.out_dim = dim, out_dim
         self.specs = list(specs)
         self.modalities = [s.name for s in specs]
         self.encoders = nn.ModuleDict({m: encoders[m] for m in self.modalities})
@@ -91,6 +97,9 @@ class MultimodalModel(nn.Module):
                 outs.append(sequence(i, encoder, x, lengths))
             else:
                 outs.append(encoder(x, lengths))
+            if self.dim is not None:
+                check_tensor(encoder, outs[-1], (len(x), self.dim), "its output", x.device)
+                check_connected(encoder, outs[-1], "its output")
         return torch.stack(outs, dim=1)
 
     def complete(self, h: Tensor, present: Tensor, unimodal: bool = True) -> ModelOutput:
@@ -104,7 +113,12 @@ class MultimodalModel(nn.Module):
         h = torch.where(keep, h, zero)
         seen = h if self.calibration is None else torch.where(keep, self.calibration(h, present), zero)
         out: ImputerOutput = self.imputer(seen, present)
+        if self.dim is not None:
+            check_imputer_output(self.imputer, out, seen)
         prediction = self.fusion(out.z, present)
+        if self.out_dim is not None:
+            check_tensor(self.fusion, prediction, (len(h), self.out_dim), "its prediction", h.device)
+            check_connected(self.fusion, prediction, "its prediction")
         heads = None
         if unimodal and self.unimodal_heads is not None:
             heads = torch.stack([self.unimodal_heads[m](out.z[:, i]) for i, m in enumerate(self.modalities)], dim=1)

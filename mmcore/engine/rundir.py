@@ -32,13 +32,18 @@ def new_run_dir(output: str, name: str, recipe: dict[str, Any]) -> Path:
     ``recipe`` (the plan's ``output`` and ``name`` place it)."""
     base = Path(output) / name
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = base / stamp
-    k = 1
-    while path.exists():
-        path = base / f"{stamp}-{k}"
-        k += 1
+    path, k = base / stamp, 0
     try:
-        path.mkdir(parents=True)
+        base.mkdir(parents=True, exist_ok=True)
+        # mkdir claims a name atomically, so two runs started in the same second each get their own
+        # (an exists() check before mkdir let the second of two racing runs fail with "File exists")
+        while True:
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                k += 1
+                path = base / f"{stamp}-{k}"
         (path / "recipe.yaml").write_text(dump_yaml(recipe))
     except OSError as exc:
         raise MMCoreError(f"output: cannot create the run directory {path}: {exc.strerror or exc}") from exc

@@ -114,6 +114,22 @@ class Runtime:
             return index
         return index.tensor_split(self.world_size)[self.rank]
 
+    def check_shares(self, rows: int, batch_size: int) -> None:
+        """Refuse, before the first step, a split whose batches leave some rank without a row.
+
+        A rank with an empty share has no loss to take the gradient of: its forward failed with a
+        reshape error in the middle of an epoch (a traceback from that rank, the others stopped).
+        The smallest batch is the epoch's last one when ``batch_size`` does not divide ``rows``."""
+        smallest = min(batch_size, rows % batch_size or batch_size)
+        if not self.distributed or smallest >= self.world_size:
+            return
+        where = "every batch" if smallest == batch_size else f"the last batch of each epoch ({rows} training rows)"
+        raise MMCoreError(
+            f"train.batch_size: {batch_size} with {self.world_size} processes leaves {where} only {smallest} "
+            f"row{'s' if smallest != 1 else ''}, so a process would get none; expected every batch to have at least "
+            f"{self.world_size} rows: choose another train.batch_size or run fewer processes"
+        )
+
     def rows(self, n: int) -> tuple[int, int]:
         """``[start, stop)`` of this rank's share of ``n`` rows (sharded evaluation)."""
         bounds = torch.arange(n).tensor_split(self.world_size)[self.rank]

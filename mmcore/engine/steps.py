@@ -17,6 +17,7 @@ from mmcore import missbench
 from mmcore.engine import losses
 from mmcore.engine.checkpoint import save_checkpoint
 from mmcore.engine.evaluate import usable, write_eval
+from mmcore.engine.outputs import check_log_values
 from mmcore.engine.runtime import Runtime
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
@@ -117,7 +118,9 @@ def log_line(
 ) -> dict[str, Any]:
     """One logging step: mean losses since the last one (over ranks), per-modality terms, balancer values."""
     line: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-    values: dict[str, Any] = dict(means) | dict(balancer.log_values())
+    logged = balancer.log_values()
+    check_log_values(logged, len(names))  # a [M+2] tensor would be zipped onto the names, cut short in silence
+    values: dict[str, Any] = dict(means) | dict(logged)
     if grad_norms is not None:
         values["grad_norm"] = grad_norms
     for key, value in values.items():  # the one host sync of a log interval

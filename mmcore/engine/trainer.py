@@ -29,13 +29,14 @@ from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore.engine import losses, sizes, stopping
 from mmcore.engine.batching import length_order, trim_padding
-from mmcore.engine.blame import blame_forward, component_labels
+from mmcore.engine.blame import ComponentFault, blame_call, blame_forward, check_finite_outputs, close_all, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable
 from mmcore.engine.record import VAL_LOSS
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
+from mmcore.engine.outputs import BadOutput, check_extra_loss, check_state_dict, check_weight_values, check_weights, grads_finite
 from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.compiling import compile_for_training
 from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
@@ -121,6 +122,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optimizer, model)
         self.blamed = component_labels(model, plan, session.plugins.registry)
         self.balancer = build_balancer(plan.balancer, self.names, session.train_spec, session.plugins.registry).to(rt.device)
+        self.balancer_label = session.plugins.registry.get("balancer", plan.balancer["type"]).label
         self.needs = requested_stats(self.balancer)  # optional StepStats fields, computed only when asked
         self.loss_kind = losses.task_loss_kind(self.task, cfg.task_loss)
         self.unimodal_weight, self.drop_rate = plan.unimodal_weight, cfg.modality_dropout
@@ -128,6 +130,7 @@ class Trainer:
         self.eval_batch_size, self.grad_clip = cfg.eval_batch_size, cfg.grad_clip
         self.select_key, self.length_batches = cfg.select, cfg.length_batches
         self.data = session.splits["train"]
+        rt.check_shares(len(self.data), self.batch_size)  # before a run directory is made
         self.steps_per_epoch = math.ceil(len(self.data) / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.max_steps = cfg.max_steps or self.total_steps
@@ -137,15 +140,22 @@ class Trainer:
         self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed, split=self.data), self.data) if spec.policy == "fixed" else None
         self.masks: torch.Tensor | None = self.fixed_masks  # this epoch's training masks
         self.trained, self.target_checked, self.grad_norms = 0, False, None
+        self.values_checked = False  # the first step reads every component's output once (``_check_values``)
+        # built before the run directory is made, so that a logger's bad option or missing extra leaves none behind
+        self.loggers = build_loggers(plan.logging, session.plugins.registry, show_progress, console) if rt.is_main else []
         self.owner = contextlib.ExitStack()  # the run directory's lock, released by fit() or close()
+        opened: list[Any] = []
         try:
             self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
             self.state.bind(rt)
             self.ckpt_dir = self.run_dir / "checkpoints"
-            self.loggers = build_loggers(plan.logging, session.plugins.registry, show_progress, console) if rt.is_main else []
             for logger in self.loggers:
                 logger.open(self.run_dir, self.state.step if resume else None)
+                opened.append(logger)
         except BaseException:
+            for logger in opened:  # a tracker opened before another failed: its run and files end here
+                with contextlib.suppress(Exception):
+                    logger.close()
             self.owner.close()
             raise
 
@@ -169,7 +179,8 @@ class Trainer:
         if not (run_dir / "checkpoints" / "last").exists():
             raise MMCoreError(f"{run_dir}: nothing to resume ({describe_resumable(run_dir / 'checkpoints')})")
         state = load_last(run_dir / "checkpoints", self.model, self.optimizer)
-        self.balancer.load_state_dict(state.balancer)
+        with blame_call(self.balancer_label, f"load_state_dict() of checkpoints/last (step {state.step})"):
+            self.balancer.load_state_dict(state.balancer)
         return state, run_dir
 
     def _create(self, run_dir: Path | None) -> Path:
@@ -198,13 +209,17 @@ class Trainer:
                                 return RunResult(self.run_dir, self.state.step, True, self.state.best_epoch, None)
                         self.end_epoch(epoch)
                 finally:
-                    for logger in self.loggers:
-                        logger.close()
+                    close_all(self.loggers)  # every one, also after a failure; a close() error named
                 final = True
                 with sizes.phase("evaluating the selected weights on val and test"):
                     return self.test(time.perf_counter() - started)
         except KeyboardInterrupt:
             raise RunInterrupted(self._interrupted(final)) from None
+        except ComponentFault as exc:  # the work done so far is kept: say where it continues from
+            if not (self.ckpt_dir / "last").exists():
+                raise
+            raise ComponentFault(f"{exc}; {describe_resumable(self.ckpt_dir)}; once the plugin is fixed, "
+                                 f"continue with: mmcore resume {self.run_dir}") from exc
 
     def _interrupted(self, final: bool) -> str:
         """What a stop left behind and the command that continues from it."""
@@ -243,10 +258,17 @@ class Trainer:
         set_lr(self.optimizer, self.base_lr, self.lr_factor(state.step))
         with rt.autocast(), blame_forward(self.blamed, f"training step {state.step}"):
             out = self.forward(batch, present)
-        weights = balancer.weights()
+        with self._bal("weights()"):
+            weights = balancer.weights()
+            check_weights(weights, len(self.names), rt.device)
+        first = not self.values_checked  # the first step of this process also reads values (one host read each)
+        if first:
+            self._check_values(out, weights)
         loss, task_loss, groups = losses.combine(out, batch.target, self.loss_kind, self.unimodal_weight, balancer.target, weights)
         self._check_target(groups)
-        extra = balancer.extra_loss(self._step_view(out, batch.target, present))
+        with self._bal("extra_loss(view)"):
+            extra = balancer.extra_loss(self._step_view(out, batch.target, present))
+            check_extra_loss(extra, rt.device, finite=first)
         if extra is not None:  # the balancer's own term (PMR's prototype loss)
             loss = loss + extra
         stats = losses.pool_stats(self._step_stats(groups, present, out, batch.target, len(index)), rt)
@@ -259,11 +281,16 @@ class Trainer:
         logging_step = (state.step + 1) % self.log_every == 0
         if logging_step:  # the field's imbalance signal, before any balancer touches it
             self.grad_norms = losses.encoder_grad_norms(model, self.names)
-        balancer.modulate_gradients(model, stats)
+        finite_before = first and grads_finite(model)
+        with self._bal("modulate_gradients(model, stats)"):
+            balancer.modulate_gradients(model, stats)
+            if finite_before and not grads_finite(model):
+                raise BadOutput(None, "gradients were finite before it and NaN or infinite after it")
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         self.optimizer.step()
-        balancer.observe(stats)
+        with self._bal("observe(stats)"):
+            balancer.observe(stats)
         state.step += 1
         self.trained += len(index)
         state.epoch_loss = state.epoch_loss + loss.detach().float()
@@ -272,7 +299,9 @@ class Trainer:
             state.log.add({"balancer_loss": extra.detach()})
         state.log.count += 1
         if logging_step:
-            line = log_line(rt, state.log.means(rt), self.names, epoch, self.optimizer, balancer, self.grad_norms)
+            with self._bal("log_values()"):  # log_line reads and checks them; the weights' values once per line
+                line = log_line(rt, state.log.means(rt), self.names, epoch, self.optimizer, balancer, self.grad_norms)
+                check_weight_values(weights, self.names)
             for logger in self.loggers:
                 logger.log_step(state.step, line)
             state.log.reset()
@@ -293,7 +322,8 @@ class Trainer:
             scalars[VAL_LOSS] = val.loss
         for logger in self.loggers:
             logger.log_epoch(epoch + 1, state.step, scalars)
-        self.balancer.end_epoch(EpochView(epoch + 1, state.step, val, self.train_latents, self.split_losses))
+        with self._bal("end_epoch(view)"):
+            self.balancer.end_epoch(EpochView(epoch + 1, state.step, val, self.train_latents, self.split_losses))
         state.epoch = epoch + 1
         if state.best_value is None or better(metric, value, state.best_value):
             state.best_value, state.best_epoch = value, epoch + 1
@@ -302,12 +332,16 @@ class Trainer:
 
     def validate(self) -> dict[str, dict[str, float]]:
         s = self.session
-        return evaluate(self.model, s.splits["val"], s.eval_masks["val"], self.task, self.eval_batch_size, self.rt.autocast,
-                        self.rt, loss_kind=self.loss_kind)
+        with blame_forward(self.blamed, f"validation after step {self.state.step}", unnamed=False):
+            return evaluate(self.model, s.splits["val"], s.eval_masks["val"], self.task, self.eval_batch_size, self.rt.autocast,
+                            self.rt, loss_kind=self.loss_kind)
 
     def save(self, name: str) -> None:
         """``checkpoints/<name>`` from the live state (every rank takes part; rank 0 writes)."""
-        save(self.rt, self.ckpt_dir / name, self.model, self.optimizer, self.state.snapshot(self.rt, self.balancer.state_dict()))
+        with self._bal("state_dict()"):
+            balancer_state = self.balancer.state_dict()
+            check_state_dict(balancer_state)
+        save(self.rt, self.ckpt_dir / name, self.model, self.optimizer, self.state.snapshot(self.rt, balancer_state))
 
     def test(self, seconds: float) -> RunResult:
         """The selected (best) weights on every evaluation split; ``eval.json`` with the cost figures."""
@@ -315,10 +349,11 @@ class Trainer:
         barrier(rt)
         load_model_weights(self.ckpt_dir / "best", self.model)
         started = time.perf_counter()
-        results = {
-            split: evaluate(self.model, s.splits[split], s.eval_masks[split], self.task, self.eval_batch_size, rt.autocast, rt)
-            for split in EVAL_SPLITS
-        }
+        with blame_forward(self.blamed, "evaluating the selected weights", unnamed=False):
+            results = {
+                split: evaluate(self.model, s.splits[split], s.eval_masks[split], self.task, self.eval_batch_size, rt.autocast, rt)
+                for split in EVAL_SPLITS
+            }
         eval_seconds = time.perf_counter() - started
         stopping.mark_complete()  # only files left to write: a SIGTERM is ignored, they are written, exit 0
         if rt.is_main:
@@ -338,6 +373,18 @@ class Trainer:
     def split_losses(self, split: str) -> dict[str, torch.Tensor]:
         """``EpochView.losses``: mean task (and unimodal) losses over a whole split."""
         return split_losses(self.session, split, self.masks, self.loss_kind, self.eval_batch_size, self.rt)
+
+    def _bal(self, hook: str) -> contextlib.AbstractContextManager[None]:
+        """A balancer hook's failure, or an unusable return value, as one line naming its plugin."""
+        return blame_call(self.balancer_label, f"{hook} at training step {self.state.step}")
+
+    def _check_values(self, out: Any, weights: torch.Tensor) -> None:
+        """Once per process, on the first step (one host read): a component whose output is NaN or
+        infinite from the start is named here, rather than reported later as a diverged loss."""
+        self.values_checked = True
+        check_finite_outputs(self.model, self.names, out, self.blamed, f"training step {self.state.step}")
+        with self._bal("weights()"):
+            check_weight_values(weights, self.names)
 
     def _check_target(self, groups: dict[str, torch.Tensor]) -> None:
         """Once per process: the balancer's target against the groups this model really returns."""

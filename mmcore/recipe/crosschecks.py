@@ -58,8 +58,17 @@ def describe_dataset(
     describe = getattr(component.factory, "describe", None) if component is not None else None
     if not callable(describe):
         return None
+    options = {k: v for k, v in node.items() if k != "type"}
     try:
-        modalities, task = describe(**{k: v for k, v in node.items() if k != "type"})
+        try:
+            modalities, task = describe(**options)
+        except MMCoreError:
+            if "root" not in options:
+                raise
+            # the files are wrong (``machine.dataset_file_problems`` reports that); a corpus whose
+            # names and task follow from its options alone still gives them, so that the
+            # balancer and metric checks run beside the file error
+            modalities, task = describe(**{k: v for k, v in options.items() if k != "root"})
         names = [m.name if isinstance(m, ModalitySpec) else m for m in modalities]
     except Exception:  # cannot describe itself now: the run checks the loaded data instead
         return None

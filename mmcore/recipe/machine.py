@@ -16,6 +16,7 @@ every other option.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,4 +86,25 @@ def device_problems(device: str, nproc: int = 1) -> list[str]:
             f"device: '{device}' with --nproc {nproc} needs {nproc} CUDA devices, one per process; this machine "
             f"has {len(gpus)} ({', '.join(gpus)}); expected --nproc at most {len(gpus)}, or device=cpu (gloo processes)"
         ]
+    cores = cpu_cores()
+    if (device == "cpu" or (device == "auto" and not gpus)) and nproc > PROCESSES_PER_CORE * cores:
+        return [
+            f"device: '{device}' with --nproc {nproc} starts {nproc} CPU processes (gloo); this process may use "
+            f"{cores} CPU core{'s' if cores != 1 else ''}; expected --nproc at most {PROCESSES_PER_CORE * cores} "
+            f"({PROCESSES_PER_CORE} a core)"
+        ]
     return []
+
+
+# Each gloo rank is a whole process (torch, the data, the model) that waits for the slowest at every
+# step. A few a core is how a multi-GPU run's process layout (and its numbers) is reproduced or
+# resumed on a small machine; far beyond that the processes only wait and multiply the memory.
+PROCESSES_PER_CORE = 4
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS has no affinity call
+        return os.cpu_count() or 1

@@ -12,6 +12,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from mmcore.components import ContractSkip  # noqa: F401 - defined with the component protocol, exported here
+from mmcore.engine.outputs import tensor_problem
 from mmcore.errors import RegistryError
 from mmcore.registry import Component
 from mmcore.types import (
@@ -80,6 +81,13 @@ def option_sets(c: Component, options: dict[str, Any] | None = None) -> list[dic
                 f"cannot invent; set {getattr(c.factory, '__qualname__', 'factory')}.contract_options to test it"
             )
     return sets
+
+
+def _expect_tensor(ctx: _Ctx, value: Any, shape: tuple[int, ...], what: str, double_ok: bool = False) -> None:
+    """The engine's own rule for what it receives (``mmcore.engine.outputs``): a float tensor of
+    ``shape`` on the input's device, float64 only for loss terms. A run refuses anything else."""
+    problem = tensor_problem(value, shape, what, torch.device("cpu"), double_ok)
+    ctx.expect(problem is None, f"{problem} (the engine refuses it)")
 
 
 def _finite(t: Tensor) -> bool:

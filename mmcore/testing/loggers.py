@@ -17,7 +17,7 @@ _EPOCH = {"val.macro_f1": 0.5, "val.accuracy": 0.625, "select": 0.5}
 
 def check_logger(component: Component | Factory, *, options: dict[str, Any] | None = None) -> None:
     """An ``mmcore.Logger`` that takes the engine's calls in a temporary run directory without
-    raising: ``open``, ``log_step`` a few times, ``log_epoch``, ``close``; then a fresh logger
+    raising: ``open``, ``progress`` and ``log_step`` a few times, ``log_epoch``, ``close``; then a fresh logger
     reopened in the same directory with ``resume_step`` (as ``mmcore resume`` does), more steps
     past it, and ``close``. What a logger writes is its own business; that it survives the
     sequence, including a resume into its own earlier output, is the contract."""
@@ -31,11 +31,12 @@ def _calls(ctx: _Ctx, logger: Logger, run_dir: Path, resume_step: int | None, st
     def call(what: str, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit in a logger is a failure, not a pass
             ctx.expect(False, f"{what} raised {type(exc).__name__}: {exc}")
 
     call(f"open(run_dir, resume_step={resume_step})", logger.open, run_dir, resume_step)
     for step in steps:
+        call(f"progress({step}, ...)", logger.progress, step, steps[-1], 1, 1)
         call(f"log_step({step}, ...)", logger.log_step, step, {k: v / (step + 1) for k, v in _STEP.items()})
     call("log_epoch(...)", logger.log_epoch, len(steps), steps[-1], dict(_EPOCH))
     call("close()", logger.close)

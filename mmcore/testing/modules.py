@@ -22,6 +22,7 @@ from mmcore.testing._common import (
     _check_eval,
     _check_state_round_trip,
     _Ctx,
+    _expect_tensor,
     _finite,
     option_sets,
     present_masks,
@@ -69,6 +70,7 @@ def _check_encoder_on(ctx: _Ctx, spec: ModalitySpec, opts: dict[str, Any], dim: 
     out = enc(x, lengths)
     shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
     ctx.expect(shape == (BATCH, dim), f"output shape {shape}, expected {(BATCH, dim)}")
+    _expect_tensor(ctx, out, (BATCH, dim), "output")
     ctx.expect(_finite(out), "non-finite output")
     _check_backward(ctx, enc, out.square().mean())
     one = enc(x[:1], None if lengths is None else lengths[:1])
@@ -121,12 +123,14 @@ def check_imputer(component: Component | Factory, *, options: dict[str, Any] | N
                 ctx.expect(isinstance(out, ImputerOutput), f"returned {type(out).__name__}, not ImputerOutput")
                 shape = tuple(out.z.shape)
                 ctx.expect(shape == (BATCH, m, dim), f"z shape {shape}, expected {(BATCH, m, dim)}")
+                _expect_tensor(ctx, out.z, (BATCH, m, dim), "z")
                 ctx.expect(_finite(out.z), "non-finite z")
                 for group, term in out.losses.items():
                     ok = isinstance(group, str) and isinstance(term, Tensor)
                     ctx.expect(ok, f"losses must map str -> Tensor, got {group!r}: {type(term).__name__}")
                     shape = tuple(term.shape)
                     ctx.expect(shape == (m,), f"loss '{group}' has shape {shape}, expected ({m},)")
+                    _expect_tensor(ctx, term, (m,), f"loss '{group}'", double_ok=True)
                     ctx.expect(_finite(term), f"loss '{group}' is not finite: {term.tolist()}")
                 total = out.z.square().mean() + sum((t.sum() for t in out.losses.values()), torch.zeros(()))
                 # with nothing to impute an imputer may legitimately leave its parameters unused
@@ -176,6 +180,7 @@ def check_fusion(
                     out = fus(torch.randn(BATCH, m, dim, generator=gen, requires_grad=True), mask)
                     shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                     ctx.expect(shape == (BATCH, width), f"output shape {shape}, expected {(BATCH, width)}")
+                    _expect_tensor(ctx, out, (BATCH, width), "output")
                     ctx.expect(_finite(out), "non-finite output")
                     _check_backward(ctx, fus, out.square().mean())
 

@@ -16,7 +16,7 @@ import typer
 
 from mmcore.clitools import friendly_errors
 from mmcore.types import Dataset
-from mmcore_corpora.features import write_features
+from mmcore_corpora.features import check_existing, write_features
 
 convert_app = typer.Typer(
     no_args_is_help=True,
@@ -27,13 +27,17 @@ OutOption = typer.Option(..., "--out", help="Folder to write train/val/test.safe
 ForceOption = typer.Option(False, "--force", help="Replace existing files in --out.")
 
 
-def _check(source: Path, out: Path) -> None:
-    """Before minutes of reading: the input is a regular file or folder, the output folder writable."""
+def _check(source: Path, out: Path, force: bool) -> None:
+    """Before minutes of reading: the input is a regular file or folder, the output folder
+    writable and without split files unless ``--force``. Nothing is created here: ``--out`` is
+    made only when the three splits have been read and checked (``write_features``), so a
+    failed conversion leaves no folder behind."""
     from mmcore.paths import check_output_dir, require_input
 
     if os.path.lexists(source):  # a missing input is reported by the corpus reader, with its layout hint
         require_input(source, "convert")
     check_output_dir(out, "--out")
+    check_existing(out, force)
 
 
 def _write(dataset: Dataset, out: Path, force: bool, source: str, extra: dict[str, str] | None = None) -> None:
@@ -46,7 +50,7 @@ def _mmin(corpus: str, root: Path, fold: int, out: Path, max_len: Optional[int],
     from mmcore_corpora.mmin import IEMOCAP, MSPImprov
 
     cls = IEMOCAP if corpus == "iemocap" else MSPImprov
-    _check(root, out)
+    _check(root, out, force)
     dataset = cls(str(root), fold=fold, max_len=max_len)
     norm = f"audio normalised with fold {fold} training statistics ({dataset.audio_norm})"
     _write(dataset, out, force, f"{cls.name} root={root} fold={fold}", {"preprocessing": norm})
@@ -89,7 +93,7 @@ def mmsa(
     """CMU-MOSI / CMU-MOSEI MMSA pickle -> features format."""
     from mmcore_corpora.mmsa import MMSAPickle
 
-    _check(file, out)
+    _check(file, out, force)
     dataset = MMSAPickle(str(file), "aligned_50.pkl", task)  # the file name is used only for a folder
     replaced = dataset.nonfinite_replaced
     typer.echo(f"replaced {replaced} non-finite feature values (inf/NaN) by 0")

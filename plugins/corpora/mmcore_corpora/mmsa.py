@@ -83,17 +83,24 @@ class MMSAPickle:
     def __init__(self, root: str, file: str, task: Task) -> None:
         if task not in ("regression", *CLASS_NAMES):
             raise MMCoreError(f"{self.name}: task '{task}' is not one of regression, binary, 3class, 3class_sign, 7class")
-        path = require(Path(root).expanduser(), self.name, "feature pickle or folder")
-        self.path = require(path / file, self.name, "feature pickle") if path.is_dir() else path
+        self.path = self._pickle_path(root, file)
         self.task_name = task
         self.task = _task_spec(task)
         self._data: dict[str, Any] | None = None
 
     @classmethod
     def describe(cls, task: Task = "regression", **options: object) -> tuple[list[str], TaskSpec]:
-        """Modality names and task from the options alone (for ``validate``); dims and lengths
-        are in the pickle, which is loaded only for a run."""
+        """Modality names and task from the options (for ``validate``); given ``root``, also the
+        pickle found where expected (not read: dims and lengths are in it, loaded only for a run)."""
+        if "root" in options:
+            cls._pickle_path(str(options["root"]), str(options.get("file", "aligned_50.pkl")))
         return list(KEYS), _task_spec(task)
+
+    @classmethod
+    def _pickle_path(cls, root: str, file: str) -> Path:
+        """``root`` itself, or ``root/file`` when ``root`` is a folder; a file either way."""
+        path = require(Path(root).expanduser(), cls.name, "feature pickle or folder")
+        return require(path / file, cls.name, "feature pickle", expect="file") if path.is_dir() else path
 
     @property
     def modalities(self) -> list[ModalitySpec]:
@@ -129,6 +136,8 @@ class MMSAPickle:
         if self._data is not None:
             return self._data
         raw = load_pickle(self.path)
+        # how many values the file can hold: lists that repeat one shared list expand a few KB into GBs
+        self._budget = 64 * max(self.path.stat().st_size, 1 << 16)
         if not isinstance(raw, dict):
             raise DataError(f"{self.name}: {self.path} holds a {type(raw).__name__}; expected a dict of splits")
         splits = {split: self._read_split(raw, split) for split in SPLITS}
@@ -161,7 +170,8 @@ class MMSAPickle:
         key = FILE_SPLITS[split]
         part = raw.get(key)
         if not isinstance(part, dict):
-            raise DataError(f"{self.name}: {self.path} has no split dict '{key}' (found: {', '.join(map(str, raw))})")
+            found = f"'{key}' is a {type(part).__name__}" if key in raw else f"found: {', '.join(map(str, raw))}"
+            raise DataError(f"{self.name}: {self.path} has no split dict '{key}' ({found}); expected a dict of arrays")
         where = f"{self.path} '{key}'"
         for k in (*KEYS.values(), "id", "regression_labels"):
             if k not in part:
@@ -170,12 +180,12 @@ class MMSAPickle:
         n = len(names)
         x, nonfinite = {}, {}
         for m, k in KEYS.items():
-            arr = np.array(part[k], dtype=np.float32)  # a copy: the replacement below never aliases the pickle
-            if arr.ndim != 3 or arr.shape[0] != n:
-                raise DataError(f"{self.name}: {where}/{k} has shape {list(arr.shape)}; expected [{n}, T, D]")
+            arr = _numbers(part[k], np.float32, f"{where}/{k}", self._budget)  # a copy: the replacement below never aliases the pickle
+            if arr.ndim != 3 or arr.shape[0] != n or 0 in arr.shape[1:]:
+                raise DataError(f"{self.name}: {where}/{k} has shape {list(arr.shape)}; expected [{n}, T, D] with T, D >= 1")
             nonfinite[m] = replace_nonfinite(arr)
             x[m] = arr
-        score = np.asarray(part["regression_labels"], dtype=np.float64).reshape(-1)
+        score = _numbers(part["regression_labels"], np.float64, f"{where}/regression_labels", self._budget).reshape(-1)
         if score.shape != (n,):
             raise DataError(f"{self.name}: {where}/regression_labels has {score.size} values for {n} samples")
         if not np.all(np.isfinite(score)):
@@ -187,14 +197,37 @@ class MMSAPickle:
         """Valid lengths: the file's ``*_lengths`` for unaligned audio/vision, the attention mask
         of ``text_bert`` for text; otherwise the padded length ``T``."""
         if m in LENGTH_KEYS and LENGTH_KEYS[m] in part:
-            raw = np.asarray(part[LENGTH_KEYS[m]]).reshape(-1)
+            key = LENGTH_KEYS[m]
+            raw = _numbers(part[key], np.float64, f"{where}/{key}", self._budget).reshape(-1)
         elif m == "l" and "text_bert" in part and np.shape(part["text_bert"]) == (n, 3, t):
-            raw = np.asarray(part["text_bert"])[:, 1, :].sum(axis=1)
+            key = "text_bert"
+            raw = _numbers(part[key], np.float64, f"{where}/{key}", self._budget)[:, 1, :].sum(axis=1)
         else:
             return np.full(n, t, dtype=np.int64)
         if raw.shape != (n,):
             raise DataError(f"{self.name}: {where}: lengths of '{KEYS[m]}' have {raw.size} values for {n} samples")
+        if not np.all(np.isfinite(raw) & (raw >= 0) & (raw == np.round(raw))):
+            # a cast would turn -5 into 1, 2.7 into 2 and NaN into garbage, all in silence
+            bad = raw[~(np.isfinite(raw) & (raw >= 0) & (raw == np.round(raw)))][0]
+            raise DataError(f"{self.name}: {where}/{key} holds length {bad}; expected whole numbers >= 0")
         return raw.astype(np.int64)
+
+
+def _numbers(value: Any, dtype: type, where: str, budget: int) -> np.ndarray:
+    """``value`` as a numeric array (a copy), or one line naming the key: strings, ragged lists
+    and objects in a pickle would otherwise end in numpy's traceback. Nested lists may declare
+    at most ``budget`` values (their first element per level gives the shape): an 11 KB pickle
+    of shared references asked numpy for 3e8 floats and 20 s; one more level, for hours."""
+    count, inner = 1, value
+    while isinstance(inner, (list, tuple)) and inner:
+        count, inner = count * len(inner), inner[0]
+    if count > budget:
+        raise DataError(f"mmsa: {where} declares {count} values, more than its file can hold (lists repeating one shared "
+                        "list); expected numpy arrays")
+    try:
+        return np.array(value, dtype=dtype)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"mmsa: {where} is not an array of numbers ({exc})") from None
 
 
 class MOSI(MMSAPickle):
