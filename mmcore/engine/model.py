@@ -117,7 +117,7 @@ class MultimodalModel(nn.Module):
             check_imputer_output(self.imputer, out, seen)
         prediction = self.fusion(out.z, present)
         if self.out_dim is not None:
-            check_tensor(self.fusion, prediction, (len(h), self.out_dim), "its prediction", h.device)
+            check_tensor(self.fusion, prediction, (len(h), self.out_dim), "its prediction", h.device, double_ok=True)
             check_connected(self.fusion, prediction, "its prediction")
         heads = None
         if unimodal and self.unimodal_heads is not None:

@@ -13,6 +13,7 @@ step and at logging steps (``first_nonfinite``, ``weights_value_problem``).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -91,13 +92,32 @@ def check_imputer_output(module: Any, out: Any, h: Tensor) -> None:
 
 
 def weights_problem(value: Any, m: int, device: torch.device) -> str | None:
-    """Why balancer weights are unusable without reading their values: not an ``[M]`` float
-    tensor on the model's device, or one that requires grad (the loss would backpropagate
-    into the balancer's own computation)."""
-    problem = tensor_problem(value, (m,), "weights()", device)
-    if problem is None and value.requires_grad:
-        problem = "weights() requires grad; return a detached tensor (weights are not trained)"
-    return problem
+    """Why balancer weights are unusable without reading their values: not an ``[M]`` real
+    tensor on the model's device. Integer and float64 weights multiply the loss terms as they
+    always did (float64 makes the loss float64), so they stay accepted; weights that require
+    grad are detached by ``usable_weights`` with a warning."""
+    if isinstance(value, Tensor) and value.dtype.is_complex:
+        return f"weights() has dtype {str(value.dtype).removeprefix('torch.')}, expected a real (float or integer) tensor"
+    if isinstance(value, Tensor) and not value.dtype.is_floating_point:
+        value = value.float()  # the shape and device checks below are the activations' rule
+    return tensor_problem(value, (m,), "weights()", device, double_ok=True)
+
+
+GRAD_WEIGHTS_WARNING = (
+    "weights() returned a tensor that requires grad; mmcore detaches it (weights are not trained, "
+    "and a later version will refuse it): return weights.detach()"
+)
+
+
+def usable_weights(weights: Tensor) -> Tensor:
+    """``weights`` detached, with a deprecation warning when the balancer left them attached.
+
+    The engine never optimises a balancer's own parameters, so the gradient that used to flow
+    into them changed nothing in the model; detaching keeps every model number as it was."""
+    if weights.requires_grad:
+        warnings.warn(GRAD_WEIGHTS_WARNING, FutureWarning, stacklevel=2)
+        return weights.detach()
+    return weights
 
 
 def weights_value_problem(weights: Tensor, names: list[str]) -> str | None:

@@ -36,7 +36,9 @@ from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable
 from mmcore.engine.record import VAL_LOSS
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
-from mmcore.engine.outputs import BadOutput, check_extra_loss, check_state_dict, check_weight_values, check_weights, grads_finite
+from mmcore.engine.outputs import (
+    BadOutput, check_extra_loss, check_state_dict, check_weight_values, check_weights, grads_finite, usable_weights,
+)
 from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.compiling import compile_for_training
 from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
@@ -261,6 +263,7 @@ class Trainer:
         with self._bal("weights()"):
             weights = balancer.weights()
             check_weights(weights, len(self.names), rt.device)
+            weights = usable_weights(weights)
         first = not self.values_checked  # the first step of this process also reads values (one host read each)
         if first:
             self._check_values(out, weights)

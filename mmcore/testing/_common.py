@@ -85,7 +85,7 @@ def option_sets(c: Component, options: dict[str, Any] | None = None) -> list[dic
 
 def _expect_tensor(ctx: _Ctx, value: Any, shape: tuple[int, ...], what: str, double_ok: bool = False) -> None:
     """The engine's own rule for what it receives (``mmcore.engine.outputs``): a float tensor of
-    ``shape`` on the input's device, float64 only for loss terms. A run refuses anything else."""
+    ``shape`` on the input's device, float64 only for loss terms and predictions. A run refuses anything else."""
     problem = tensor_problem(value, shape, what, torch.device("cpu"), double_ok)
     ctx.expect(problem is None, f"{problem} (the engine refuses it)")
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcore.components import Balancer, requested_stats
-from mmcore.engine.outputs import BadOutput, check_log_values, weights_problem
+from mmcore.engine.outputs import BadOutput, check_log_values, usable_weights, weights_problem
 from mmcore.registry import Component
 from mmcore.testing._common import (
     BATCH,
@@ -63,8 +63,8 @@ def _modulated_grads(balancer: Balancer, names: list[str], stats: StepStats) -> 
 
 
 def check_balancer(component: Component | Factory, *, options: dict[str, Any] | None = None, steps: int = 5) -> None:
-    """A ``Balancer`` with finite non-negative ``[M]`` float weights (detached, as the engine
-    requires) and ``log_values`` of scalars or ``[M]`` tensors through several observed steps
+    """A ``Balancer`` with finite non-negative ``[M]`` real weights (attached ones warn, as in the
+    engine) and ``log_values`` of scalars or ``[M]`` tensors through several observed steps
     (some with a modality absent from the batch), and a JSON-serialisable ``state_dict`` that,
     loaded into a fresh balancer, gives the same weights, the same gradient modulation, and the
     same weights and state again after one more ``observe``."""
@@ -89,6 +89,7 @@ def _check_balancer_with(ctx: _Ctx, opts: dict[str, Any], steps: int) -> None:
         ctx.expect(shape == (len(names),), f"weights() shape {shape}, expected ({len(names)},)")
         problem = weights_problem(w, len(names), torch.device("cpu"))
         ctx.expect(problem is None, f"{problem} (the engine refuses it)")
+        w = usable_weights(w)  # attached weights: the engine's deprecation warning, here too
         ok = _finite(w) and bool((w >= 0).all())
         ctx.expect(ok, f"weights must be finite and >= 0, got {w.tolist()} at step {step}")
         bal.observe(step_stats(step, bal.target, len(names), gen))
