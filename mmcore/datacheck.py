@@ -66,6 +66,7 @@ def check_splits(
         for spec in specs:
             _check_features(where, split, spec, n)
         _check_target(where, split.target, task, n)
+        _check_unusable(where, split.unusable, specs, n)
         out[name] = _nonfinite(where, split, specs, n, nonfinite)
         seen_ids[name] = split.ids
     _check_unique_ids(dataset_type, seen_ids)
@@ -77,9 +78,12 @@ def check_splits(
 
 
 def _check_description(dataset: str, specs: list[ModalitySpec], task: TaskSpec) -> None:
-    names = [s.name for s in specs]
     if not specs:
         raise DataError(f"dataset {dataset}: declares no modalities")
+    for s in specs:  # a (name, dim) tuple or a dict would fail later as an AttributeError
+        if not isinstance(s, ModalitySpec):
+            raise DataError(f"dataset {dataset}: modalities must be mmcore.ModalitySpec objects, got {type(s).__name__} {s!r}")
+    names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise DataError(f"dataset {dataset}: modality names must be unique, got {names}")
     for s in specs:
@@ -99,6 +103,31 @@ def _check_description(dataset: str, specs: list[ModalitySpec], task: TaskSpec) 
         raise DataError(f"dataset {dataset}: task kind {task.kind!r}; expected 'classification' or 'regression'")
 
 
+def described_mismatch(
+    dataset: str, described: tuple[list[str], TaskSpec | None, list[ModalitySpec] | None], specs: list[ModalitySpec], task: TaskSpec
+) -> str | None:
+    """How the factory's ``describe`` (``mmcore.recipe.crosschecks.describe_dataset``'s result)
+    disagrees with the dataset that was built, or None. ``mmcore validate`` checks a recipe's
+    modality names, rates and ``train.select`` against ``describe`` alone, so a disagreement
+    means the recipe was validated against facts the data does not have. The run itself uses the
+    loaded description throughout, so a caller warns rather than refuses: such datasets ran before."""
+    names, described_task, described_specs = described
+    loaded = [s.name for s in specs]
+    said = f"dataset {dataset}: describe() says"
+    if list(names) != loaded:
+        return f"{said} modalities {', '.join(names)}, the loaded dataset has {', '.join(loaded)}"
+    if described_specs is not None and list(described_specs) != list(specs):
+        diff = next(f"{a} vs {b}" for a, b in zip(described_specs, specs) if a != b)
+        return f"{said} other modality specs than the loaded dataset has: {diff}"
+    if described_task is not None and (described_task.kind, described_task.num_classes) != (task.kind, task.num_classes):
+        return f"{said} the task is {_task(described_task)}, the loaded dataset's is {_task(task)}"
+    return None
+
+
+def _task(task: TaskSpec) -> str:
+    return f"classification with {task.num_classes} classes" if task.kind == "classification" else str(task.kind)
+
+
 # ---------------------------------------------------------------- one split
 
 
@@ -111,6 +140,7 @@ def _check_rows(where: str, split: SplitData) -> int:
     ids = split.ids
     if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype != torch.int64:
         raise DataError(f"{where}: ids must be a [N] int64 tensor, got {_describe(ids)}")
+    _check_storage(where, "ids", ids)
     n = int(ids.shape[0])
     if n == 0:
         raise DataError(f"{where}: the split is empty (0 rows); every split needs at least one sample")
@@ -127,6 +157,7 @@ def _check_features(where: str, split: SplitData, spec: ModalitySpec, n: int) ->
         raise DataError(f"{here}: no features (the split holds {', '.join(extra) or 'none'})")
     if not isinstance(x, Tensor):
         raise DataError(f"{here}: features must be a tensor, got {type(x).__name__}")
+    _check_storage(here, "features", x)
     if x.dtype != torch.float32:
         raise DataError(f"{here}: features have dtype {x.dtype}; expected torch.float32 (convert them in the loader)")
     expected = f"[{n}, {spec.max_len}, {spec.dim}] (a sequence)" if spec.sequence else f"[{n}, {spec.dim}] (a vector)"
@@ -139,6 +170,7 @@ def _check_features(where: str, split: SplitData, spec: ModalitySpec, n: int) ->
     lengths = split.lengths.get(spec.name)
     if not isinstance(lengths, Tensor) or lengths.dtype != torch.int64 or list(lengths.shape) != [n]:
         raise DataError(f"{here}: lengths must be a [{n}] int64 tensor, got {_describe(lengths)}")
+    _check_storage(here, "lengths", lengths)
     bad = int(((lengths < 0) | (lengths > int(spec.max_len))).sum())  # type: ignore[arg-type]
     if bad:
         raise DataError(
@@ -150,6 +182,7 @@ def _check_features(where: str, split: SplitData, spec: ModalitySpec, n: int) ->
 def _check_target(where: str, target: object, task: TaskSpec, n: int) -> None:
     if not isinstance(target, Tensor) or list(target.shape) != [n]:
         raise DataError(f"{where}: target must be a [{n}] tensor, got {_describe(target)}")
+    _check_storage(where, "target", target)
     if task.kind == "regression":
         if target.dtype != torch.float32:
             raise DataError(f"{where}: regression targets have dtype {target.dtype}; expected torch.float32")
@@ -166,6 +199,38 @@ def _check_target(where: str, target: object, task: TaskSpec, n: int) -> None:
             f"{where}: {bad} of {n} targets are outside 0..{k - 1} for num_classes={k} "
             f"(found {int(target.min())}..{int(target.max())})"
         )
+
+
+def _check_unusable(where: str, unusable: object, specs: list[ModalitySpec], n: int) -> None:
+    """``SplitData.unusable`` set by the dataset itself: the engine ANDs its negation into every
+    present mask, so it must be ``[N, M]`` bool, and a row with no usable modality is refused as
+    under ``data.nonfinite: absent`` (nothing could be predicted from it)."""
+    if unusable is None:
+        return
+    m = len(specs)
+    if not isinstance(unusable, Tensor) or unusable.dtype != torch.bool or list(unusable.shape) != [n, m]:
+        raise DataError(f"{where}: unusable must be None or a [{n}, {m}] bool tensor (one column per modality), got {_describe(unusable)}")
+    _check_storage(where, "unusable", unusable)
+    hopeless = int(unusable.all(dim=1).sum())
+    if hopeless:
+        raise DataError(f"{where}: unusable marks every modality of {hopeless} of {n} rows; no prediction can be made from them")
+
+
+def storage_problem(x: Tensor) -> str | None:
+    """Why ``x`` cannot be checked or trained on although its shape and dtype are right, or None:
+    a sparse tensor (most reductions and index selections fail on it) or one on the ``meta``
+    device (it has a shape but no values). Shared with the contract suite (``mmcore.testing``)."""
+    if x.layout != torch.strided:
+        return f"a {x.layout} tensor; expected a dense one (convert with .to_dense())"
+    if x.is_meta:
+        return "a tensor on the meta device, which holds no values; expected one with data (on the CPU)"
+    return None
+
+
+def _check_storage(where: str, what: str, x: Tensor) -> None:
+    problem = storage_problem(x)
+    if problem is not None:
+        raise DataError(f"{where}: {what}: {problem}")
 
 
 def _nonfinite(where: str, split: SplitData, specs: list[ModalitySpec], n: int, policy: str) -> SplitData:

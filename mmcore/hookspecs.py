@@ -44,7 +44,9 @@ def register_datasets(register: Register) -> None:
 
     Splits are checked once after loading (``mmcore.datacheck.check_splits``): features float32
     and shaped as the specs say, lengths in ``0..max_len``, ids int64 and unique, targets in
-    range, no split empty, and no NaN or inf unless the recipe sets ``data.nonfinite: absent``.
+    range, no split empty, and no NaN or inf unless the recipe sets ``data.nonfinite: absent``;
+    tensors dense and holding values (not sparse, not on ``meta``), and ``unusable``, if the
+    dataset sets it, a ``[N, M]`` bool that leaves every row one usable modality.
 
     Optional, so that ``mmcore validate`` can check modality names, ``min_present``, rates,
     conditions and ``train.select`` before any data is loaded: give the factory a ``describe``
@@ -52,6 +54,8 @@ def register_datasets(register: Register) -> None:
     ``(modalities, task)``, the ``ModalitySpec`` list (or just the names, in order) and the
     ``TaskSpec`` (or None). It must be cheap (options or file headers, never tensors). Without
     it, or if it raises (files not there yet), validation skips those checks; the run makes them.
+    What it returns must agree with the built dataset: a run warns when it does not (validation
+    judged the recipe by it) and the contract suite fails.
     The commands that run a recipe here (``mmcore validate``, ``run``, ``resume``) also report
     what it raises as ``DataError`` (or any ``MMCoreError``): bad options, unreadable headers; and
     an option named ``root`` must name an existing file or folder (``mmcore.recipe.machine``).

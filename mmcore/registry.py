@@ -94,10 +94,11 @@ class Component:
             raise RegistryError(f"{self.label}: " + "; ".join(problems))
         params = _signature(self.factory).parameters
         given = {k: v for k, v in injected.items() if k in params}
+        kind = KIND[self.kind]
         with self.blame("failed to build"):
             built = self.factory(**given, **options)
-        kind = KIND[self.kind]
-        if not kind.accepts(built):
+            accepted = kind.accepts(built)  # reads the result's attributes: a dataset's property may raise
+        if not accepted:
             raise RegistryError(f"{self.label}: factory returned {type(built).__name__}, not {kind.returns}")
         return built
 

@@ -7,6 +7,7 @@ trained with.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,9 @@ from mmcore.engine.model import MultimodalModel
 from mmcore.engine.runtime import Runtime
 from mmcore.missing import MissingSpec
 from mmcore.plugins import Plugins, get_plugins
-from mmcore.recipe.crosschecks import parse_select
+from mmcore.recipe.crosschecks import describe_dataset, parse_select
 from mmcore.recipe.plan import RunPlan, plan_of
+from mmcore.registry import Registry
 from mmcore.types import EVAL_SPLITS, SPLITS, Dataset, ModalitySpec, SplitData, TaskSpec
 
 
@@ -59,12 +61,26 @@ class Session:
         return self.clean.get(name, self.splits[name])
 
 
-def _checked_splits(plan: RunPlan, dataset: Dataset) -> dict[str, SplitData]:
-    """Every split, checked once against the dataset's specs (dtype, shapes, finite values)."""
-    from mmcore.datacheck import check_splits
+def _checked_splits(plan: RunPlan, dataset: Dataset, registry: Registry) -> dict[str, SplitData]:
+    """Every split, checked once against the dataset's specs (dtype, shapes, finite values), and
+    the specs against the factory's ``describe`` (what ``mmcore validate`` checked the recipe by).
 
-    splits = {name: dataset.split(name) for name in SPLITS}
-    return check_splits(plan.dataset["type"], splits, list(dataset.modalities), dataset.task, nonfinite=plan.nonfinite)
+    A plugin's ``split`` that raises (``sys.exit`` included) is one line naming the dataset and
+    its plugin; its own ``MMCoreError``s (a missing file) and Ctrl-C pass as they are."""
+    from mmcore.datacheck import check_splits, described_mismatch
+
+    component = registry.get("dataset", plan.dataset["type"])
+    splits: dict[str, SplitData] = {}
+    for name in SPLITS:
+        with component.blame(f"split('{name}') failed"):
+            splits[name] = dataset.split(name)
+    specs, task = list(dataset.modalities), dataset.task
+    checked = check_splits(plan.dataset["type"], splits, specs, task, nonfinite=plan.nonfinite)
+    described = describe_dataset(dict(plan.dataset), registry)
+    mismatch = described_mismatch(plan.dataset["type"], described, specs, task) if described is not None else None
+    if mismatch is not None:
+        warnings.warn(f"{mismatch}; the run uses the loaded dataset's (mmcore validate checked the recipe by describe())", stacklevel=2)
+    return checked
 
 
 def build_session(recipe: dict[str, Any], runtime: Runtime, plugins: Plugins | None = None) -> Session:
@@ -77,8 +93,8 @@ def build_session(recipe: dict[str, Any], runtime: Runtime, plugins: Plugins | N
     torch.manual_seed(seed)
     dataset = build_dataset(plan.dataset, registry)
     specs, task = list(dataset.modalities), dataset.task
-    names = [s.name for s in specs]
-    splits = {name: split.to(runtime.device) for name, split in _checked_splits(plan, dataset).items()}
+    splits = {name: split.to(runtime.device) for name, split in _checked_splits(plan, dataset, registry).items()}
+    names = [s.name for s in specs]  # after the checks: a spec that is not a ModalitySpec is named there
     frames = plan.missing.frames
     dropped = {name: drop_frames(split, specs, frames, seed, name == "train") for name, split in splits.items()}
     clean = {name: split for name, split in splits.items() if dropped[name] is not split}

@@ -56,9 +56,16 @@ def describe_dataset(
     factory's ``describe``, or None."""
     component = registry.find("dataset", node.get("type", ""))
     describe = getattr(component.factory, "describe", None) if component is not None else None
+    return described_by(describe, {k: v for k, v in node.items() if k != "type"})
+
+
+def described_by(
+    describe: Any, options: dict[str, Any]
+) -> tuple[list[str], TaskSpec | None, list[ModalitySpec] | None] | None:
+    """``describe_dataset`` for a factory's ``describe`` attribute (or None) and its options; the
+    contract suite (``mmcore.testing.check_dataset``) compares it with the built dataset."""
     if not callable(describe):
         return None
-    options = {k: v for k, v in node.items() if k != "type"}
     try:
         try:
             modalities, task = describe(**options)
@@ -70,7 +77,7 @@ def describe_dataset(
             # balancer and metric checks run beside the file error
             modalities, task = describe(**{k: v for k, v in options.items() if k != "root"})
         names = [m.name if isinstance(m, ModalitySpec) else m for m in modalities]
-    except Exception:  # cannot describe itself now: the run checks the loaded data instead
+    except (Exception, SystemExit):  # cannot describe itself now (sys.exit too): the run checks the loaded data
         return None
     if not names or not all(isinstance(n, str) for n in names) or not isinstance(task, (TaskSpec, type(None))):
         return None

@@ -61,7 +61,7 @@ def dataset_file_problems(node: dict[str, Any], registry: Registry, strict: bool
         describe(**{k: v for k, v in node.items() if k != "type"})
     except MMCoreError as error:
         return [f"dataset: {error}"]
-    except Exception:  # cannot describe itself here: the run checks the loaded data
+    except (Exception, SystemExit):  # cannot describe itself here (sys.exit too): the run checks the loaded data
         return []
     return []
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from mmcore.datacheck import storage_problem
 from mmcore.registry import Component
 from mmcore.testing._common import (
     Factory,
@@ -50,6 +51,7 @@ def _check_dataset_with(ctx: _Ctx, opts: dict[str, Any]) -> None:
         ctx.expect(ok, f"modality '{s.name}' needs dim >= 1 (and max_len >= 1 if a sequence)")
     task = ds.task
     ctx.expect(isinstance(task, TaskSpec), f"task is {type(task).__name__}, not TaskSpec")
+    ctx.expect(task.kind in ("classification", "regression"), f"task kind {task.kind!r}; expected 'classification' or 'regression'")
     if task.kind == "classification":
         classes = task.num_classes or 0
         ctx.expect(classes >= 2, f"a classification task needs num_classes >= 2, got {task.num_classes}")
@@ -63,10 +65,29 @@ def _check_dataset_with(ctx: _Ctx, opts: dict[str, Any]) -> None:
     same = torch.equal(again.ids, train.ids) and torch.equal(again.target, train.target)
     same = same and all(torch.equal(again.features[k], v) for k, v in train.features.items())
     ctx.expect(same, "building twice gives different train tensors (masks follow ids: data must be stable)")
+    _check_as_a_run_does(ctx, ds, splits, opts)
     if getattr(ds, "input_transform", None) is not None:
         _check_transform(ctx, ds, splits)
     if callable(getattr(ds, "oracle", None)):
         _check_oracle(ctx, ds, splits["test"])
+
+
+def _check_as_a_run_does(ctx: _Ctx, ds: Dataset, splits: dict[str, SplitData], opts: dict[str, Any]) -> None:
+    """The checks a run makes of the loaded splits (``mmcore.datacheck``: e.g. ``unusable``,
+    ``num_classes`` against the sample count) and of ``describe()`` against the built dataset
+    (``mmcore validate`` checks recipes by ``describe()`` alone, so the two must agree)."""
+    from mmcore.datacheck import check_splits, described_mismatch
+    from mmcore.errors import DataError
+    from mmcore.recipe.crosschecks import described_by
+
+    specs = list(ds.modalities)
+    try:
+        check_splits(ctx.c.name, splits, specs, ds.task)
+    except DataError as exc:
+        ctx.expect(False, str(exc))
+    described = described_by(getattr(ctx.c.factory, "describe", None), opts)
+    mismatch = described_mismatch(ctx.c.name, described, specs, ds.task) if described is not None else None
+    ctx.expect(mismatch is None, f"{mismatch} (validate checks recipes by describe(), a run by the loaded dataset)")
 
 
 def _check_oracle(ctx: _Ctx, ds: Dataset, split: SplitData) -> None:
@@ -123,8 +144,14 @@ def _check_transform(ctx: _Ctx, ds: Dataset, splits: dict[str, SplitData]) -> No
 
 
 def _check_split(ctx: _Ctx, ds: Dataset, name: str) -> SplitData:
-    sd = ds.split(name)
+    try:
+        sd = ds.split(name)
+    except (Exception, SystemExit) as exc:  # a run names it in one line too (sys.exit included)
+        ctx.expect(False, f"split('{name}') raised {type(exc).__name__}: {exc}")
     ctx.expect(isinstance(sd, SplitData), f"split('{name}') returned {type(sd).__name__}, not SplitData")
+    for what, t in [("ids", sd.ids), ("target", sd.target), *((f"lengths of '{k}'", v) for k, v in sd.lengths.items())]:
+        ctx.expect(isinstance(t, torch.Tensor), f"split '{name}' {what} are {type(t).__name__}, not a tensor")
+        ctx.expect(storage_problem(t) is None, f"split '{name}' {what}: {storage_problem(t)}")
     n = len(sd)
     ctx.expect(n > 0, f"split '{name}' is empty")
     names = sorted(s.name for s in ds.modalities)
@@ -133,6 +160,8 @@ def _check_split(ctx: _Ctx, ds: Dataset, name: str) -> SplitData:
     ctx.expect(sorted(sd.lengths) == seq, f"split '{name}' lengths {sorted(sd.lengths)} != sequence modalities {seq}")
     for spec in ds.modalities:
         x, at = sd.features[spec.name], f"split '{name}' modality '{spec.name}'"
+        ctx.expect(isinstance(x, torch.Tensor), f"{at}: features are {type(x).__name__}, not a tensor")
+        ctx.expect(storage_problem(x) is None, f"{at}: features: {storage_problem(x)}")
         shape = (n, spec.max_len, spec.dim) if spec.sequence else (n, spec.dim)
         ok = tuple(x.shape) == shape and x.dtype == torch.float32  # the engine trains in float32 (bf16 by autocast)
         ctx.expect(ok, f"{at}: {x.dtype} {tuple(x.shape)}, expected torch.float32 {shape} (mmcore.data.to_split converts)")
