@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,10 +43,15 @@ class JsonlLogger(Logger):
     def open(self, run_dir: Path, resume_step: int | None = None) -> None:
         path = Path(run_dir) / self.filename
         if resume_step is not None and path.exists():
-            kept = [line for line in path.read_text().splitlines() if _kept(line, resume_step)]
+            lines = path.read_text().splitlines()
+            kept = [line for line in lines if _kept(line, resume_step)]
+            _warn_lost(path, lines, resume_step)
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text("".join(line + "\n" for line in kept))
             os.replace(tmp, path)
+        elif resume_step:
+            warnings.warn(f"{path}: missing; the record restarts after step {resume_step} and lacks the lines before it",
+                          stacklevel=2)
         self._file = open(path, "a")
 
     def _write(self, line: dict[str, Any]) -> None:
@@ -62,6 +69,27 @@ class JsonlLogger(Logger):
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _warn_lost(path: Path, lines: list[str], resume_step: int) -> None:
+    """Say when a torn line lies at or before the resume step: the steps it recorded are not
+    trained again, so the record lacks it for good. A kill tears only the last line, written
+    after the checkpoint the run resumes from; any other torn line is damage done later."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or _complete(line):
+            continue
+        step = re.match(r'\{(?:"epoch": \d+, )?"step": (\d+)', line)
+        if int(step.group(1)) <= resume_step if step is not None else number < len(lines):
+            warnings.warn(f"{path}: line {number} is not complete JSON (damaged); it is dropped and the record "
+                          f"lacks it (the resume continues from step {resume_step}, after it)", stacklevel=3)
+
+
+def _complete(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _kept(line: str, resume_step: int) -> bool:

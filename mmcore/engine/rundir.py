@@ -109,6 +109,21 @@ def write_manifest(
     (path / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
+def check_same_data(session: "Session", run_dir: Path) -> None:
+    """A resumed run continues on the data it started with: ``manifest.json``'s ``data_sha256``
+    against the splits loaded now. The recipe is checked unedited, but a dataset's files can
+    change under the same recipe, and the steps would go on with other rows in silence. Runs
+    without recorded checksums are not checked (``mmcore eval`` warns instead: it only reads)."""
+    from mmcore.engine.record import RunRecord
+
+    recorded = RunRecord(run_dir).manifest.get("data_sha256")
+    for split in SPLITS if isinstance(recorded, dict) else ():
+        if isinstance(recorded.get(split), str) and recorded[split] != split_checksum(session.clean_split(split)):
+            raise MMCoreError(f"{run_dir / 'manifest.json'}: 'data_sha256.{split}' differs from the {split} split loaded "
+                              "now; expected the data the run started with: restore the dataset's files, or start a "
+                              "new run with `mmcore run`")
+
+
 def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
     """The manifest of a run built from ``session`` (plugins, device, data and mask hashes), and
     the dataset's input transform beside it (``mmcore.transform``), before any checkpoint records it."""

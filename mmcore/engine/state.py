@@ -100,20 +100,41 @@ class TrainState:
         if missing:
             raise MMCoreError(f"{source}: not a training state (lacks {', '.join(missing)})")
         get = data.get
+        # key -> (valid, what was expected); bool is excluded where JSON's true would pass as int 1
         checks = {
-            "step": isinstance(get("step"), int) and get("step") >= 0,
-            "epoch": isinstance(get("epoch"), int) and get("epoch") >= 0,
-            "log_count": isinstance(get("log_count", 0), int) and get("log_count", 0) >= 0,
-            "log_sums": isinstance(get("log_sums", {}), dict),
-            "balancer": isinstance(get("balancer"), dict),
-            "rank_log_sums": get("rank_log_sums") is None or isinstance(get("rank_log_sums"), list),
-            "best_value": get("best_value") is None or isinstance(get("best_value"), (int, float)),
-            "epoch_loss_sum": isinstance(get("epoch_loss_sum", 0.0), (int, float)),
+            "step": (_count(get("step")), "an integer >= 0"),
+            "epoch": (_count(get("epoch")), "an integer >= 0"),
+            "log_count": (_count(get("log_count", 0)) and (not _count(get("step")) or get("log_count", 0) <= get("step")),
+                          "an integer from 0 to 'step'"),
+            "log_sums": (isinstance(get("log_sums", {}), dict) and all(map(_numbers, get("log_sums", {}).values())),
+                         "an object of numbers or lists of numbers"),
+            "balancer": (isinstance(get("balancer"), dict), "an object"),
+            "rank_log_sums": (get("rank_log_sums") is None or isinstance(get("rank_log_sums"), list), "null or a list"),
+            "best_value": (get("best_value") is None or _number(get("best_value")), "null or a number"),
+            "best_epoch": (get("best_epoch") is None or (_count(get("best_epoch")) and get("best_epoch") >= 1), "null or an integer >= 1"),
+            "epoch_loss_sum": (_number(get("epoch_loss_sum", 0.0)), "a number"),
         }
-        bad = [k for k, ok in checks.items() if not ok]
+        bad = [f"'{k}' is {_short(get(k))}, expected {expected}" for k, (ok, expected) in checks.items() if not ok]
         if bad:
-            raise MMCoreError(f"{source}: invalid training state: bad value for {', '.join(bad)}")
+            raise MMCoreError(f"{source}: invalid training state: {'; '.join(bad)}")
         log = RunningSums(get("log_sums", {}), get("log_count", 0), get("rank_log_sums"))
         return cls(data["step"], data["epoch"], get("best_value"), get("best_epoch"), data["balancer"], log, get("epoch_loss_sum", 0.0))
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line error: a tampered key can hold a whole document."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _numbers(value: Any) -> bool:
+    """A running sum: a number, or a list of them (one per modality)."""
+    return _number(value) or (isinstance(value, list) and all(map(_number, value)))

@@ -35,13 +35,14 @@ from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_w
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable
 from mmcore.engine.record import VAL_LOSS
+from mmcore.engine.resume_checks import check_folders, check_progress, check_result_paths
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.outputs import (
     BadOutput, check_extra_loss, check_state_dict, check_weight_values, check_weights, grads_finite, usable_weights,
 )
 from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.compiling import compile_for_training
-from mmcore.engine.rundir import cost_figures, new_run_dir, write_session_manifest
+from mmcore.engine.rundir import check_same_data, cost_figures, new_run_dir, write_session_manifest
 from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
@@ -175,12 +176,16 @@ class Trainer:
         if run_dir is None:
             raise MMCoreError("resume needs a run directory")
         self._own(run_dir, "resume")  # before recovery renames anything in checkpoints/
+        check_folders(run_dir / "checkpoints")
+        check_result_paths(run_dir)
         if self.rt.is_main:
             recover(run_dir / "checkpoints")
         barrier(self.rt)
         if not (run_dir / "checkpoints" / "last").exists():
             raise MMCoreError(f"{run_dir}: nothing to resume ({describe_resumable(run_dir / 'checkpoints')})")
+        check_same_data(self.session, run_dir)  # every rank: each raises alike, none waits in a collective
         state = load_last(run_dir / "checkpoints", self.model, self.optimizer)
+        check_progress(run_dir / "checkpoints" / "last", state, self.steps_per_epoch, self.epochs)
         with blame_call(self.balancer_label, f"load_state_dict() of checkpoints/last (step {state.step})"):
             self.balancer.load_state_dict(state.balancer)
         return state, run_dir
