@@ -29,7 +29,8 @@ from mmcore.components import EpochView, StepView, requested_stats
 from mmcore.conditions import AVERAGE
 from mmcore.engine import losses, sizes, stopping
 from mmcore.engine.batching import length_order, trim_padding
-from mmcore.engine.blame import ComponentFault, blame_call, blame_forward, check_finite_outputs, close_all, component_labels
+from mmcore.engine.balancer_calls import BalancerCalls
+from mmcore.engine.blame import ComponentFault, blame_forward, check_finite_outputs, close_all, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
@@ -37,9 +38,6 @@ from mmcore.engine.evaluate import evaluate, usable
 from mmcore.engine.record import VAL_LOSS
 from mmcore.engine.resume_checks import check_folders, check_progress, check_result_paths
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
-from mmcore.engine.outputs import (
-    BadOutput, check_extra_loss, check_state_dict, check_weight_values, check_weights, grads_finite, usable_weights,
-)
 from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.compiling import compile_for_training
 from mmcore.engine.rundir import check_same_data, cost_figures, new_run_dir, write_session_manifest
@@ -125,7 +123,8 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optimizer, model)
         self.blamed = component_labels(model, plan, session.plugins.registry)
         self.balancer = build_balancer(plan.balancer, self.names, session.train_spec, session.plugins.registry).to(rt.device)
-        self.balancer_label = session.plugins.registry.get("balancer", plan.balancer["type"]).label
+        label = session.plugins.registry.get("balancer", plan.balancer["type"]).label
+        self.calls = BalancerCalls(self.balancer, label, self.names, rt.device, lambda: self.state.step)
         self.needs = requested_stats(self.balancer)  # optional StepStats fields, computed only when asked
         self.loss_kind = losses.task_loss_kind(self.task, cfg.task_loss)
         self.unimodal_weight, self.drop_rate = plan.unimodal_weight, cfg.modality_dropout
@@ -186,8 +185,7 @@ class Trainer:
         check_same_data(self.session, run_dir)  # every rank: each raises alike, none waits in a collective
         state = load_last(run_dir / "checkpoints", self.model, self.optimizer)
         check_progress(run_dir / "checkpoints" / "last", state, self.steps_per_epoch, self.epochs)
-        with blame_call(self.balancer_label, f"load_state_dict() of checkpoints/last (step {state.step})"):
-            self.balancer.load_state_dict(state.balancer)
+        self.calls.load_state_dict(state.balancer, f"checkpoints/last (step {state.step})")
         return state, run_dir
 
     def _create(self, run_dir: Path | None) -> Path:
@@ -265,18 +263,14 @@ class Trainer:
         set_lr(self.optimizer, self.base_lr, self.lr_factor(state.step))
         with rt.autocast(), blame_forward(self.blamed, f"training step {state.step}"):
             out = self.forward(batch, present)
-        with self._bal("weights()"):
-            weights = balancer.weights()
-            check_weights(weights, len(self.names), rt.device)
-            weights = usable_weights(weights)
         first = not self.values_checked  # the first step of this process also reads values (one host read each)
-        if first:
-            self._check_values(out, weights)
+        if first:  # a component whose output is NaN from the start is named, not reported later as divergence
+            self.values_checked = True
+            check_finite_outputs(self.model, self.names, out, self.blamed, f"training step {state.step}")
+        weights = self.calls.weights(read_values=first)
         loss, task_loss, groups = losses.combine(out, batch.target, self.loss_kind, self.unimodal_weight, balancer.target, weights)
         self._check_target(groups)
-        with self._bal("extra_loss(view)"):
-            extra = balancer.extra_loss(self._step_view(out, batch.target, present))
-            check_extra_loss(extra, rt.device, finite=first)
+        extra = self.calls.extra_loss(self._step_view(out, batch.target, present), read_value=first)
         if extra is not None:  # the balancer's own term (PMR's prototype loss)
             loss = loss + extra
         stats = losses.pool_stats(self._step_stats(groups, present, out, batch.target, len(index)), rt)
@@ -289,16 +283,11 @@ class Trainer:
         logging_step = (state.step + 1) % self.log_every == 0
         if logging_step:  # the field's imbalance signal, before any balancer touches it
             self.grad_norms = losses.encoder_grad_norms(model, self.names)
-        finite_before = first and grads_finite(model)
-        with self._bal("modulate_gradients(model, stats)"):
-            balancer.modulate_gradients(model, stats)
-            if finite_before and not grads_finite(model):
-                raise BadOutput(None, "gradients were finite before it and NaN or infinite after it")
+        self.calls.modulate_gradients(model, stats, read_values=first)
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
         self.optimizer.step()
-        with self._bal("observe(stats)"):
-            balancer.observe(stats)
+        self.calls.observe(stats)
         state.step += 1
         self.trained += len(index)
         state.epoch_loss = state.epoch_loss + loss.detach().float()
@@ -307,9 +296,9 @@ class Trainer:
             state.log.add({"balancer_loss": extra.detach()})
         state.log.count += 1
         if logging_step:
-            with self._bal("log_values()"):  # log_line reads and checks them; the weights' values once per line
+            with self.calls.call("log_values()"):  # log_line reads and checks them
                 line = log_line(rt, state.log.means(rt), self.names, epoch, self.optimizer, balancer, self.grad_norms)
-                check_weight_values(weights, self.names)
+            self.calls.check_weight_values(weights)  # once a line: the host is read anyway
             for logger in self.loggers:
                 logger.log_step(state.step, line)
             state.log.reset()
@@ -330,8 +319,7 @@ class Trainer:
             scalars[VAL_LOSS] = val.loss
         for logger in self.loggers:
             logger.log_epoch(epoch + 1, state.step, scalars)
-        with self._bal("end_epoch(view)"):
-            self.balancer.end_epoch(EpochView(epoch + 1, state.step, val, self.train_latents, self.split_losses))
+        self.calls.end_epoch(EpochView(epoch + 1, state.step, val, self.train_latents, self.split_losses))
         state.epoch = epoch + 1
         if state.best_value is None or better(metric, value, state.best_value):
             state.best_value, state.best_epoch = value, epoch + 1
@@ -346,10 +334,7 @@ class Trainer:
 
     def save(self, name: str) -> None:
         """``checkpoints/<name>`` from the live state (every rank takes part; rank 0 writes)."""
-        with self._bal("state_dict()"):
-            balancer_state = self.balancer.state_dict()
-            check_state_dict(balancer_state)
-        save(self.rt, self.ckpt_dir / name, self.model, self.optimizer, self.state.snapshot(self.rt, balancer_state))
+        save(self.rt, self.ckpt_dir / name, self.model, self.optimizer, self.state.snapshot(self.rt, self.calls.state_dict()))
 
     def test(self, seconds: float) -> RunResult:
         """The selected (best) weights on every evaluation split; ``eval.json`` with the cost figures."""
@@ -381,18 +366,6 @@ class Trainer:
     def split_losses(self, split: str) -> dict[str, torch.Tensor]:
         """``EpochView.losses``: mean task (and unimodal) losses over a whole split."""
         return split_losses(self.session, split, self.masks, self.loss_kind, self.eval_batch_size, self.rt)
-
-    def _bal(self, hook: str) -> contextlib.AbstractContextManager[None]:
-        """A balancer hook's failure, or an unusable return value, as one line naming its plugin."""
-        return blame_call(self.balancer_label, f"{hook} at training step {self.state.step}")
-
-    def _check_values(self, out: Any, weights: torch.Tensor) -> None:
-        """Once per process, on the first step (one host read): a component whose output is NaN or
-        infinite from the start is named here, rather than reported later as a diverged loss."""
-        self.values_checked = True
-        check_finite_outputs(self.model, self.names, out, self.blamed, f"training step {self.state.step}")
-        with self._bal("weights()"):
-            check_weight_values(weights, self.names)
 
     def _check_target(self, groups: dict[str, torch.Tensor]) -> None:
         """Once per process: the balancer's target against the groups this model really returns."""
