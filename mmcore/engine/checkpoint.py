@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mmcore.data import sha256_file
+from mmcore.engine.optimizer_state import changed_setting, dtype_name, state_problem
 from mmcore.engine.state import TrainState
 from mmcore.errors import MMCoreError
 from mmcore.transform import FILES as TRANSFORM_FILES
@@ -281,67 +282,7 @@ def _check_shapes(model: nn.Module, tensors: dict[str, torch.Tensor], file: Path
                 f"{file}: '{key}' has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
             )
         if key in own and own[key].dtype != value.dtype:
-            raise CheckpointError(f"{file}: '{key}' has dtype {_dtype(value)}, the model expects {_dtype(own[key])}")
-
-
-def _dtype(tensor: torch.Tensor) -> str:
-    return str(tensor.dtype).removeprefix("torch.")
-
-
-def _check_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], file: Path, step: int) -> None:
-    """The optimiser's tensors fit this run's parameters before torch loads them.
-
-    ``Optimizer.load_state_dict`` checks only the parameter groups: it casts every tensor to its
-    parameter's dtype, keeps entries for indices that match no parameter, and Adam re-initialises
-    a parameter without state at its next step. Each optimiser mmcore builds (adam, adamw, sgd)
-    keeps per parameter tensors of that parameter's shape and dtype, plus a 0-d ``step``, and
-    after the first step every parameter with state holds the same keys.
-    """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    keys: dict[int, set[str]] = {}
-    for name, value in tensors.items():
-        prefix, _, rest = name.partition(".")
-        index, _, key = rest.partition(".")
-        if prefix != "state" or not index.isdigit() or not key or int(index) >= len(params):
-            raise CheckpointError(f"{file}: unexpected tensor '{name}' (expected state.<index>.<key> for one of "
-                                  f"this run's {len(params)} parameters)")
-        param = params[int(index)]
-        if value.dim() == 0:
-            if not value.is_floating_point():
-                raise CheckpointError(f"{file}: '{name}' has dtype {_dtype(value)}, expected a floating-point step counter")
-        elif tuple(value.shape) != tuple(param.shape) or value.dtype != param.dtype:
-            raise CheckpointError(f"{file}: '{name}' is {_dtype(value)} {tuple(value.shape)}, expected its parameter's "
-                                  f"{_dtype(param)} {tuple(param.shape)}")
-        keys.setdefault(int(index), set()).add(key)
-    every = set().union(*keys.values()) if keys else set()
-    for index, own in sorted(keys.items()):
-        if own != every:
-            raise CheckpointError(f"{file}: state.{index} lacks {', '.join(sorted(every - own))} "
-                                  f"(the other parameters' state holds {', '.join(sorted(every))})")
-    stateless = all(group.get("momentum") == 0 for group in optimizer.param_groups)  # sgd without momentum keeps none
-    if step > 0 and params and not tensors and not stateless:
-        raise CheckpointError(f"{file}: no optimiser state, expected the state of {len(params)} parameters after {step} steps")
-
-
-# set by the schedule at every step, or how torch computes rather than what: free to differ
-_FREE_GROUP_KEYS = frozenset({"params", "lr", "initial_lr", "foreach", "fused", "capturable", "differentiable"})
-
-
-def _check_hyperparameters(optimizer: torch.optim.Optimizer, meta: dict[str, Any], file: Path) -> None:
-    """The checkpoint's optimiser settings are the recipe's (checked unedited against the manifest).
-
-    ``load_state_dict`` takes betas, eps and weight decay from the checkpoint over the ones the
-    recipe built, so an edited ``state.json`` would continue with other settings in silence.
-    """
-    saved = meta.get("param_groups")
-    if not isinstance(saved, list) or len(saved) != len(optimizer.param_groups) or not all(isinstance(g, dict) for g in saved):
-        return  # the group structure is load_state_dict's own check, named by the caller
-    for index, (old, new) in enumerate(zip(saved, optimizer.param_groups)):
-        for key in sorted(set(old) & set(new) - _FREE_GROUP_KEYS):
-            value = list(new[key]) if isinstance(new[key], tuple) else new[key]
-            if old[key] != value:
-                raise CheckpointError(f"{file}: optimizer group {index} '{key}' is {old[key]!r}, expected {value!r} "
-                                      "(the recipe's train.optimizer)")
+            raise CheckpointError(f"{file}: '{key}' has dtype {dtype_name(value)}, the model expects {dtype_name(own[key])}")
 
 
 def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
@@ -354,8 +295,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     # Adam wants its ``step`` counters to stay on the CPU unless it is capturable.
     opt_file = path / "optimizer.safetensors"
     opt_tensors = _load_tensors(opt_file)
-    _check_optimizer_tensors(optimizer, opt_tensors, opt_file, state.step)
-    _check_hyperparameters(optimizer, data["optimizer"], path / STATE_FILE)
+    for file, problem in ((opt_file, state_problem(optimizer, opt_tensors, state.step)),
+                          (path / STATE_FILE, changed_setting(optimizer, data["optimizer"]))):
+        if problem is not None:
+            raise CheckpointError(f"{file}: {problem}")
     try:
         optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, data["optimizer"]))
     except CheckpointError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,9 @@ def _check_as_a_run_does(ctx: _Ctx, ds: Dataset, splits: dict[str, SplitData], o
         ctx.expect(False, str(exc))
     described = described_by(getattr(ctx.c.factory, "describe", None), opts)
     mismatch = described_mismatch(ctx.c.name, described, specs, ds.task) if described is not None else None
-    ctx.expect(mismatch is None, f"{mismatch} (validate checks recipes by describe(), a run by the loaded dataset)")
+    if mismatch is not None:  # a run warns and goes on with the loaded data; so does a plugin's own test suite
+        warnings.warn(f"{mismatch} (validate checks recipes by describe(), a run by the loaded dataset; a later "
+                      "version of the contract suite will fail on it)", FutureWarning, stacklevel=2)
 
 
 def _check_oracle(ctx: _Ctx, ds: Dataset, split: SplitData) -> None:
