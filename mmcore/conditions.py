@@ -69,7 +69,8 @@ def parse_conditions(
     subset and a random-rate condition, the form a train × test rate study uses).
     Short aliases: when every modality name is one character (IEMOCAP's ``a, v, l``), a string
     without ``+`` that is not itself a modality name is read letter by letter, so ``"av"`` is
-    ``{a, v}``.
+    ``{a, v}``. A random condition's name may not be modalities joined by ``+``: that names a
+    fixed subset in reports, selection and MissBench's MEI.
     """
     modalities = list(modalities)
     if not modalities or len(modalities) > MAX_MODALITIES:
@@ -143,6 +144,12 @@ def _parse_random(item: Mapping, modalities: list[str], where: str) -> Condition
         raise MMCoreError(f"{where}.name: expected a non-empty string, got {name!r}")
     if name == AVERAGE:
         raise MMCoreError(f"{where}.name: '{AVERAGE}' is reserved for the row that averages the conditions")
+    if all(part in modalities for part in name.split("+")):
+        # reports, selection and MissBench's MEI read such a name as that fixed subset of modalities
+        raise MMCoreError(
+            f"{where}.name: '{name}' names a fixed subset of modalities, but this condition draws random masks; "
+            f"give it a name that is not modalities joined by '+' (e.g. 'random-{name}')"
+        )
     return Condition(name, None, spec, seed, tuple(modalities))
 
 

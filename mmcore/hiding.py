@@ -15,6 +15,12 @@ The rule, shared by every imputer that offers ``hide_rate`` (``baselines.mmin``,
 - training only: each present (row, modality) is hidden when a uniform draw from the global
   torch RNG (checkpointed, so resume is exact) is below ``hide_rate``; a row whose every present
   modality was drawn keeps all of them (never an empty input). Evaluation hides nothing.
+  So ``hide_rate`` is the chance a modality is *drawn*, not the chance it is hidden: in a row
+  with k present modalities each is hidden with probability r·(1 − r^(k−1))
+  (``hidden_fraction``): 0.375 at r = 0.5 with three present, at most 0.385 (r ≈ 0.58), and
+  falling beyond (0.9: 0.171); a row with one present modality is never hidden. MMIN's six
+  uniform patterns hide each of three modalities half the time, which this rule cannot reach.
+  The rule stays as it is because the studies' published numbers were trained with it.
 - the hidden modality's real latent stays the reconstruction target (losses are averaged over
   *present* rows, hidden included);
 - ``hide_scope`` says who else sees the hiding: ``imputer`` — only the imputer's input; the
@@ -48,6 +54,11 @@ def hide(present: Tensor, rate: float, training: bool) -> Tensor:
     hidden = uniforms(present) < rate
     kept = present & ~hidden
     return torch.where(kept.any(1, keepdim=True), kept, present)  # never hide every present modality of a row
+
+
+def hidden_fraction(rate: float, present_count: int) -> float:
+    """The chance that ``hide`` hides a given modality of a row with ``present_count`` present."""
+    return rate * (1.0 - rate ** (present_count - 1)) if present_count > 1 else 0.0
 
 
 def uniforms(present: Tensor) -> Tensor:

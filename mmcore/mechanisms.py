@@ -71,6 +71,8 @@ def feature_score(split: SplitData, name: str) -> np.ndarray:
         t = x.shape[1]
         valid = torch.arange(t)[None, :] < split.lengths[name].detach().cpu()[:, None]  # [N, T]
         frames = x[valid]  # [frames, D]
+        if len(frames) == 0:  # no valid frame in the whole split: no driver (torch would warn, then give NaN)
+            return np.zeros(len(x))
         mean, sd = frames.mean(0), frames.std(0, unbiased=False)
         z = (x - mean) / torch.where(sd > 1e-12, sd, torch.ones_like(sd))
         z = z * valid[..., None]

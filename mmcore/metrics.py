@@ -10,6 +10,8 @@ Conventions (they follow scikit-learn's defaults, which most papers' numbers com
   where precision + recall = 0 (zero_division=0). Classes absent from both are left out.
 - ``weighted_f1``: F1 per class weighted by its true support.
 - Regression follows the MOSI/MOSEI conventions of MMSA's ``metricsTop.py`` (thuiar/MMSA).
+- A NaN prediction makes every metric of the call NaN: it has no class and no sign, and argmax
+  or a comparison would count it as one (argmax picks the NaN's index, ``NaN >= 0`` is False).
 """
 
 from __future__ import annotations
@@ -101,8 +103,18 @@ def _f1_per_class(cm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def classification_metrics(pred: Tensor, target: Tensor, num_classes: int) -> dict[str, float]:
-    """accuracy, balanced_accuracy, macro_f1 and weighted_f1 (conventions in the module doc)."""
+    """accuracy, balanced_accuracy, macro_f1 and weighted_f1 (conventions in the module doc).
+
+    ``pred`` is class indices ``[N]``, or scores ``[N, C]`` (logits or probabilities) whose
+    argmax is the class: from scores a NaN can be seen (every metric NaN), from indices it cannot.
+    """
+    undefined = False
+    if isinstance(pred, Tensor) and pred.dtype.is_floating_point and pred.dim() == 2 and pred.shape[1] == num_classes:
+        undefined = bool(torch.isnan(pred).any())
+        pred = pred.argmax(-1)
     cm = confusion_matrix(pred, target, num_classes).to("cpu", torch.float64)  # C x C: one transfer
+    if undefined:
+        return dict.fromkeys(TASK_METRICS["classification"], math.nan)
     n = cm.sum()
     f1, support, predicted = _f1_per_class(cm)
     occurs = support > 0
@@ -134,7 +146,7 @@ def regression_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
     ``> 0`` as positive; both F1s are support-weighted; ``acc7`` clips to [-3, 3] and rounds to
     the nearest integer (halves to even, as ``np.round`` does), ``acc5`` the same on [-2, 2].
     ``corr`` is 0 when either side is constant; the ``_nz`` metrics are NaN without a non-zero
-    target.
+    target; every metric is NaN when a prediction is.
     """
     pred, target = _check_pair(pred, target, "regression_metrics")
     if pred.device.type == "mps":  # no float64 there; the sums are cheap on the host
@@ -163,5 +175,6 @@ def regression_metrics(pred: Tensor, target: Tensor) -> dict[str, float]:
         "acc7": rounded_acc(3.0),
         "acc5": rounded_acc(2.0),
     }
-    numbers = torch.stack(list(values.values())).tolist()  # one transfer
+    stacked = torch.stack(list(values.values()))
+    numbers = torch.where(torch.isnan(p).any(), torch.full_like(stacked, math.nan), stacked).tolist()  # one transfer
     return dict(zip(values, numbers))

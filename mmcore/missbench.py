@@ -20,7 +20,8 @@ their formulas, so the formulas below are our choice, made to fit those words an
   in ``metrics.jsonl``; mmcore's modality-related module is the encoder). MLI = equity(g).
 
 Both are None where undefined: fewer than two modalities, no condition lacking or containing a
-modality, every contribution 0, or no gradient norm recorded.
+modality, a condition's score NaN (a NaN prediction; every modality's contribution reads it),
+every contribution 0, or no gradient norm recorded.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def contributions(scores: Mapping[str, float], modalities: Sequence[str], lower_
 def mei(scores: Mapping[str, float], modalities: Sequence[str], lower_is_better: bool = False) -> float | None:
     """Modality Equity Index from test scores by condition (only the modality subsets are read)."""
     subsets = {k: float(v) for k, v in scores.items() if k and set(k.split("+")) <= set(modalities)}
+    if any(math.isnan(v) for v in subsets.values()):  # said here, not left to max(0, NaN) = 0
+        return None
     c = contributions(subsets, modalities, lower_is_better)
     return None if c is None else equity([c[m] for m in modalities])
 

@@ -21,6 +21,27 @@ def test_hide_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     assert torch.equal(hiding.hide(PRESENT, 0.0, training=True), PRESENT)
 
 
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.9])
+@pytest.mark.parametrize("present_count", [1, 2, 3])
+def test_hidden_fraction_is_what_hide_does(rate: float, present_count: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every draw pattern of one row, weighted by its probability: the chance modality 0 is hidden."""
+    present = torch.ones(1, present_count, dtype=torch.bool)
+    chance = 0.0
+    for drawn in range(2**present_count):
+        bits = [bool(drawn >> m & 1) for m in range(present_count)]
+        draws = torch.tensor([[0.0 if bit else 1.0 for bit in bits]])  # 0 < rate draws, 1 does not
+        monkeypatch.setattr(hiding, "uniforms", lambda present, draws=draws: draws)
+        weight = rate ** sum(bits) * (1 - rate) ** (present_count - sum(bits))
+        chance += weight * float(not hiding.hide(present, rate, training=True)[0, 0])
+    assert chance == pytest.approx(hiding.hidden_fraction(rate, present_count))
+
+
+def test_hidden_fraction_by_hand() -> None:
+    assert hiding.hidden_fraction(0.5, 3) == pytest.approx(0.375)  # not MMIN's 0.5 (see mmcore.hiding)
+    assert hiding.hidden_fraction(0.9, 3) == pytest.approx(0.171)
+    assert hiding.hidden_fraction(0.5, 1) == 0.0
+
+
 def test_complete_by_scope() -> None:
     real, imputed = torch.ones(1, 3, 2), torch.zeros(1, 3, 2)
     present = torch.tensor([[True, True, False]])

@@ -113,7 +113,7 @@ def score(
 
     def metrics_of(output: Tensor, truth: Tensor) -> dict[str, float]:
         if task.kind == "classification":
-            return classification_metrics(output.argmax(-1), truth, int(task.num_classes))
+            return classification_metrics(output, truth, int(task.num_classes))  # scores: a NaN row is seen
         return regression_metrics(output.squeeze(-1), truth.float())
 
     table = ScoreTable({name: metrics_of(output, target) for name, output in predictions.items()})

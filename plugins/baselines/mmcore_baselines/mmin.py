@@ -30,9 +30,10 @@ How the training signal is adapted — MMIN assumes complete training data:
   is the model's own encoding h_m, which exists only where m is present, so ``recon`` is
   averaged over present samples and is exactly 0 for a modality absent from the whole batch.
 - To keep MMIN's "imagine what is hidden" task, training hides each *present* modality of a
-  row from the autoencoder's input with probability ``hide_rate`` (0.5 by default: a
-  modality's chance of being hidden under MMIN's six uniform patterns for three modalities);
-  a row whose every present modality was drawn stays unhidden. The recon target of a
+  row from the autoencoder's input when a draw with probability ``hide_rate`` (0.5 by default)
+  picks it; a row whose every present modality was drawn stays unhidden, so with three
+  present modalities each is hidden 37.5% of the time at 0.5, not the 50% of MMIN's six
+  uniform patterns (``mmcore.hiding.hidden_fraction``; no rate reaches 50%). The recon target of a
   hidden modality is its real encoding, so those terms teach imagination; visible ones teach
   the autoencoder to pass its input through. With ``hide_rate: 0`` the input holds every
   target and the autoencoder can satisfy ``recon`` by copying: it then learns little about
@@ -97,8 +98,9 @@ class MMINImputer(nn.Module):
         recon_weight: factor on each modality's reconstruction term (MMIN scripts: mse_weight 4).
         cycle_weight: factor on the cycle term of the backward autoencoder (MMIN scripts: 2); 0
             removes the backward autoencoder and its ``cycle`` group.
-        hide_rate: in training, probability of hiding each present modality from the autoencoder's
-            input while it stays a reconstruction target (mmcore.hiding).
+        hide_rate: in training, probability of drawing each present modality for hiding from the
+            autoencoder's input while it stays a reconstruction target; a row whose every
+            present modality is drawn hides none (mmcore.hiding: 0.5 hides 37.5% of three).
         hide_scope: imputer hides from the autoencoder only; model also gives the fusion and
             unimodal heads the imagined value of a hidden modality (mmcore.hiding).
         detach_target: stop gradients through the reconstruction targets (the present latents).
