@@ -56,6 +56,8 @@ def use_packing(frames: str, lengths: Tensor, steps: int, training: bool = False
     ``auto`` reads the batch's real-frame count on the host (one small read; the trainer's
     per-batch trim already reads the longest length) and packs below ``PACK_BELOW_TRAINING``
     of full in training (any padding), below ``PACK_BELOW_EVALUATION`` otherwise."""
+    if torch.jit.is_tracing():  # mmcore export: a trace would fix this batch's choice, rows and frames as constants
+        return False
     if frames != "auto":
         return frames == "packed"
     if torch.compiler.is_compiling():  # a host read and a data-dependent shape would split the graph

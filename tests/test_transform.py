@@ -238,17 +238,6 @@ def test_export_refuses_an_unknown_format(copy: Path) -> None:
         export_run(copy, "tflite")
 
 
-def test_export_names_the_components_it_cannot_export(tmp_path: Path) -> None:
-    """redcore.vib selects present rows by boolean indexing: a trace fixes their number."""
-    from mmcore.after.export import ExportError, export_run
-
-    pytest.importorskip("mmcore_redcore")
-    run_dir = train_run(tiny_recipe(tmp_path, "train.epochs=1", imputer={"type": "redcore.vib"}), show_progress=False).run_dir
-    with pytest.raises(ExportError, match=r"imputer redcore.vib; fusion mmcore.concat\)") as info:
-        export_run(run_dir, "torchscript")
-    assert "\n" not in str(info.value) and not (run_dir / "exports" / "model.ts").exists()
-
-
 def test_console_does_not_wrap_when_output_is_not_a_terminal(monkeypatch, capsys) -> None:
     from mmcore.clitools import PIPE_WIDTH, make_console
 

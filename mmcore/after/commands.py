@@ -148,3 +148,6 @@ def export_command(
     console.print(f"exported: {Path(run_dir) / 'exports' / record['file']} (max |difference| from predict "
                   f"{record['max_abs_diff']:.2e} on {record['checked_rows']} rows, tolerance {record['tolerance']:g})",
                   highlight=False, soft_wrap=True)
+    if record["run_precision"] != "fp32":
+        err_console.print(f"[yellow]note:[/] the model file computes in float32; the run evaluates in {record['run_precision']}, "
+                          "so `mmcore predict` differs from it by that rounding", highlight=False, soft_wrap=True)

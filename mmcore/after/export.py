@@ -4,11 +4,16 @@ The artifact holds the run's input transform (as buffers), encoders, the engine'
 absent rows, the imputer and the fusion head; it takes the raw features of every modality in
 the run's order, their lengths (sequence modalities; vectors get a dummy ``[B]`` tensor) and a
 presence mask ``[B, M]`` (absent = False), and returns the fusion head's outputs (logits or the
-regression value). Rows of an absent modality may hold anything finite: they are zeroed inside.
+regression value). Rows of an absent modality may hold anything, NaN included (as ``mmcore predict``
+reads an absent row): they are zeroed inside. Features of any real dtype are read as float32 and a
+0/1 presence mask of any dtype as bool, as ``predict`` reads its file.
 
 It is traced (``torch.jit.trace``; ONNX through ``torch.onnx.export``) on rows of the run's own
-test split with a random presence mask, then checked: its outputs on other rows and other masks
-must equal ``mmcore predict``'s (the engine's evaluation) within ``ATOL``; a component whose
+test split with a random presence mask, then checked: its outputs on the whole split, under that
+mask and under every presence pattern (as many as the split has rows), and on single rows, must
+equal ``mmcore predict``'s (the engine's evaluation) within ``ATOL``, computed in float32 as the
+artifact computes whatever the run's precision (a bf16 run's own predictions differ from both by
+bf16 rounding; ``export.json`` records ``run_precision``); a component whose
 behaviour the trace cannot capture (Python branches on the mask, unsupported operators) fails
 that check or the export itself, and the one-line error names the components. Files go to
 ``RUN/exports/model.<ts|onnx>`` with ``export.json`` (inputs, tolerance, measured difference)
@@ -35,6 +40,7 @@ from mmcore.errors import MMCoreError
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
 ATOL = 1e-4  # max |exported - predict| on logits, float32 on the CPU (measured ~1e-6)
+SINGLE_ROWS = 4  # test rows also checked one at a time: a trace may fix the batch size it saw
 
 
 class ExportError(MMCoreError):
@@ -58,16 +64,21 @@ class Exported(nn.Module):
             self.register_buffer(f"std_{m}", std.clone().float())
 
     def forward(self, features: list[Tensor], lengths: list[Tensor], present: Tensor) -> Tensor:
+        # as predict reads a file: features of any real dtype in float32, a 0/1 mask of any dtype as bool
+        # (the imputers' torch.where refuses a 0/1 integer or float mask; float64 features met float32 weights)
+        present = present.to(torch.bool)
         encoded = []
         for i, m in enumerate(self.names):
-            x = (features[i] - getattr(self, f"mean_{m}")) / getattr(self, f"std_{m}")
-            keep = present[:, i].to(x.dtype)
+            mean = getattr(self, f"mean_{m}")
+            x = (features[i].to(mean.dtype) - mean) / getattr(self, f"std_{m}")
+            keep = present[:, i].unsqueeze(1)  # a select, not a product: an absent row of NaN (as predict reads one) gives zeros
             if self.sequence[i]:
-                valid = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths[i].unsqueeze(1)
-                x = x * valid.unsqueeze(-1).to(x.dtype) * keep.reshape(-1, 1, 1)
-                encoded.append(self.model.encoders[m](x, lengths[i]))
+                keep = keep & (torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths[i].unsqueeze(1))
+                x = torch.where(keep.unsqueeze(-1), x, torch.zeros_like(x))  # an empty row: every frame zero
+                # then one zero frame, as the datasets load an empty sequence and predict reads one
+                encoded.append(self.model.encoders[m](x, lengths[i].clamp(min=1)))
             else:
-                encoded.append(self.model.encoders[m](x * keep.reshape(-1, 1), None))
+                encoded.append(self.model.encoders[m](torch.where(keep, x, torch.zeros_like(x)), None))
         return self.model.complete(torch.stack(encoded, dim=1), present, unimodal=False).prediction
 
 
@@ -83,12 +94,13 @@ def export_run(run_dir: Path, fmt: str, *, checkpoint: str = "best") -> dict[str
     """Write ``RUN/exports/<file>`` and ``export.json``; returns the record. See the module docstring."""
     from mmcore.after.card import write_model_card
     from mmcore.after.runs import open_run
-    from mmcore.engine.evaluate import predict
 
     if fmt not in FORMATS:
         raise MMCoreError(f"--format: '{fmt}' is not one of: {', '.join(FORMATS)}")
     out_dir = check_export_paths(run_dir, fmt, checkpoint)  # before the run is opened and traced
-    with open_run(run_dir, [], checkpoint, "cpu") as run:
+    # the artifact computes in float32: so does the predict it is checked against, whatever the run's
+    # precision (a bf16 run's predict differs from it by bf16 rounding, which no component causes)
+    with open_run(run_dir, ["precision=fp32"], checkpoint, "cpu") as run:
         s = run.session
         model, names = s.model.eval(), s.names
         transform = run.transform.transform if run.transform is not None else None
@@ -98,8 +110,7 @@ def export_run(run_dir: Path, fmt: str, *, checkpoint: str = "best") -> dict[str
         present = torch.rand(len(split), len(names), generator=gen) < 0.6
         present[torch.arange(len(split)), torch.randint(len(names), (len(split),), generator=gen)] = True
         n = len(split)
-        trace_rows, check_rows = torch.arange(0, min(n, 16)), torch.arange(0, n)
-        example = _inputs(split, names, trace_rows, present, transform)
+        example = _inputs(split, names, torch.arange(0, min(n, 16)), present, transform)
         path = out_dir / FORMATS[fmt]
         blamed = _components(s.recipe)
         try:
@@ -108,29 +119,65 @@ def export_run(run_dir: Path, fmt: str, *, checkpoint: str = "best") -> dict[str
         except Exception as exc:  # a tracer or exporter refusing an operator: name the components
             raise ExportError(f"export --format {fmt}: the run's components ({blamed}) cannot be exported: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-        _save(artifact, path, fmt)
-        expected = predict(model, split, {"c": present}, s.plan.train.eval_batch_size, s.runtime.autocast)["c"].float()
-        try:
-            got = _run_artifact(path, fmt, _inputs(split, names, check_rows, present, transform), names)
-        except ExportError:
-            raise
-        except Exception as exc:  # shapes or branches the trace fixed to its example rows
-            path.unlink(missing_ok=True)
-            raise ExportError(f"export --format {fmt}: the exported model of ({blamed}) fails on other rows or masks than "
-                              f"it was traced with (data-dependent shapes or branches): {type(exc).__name__}: "
-                              f"{(str(exc).strip().splitlines() or [''])[-1][:200]}") from None
-        diff = float((got - expected).abs().max())
-        if not diff <= ATOL:
-            path.unlink(missing_ok=True)
-            raise ExportError(f"export --format {fmt}: the exported model differs from predict by {diff:.2e} (> {ATOL:g}); "
-                              f"components ({blamed}) behave differently when traced")
+        _save(artifact, path)
+        diff, patterns = _check_artifact(path, fmt, s, split, present, transform, blamed)
         record = {"format": fmt, "file": path.name, "checkpoint": checkpoint, "model_sha256": run.model_sha256,
                   "modalities": names, "inputs": _input_doc(s.specs), "tolerance": ATOL, "max_abs_diff": diff,
-                  "checked_rows": n, "input_form": "raw (the run's input transform is inside)"}
+                  "checked_rows": n, "checked_patterns": patterns, "checked_single_rows": min(n, SINGLE_ROWS),
+                  "input_form": "raw (the run's input transform is inside)", "precision": "fp32",
+                  "run_precision": recipe_precision(Path(run_dir))}
     (out_dir / "export.json").write_text(json.dumps(record, indent=1))
     (out_dir / "README.md").write_text(_example(fmt, path.name, record))
     write_model_card(Path(run_dir))
     return record
+
+
+def recipe_precision(run_dir: Path) -> str:
+    """The precision the run trained and evaluates in (``mmcore predict`` uses it)."""
+    from mmcore.recipe import load_yaml
+
+    return str(load_yaml(run_dir / "recipe.yaml").get("precision", "fp32"))
+
+
+def pattern_masks(n: int, m: int) -> Tensor:
+    """``[n, m]`` presence masks going through every non-empty subset of ``m`` modalities row by
+    row (as many as ``n`` rows hold): a trace that fixed a branch on the masks it saw (a modality
+    with no absent row among them) fails on the patterns it did not see."""
+    k = torch.arange(n, dtype=torch.int64) % (2**m - 1) + 1
+    return (k.unsqueeze(1) >> torch.arange(m, dtype=torch.int64)) & 1 == 1
+
+
+def _check_artifact(path: Path, fmt: str, s: Any, split: Any, present: Tensor, transform: Any,
+                    blamed: str) -> tuple[float, int]:
+    """The artifact against ``predict`` on the whole test split, under the traced random mask and
+    under every present-subset (``pattern_masks``), then on single rows (a batch of 1); returns
+    the largest difference and the number of subsets checked. Deletes the file and raises when
+    it fails or differs by more than ``ATOL``."""
+    from mmcore.engine.evaluate import predict
+
+    n, names = len(split), s.names
+    masks = {"traced": present, "patterns": pattern_masks(n, len(names))}
+    expected = predict(s.model, split, masks, s.plan.train.eval_batch_size, s.runtime.autocast)
+    everything = torch.arange(n)
+    try:
+        got = {c: _run_artifact(path, fmt, _inputs(split, names, everything, mask, transform), names) for c, mask in masks.items()}
+        singles = [_run_artifact(path, fmt, _inputs(split, names, everything[r : r + 1], masks["patterns"], transform), names)
+                   for r in range(min(n, SINGLE_ROWS))]
+    except ExportError:
+        raise
+    except Exception as exc:  # shapes or branches the trace fixed to its example rows
+        path.unlink(missing_ok=True)
+        raise ExportError(f"export --format {fmt}: the exported model of ({blamed}) fails on other rows or masks than "
+                          f"it was traced with (data-dependent shapes or branches): {type(exc).__name__}: "
+                          f"{(str(exc).strip().splitlines() or [''])[-1][:200]}") from None
+    diffs = [float((got[c] - expected[c].float()).abs().max()) for c in masks]
+    diffs += [float((one - expected["patterns"][r : r + 1].float()).abs().max()) for r, one in enumerate(singles)]
+    diff = max(diffs)
+    if not diff <= ATOL:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"export --format {fmt}: the exported model differs from predict by {diff:.2e} (> {ATOL:g}); "
+                          f"components ({blamed}) behave differently when traced")
+    return diff, min(n, 2 ** len(names) - 1)
 
 
 def _components(recipe: dict[str, Any]) -> str:
@@ -159,13 +206,17 @@ def check_export_paths(run_dir: Path, fmt: str, checkpoint: str) -> Path:
     return out_dir
 
 
-def _trace(module: nn.Module, example: tuple, fmt: str, names: list[str]) -> Any:
-    """The traced module (torchscript) or the ONNX file's bytes. The tracer's warnings about shape
-    checks turned into constants are silenced: the check against predict decides instead."""
+def _trace(module: nn.Module, example: tuple, fmt: str, names: list[str]) -> bytes:
+    """The file's bytes, traced and serialised here: a component the format cannot hold (a
+    custom autograd function) fails in serialisation, which is the components' error, never the
+    output path's. The tracer's warnings about shape checks turned into constants are silenced:
+    the check against predict decides instead."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         if fmt == "torchscript":
-            return torch.jit.trace(module, example, check_trace=False)
+            buffer = io.BytesIO()
+            torch.jit.save(torch.jit.trace(module, example, check_trace=False), buffer)
+            return buffer.getvalue()
         feats, lengths, present = example
         flat = _Flat(module, len(names))
         inputs = (*feats, *lengths, present)
@@ -176,16 +227,13 @@ def _trace(module: nn.Module, example: tuple, fmt: str, names: list[str]) -> Any
         return buffer.getvalue()
 
 
-def _save(artifact: Any, path: Path, fmt: str) -> None:
-    """Write the artifact; a failure is the output path's, said with the path (not the components')."""
+def _save(artifact: bytes, path: Path) -> None:
+    """Write the artifact's bytes; a failure is the output path's, said with the path (not the components')."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "torchscript":
-            artifact.save(str(path))
-        else:
-            path.write_bytes(artifact)
-    except (OSError, RuntimeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc).splitlines() or [""])[0]
+        path.write_bytes(artifact)
+    except OSError as exc:
+        reason = exc.strerror or (str(exc).splitlines() or [""])[0]
         raise ExportError(f"export: cannot write {path}: {reason}") from None
 
 
@@ -230,5 +278,8 @@ def _example(fmt: str, file: str, record: dict[str, Any]) -> str:
                 "prediction = session.run(None, {'x.m0': ..., 'present': ...})[0]")
     return (f"# Exported model ({fmt})\n\nInputs in this order ({', '.join(record['modalities'])}), raw features "
             f"(the run's input transform is inside):\n\n```\n{shapes}\n```\n\n```python\n{code}\n```\n\n"
-            f"Checked against `mmcore predict` on {record['checked_rows']} test rows with random presence masks: "
-            f"max |difference| {record['max_abs_diff']:.2e} (tolerance {record['tolerance']:g}).\n")
+            f"Checked against `mmcore predict` on {record['checked_rows']} test rows with random presence masks and "
+            f"{record['checked_patterns']} presence patterns, and on single rows: "
+            f"max |difference| {record['max_abs_diff']:.2e} (tolerance {record['tolerance']:g}), both in float32"
+            + (f"; the run evaluates in {record['run_precision']}, so `mmcore predict` differs by its rounding"
+               if record["run_precision"] != "fp32" else "") + ".\n")

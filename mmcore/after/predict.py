@@ -4,8 +4,11 @@ The input is one split in the ``corpora.features`` safetensors layout — ``x.<m
 or [N, T, D]), optional ``len.<modality>`` and ``ids`` (``target`` and metadata are ignored) —
 or a features folder, whose ``<split>.safetensors`` is read. Any subset of the run's modalities
 may be given. A modality is absent for a row when the file lacks it, when ``--absent`` names it,
-or when its row is entirely NaN; a row with some NaN values is an error, as is a row with no
-modality present. Shapes and dtypes are checked against the run's modality specs.
+or when its row is entirely NaN; a row with some NaN values is an error (absent, with a note, for
+a run with ``data.nonfinite: absent``, as its own splits counted such rows), as is a row with no
+modality present. Frames past a sequence's ``len.<modality>`` are padding: never read, NaN allowed
+(a row NaN up to its length is absent).
+Shapes and dtypes are checked against the run's modality specs.
 
 The output CSV has one row per sample: ``id``, the prediction (class index and, when the
 dataset names its classes, the class name; or the regression value), the class probabilities
@@ -35,8 +38,13 @@ from mmcore.types import ModalitySpec, SplitData
 INPUT_CONDITION = "input"  # the one "condition" of a prediction: the availability the input gives
 
 
-def read_input(path: Path, specs: list[ModalitySpec], absent: list[str], split: str = "test") -> tuple[SplitData, Tensor]:
-    """The input as a split on the CPU (absent modalities zero) and its presence mask [N, M]."""
+def read_input(path: Path, specs: list[ModalitySpec], absent: list[str], split: str = "test", nonfinite: str = "error",
+               notes: list[str] | None = None) -> tuple[SplitData, Tensor]:
+    """The input as a split on the CPU (absent modalities zero) and its presence mask [N, M].
+
+    ``nonfinite``: the run's ``data.nonfinite``. Under ``absent`` a row with some NaN or inf is
+    absent, as the run's own evaluation counted such rows (``notes`` says how many); under
+    ``error`` it is refused."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -68,7 +76,7 @@ def read_input(path: Path, specs: list[ModalitySpec], absent: list[str], split: 
     lengths: dict[str, Tensor] = {}
     present = torch.zeros(n, len(specs), dtype=torch.bool)
     for i, spec in enumerate(specs):
-        x, length = _modality(path, tensors, spec, n)
+        x, length = _modality(path, tensors, spec, n, nonfinite, notes)
         features[spec.name] = x
         if spec.sequence:
             lengths[spec.name] = length
@@ -96,8 +104,9 @@ def _check_rank(path: Path, tensors: dict[str, Tensor], spec: ModalitySpec) -> N
                         f"this run's '{spec.name}' expects {want}")
 
 
-def _modality(path: Path, tensors: dict[str, Tensor], spec: ModalitySpec, n: int) -> tuple[Tensor, Tensor]:
-    """The modality's features as float32 in the spec's shape (zeros when absent) and lengths."""
+def _modality(path: Path, tensors: dict[str, Tensor], spec: ModalitySpec, n: int, nonfinite: str = "error",
+              notes: list[str] | None = None) -> tuple[Tensor, Tensor]:
+    """The modality's features as float32 in the spec's shape (all NaN when absent) and lengths."""
     key = f"x.{spec.name}"
     t = int(spec.max_len or 1)
     shape = (n, t, spec.dim) if spec.sequence else (n, spec.dim)
@@ -119,16 +128,39 @@ def _modality(path: Path, tensors: dict[str, Tensor], spec: ModalitySpec, n: int
         length = length.to(torch.int64)
         if int(length.min()) < 0 or int(length.max()) > x.shape[1]:
             raise DataError(f"{path}: 'len.{spec.name}' holds values outside 0..{x.shape[1]}")
-        length = length.clamp(min=1)  # an empty sequence is one zero frame, as the datasets load it
         if x.shape[1] < t:
             x = torch.cat([x, x.new_zeros(n, t - x.shape[1], spec.dim)], dim=1)
+        x = _zero_padding(x, length)  # kept as given (0 too) until to_model_inputs has applied the transform
     nan = torch.isnan(x).reshape(n, -1)
+    if nonfinite == "absent":
+        return _unusable_absent(x, nan, key, notes), length
     partial = (nan.any(1) & ~nan.all(1)).nonzero().flatten()
     if len(partial):
         raise DataError(f"{path}: '{key}' row {int(partial[0])} is partly NaN; a row is either all NaN (absent) or finite")
     if torch.isinf(x).any():
         raise DataError(f"{path}: '{key}' holds infinite values")
     return x, length
+
+
+def _unusable_absent(x: Tensor, nan: Tensor, key: str, notes: list[str] | None) -> Tensor:
+    """Under ``data.nonfinite: absent``: a row holding NaN or inf made all NaN (absent), as
+    ``mmcore.datacheck`` marks such rows unusable in the run's splits."""
+    bad = ~torch.isfinite(x).reshape(x.shape[0], -1).all(1) & ~nan.all(1)
+    if bool(bad.any()) and notes is not None:
+        notes.append(f"'{key}': {int(bad.sum())} rows with NaN or inf taken as absent (the run's data.nonfinite: absent)")
+    return x.masked_fill(bad.reshape(-1, *[1] * (x.dim() - 1)), float("nan"))
+
+
+def _zero_padding(x: Tensor, length: Tensor) -> Tensor:
+    """Frames past a row's length as zeros, as the datasets pad: the frame 0 of an empty row would
+    otherwise be read as data (its length becomes 1), and NaN padding would make a present row
+    "partly NaN". A row whose frames are all NaN up to its length (absent; zero padding after
+    them is not read either) is made all NaN."""
+    padding = torch.arange(x.shape[1]).unsqueeze(0) >= length.unsqueeze(1)
+    nan_frames = torch.isnan(x).all(-1) | padding
+    absent = _all_nan_rows(x) | (nan_frames.all(1) & (length > 0))
+    x = x.masked_fill((padding & ~absent.unsqueeze(1)).unsqueeze(-1), 0.0)
+    return x.masked_fill(absent.reshape(-1, 1, 1), float("nan"))
 
 
 def _all_nan_rows(x: Tensor) -> Tensor:
@@ -152,7 +184,17 @@ INPUT_FORMS = ("raw", "model")
 def to_model_inputs(data: SplitData, present: Tensor, stored: Any, input_form: str, source: Path | str,
                     notes: list[str]) -> SplitData:
     """``data`` as the model's inputs: the run's stored input transform applied to present rows
-    (``raw``), or nothing (``model``). Refuses rows the transform cannot take (non-finite results)."""
+    (``raw``), or nothing (``model``). Refuses rows the transform cannot take (non-finite results).
+    Then an empty sequence becomes one zero frame, as the datasets load it: after the transform,
+    which keeps every frame of a row of length 0 at zero (with length 1 it would map frame 0)."""
+    out = _transformed(data, present, stored, input_form, source, notes)
+    lengths = {m: length.clamp(min=1) for m, length in out.lengths.items()}
+    return SplitData(out.features, lengths, out.target, out.ids, out.unusable)
+
+
+def _transformed(data: SplitData, present: Tensor, stored: Any, input_form: str, source: Path | str,
+                 notes: list[str]) -> SplitData:
+    """``to_model_inputs`` before the lengths are made at least 1."""
     if input_form not in INPUT_FORMS:
         raise MMCoreError(f"--input-form: '{input_form}' is not one of: {', '.join(INPUT_FORMS)}")
     if input_form == "model":
@@ -193,7 +235,7 @@ def predict_file(run_dir: Path, input_path: Path, out: Path, *, absent: list[str
     with open_run(run_dir, [], checkpoint, device) as run:
         s = run.session
         notes.extend(run.warnings)
-        data, present = read_input(input_path, s.specs, list(absent or []), split)
+        data, present = read_input(input_path, s.specs, list(absent or []), split, run.recipe["data"]["nonfinite"], notes)
         data = to_model_inputs(data, present, run.transform, input_form, input_path, notes)
         batch = s.plan.train.eval_batch_size
         outputs = predict(s.model, data.to(s.runtime.device), {INPUT_CONDITION: present.to(s.runtime.device)},

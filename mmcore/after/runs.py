@@ -154,9 +154,10 @@ def _stored_transform(run_dir: Path, session: Any, warnings: list[str]) -> Any:
     current = declared_transform(session.dataset, session.specs, where)
     if current is None or current.same_as(stored.transform):
         return stored
-    for split in ("val", "test"):
-        raw = current.apply_split(session.splits[split], inverse=True)
-        session.splits[split] = stored.transform.apply_split(raw)
+    for split in ("val", "test"):  # the clean copies too (frames not dropped): frame curves read them
+        for splits in (session.splits, session.clean):
+            if split in splits:
+                splits[split] = stored.transform.apply_split(current.apply_split(splits[split], inverse=True))
     warnings.append("the dataset's input transform differs from the one stored with the run; "
                     "evaluation applies the stored one (transform.json)")
     return stored

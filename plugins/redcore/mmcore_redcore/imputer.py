@@ -45,8 +45,9 @@ How this relates to the reference code:
   imputation won back.
   ``zero_init: false`` restores the reference's init.
 - MMIN-style hiding (``hide_rate``, ``hide_scope``; off by default, as the reference has none):
-  in training each present modality is hidden from the *other* modalities' predictors with
-  probability ``hide_rate`` while its own latent stays the recon target, so the predictors
+  in training each present modality drawn with probability ``hide_rate`` is hidden from the
+  *other* modalities' predictors (unless the draw took every present one of its row) while its
+  own latent stays the recon target, so the predictors
   practise on the sparser inputs they meet at test time (``mmcore.hiding`` has the rule and how
   it relates to ``train.modality_dropout``, which removes the target instead). A predictor never
   reads its own modality, so hiding cannot be undone by copying, unlike MMIN's autoencoder.
@@ -109,8 +110,9 @@ class VIBImputer(nn.Module):
             reads h as it is.
         zero_init: start each residual branch's last layer and the predictor head at zero (ĝ = 0 at
             init); false keeps the reference's Kaiming init everywhere.
-        hide_rate: in training, probability of hiding each present modality from the other
-            modalities' predictors (MMIN-style; mmcore.hiding); 0 turns it off.
+        hide_rate: in training, probability of drawing each present modality for hiding from
+            the other modalities' predictors; a row whose every present modality is drawn hides
+            none (MMIN-style; mmcore.hiding: 0.5 hides 37.5% of three); 0 turns it off.
         hide_scope: imputer hides from the predictors only; model also gives the fusion and
             unimodal heads the imputed value of a hidden modality (mmcore.hiding).
     """
@@ -187,6 +189,9 @@ class VIBImputer(nn.Module):
         if not self.training:  # evaluation: only the rows whose prediction is used, no recon term
             completed = z.clone()
             for i, pred in enumerate(self.predictors):
+                if torch.jit.is_tracing():  # mmcore export: every row, kept where absent (a trace fixes the row count)
+                    completed[:, i] = torch.where(present[:, i : i + 1], z[:, i], pred(_others(visible, i)).to(z.dtype))
+                    continue
                 rows = (~present[:, i]).nonzero().squeeze(1)
                 if rows.numel():
                     completed[rows, i] = pred(_others(visible.index_select(0, rows), i)).to(z.dtype)
