@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mmcore.clitools import err_console, friendly_errors, make_console
+from mmcore.clitools import command_ends_process, err_console, friendly_errors, make_console
 from mmcore.components import KINDS
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.plugins import get_plugins
@@ -278,6 +278,7 @@ def _add_plugin_commands() -> None:
 
 def main() -> None:
     _add_plugin_commands()  # here, not at import: importing the CLI loads no plugin
+    command_ends_process()
     from mmcore.engine.launch import under_torchrun
 
     if not under_torchrun():

@@ -43,8 +43,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (a scheduler's or ``kill``'s stop) like Ctrl-C while a command runs, so it
     ends with the same clean message, exit code 130 and resumable state.
 
-    Once the work is complete (``mmcore.engine.stopping``) SIGTERM is ignored, and stays ignored
-    after the command returns (the handler is not put back), so a finished run exits 0.
+    Once the work is complete (``mmcore.engine.stopping``) SIGTERM is ignored, and in the process
+    ``mmcore.cli.main`` started it stays ignored after the command returns (the handler is not
+    put back), so a finished run exits 0. A command called in-process (a test's ``CliRunner``, a
+    script) gets its caller's handler back: the caller ignored SIGTERM for the rest of its life.
     """
     stopping.reset()
     if threading.current_thread() is not threading.main_thread():
@@ -59,8 +61,17 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        if not stopping.complete():
+        if not (stopping.complete() and _ENDS_PROCESS[0]):
             signal.signal(signal.SIGTERM, previous)
+
+
+_ENDS_PROCESS = [False]  # True in ``mmcore.cli.main``'s process, which exits once its command returns
+
+
+def command_ends_process() -> None:
+    """Called by the ``mmcore`` entry point: a SIGTERM after a command's work is complete stays
+    ignored until the process exits (``sigterm_as_interrupt``)."""
+    _ENDS_PROCESS[0] = True
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

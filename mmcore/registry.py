@@ -20,6 +20,7 @@ per option, ``name: help``, continuation lines indented further. Example::
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import re
 import typing
@@ -96,7 +97,7 @@ class Component:
         given = {k: v for k, v in injected.items() if k in params}
         kind = KIND[self.kind]
         with self.blame("failed to build"):
-            built = self.factory(**given, **options)
+            built = self.factory(**given, **copy.deepcopy(options))  # a factory that edits a list in place edits its own
             accepted = kind.accepts(built)  # reads the result's attributes: a dataset's property may raise
         if not accepted:
             raise RegistryError(f"{self.label}: factory returned {type(built).__name__}, not {kind.returns}")

@@ -144,6 +144,13 @@ def checked_build(build: Callable[[], T]) -> T:
     return model
 
 
+def forget() -> None:
+    """A new run in this process starts: an out-of-memory error while it loads its data named the
+    previous run's phase ("training epoch 1") and that recipe's parameters and batch size."""
+    _figures.clear()
+    _figures["phase"] = "starting the run"
+
+
 def record(**figures: Any) -> None:
     """Remember size figures (params, batch_size, dim) for the out-of-memory message."""
     _figures.update({k: v for k, v in figures.items() if v is not None})

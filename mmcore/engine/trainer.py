@@ -32,6 +32,8 @@ from mmcore.engine.batching import length_order, trim_padding
 from mmcore.engine.balancer_calls import BalancerCalls
 from mmcore.engine.blame import ComponentFault, blame_forward, check_finite_outputs, close_all, component_labels
 from mmcore.engine.build import build_balancer, build_loggers
+from mmcore.engine.calling import (as_path, callers_random_state, fresh_run_dir, one_run_at_a_time, resolved_copy, resume_dir,
+                                   step_reader)
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable
@@ -75,7 +77,7 @@ def run(
     recipe: dict[str, Any],
     *,
     plugins: Plugins | None = None,
-    run_dir: Path | None = None,
+    run_dir: Path | str | None = None,
     resume: bool = False,
     stop_after_steps: int | None = None,
     console: Console | None = None,
@@ -84,9 +86,12 @@ def run(
     """Train and evaluate a resolved recipe. ``resume`` continues ``run_dir`` from ``checkpoints/last``.
 
     ``stop_after_steps`` is deprecated (``mmcore.deprecated``): set ``train.max_steps`` instead.
+    The caller's recipe and torch random state are as they were when this returns (``mmcore.engine.calling``).
     """
+    recipe = resolved_copy(recipe)  # the caller's dict stays as it was
     recipe = deprecated.stop_after_steps(recipe, stop_after_steps)
-    with runtime_for(recipe) as runtime:
+    with one_run_at_a_time(), runtime_for(recipe) as runtime, callers_random_state(runtime.device):
+        sizes.forget()  # an out-of-memory message names this run's figures, not an earlier run's
         session = build_session(recipe, runtime, plugins)
         trainer = Trainer(session, run_dir=run_dir, resume=resume, console=console, show_progress=show_progress)
         return trainer.fit()
@@ -104,7 +109,7 @@ class Trainer:
         self,
         session: Session,
         *,
-        run_dir: Path | None = None,
+        run_dir: Path | str | None = None,
         resume: bool = False,
         console: Console | None = None,
         show_progress: bool = True,
@@ -124,7 +129,7 @@ class Trainer:
         self.blamed = component_labels(model, plan, session.plugins.registry)
         self.balancer = build_balancer(plan.balancer, self.names, session.train_spec, session.plugins.registry).to(rt.device)
         label = session.plugins.registry.get("balancer", plan.balancer["type"]).label
-        self.calls = BalancerCalls(self.balancer, label, self.names, rt.device, lambda: self.state.step)
+        self.calls = BalancerCalls(self.balancer, label, self.names, rt.device, step_reader(self))
         self.needs = requested_stats(self.balancer)  # optional StepStats fields, computed only when asked
         self.loss_kind = losses.task_loss_kind(self.task, cfg.task_loss)
         self.unimodal_weight, self.drop_rate = plan.unimodal_weight, cfg.modality_dropout
@@ -147,6 +152,7 @@ class Trainer:
         self.loggers = build_loggers(plan.logging, session.plugins.registry, show_progress, console) if rt.is_main else []
         self.owner = contextlib.ExitStack()  # the run directory's lock, released by fit() or close()
         opened: list[Any] = []
+        run_dir = as_path(run_dir)
         try:
             self.state, self.run_dir = self._restore(run_dir) if resume else (TrainState(), self._create(run_dir))
             self.state.bind(rt)
@@ -172,8 +178,7 @@ class Trainer:
 
     def _restore(self, run_dir: Path | None) -> tuple[TrainState, Path]:
         """Model, optimiser, RNG and balancer from ``checkpoints/last``."""
-        if run_dir is None:
-            raise MMCoreError("resume needs a run directory")
+        run_dir = resume_dir(run_dir)
         self._own(run_dir, "resume")  # before recovery renames anything in checkpoints/
         check_folders(run_dir / "checkpoints")
         check_result_paths(run_dir)
@@ -191,7 +196,7 @@ class Trainer:
     def _create(self, run_dir: Path | None) -> Path:
         """A new run directory (rank 0 makes it and writes the manifest; every rank learns its path)."""
         rt = self.rt
-        path = Path(rt.broadcast_object(str(run_dir or new_run_dir(self.plan.output, self.plan.name, self.session.recipe)) if rt.is_main else None))
+        path = Path(rt.broadcast_object(str(fresh_run_dir(run_dir, self.session.recipe) if run_dir else new_run_dir(self.plan.output, self.plan.name, self.session.recipe)) if rt.is_main else None))
         self._own(path, "train")
         if rt.is_main:
             write_session_manifest(self.session, path, self.fixed_masks)
@@ -206,7 +211,7 @@ class Trainer:
         started, final = time.perf_counter(), False
         stopping.reset()  # a command that trains several runs in turn: each is stoppable again
         try:
-            with self.owner:
+            with self.owner, one_run_at_a_time():  # the second: also for a Trainer made without run()
                 try:
                     for epoch in range(self.state.step // self.steps_per_epoch, self.epochs):
                         with sizes.phase(f"training epoch {epoch + 1}"):
