@@ -61,6 +61,17 @@ def test_runs_in_one_process_repeat_their_numbers_and_leave_the_callers_random_s
     assert ownership._held == {}
 
 
+def test_evaluating_a_saved_run_leaves_the_callers_random_state(tmp_path):
+    from mmcore.after import evaluate_run
+
+    done = run(tiny_recipe(tmp_path, ONE_EPOCH), show_progress=False)
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    result = evaluate_run(done.run_dir, label="again")
+    assert torch.equal(torch.get_rng_state(), before)  # before: reseeded from the run's recipe
+    assert result.results == done.results["test"]
+
+
 def test_a_run_frees_its_model_and_data_when_it_returns(tmp_path, monkeypatch):
     made: list[weakref.ref[Any]] = []
     build = trainer.build_session

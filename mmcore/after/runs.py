@@ -114,6 +114,7 @@ def _load_weights(path: Path, model: Any) -> bool:
 def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str = "best",
              device: str | None = None) -> Iterator[OpenRun]:
     """A session of a saved run with the checkpoint's weights, for the duration of the block."""
+    from mmcore.engine.calling import callers_random_state
     from mmcore.engine.rundir import split_checksum
     from mmcore.engine.runtime import runtime_for
     from mmcore.engine.session import build_session
@@ -128,7 +129,7 @@ def open_run(run_dir: Path, overrides: list[str] | None = None, checkpoint: str 
         # a run trained on a GPU, evaluated where there is none: its weights load on the CPU
         recipe = load_run_recipe(run_dir, [*(overrides or []), "device=cpu"])
         warnings.append(f"the run was trained with device={recipe_device(run_dir)}; no CUDA here, evaluating on the CPU")
-    with runtime_for(recipe) as runtime:
+    with runtime_for(recipe) as runtime, callers_random_state(runtime.device):  # build_session seeds torch
         session = build_session(recipe, runtime)
         verified = _load_weights(path, session.model)
         if not verified:
