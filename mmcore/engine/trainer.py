@@ -279,6 +279,8 @@ class Trainer:
         if extra is not None:  # the balancer's own term (PMR's prototype loss)
             loss = loss + extra
         stats = losses.pool_stats(self._step_stats(groups, present, out, batch.target, len(index)), rt)
+        # logged before the balancer sees the stats: one that changes them in place changes no logged number
+        state.log.add({"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses, **out.monitors})
         self.optimizer.zero_grad(set_to_none=True)
         if "group_grads" in self.needs:  # per-group encoder gradients, before the total's backward
             stats.group_grads = losses.group_gradients(
@@ -296,7 +298,6 @@ class Trainer:
         state.step += 1
         self.trained += len(index)
         state.epoch_loss = state.epoch_loss + loss.detach().float()
-        state.log.add({"loss": loss.detach(), "task_loss": task_loss.detach(), **stats.losses, **out.monitors})
         if extra is not None:
             state.log.add({"balancer_loss": extra.detach()})
         state.log.count += 1

@@ -27,6 +27,11 @@ A component that needs an optional dependency names its top-level modules in
 Encoders are checked on a vector and on a sequence modality; an encoder that supports only one
 declares ``contract_modalities = ("sequence",)`` (or ``("vector",)``) on its factory.
 
+A rule added in a release fails nothing at first: its check gives a ``FutureWarning`` with the
+same one line as a failure would, ending "a later version of the contract suite will fail on
+it", so a plugin whose suite passed keeps passing (run pytest with ``-W error::FutureWarning``
+to hold a plugin to the coming rules). The check functions' docstrings list which are warnings.
+
 Layout: ``_common`` (sizes, helpers), ``modules`` (encoder, imputer, fusion), ``balancers``,
 ``datasets``, ``loggers``; ``recipes.tiny_recipe`` gives plugin tests a resolved recipe that
 trains in seconds, and ``pytest_plugin`` the fixtures. Every kind of ``mmcore.components.KIND_TABLE``

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -10,6 +12,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
+from torch.nn.parameter import is_lazy
 
 from mmcore.components import ContractSkip  # noqa: F401 - defined with the component protocol, exported here
 from mmcore.engine.outputs import tensor_problem
@@ -42,8 +45,18 @@ class _Ctx:
 
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
-            where = f" ({self.where})" if self.where else ""
-            raise AssertionError(f"{self.c.kind} '{self.c.name}' (plugin {self.c.origin}): {message}{where}")
+            raise AssertionError(self.line(message))
+
+    def advise(self, condition: bool, message: str) -> None:
+        """A rule new in this release: a ``FutureWarning`` now, so that a plugin whose suite
+        passed before still passes, and a failure in a later version."""
+        if not condition:
+            warnings.warn(f"{self.line(message)}; a later version of the contract suite will fail on it", FutureWarning, stacklevel=3)
+
+    def line(self, message: str) -> str:
+        """``message`` with the component in front and the situation behind, on one line."""
+        where = f" ({self.where})" if self.where else ""
+        return f"{self.c.kind} '{self.c.name}' (plugin {self.c.origin}): {message}{where}"
 
     def build(self, injected: dict[str, Any], opts: dict[str, Any], seed: int) -> Any:
         torch.manual_seed(seed)  # seeds differ between builds, so a state round trip means something
@@ -124,10 +137,76 @@ def _check_state_round_trip(ctx: _Ctx, first: nn.Module, second: nn.Module, run:
     state = first.state_dict()
     bad = [k for k, v in state.items() if not isinstance(v, Tensor)]
     ctx.expect(not bad, f"state_dict entries {bad} are not tensors (checkpoints are safetensors)")
-    second.load_state_dict(st_load(st_save({k: v.detach().clone().contiguous() for k, v in state.items()})))
+    try:
+        second.load_state_dict(st_load(st_save({k: v.detach().clone().contiguous() for k, v in state.items()})))
+    except RuntimeError as exc:  # torch's message spans lines; the checkpoint of a run would not load either
+        ctx.expect(False, f"its state_dict does not load into a fresh build: {' '.join(str(exc).split())}")
     first.eval(), second.eval()
     with torch.no_grad():
-        ctx.expect(torch.equal(run(first), run(second)), "eval outputs differ after a state_dict round trip")
+        same = torch.equal(run(first), run(second))
+    outside = _outside_state(first, (Tensor, nn.Module))
+    hint = f" (not in its state_dict: attributes {outside}; register tensors as buffers, modules in nn.ModuleList)" if outside else ""
+    ctx.expect(same, f"eval outputs differ after a state_dict round trip{hint}")
+
+
+def _outside_state(module: nn.Module, kinds: tuple[type, ...]) -> list[str]:
+    """Public attributes holding ``kinds`` (alone, or in a plain list, tuple or dict), which
+    ``state_dict``, ``to()`` and ``parameters()`` do not see: ``self.layers = [nn.Linear(...)]``."""
+    found = []
+    for prefix, sub in module.named_modules():
+        for name, value in vars(sub).items():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+            if not name.startswith("_") and any(isinstance(v, kinds) for v in items):
+                found.append(f"{prefix}.{name}" if prefix else name)
+    return found
+
+
+def _check_built(ctx: _Ctx, module: nn.Module) -> list[str]:
+    """No lazy parameter or buffer after building; returns the state's keys, to compare after a forward.
+
+    The engine counts and optimises a model's parameters before its first forward, so it refuses
+    uninitialised ones (``nn.LazyLinear``) when it builds the model."""
+    lazy = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if is_lazy(t)]
+    ctx.expect(not lazy, f"{lazy} are uninitialised after building (a Lazy module?), which the engine refuses: "
+                         "give the layer its input size")
+    hidden = _outside_state(module, (nn.Module,))
+    ctx.advise(not hidden, f"attributes {hidden} hold modules outside nn.ModuleList/nn.ModuleDict: their parameters are "
+                           "not trained, saved or moved to the device")
+    return list(module.state_dict())
+
+
+def _check_no_new_state(ctx: _Ctx, module: nn.Module, built: list[str]) -> None:
+    """The state after a forward has the keys it had when built."""
+    new = [k for k in module.state_dict() if k not in built]
+    ctx.expect(not new, f"parameters {new} appear only after the first forward: the optimizer, built before it, never "
+                        "trains them and a checkpoint does not load into a fresh build; create them in __init__")
+
+
+# what torch says when a forward mixes devices (meta: "... is not on the expected device meta!")
+_MIXED_DEVICES = re.compile(r"expected device|same device", re.IGNORECASE)
+
+
+def _check_device(
+    ctx: _Ctx, module: Any, call: Callable[[torch.device], Any], situation: str = "with its inputs on {}",
+    fix: str = "create tensors with device=x.device",
+) -> None:
+    """Outputs stay on the device ``module`` was moved to (a run on a GPU refuses a CPU tensor).
+    Without CUDA the meta device stands in: shapes only, so a call it cannot run (an op without a
+    meta kernel, a host read such as ``lengths.cpu()``) proves nothing and is let through.
+    ``module`` is a throwaway build: it is moved. New in this release, so a warning."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "meta")
+    where = situation.format(device.type)
+    try:
+        module.to(device)
+        with torch.no_grad():
+            out = call(device)
+    except Exception as exc:
+        mixed = bool(_MIXED_DEVICES.search(str(exc)))
+        ctx.advise(not mixed, f"{where} it mixes devices ({' '.join(str(exc).split())}); {fix}")
+        return
+    outputs = [out] if isinstance(out, Tensor) else list(out) if isinstance(out, tuple) else [out.z, *out.losses.values()]
+    off = sorted({str(t.device) for t in outputs if isinstance(t, Tensor) and t.device.type != device.type})
+    ctx.advise(not off, f"{where} it returns a tensor on {', '.join(off)}; {fix}")
 
 
 def present_masks(batch: int, m: int, gen: torch.Generator) -> dict[str, Tensor]:

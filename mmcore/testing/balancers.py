@@ -4,6 +4,7 @@ optional pre-imputer ``calibration`` module a factory may declare."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from mmcore.testing._common import (
     SPECS,
     Factory,
     _as_component,
+    _check_device,
     _Ctx,
     _finite,
     option_sets,
@@ -67,7 +69,8 @@ def check_balancer(component: Component | Factory, *, options: dict[str, Any] | 
     engine) and ``log_values`` of scalars or ``[M]`` tensors through several observed steps
     (some with a modality absent from the batch), and a JSON-serialisable ``state_dict`` that,
     loaded into a fresh balancer, gives the same weights, the same gradient modulation, and the
-    same weights and state again after one more ``observe``."""
+    same weights and state again after one more ``observe``. Warned (``FutureWarning``, new in
+    this release): an ``observe`` that changes the statistics it is given."""
     c = _as_component(component, "balancer")
     with torch.random.fork_rng(devices=[]):
         for opts in option_sets(c, options):
@@ -92,7 +95,7 @@ def _check_balancer_with(ctx: _Ctx, opts: dict[str, Any], steps: int) -> None:
         w = usable_weights(w)  # attached weights: the engine's deprecation warning, here too
         ok = _finite(w) and bool((w >= 0).all())
         ctx.expect(ok, f"weights must be finite and >= 0, got {w.tolist()} at step {step}")
-        bal.observe(step_stats(step, bal.target, len(names), gen))
+        _observe(ctx, bal, step_stats(step, bal.target, len(names), gen))
         logged = bal.log_values()
         ok = all(isinstance(k, str) and isinstance(v, Tensor) for k, v in logged.items())
         ctx.expect(ok, "log_values() must map str -> Tensor")
@@ -106,6 +109,15 @@ def _check_balancer_with(ctx: _Ctx, opts: dict[str, Any], steps: int) -> None:
         ctx.expect(False, f"state_dict() is not JSON-serialisable: {exc}")
     fresh = ctx.build(injected, opts, seed=1)
     fresh.load_state_dict(json.loads(text))
+    elsewhere = ctx.build(injected, opts, seed=2)  # a resume: to(device) first, then the checkpoint's state
+
+    def resumed(device: torch.device) -> tuple[Tensor, Tensor]:
+        before = elsewhere.weights()
+        elsewhere.load_state_dict(json.loads(text))
+        return before, elsewhere.weights()
+
+    _check_device(ctx, elsewhere, resumed, "moved to {} (then given load_state_dict(), as on resuming)",
+                  "weights() must be on the device of to(): move every tensor there and make loaded ones on self.device")
     same = torch.equal(fresh.weights(), bal.weights())
     ctx.expect(same, f"weights differ after load_state_dict: {fresh.weights().tolist()} vs {bal.weights().tolist()}")
     stats = step_stats(steps, bal.target, len(names), gen)
@@ -113,11 +125,30 @@ def _check_balancer_with(ctx: _Ctx, opts: dict[str, Any], steps: int) -> None:
     ctx.expect(all(_finite(g) for g in grads), "modulate_gradients produced non-finite gradients")
     same = all(torch.equal(a, b) for a, b in zip(grads, fresh_grads))
     ctx.expect(same, "modulate_gradients differs after load_state_dict")
-    bal.observe(stats)
-    fresh.observe(stats)
+    confidence = None if stats.unimodal_confidence is None else stats.unimodal_confidence.clone()
+    twin = replace(stats, losses={g: t.clone() for g, t in stats.losses.items()},
+                   present_counts=stats.present_counts.clone(), unimodal_confidence=confidence)
+    _observe(ctx, bal, stats)
+    fresh.observe(twin)  # its own copy: the warning above, not a false divergence, for a balancer that changes stats
     ctx.expect(torch.equal(fresh.weights(), bal.weights()), "weights diverge one observe() after load_state_dict")
     same_state = json.dumps(fresh.state_dict()) == json.dumps(bal.state_dict())
     ctx.expect(same_state, "state_dict diverges one observe() after load_state_dict")
+
+
+def _observe(ctx: _Ctx, bal: Balancer, stats: StepStats) -> None:
+    """``observe(stats)``, which must leave ``stats`` as it was: the engine logs the same loss
+    tensors after the call (``metrics.jsonl``). New in this release, so a warning."""
+    before = {f"losses[{g!r}]": t.clone() for g, t in stats.losses.items()}
+    before["present_counts"] = stats.present_counts.clone()
+    if stats.unimodal_confidence is not None:
+        before["unimodal_confidence"] = stats.unimodal_confidence.clone()
+    bal.observe(stats)
+    after = {f"losses[{g!r}]": t for g, t in stats.losses.items()}
+    after.update(present_counts=stats.present_counts, unimodal_confidence=stats.unimodal_confidence)
+    changed = [k for k, t in before.items() if not isinstance(after.get(k), Tensor) or not torch.equal(after[k], t)]
+    changed += [k for k in after if k.startswith("losses[") and k not in before]
+    ctx.advise(not changed, f"observe(stats) modifies stats.{', stats.'.join(changed)} in place (the engine logs these "
+                            "tensors after the call); compute on copies")
 
 
 def _check_calibration(ctx: _Ctx, opts: dict[str, Any]) -> None:
