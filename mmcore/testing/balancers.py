@@ -147,8 +147,8 @@ def _observe(ctx: _Ctx, bal: Balancer, stats: StepStats) -> None:
     after.update(present_counts=stats.present_counts, unimodal_confidence=stats.unimodal_confidence)
     changed = [k for k, t in before.items() if not isinstance(after.get(k), Tensor) or not torch.equal(after[k], t)]
     changed += [k for k in after if k.startswith("losses[") and k not in before]
-    ctx.advise(not changed, f"observe(stats) modifies stats.{', stats.'.join(changed)} in place (the engine logs these "
-                            "tensors after the call); compute on copies")
+    ctx.advise(not changed, f"observe(stats) modifies stats.{', stats.'.join(changed)} in place; the step's "
+                            "statistics are the engine's (earlier releases logged them after the call): compute on copies")
 
 
 def _check_calibration(ctx: _Ctx, opts: dict[str, Any]) -> None:
