@@ -5,6 +5,15 @@ masks at given rates with their own seed -- drawn, like training masks, as a pur
 (seed, sample id, spec) on a separate hash stream, so they are the same for every training seed
 and every method. ``"all"`` expands to every non-empty subset, which is how results are reported
 per condition and averaged.
+
+Rows with unusable modalities (``SplitData.unusable``) lack them under every condition. A random
+condition draws around them as training masks do (``mmcore.missing``: ``min_present`` holds
+among a row's usable modalities). A fixed subset is what a deployment with only those sensors
+would see, so a row whose subset modalities are all unusable has nothing present there; it is
+still scored -- the model's guess from nothing, as in deployment -- so every condition scores
+the same rows and the average and pooled rows stay comparable, and ``empty_rows`` counts such
+rows per condition for ``eval.json``'s ``empty_rows`` (split -> condition -> rows; conditions
+with none are left out, and so is the key when no condition has any).
 """
 
 from __future__ import annotations
@@ -171,3 +180,12 @@ def condition_masks(condition: Condition, ids: Tensor, num_modalities: int, spli
         raise MMCoreError(f"condition '{condition.name}' refers to {len(names)} modalities, expected {num_modalities}")
     u = hash_uniform(condition.seed, ids, STREAM_EVAL)
     return spec_masks(condition.random, names, u, split).to(ids.device)
+
+
+def empty_rows(masks: Mapping[str, Tensor]) -> dict[str, int]:
+    """Per condition, how many rows its masks leave with no modality present (one host sync);
+    conditions that leave none are omitted, so data without unusable rows gives ``{}``."""
+    if not masks:
+        return {}
+    counts = torch.stack([(~m.any(1)).sum() for m in masks.values()]).tolist()
+    return {name: int(c) for name, c in zip(masks, counts) if c}

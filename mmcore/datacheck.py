@@ -17,8 +17,10 @@ Non-finite features have two policies, chosen by the recipe key ``data.nonfinite
   row where ``m`` is missing. The returned split has those rows' features of ``m`` set to zero
   and ``SplitData.unusable`` set, a ``[N, M]`` bool in modality order (True = unusable); the
   engine ANDs ``~unusable`` into the present mask of every batch, for training and evaluation
-  alike. A row with no usable modality at all is still an error: nothing could be predicted
-  from it, and dropping it silently would change the evaluation set.
+  alike, and the drawn masks (training, random conditions) treat those modalities as absent
+  before the draw, so ``min_present`` holds among a row's usable ones (``mmcore.missing``). A
+  row with no usable modality at all is still an error: nothing could be predicted from it,
+  and dropping it silently would change the evaluation set.
 
 Targets are never repaired: a non-finite regression target or a class index outside
 ``0..num_classes-1`` is an error under both policies.

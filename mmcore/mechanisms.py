@@ -38,6 +38,10 @@ How this differs from the field's practice, so numbers are compared knowingly:
 A mask stays a pure function of (seed, sample id, spec) given the split's data: the uniform is
 the id's hash, and the standardisation and θ depend on the split as a set, never on row order
 or batching. It is a function of the whole split, so subsetting the split changes it.
+
+Rows with unusable modalities (``SplitData.unusable``) follow ``mmcore.missing``'s rule: θ is
+fitted as if every row were whole, so the other rows' masks do not change, and such a row draws
+from its own family restricted to its usable modalities, keeping min(``min_present``, usable).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import torch
 from torch import Tensor
 
 from mmcore.errors import MMCoreError
-from mmcore.missing import MissingSpec, check_spec
+from mmcore.missing import MissingSpec, check_spec, unusable_groups, usable_rows, usable_support
 from mmcore.patterns import all_patterns, calibration_support, fit_natural_params, format_rates
 from mmcore.types import SplitData
 
@@ -133,6 +137,13 @@ def sample_distributions(spec: MissingSpec, modalities: Sequence[str], split: Sp
 
     The split-mean of each sample's missing probability equals the spec's rate (checked to 1e-9).
     """
+    patterns, probs, _ = _fitted(spec, modalities, split)
+    return patterns, probs
+
+
+def _fitted(spec: MissingSpec, modalities: Sequence[str], split: SplitData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sample_distributions``, and each sample's natural parameters θ + shift_i over all M
+    modalities (0 where pinned), which rows with unusable modalities draw from."""
     check_spec(spec, modalities)  # unknown driver, min_present, infeasible rates: one-line errors
     rates = np.array([spec.rates.get(n, 0.0) for n in modalities], dtype=np.float64)
     x = all_patterns(len(modalities))
@@ -148,17 +159,32 @@ def sample_distributions(spec: MissingSpec, modalities: Sequence[str], split: Sp
             f"mechanism '{spec.mechanism}' cannot meet missing rates {format_rates(modalities, rates)} with "
             f"min_present={spec.min_present} and strength={spec.strength} on this split (marginal error {err:.2g})"
         )
-    return patterns, probs
+    natural = np.zeros((len(probs), len(modalities)))
+    natural[:, free] = shift + theta
+    return patterns, probs, natural
+
+
+def _rows_inverse_cdf(patterns: np.ndarray, probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    cdf = np.cumsum(probs, axis=1)
+    cdf[:, -1] = 1.0  # u < 1, so every draw lands inside the support despite rounding
+    index = (cdf <= u[:, None]).sum(1)  # searchsorted(side="right") row by row
+    return patterns[np.minimum(index, patterns.shape[0] - 1)].copy()
 
 
 def draw_dependent(spec: MissingSpec, modalities: Sequence[str], u: Tensor, split: SplitData) -> Tensor:
-    """Masks bool ``[N, M]`` by inverse CDF over each sample's own pattern distribution."""
+    """Masks bool ``[N, M]`` by inverse CDF over each sample's own pattern distribution; a row
+    with unusable modalities over its family restricted to the usable ones (module docstring)."""
     if len(u) != len(split):
         raise MMCoreError(f"mechanism '{spec.mechanism}': {len(u)} uniforms for a split of {len(split)} rows")
-    patterns, probs = sample_distributions(spec, modalities, split)
+    patterns, probs, natural = _fitted(spec, modalities, split)
     if len(probs) == 0:
         return torch.zeros((0, len(modalities)), dtype=torch.bool)
-    cdf = np.cumsum(probs, axis=1)
-    cdf[:, -1] = 1.0  # u < 1, so every draw lands inside the support despite rounding
-    index = (cdf <= u.numpy()[:, None]).sum(1)  # searchsorted(side="right") row by row
-    return torch.from_numpy(patterns[np.minimum(index, patterns.shape[0] - 1)].copy())
+    out = _rows_inverse_cdf(patterns, probs, u.numpy())
+    usable = usable_rows(split, len(u), len(modalities))
+    if usable is not None:
+        x = all_patterns(len(modalities))
+        for key, rows in unusable_groups(usable):
+            own = x[usable_support(spec, modalities, key)]
+            logits = natural[rows] @ own.T.astype(np.float64)
+            out[rows] = _rows_inverse_cdf(own, _rows_softmax(logits), u.numpy()[rows])
+    return torch.from_numpy(out)

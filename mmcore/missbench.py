@@ -82,16 +82,21 @@ def mli(grad_norms: Mapping[str, Sequence[float]], modalities: Sequence[str]) ->
     return equity(means)
 
 
+NO_MODALITY = "(none)"  # train_patterns' key for rows with nothing present (min_present: 0, no usable modality)
+
+
 def pattern_counts(masks: "Tensor", modalities: Sequence[str]) -> dict[str, int]:
-    """How many training rows have each availability pattern, by condition name (``a+v``)."""
+    """How many training rows have each availability pattern, by condition name (``a+v``); rows
+    with no modality present (possible under ``min_present: 0``) under ``NO_MODALITY``, so the
+    counts add up to the rows. Patterns no row has are omitted."""
     import torch
 
     bits = 2 ** torch.arange(masks.shape[1], device=masks.device)
     counts = torch.bincount((masks.long() * bits).sum(1), minlength=2 ** masks.shape[1]).tolist()
     out = {}
     for index, count in enumerate(counts):
-        if index and count:
-            out["+".join(m for i, m in enumerate(modalities) if index >> i & 1)] = int(count)
+        if count:
+            out["+".join(m for i, m in enumerate(modalities) if index >> i & 1) or NO_MODALITY] = int(count)
     return out
 
 

@@ -10,6 +10,19 @@ Why it is built this way:
   the realised per-modality missing rates equal the requested ones *after* the ``min_present``
   constraint -- naive "drop independently, then repair empty samples" lowers the realised rates.
 - Masks are bool ``[N, M]``, True = present, modality order as given.
+- A row's unusable modalities (``SplitData.unusable``: non-finite features under
+  ``data.nonfinite: absent``, fully dropped frames, or marked by the dataset) count as absent
+  *before* its pattern is drawn, so the draw hides usable modalities only and ``min_present``
+  holds among them: the row draws from the same protocol restricted to its usable modalities
+  (the same natural parameters θ under per-modality rates, the same η under ``sample_rate``),
+  with ``min_present`` lowered to the number of usable modalities (rate-1 ones aside) when
+  fewer remain -- then all of them are kept. Rows with every modality usable draw exactly as
+  if no row were unusable (same uniform, same distribution, bit for bit), so the rates are
+  calibrated on them alone and unusable rows come on top: over the split modality m is missing
+  about u_m + (1 - u_m)·r_m of the time, u_m its unusable fraction, or less where
+  ``min_present`` binds on rows with fewer usable modalities (they keep more of them: at rates
+  0.3 and ``min_present: 2`` a modality never unusable is missing 0.21 of a split with 30% such
+  rows); ``realised_rates`` of the final masks is the exact figure.
 
 The hashing and the distribution run in numpy on the host; compute a split's masks once (per
 epoch under ``resample``) and index-select them on the device rather than calling per batch.
@@ -28,7 +41,7 @@ import torch
 from torch import Tensor
 
 from mmcore.errors import MMCoreError
-from mmcore.patterns import all_patterns, calibrated_probs, sample_rate_probs
+from mmcore.patterns import all_patterns, calibrated_probs, calibration_support, fit_natural_params, sample_rate_probs
 from mmcore.registry import did_you_mean
 
 if TYPE_CHECKING:
@@ -229,20 +242,116 @@ def check_spec(spec: MissingSpec, modalities: Sequence[str]) -> None:
     _distribution(spec, tuple(modalities))
 
 
-def draw_masks(spec: MissingSpec, modalities: Sequence[str], u: Tensor) -> Tensor:
-    """Masks bool ``[N, M]`` from one uniform per sample, by inverse CDF over the patterns."""
-    patterns, probs = _distribution(spec, tuple(modalities))
+def _inverse_cdf(patterns: np.ndarray, probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     cdf = np.cumsum(probs)
     cdf[-1] = 1.0  # u < 1, so every draw lands inside the support despite rounding
-    index = np.searchsorted(cdf, u.numpy(), side="right")
-    return torch.from_numpy(patterns[np.minimum(index, len(cdf) - 1)])
+    index = np.searchsorted(cdf, u, side="right")
+    return patterns[np.minimum(index, len(cdf) - 1)]
+
+
+def draw_masks(spec: MissingSpec, modalities: Sequence[str], u: Tensor, usable: np.ndarray | None = None) -> Tensor:
+    """Masks bool ``[N, M]`` from one uniform per sample, by inverse CDF over the patterns.
+
+    ``usable`` (bool ``[N, M]``, from ``usable_rows``) redraws the rows lacking some modality
+    from the protocol restricted to their usable ones (module docstring); the other rows keep
+    the plain draw, so their masks do not depend on whether any row is unusable."""
+    patterns, probs = _distribution(spec, tuple(modalities))
+    out = _inverse_cdf(patterns, probs, u.numpy())
+    if usable is None:
+        return torch.from_numpy(out)
+    for key, rows in unusable_groups(usable):
+        own, own_probs = _usable_distribution(spec, tuple(modalities), key)
+        out[rows] = _inverse_cdf(own, own_probs, u.numpy()[rows])
+    return torch.from_numpy(out)
+
+
+def usable_rows(split: SplitData | None, n: int, num_modalities: int) -> np.ndarray | None:
+    """The split's usable modalities, bool ``[N, M]`` on the host, or None when every row has all."""
+    unusable = getattr(split, "unusable", None)
+    if unusable is None:
+        return None
+    if tuple(unusable.shape) != (n, num_modalities):
+        raise MMCoreError(
+            f"the split's unusable mask has shape {tuple(unusable.shape)}, expected ({n}, {num_modalities}) for its rows and modalities"
+        )
+    usable = ~unusable.detach().to("cpu", torch.bool).numpy()
+    return None if usable.all() else usable
+
+
+def unusable_groups(usable: np.ndarray) -> list[tuple[tuple[bool, ...], np.ndarray]]:
+    """The rows lacking some modality, grouped by which modalities they have (at most 2^M - 1 groups)."""
+    lacking = np.flatnonzero(~usable.all(1))
+    keys, inverse = np.unique(usable[lacking], axis=0, return_inverse=True)
+    return [(tuple(bool(b) for b in key), lacking[inverse.reshape(-1) == g]) for g, key in enumerate(keys)]
+
+
+@functools.lru_cache(maxsize=64)
+def _natural_params(spec: MissingSpec, modalities: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """θ of the calibrated family (the fit ``calibrated_probs`` makes) and the free modalities it
+    covers, for rows that draw from that family restricted to their usable modalities."""
+    _distribution(spec, modalities)  # the checks and the calibration error, first
+    x = all_patterns(len(modalities))
+    rates = np.array([spec.rates.get(n, 0.0) for n in modalities], dtype=np.float64)
+    allowed, free, t = calibration_support(x, rates, spec.min_present, modalities)
+    return fit_natural_params(x[allowed][:, free].astype(np.float64), t[free]), free
+
+
+def usable_support(spec: MissingSpec, modalities: Sequence[str], usable: Sequence[bool]) -> np.ndarray:
+    """Which of the 2^M patterns a row with these usable modalities may take under per-modality
+    rates: no unusable one, the rate-0 ones it has, no rate-1 one, and at least
+    min(min_present, its usable modalities that are not rate 1) present -- exactly that many
+    where the rates sit on the feasibility boundary (every allowed pattern has min_present)."""
+    x = all_patterns(len(modalities))
+    have = np.array(usable, dtype=bool)
+    rates = np.array([spec.rates.get(n, 0.0) for n in modalities], dtype=np.float64)
+    allowed = calibration_support(x, rates, spec.min_present, modalities)[0]
+    always, never = rates <= 0.0, rates >= 1.0
+    k = min(spec.min_present, int((have & ~never).sum()))
+    count = x.sum(1)
+    support = ~x[:, ~have].any(1) & x[:, always & have].all(1) & ~x[:, never].any(1) & (count >= k)
+    if (x[allowed].sum(1) == spec.min_present).all():  # the boundary: exactly min_present each
+        support &= count == k
+    return support
+
+
+@functools.lru_cache(maxsize=256)
+def _usable_distribution(spec: MissingSpec, modalities: tuple[str, ...], usable: tuple[bool, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern distribution of a row that has only the ``usable`` modalities."""
+    x = all_patterns(len(modalities))
+    if spec.sample_rate is not None:
+        probs = _sample_rate_within(x, np.array(usable, dtype=bool), spec.sample_rate, spec.min_present)
+    else:
+        theta, free = _natural_params(spec, modalities)
+        support = usable_support(spec, modalities, usable)
+        logits = x[support][:, free].astype(np.float64) @ theta
+        probs = np.zeros(len(x))
+        probs[support] = np.exp(logits - logits.max())
+    keep = probs > 0
+    return x[keep], probs[keep] / probs[keep].sum()
+
+
+def _sample_rate_within(x: np.ndarray, have: np.ndarray, eta: float, k: int) -> np.ndarray:
+    """The η protocol on a row's usable modalities: all of them with probability 1 - η, else one
+    of their proper subsets with at least min(k, usable) present, each equally likely; all of
+    them when there is no such subset."""
+    inside, count, s = ~x[:, ~have].any(1), x.sum(1), int(have.sum())
+    full = inside & (count == s)
+    incomplete = inside & (count >= min(k, s)) & (count < s)
+    probs = np.zeros(len(x))
+    if not incomplete.any():
+        probs[full] = 1.0
+        return probs
+    probs[full] = 1.0 - eta
+    probs[incomplete] = eta / incomplete.sum()
+    return probs
 
 
 def spec_masks(spec: MissingSpec, modalities: Sequence[str], u: Tensor, split: SplitData | None) -> Tensor:
     """Masks bool ``[N, M]`` (on the CPU) from one uniform per sample: ``draw_masks`` under mcar,
-    the data-dependent draw of ``mmcore.mechanisms`` under mar / mnar, which reads ``split``."""
+    the data-dependent draw of ``mmcore.mechanisms`` under mar / mnar, which reads ``split``.
+    The split's unusable modalities are absent, and ``min_present`` holds among the usable ones."""
     if spec.mechanism == "mcar":
-        return draw_masks(spec, modalities, u)
+        return draw_masks(spec, modalities, u, usable_rows(split, len(u), len(modalities)))
     from mmcore.mechanisms import draw_dependent  # it builds on this module
 
     if split is None:
@@ -258,6 +367,8 @@ def train_masks(
     Under ``policy: fixed`` the epoch is ignored: a sample's pattern is its own, every epoch.
     ``policy: resample`` redraws per epoch (what the RedCore reference code does in effect).
     Under mar / mnar a mask also depends on the split's data (``ids`` are then the split's ids).
+    With a split whose rows have unusable modalities, those are absent and the rows' draws keep
+    ``min_present`` among the usable ones (module docstring); ``ids`` are then the split's ids.
     """
     draw_epoch = epoch if spec.policy == "resample" else 0
     u = hash_uniform(seed, ids, STREAM_TRAIN, draw_epoch)

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from mmcore.conditions import AVERAGE, Condition, condition_masks
+from mmcore.conditions import AVERAGE, Condition, condition_masks, empty_rows
 from mmcore.engine.batching import trim_padding
 from mmcore.engine.model import MultimodalModel
 from mmcore.engine.runtime import Runtime
@@ -44,6 +44,7 @@ class ScoreTable(dict):  # type: ignore[type-arg]
     pooled: dict[str, float] | None = None
     loss: float | None = None  # the task loss averaged over conditions (validation curves), when asked
     confusion: dict[str, Any] | None = None  # classification: confusion matrices for the report
+    empty: dict[str, int] | None = None  # condition -> rows scored with no modality present (mmcore.conditions)
 ROWS_PER_CALL = 16384  # rows (samples × conditions) given to the imputer and fusion at once
 FRAMES_PER_CALL = 2048  # padded frames per sequence-encoder call (rows in length order; model.encode_by_length)
 
@@ -51,14 +52,18 @@ FRAMES_PER_CALL = 2048  # padded frames per sequence-encoder call (rows in lengt
 def condition_mask_table(conditions: list[Condition], split: SplitData, num_modalities: int) -> dict[str, Tensor]:
     """Masks of every condition for a whole split, computed once (they depend on ids only).
 
-    Rows whose features were unusable (``data.nonfinite: absent``) are absent under every condition.
+    Rows whose features were unusable (``data.nonfinite: absent``) are absent under every condition;
+    a fixed subset can leave such a row with nothing present: it is scored, and counted in
+    ``eval.json``'s ``empty_rows`` (``mmcore.conditions``).
     """
     return {c.name: usable(condition_masks(c, split.ids, num_modalities, split).to(split.ids.device), split) for c in conditions}
 
 
 def usable(masks: Tensor, split: SplitData) -> Tensor:
-    """Masks with the rows whose features were unusable (``data.nonfinite: absent``) marked absent;
-    the one place that rule is applied, for training masks and evaluation conditions alike."""
+    """Masks with the rows whose features were unusable (``data.nonfinite: absent``) marked absent,
+    for training masks and evaluation conditions alike. Drawn masks already leave them out, so
+    that ``min_present`` holds among a row's usable modalities (``mmcore.missing``); here it
+    reaches fixed conditions and masks from anywhere else."""
     unusable = getattr(split, "unusable", None)
     return masks if unusable is None else masks & ~unusable.to(masks.device)
 
@@ -156,11 +161,14 @@ def evaluate(
     of the rows and the predictions are gathered in order, so every rank scores the same
     predictions one process would have made."""
     if runtime is None or not runtime.distributed:
-        return score(predict(model, split, masks, batch_size, autocast), split.target, task, loss_kind)
-    n = len(split)
-    local = predict(model, split, masks, batch_size, autocast, rows=runtime.rows(n))
-    gathered = {k: runtime.all_gather_rows(v.reshape(-1, task.out_dim), n) for k, v in local.items()}
-    return score(gathered, split.target, task, loss_kind)
+        table = score(predict(model, split, masks, batch_size, autocast), split.target, task, loss_kind)
+    else:
+        n = len(split)
+        local = predict(model, split, masks, batch_size, autocast, rows=runtime.rows(n))
+        gathered = {k: runtime.all_gather_rows(v.reshape(-1, task.out_dim), n) for k, v in local.items()}
+        table = score(gathered, split.target, task, loss_kind)
+    table.empty = empty_rows(masks) or None  # type: ignore[attr-defined]
+    return table
 
 
 def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], extra: dict[str, Any]) -> None:
@@ -171,7 +179,9 @@ def write_eval(run_dir: Path, results: dict[str, dict[str, dict[str, float]]], e
     """
     pooled = {split: table.pooled for split, table in results.items() if getattr(table, "pooled", None) is not None}
     confusion = {split: table.confusion for split, table in results.items() if getattr(table, "confusion", None)}
+    empty = {split: table.empty for split, table in results.items() if getattr(table, "empty", None)}
     body = {**extra, "results": results, "pooled": pooled} | ({"confusion": confusion} if confusion else {})
+    body |= {"empty_rows": empty} if empty else {}  # rows a condition left with nothing present, still scored
     metric_names: list[str] = []
     for table in results.values():
         for row in table.values():
