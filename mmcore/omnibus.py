@@ -33,10 +33,12 @@ class Friedman:
 
 
 def friedman(values: Mapping[str, Mapping[int, float]]) -> Friedman | None:
-    """Friedman's test over the seeds every arm has; None with fewer than 3 arms or 2 common seeds
-    (SciPy refuses fewer than 3 arms)."""
+    """Friedman's test over the seeds every arm has a number for (a NaN counts as none: it has no
+    rank; ±inf ranks last or first); None with fewer than 3 arms or 2 such seeds (SciPy refuses
+    fewer than 3 arms)."""
     arms = list(values)
     seeds = sorted(set.intersection(*(set(v) for v in values.values()))) if arms else []
+    seeds = [s for s in seeds if not any(math.isnan(float(values[a][s])) for a in arms)]  # NaN has no rank
     k, n = len(arms), len(seeds)
     if k < 3 or n < 2:
         return None

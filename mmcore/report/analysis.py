@@ -15,6 +15,15 @@ cell (the same axis levels), because a seed fixes data masks and initialisation 
 - the interaction of two levels L1, L2 of an axis: per seed (a−b at L1) − (a−b at L2), tested
   and bounded like any paired difference against zero.
 
+A seed whose difference is NaN or ±inf (a diverged run, a ``*_nz`` metric without non-zero
+targets) makes the whole comparison ``n/a``, with the seed named: a mean or rank sum over it means
+nothing, and leaving it out would quietly favour the arm that diverged.
+
+Which way is better is the metric's own direction (``mmcore.metrics.METRICS_DIRECTION``) for a
+secondary endpoint, and the study's ``higher_is_better`` for the primary (and for metrics without a
+known direction): one study may report a lower-is-better primary (``mae``) beside a
+higher-is-better secondary (``corr``).
+
 Below :data:`MIN_SEEDS` seeds nothing is called a win or a loss: the numbers are printed with
 "n too small", because with 4 or fewer pairs the Wilcoxon test cannot reach p < 0.05 at all.
 Quantiles of t are found by bisection on the two-sided p of :func:`stats.t_two_sided_p`, so the
@@ -29,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from mmcore.conditions import AVERAGE
+from mmcore.metrics import METRICS_DIRECTION
 from mmcore.report import stats
 from mmcore.report.shapley import modalities_of
 
@@ -70,13 +80,18 @@ class Effect:
     d_z: float
     mde: float  # minimum detectable |mean difference| at 80 % power, α = 0.05, this n and sd
     p_holm: float = math.nan  # within the declared family; NaN outside one
+    nonfinite: tuple[int, ...] = ()  # seeds whose difference is NaN/±inf: no test, word n/a
 
     @property
     def n(self) -> int:
         return len(self.seeds)
 
     def word(self, higher_is_better: bool = True) -> str:
-        """``win``/``tie``/``loss`` by the Holm p (raw p outside a family), or "n too small"."""
+        """``win``/``tie``/``loss`` by the Holm p (raw p outside a family), "n too small", or
+        ``n/a`` naming the seeds that are not finite."""
+        if self.nonfinite:
+            plural = "s" if len(self.nonfinite) > 1 else ""
+            return f"n/a: seed{plural} {', '.join(str(s) for s in self.nonfinite)} not finite"
         if self.n < MIN_SEEDS:
             return SMALL_N
         p = self.p_holm if not math.isnan(self.p_holm) else self.t_p
@@ -99,8 +114,10 @@ def effect(label: str, diffs: Mapping[int, float]) -> Effect:
     seeds = tuple(sorted(diffs))
     d = [float(diffs[s]) for s in seeds]
     n = len(d)
-    if n == 0:
-        return Effect(label, seeds, math.nan, math.nan, (math.nan, math.nan), math.nan, math.nan, math.nan, math.nan)
+    nonfinite = tuple(s for s, x in zip(seeds, d) if not math.isfinite(x))
+    if n == 0 or nonfinite:
+        return Effect(label, seeds, math.nan, math.nan, (math.nan, math.nan), math.nan, math.nan, math.nan, math.nan,
+                      nonfinite=nonfinite)
     mean = statistics.fmean(d)
     if n < 2:
         return Effect(label, seeds, mean, math.nan, (math.nan, math.nan), math.nan, math.nan, math.nan, math.nan)
@@ -125,10 +142,27 @@ def interaction(label: str, a1: Mapping[int, float], b1: Mapping[int, float],
     return effect(label, {s: (a1[s] - b1[s]) - (a2[s] - b2[s]) for s in seeds})
 
 
+def endpoint_higher_is_better(endpoint: str, primary: str, declared: bool) -> bool:
+    """Which way is better for ``endpoint``'s verdicts: the study's declared ``higher_is_better``
+    for its primary endpoint (and any metric without a known direction), else the metric's own."""
+    direction = METRICS_DIRECTION.get(split_endpoint(endpoint)[2])
+    return declared if endpoint == primary or direction is None else direction == "max"
+
+
 def holm_family(effects: Sequence[Effect]) -> list[Effect]:
     """The same effects with Holm-adjusted t-test p over exactly this family."""
     adjusted = stats.holm([e.t_p for e in effects])
     return [replace(e, p_holm=p) for e, p in zip(effects, adjusted)]
+
+
+def holm_scope(effects: Sequence[Effect], noun: str) -> str:
+    """What Holm's correction ran over, in words that match its numbers: a row with no test (one
+    seed, a non-finite value) is shown but not counted, which keeps the family-wise guarantee for
+    the rows that were tested (Holm 1979 holds for any number of tested hypotheses)."""
+    tested = sum(not math.isnan(e.t_p) for e in effects)
+    if tested == len(effects):
+        return f"Holm over exactly these {len(effects)} {noun}"
+    return f"Holm over the {tested} of these {len(effects)} {noun} that have a test (n/a rows are not counted)"
 
 
 def views_level(name: str) -> int | None:

@@ -10,16 +10,26 @@ that the core needs no SciPy:
   Stegun 26.7.1 with 26.5.x), evaluated by the continued fraction of Numerical Recipes §6.4
   (modified Lentz). Equals ``scipy.stats.ttest_rel``. Zero variance: p = 1 when every difference
   is 0, p = 0 otherwise (SciPy returns NaN there; a constant non-zero gap is a sure difference).
-- Wilcoxon signed-rank test (Wilcoxon 1945), SciPy's defaults (``zero_method='wilcox'``: zero
-  differences dropped; no continuity correction): exact null distribution of W+ when n ≤ 50
-  and no |d| ties, else the normal approximation with the tie correction
-  var = n(n+1)(2n+1)/24 − Σ(t³ − t)/48 (Hollander & Wolfe, Nonparametric Statistical Methods).
-  With 5 seeds the smallest two-sided exact p is 2/32 = 0.0625: five seeds cannot make it
-  significant at 5 %.
+- Wilcoxon signed-rank test (Wilcoxon 1945), zero differences dropped (``zero_method='wilcox'``),
+  no continuity correction. For n ≤ 50 non-zero differences the p-value is exact: the null
+  distribution of W+ given the observed ranks (each sign + or − with probability ½), counted
+  over doubled ranks so that average ranks of tied |d| (halves) stay integers. Without ties this
+  is the classical exact table and equals ``scipy.stats.wilcoxon(method='exact')``; with ties it
+  is the permutation (conditional) distribution, which SciPy ≥ 1.13 computes by exhaustive
+  permutation for n ≤ 13 (deviation: SciPy switches to the normal approximation above 13; we stay
+  exact up to 50). Above 50: the normal approximation with the tie correction
+  var = n(n+1)(2n+1)/24 − Σ(t³ − t)/48 (Hollander & Wolfe, Nonparametric Statistical Methods),
+  as SciPy. With 5 seeds the smallest two-sided p is 2/32 = 0.0625, ties or not: five seeds
+  cannot make it significant at 5 % (the normal approximation used here for ties before would
+  print 0.025 for five equal positive differences).
 - Holm's step-down correction (Holm 1979) across the comparisons of one family:
   p̃_(i) = max_{j ≤ i} min(1, (m − j + 1) · p_(j)) for p sorted ascending.
 - Effect sizes: Cohen's d_z = mean(d) / sd(d) for paired samples (Cohen 1988, §2.3.5), and the
   matched-pairs rank-biserial correlation r = (R+ − R−) / (R+ + R−) (Kerby 2014).
+
+Inputs must be finite: a diverged seed's NaN or ±inf has no place in a mean or a rank sum, and
+dropping it would quietly favour the arm that diverged. ``paired_t``/``wilcoxon`` refuse it with
+a ValueError naming the pair; ``compare`` gives no test (``n/a``) and names the seeds.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 ALPHA = 0.05  # the significance level of every verdict unless a caller says otherwise
 EXACT_MAX_N = 50  # SciPy's ``method='auto'`` threshold for the exact Wilcoxon distribution
@@ -118,10 +128,11 @@ def wilcoxon(a: Sequence[float], b: Sequence[float]) -> Wilcoxon:
     w_plus = sum(r for r, x in zip(ranks, d) if x > 0)
     total = n * (n + 1) / 2.0
     w_minus = total - w_plus
-    exact = n <= EXACT_MAX_N and not ties
+    exact = n <= EXACT_MAX_N
     if exact:
-        counts = _signed_rank_counts(n)  # counts[s] = subsets of {1..n} with rank sum s
-        low = int(round(min(w_plus, w_minus)))
+        doubled = [int(round(2 * r)) for r in ranks]  # average ranks are halves: 2r is an integer
+        counts = _signed_rank_counts(doubled)  # counts[s] = sign patterns with 2·W+ = s
+        low = int(round(2 * min(w_plus, w_minus)))
         p = min(1.0, 2.0 * sum(counts[: low + 1]) / 2.0**n)
     else:
         var = n * (n + 1) * (2 * n + 1) / 24.0 - sum(t**3 - t for t in ties) / 48.0
@@ -134,7 +145,11 @@ def _diffs(a: Sequence[float], b: Sequence[float]) -> list[float]:
         raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
     if len(a) < 2:
         raise ValueError(f"a paired test needs at least 2 pairs, got {len(a)}")
-    return [float(x) - float(y) for x, y in zip(a, b)]
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    for i, (x, y, gap) in enumerate(zip(a, b, d)):
+        if not math.isfinite(gap):  # NaN or ±inf on either side, or a difference that overflows
+            raise ValueError(f"paired samples must be finite numbers; pair {i} is ({x}, {y})")
+    return d
 
 
 def _ranks(values: list[float]) -> tuple[list[float], list[int]]:
@@ -155,10 +170,11 @@ def _ranks(values: list[float]) -> tuple[list[float], list[int]]:
     return ranks, ties
 
 
-def _signed_rank_counts(n: int) -> list[int]:
-    """Number of subsets of {1, …, n} with each rank sum 0 … n(n+1)/2 (the exact null of W+)."""
-    counts = [1] + [0] * (n * (n + 1) // 2)
-    for r in range(1, n + 1):
+def _signed_rank_counts(weights: list[int]) -> list[int]:
+    """Number of subsets of ``weights`` with each sum 0 … Σ weights: the exact null of the signed
+    rank sum when every sign is + or − with probability ½ (weights = doubled ranks, so ties too)."""
+    counts = [1] + [0] * sum(weights)
+    for r in weights:
         for s in range(len(counts) - 1, r - 1, -1):
             counts[s] += counts[s - r]
     return counts
@@ -184,9 +200,10 @@ class Comparison:
     a: str
     b: str
     seeds: tuple[int, ...]
-    t: TTest | None  # None with fewer than two shared seeds
+    t: TTest | None  # None with fewer than two shared seeds, or with a non-finite value
     w: Wilcoxon | None
     p_holm: float = math.nan  # Holm-adjusted t-test p within its family (set by ``compare_all``)
+    nonfinite: tuple[int, ...] = ()  # shared seeds where A − B is NaN/±inf (a diverged run): no test
 
     @property
     def mean_diff(self) -> float:
@@ -196,8 +213,9 @@ class Comparison:
 def compare(a_name: str, a: Mapping[int, float], b_name: str, b: Mapping[int, float]) -> Comparison:
     """Paired tests of two configurations' per-seed values (``seed -> value``)."""
     seeds = tuple(sorted(set(a) & set(b)))
-    if len(seeds) < 2:
-        return Comparison(a_name, b_name, seeds, None, None)
+    nonfinite = tuple(s for s in seeds if not math.isfinite(float(a[s]) - float(b[s])))
+    if len(seeds) < 2 or nonfinite:
+        return Comparison(a_name, b_name, seeds, None, None, nonfinite=nonfinite)
     xa, xb = [a[s] for s in seeds], [b[s] for s in seeds]
     return Comparison(a_name, b_name, seeds, paired_t(xa, xb), wilcoxon(xa, xb))
 
@@ -207,7 +225,7 @@ def compare_all(values: Mapping[str, Mapping[int, float]]) -> list[Comparison]:
     names = list(values)
     pairs = [compare(x, values[x], y, values[y]) for i, x in enumerate(names) for y in names[i + 1 :]]
     adjusted = holm([c.t.p if c.t is not None else math.nan for c in pairs])
-    return [Comparison(c.a, c.b, c.seeds, c.t, c.w, p) for c, p in zip(pairs, adjusted)]
+    return [replace(c, p_holm=p) for c, p in zip(pairs, adjusted)]
 
 
 def verdict(mean_diff: float, p: float, higher_is_better: bool = True, alpha: float = ALPHA) -> str:
@@ -220,14 +238,17 @@ def verdict(mean_diff: float, p: float, higher_is_better: bool = True, alpha: fl
 
 
 def win_tie_loss(
-    a: Mapping[str, Mapping[int, float]], b: Mapping[str, Mapping[int, float]], higher_is_better: bool = True
+    a: Mapping[str, Mapping[int, float]], b: Mapping[str, Mapping[int, float]], higher_is_better: bool = True,
+    min_seeds: int = 2,
 ) -> dict[str, list[str]]:
-    """Per condition (``condition -> seed -> value``), A's verdict against B by the paired t-test."""
+    """Per condition (``condition -> seed -> value``), A's verdict against B by the paired t-test;
+    a condition with fewer than ``min_seeds`` shared seeds counts as ``n/a`` (a report passes its
+    no-verdict-below rule here, since two configurations may share fewer seeds than either has)."""
     out: dict[str, list[str]] = {"win": [], "tie": [], "loss": [], "n/a": []}
     for condition in a:
         if condition not in b:
             continue
         c = compare("a", a[condition], "b", b[condition])
-        p = c.t.p if c.t is not None else math.nan
+        p = c.t.p if c.t is not None and len(c.seeds) >= min_seeds else math.nan
         out[verdict(c.mean_diff, p, higher_is_better)].append(condition)
     return out

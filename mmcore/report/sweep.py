@@ -134,7 +134,7 @@ def _win_tie_loss(doc: Document, points: list[dict[str, Any]], metric: str, high
     labels = list(per)
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
-            counts = stats.win_tie_loss(per[a], per[b], higher)
+            counts = stats.win_tie_loss(per[a], per[b], higher, min_seeds=MIN_SEEDS)
             body.append([a, b, len(counts["win"]), len(counts["tie"]), len(counts["loss"]), len(counts["n/a"])])
     doc.table(["A", "B", "A wins", "ties", "A loses", "n/a"], body, "win-tie-loss")
 

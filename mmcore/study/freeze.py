@@ -6,11 +6,16 @@ differs is refused (exit 2) unless ``--amend "reason"`` is given; the amendment 
 with its reason, the time, the previous analysis and the number of finished runs that existed
 when it was made (an analysis changed after the results were in is worth less, and a reader
 must see that). Changes elsewhere in the file (more seeds, another arm) are not amendments of
-the analysis; the current file hash is recorded beside each amendment only.
+the analysis and need no ``--amend``, but they are on record too: the freeze keeps a short hash
+of each part of the file (``sections``: ``seeds``, ``budget``, ``arms.<arm>``, ``axes.<axis>``…),
+and a ``run`` or ``report`` that finds parts changed appends them to ``changes`` with the time
+and the number of finished runs, which study.md lists beside the amendments. (A finished run
+whose recipe the change alters is refused before anything runs, by the runner's recipe check.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -86,6 +91,36 @@ def _write(study_dir: Path, data: dict[str, Any], first: bool = False) -> None:
     tmp.unlink()
 
 
+def sections(study: Study) -> dict[str, str]:
+    """A short hash of each part of the study file outside the analysis, each arm and axis on
+    its own, so that a later change can be named (``seeds``, ``arms.dropout``)."""
+    out = {}
+    for key, value in study.raw.items():
+        if key == "analysis":
+            continue
+        parts = value.items() if key in ("arms", "axes") and isinstance(value, dict) else [("", value)]
+        for name, part in parts:
+            text = json.dumps(part, sort_keys=True, default=str)
+            out[f"{key}.{name}" if name else key] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
+
+
+def _record_changes(study: Study, data: dict[str, Any], finished_runs: int) -> bool:
+    """Append the parts changed since the last record to ``changes``; whether there were any.
+    A freeze without ``sections`` (an mmcore before this record) has nothing to compare with."""
+    before = data.get("sections")
+    if not isinstance(before, dict):
+        return False
+    now = sections(study)
+    changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+    if not changed:
+        return False
+    data.setdefault("changes", []).append({"at": _now(), "finished_runs": finished_runs, "parts": changed,
+                                           "file_sha256": study.file_hash()})
+    data["sections"] = now
+    return True
+
+
 def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int, create: bool = True) -> dict[str, Any] | None:
     """Check the analysis against the frozen one; write the freeze (first run) or an amendment.
 
@@ -98,12 +133,15 @@ def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int,
         if not create:
             return None
         study_dir.mkdir(parents=True, exist_ok=True)
-        first = {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": []}
+        first = {"file_sha256": study.file_hash(), "analysis": current, "frozen_at": _now(), "amendments": [],
+                 "sections": sections(study), "changes": []}
         _write(study_dir, first, first=True)
         data = read_prereg(study_dir)  # this invocation's freeze, or a concurrent one's that came first
         if data is None:  # removed between the write and this read: nothing sound to check against
             raise StudyError(f"{study_dir / PREREG}: removed while this study was being pre-registered; run it again")
     if json.dumps(data["analysis"], sort_keys=True) == study.analysis_text:
+        if _record_changes(study, data, finished_runs):
+            _write(study_dir, data)
         return data
     if not amend:
         raise StudyError(
@@ -115,5 +153,6 @@ def freeze(study: Study, study_dir: Path, amend: str | None, finished_runs: int,
         "previous": data["analysis"], "file_sha256": study.file_hash(),
     })
     data["analysis"] = current
+    _record_changes(study, data, finished_runs)
     _write(study_dir, data)
     return data

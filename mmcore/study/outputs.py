@@ -11,20 +11,25 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.omnibus import mean_ci
-from mmcore.report.analysis import Effect, small_n_note, split_endpoint
+from mmcore.report.analysis import Effect, endpoint_higher_is_better, holm_scope, small_n_note, split_endpoint
 from mmcore.study import extras, mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
 from mmcore.study.spec import StudyError
+from mmcore.sweep.aggregate import pid_alive
 
 DIGITS = 4
+OUTPUTS = ("study.md", "tables.tex", "results.csv", "report.html", "mechanism.csv")
+STAGE = ".outputs.tmp-"  # + pid: the folder the outputs are written in before they are moved in
 
 
 @dataclass
@@ -68,7 +73,11 @@ EFFECT_HEADER = ["comparison", "cell", "n", "mean diff", "95% CI", "d_z", "t p",
 
 
 def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
-    study, higher = numbers.study, numbers.study.analysis.higher_is_better
+    study = numbers.study
+
+    def higher(endpoint: str) -> bool:  # the primary's declared direction, a secondary metric's own
+        return endpoint_higher_is_better(endpoint, study.analysis.primary, study.analysis.higher_is_better)
+
     slugs = list(dict.fromkeys(level_slug(lv) for _, lv in numbers.cells))
     out = []
     for endpoint in endpoints(study):
@@ -80,17 +89,17 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
         for name, family in numbers.effects[endpoint].items():
             if family:
                 title = f"{endpoint} ({kind}): paired differences over seeds" + (f", family {name}" if name else "")
-                out.append(Table(title, EFFECT_HEADER, [_effect_row(slug, e, higher) for slug, e in family],
-                                 [f"Holm over exactly these {len(family)} declared comparisons.",
+                out.append(Table(title, EFFECT_HEADER, [_effect_row(slug, e, higher(endpoint)) for slug, e in family],
+                                 [holm_scope([e for _, e in family], "declared comparisons") + ".",
                                   *_small_n(family)]))
     for endpoint, declared in numbers.interactions.items():
         kind = "primary" if endpoint == study.analysis.primary else "secondary"
         for one, found in declared:
             if found:
                 out.append(Table(f"interaction on {endpoint} ({kind}), {one.axis}: {one.level1} vs {one.level2}", EFFECT_HEADER,
-                                 [_effect_row(slug, e, higher) for slug, e in found],
+                                 [_effect_row(slug, e, higher(endpoint)) for slug, e in found],
                                  ["per seed: difference of the two arms' differences at the two levels; "
-                                  f"Holm over exactly these {len(found)} interaction tests, a family of its own.",
+                                  + holm_scope([e for _, e in found], "interaction tests") + ", a family of its own.",
                                   *_small_n(found)]))
     out += condition_tables(numbers)
     ks = sorted({k for per in numbers.present.values() for k in per})
@@ -169,12 +178,31 @@ def weight_table(series: dict[Any, Any]) -> list[Table]:
                   ["report.html draws them over training; mechanism.csv has every logged step."])]
 
 
-def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table]) -> str:
-    lines = [f"# Study {name}", ""]
+def changes(prereg: dict[str, Any]) -> list[str]:
+    """The study file's recorded changes outside the analysis (``mmcore.study.freeze``), as lines."""
+    return [f"Study file changed at {c.get('at')} with {c.get('finished_runs')} finished runs: "
+            f"{', '.join(map(str, c.get('parts', [])))} (the analysis as frozen)"
+            for c in prereg.get("changes", []) if isinstance(c, dict)]
+
+
+def unfinished_note(state: Any) -> list[str]:
+    """A line naming the study's runs that have not finished, when some have not: a table read
+    without it would pass for the whole study (its n is the only other trace)."""
+    missing = [r.rel for r in state.main if not RunRecord(r.run_dir).finished]
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [f"Not finished: {len(missing)} of {len(state.main)} runs ({shown}); they are missing from every table."]
+
+
+def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table], notes: list[str] | None = None) -> str:
+    """The study as markdown; ``notes`` are lines under the title (the runs not finished)."""
+    lines = [f"# Study {name}", "", *(f"**{n}**" for n in notes or []), *([""] if notes else [])]
     if prereg:
         lines += [f"Analysis pre-registered at {prereg.get('frozen_at')} (study file sha256 {prereg.get('file_sha256', '')[:12]}).", ""]
         for a in prereg.get("amendments", []):
             lines.append(f"- Amendment at {a['at']} with {a['finished_runs']} finished runs: {a['reason']}")
+        lines += [f"- {line}" for line in changes(prereg)]
         lines.append("")
     for t in parts:
         lines += [f"## {t.title}", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
@@ -190,8 +218,8 @@ def _tex(text: Any) -> str:
     return s
 
 
-def latex(parts: list[Table]) -> str:
-    out = ["% booktabs tables written by mmcore study report; \\usepackage{booktabs}"]
+def latex(parts: list[Table], notes: list[str] | None = None) -> str:
+    out = ["% booktabs tables written by mmcore study report; \\usepackage{booktabs}", *(f"% {n}" for n in notes or [])]
     for t in parts:
         out += [f"% {t.title}", "\\begin{tabular}{" + "l" * len(t.header) + "}", "\\toprule",
                 " & ".join(_tex(h) for h in t.header) + " \\\\", "\\midrule"]
@@ -216,17 +244,22 @@ def write_csv(path: Path, state: Any) -> None:
                                          *(json.dumps(run.values.get(k)) for k in keys), split, condition, metric, repr(value)])
 
 
-def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], series: dict[Any, Any]) -> None:
+def _html(path: Path, name: str, prereg: dict[str, Any] | None, parts: list[Table], series: dict[Any, Any],
+          notes: list[str]) -> None:
     """The tables, a heatmap beside each per-condition table and the mechanism curves when
     matplotlib (extra ``report``) is there."""
     from mmcore.errors import MMCoreError
     from mmcore.report.html import Document
 
     doc = Document(f"Study {name}")
+    for note in notes:
+        doc.text(note)
     if prereg:
         doc.text(f"Analysis pre-registered at {prereg.get('frozen_at')}; {len(prereg.get('amendments', []))} amendment(s).")
         for a in prereg.get("amendments", []):
             doc.text(f"Amendment at {a['at']} with {a['finished_runs']} finished runs: {a['reason']}", note=True)
+        for line in changes(prereg):
+            doc.text(line, note=True)
     for t in parts:
         doc.heading(t.title)
         doc.table(t.header, [[c if isinstance(c, (int, float)) else fmt(c) for c in row] for row in t.rows])
@@ -272,7 +305,11 @@ def reportable(state: Any) -> str:
 
 def write_outputs(state: Any) -> list[Path]:
     """study.md, tables.tex, results.csv and report.html in the study directory; returns them.
-    Refused when no run finished (:func:`reportable`)."""
+    Refused when no run finished (:func:`reportable`).
+
+    Each is written in full in a folder of this process's own, then moved in: a kill or a stop
+    while they are written leaves the previous outputs (or none), never a table cut short that
+    a reader would trust, and two invocations writing at once never mix their lines."""
     reportable(state)
     d = state.study_dir
     tune_file = d / "tune.json"
@@ -280,10 +317,37 @@ def write_outputs(state: Any) -> list[Path]:
     prereg = read_prereg(d)
     series = mechanism.mechanism_series(state.main)
     parts = tables(compute(state.study, state.main), tune) + weight_table(series)
-    files = [d / "study.md", d / "tables.tex", d / "results.csv", d / "report.html", d / "mechanism.csv"]
-    files[0].write_text(markdown(state.study.name, prereg, parts), encoding="utf-8")
-    files[1].write_text(latex(parts), encoding="utf-8")
-    write_csv(files[2], state)
-    _html(files[3], state.study.name, prereg, parts, series)
-    mechanism.write_mechanism_csv(files[4], series)
-    return files
+    notes = unfinished_note(state)
+    stage = _stage(d)
+    try:
+        (stage / OUTPUTS[0]).write_text(markdown(state.study.name, prereg, parts, notes), encoding="utf-8")
+        (stage / OUTPUTS[1]).write_text(latex(parts, notes), encoding="utf-8")
+        write_csv(stage / OUTPUTS[2], state)
+        _html(stage / OUTPUTS[3], state.study.name, prereg, parts, series, notes)
+        mechanism.write_mechanism_csv(stage / OUTPUTS[4], series)
+        _move_in(stage, d)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [d / name for name in OUTPUTS]
+
+
+def _stage(d: Path) -> Path:
+    """This process's empty folder for the outputs; those that killed invocations left are removed."""
+    for old in d.glob(f"{STAGE}*"):
+        pid = old.name[len(STAGE):]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    stage = d / f"{STAGE}{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    return stage
+
+
+def _move_in(stage: Path, d: Path) -> None:
+    """The figures, then the outputs, each file replacing its old self whole (a rename)."""
+    for folder in (p for p in stage.iterdir() if p.is_dir()):
+        (d / folder.name).mkdir(exist_ok=True)
+        for file in folder.iterdir():
+            os.replace(file, d / folder.name / file.name)
+    for name in OUTPUTS:
+        os.replace(stage / name, d / name)

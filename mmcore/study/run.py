@@ -30,8 +30,9 @@ from mmcore.study.execute import run_phase
 from mmcore.study.freeze import freeze
 from mmcore.study.plan import StudyRun, candidates, main_runs, resolve, tune_runs, tuned_arms
 from mmcore.study.spec import Study, StudyError, load_study
+from mmcore.sweep.aggregate import written_aside
 from mmcore.sweep.devices import Placement, placement, visible_gpus
-from mmcore.sweep.runner import Outcome
+from mmcore.sweep.runner import Outcome, check_existing, interruptible
 
 BACKENDS = ("local", "ray")
 TUNE_FILE = "tune.json"
@@ -148,6 +149,9 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
     if before is not None:
         before(state)
     _check_study_dir(state, out)
+    # an arm changed under its finished runs is refused before the freeze records the change (a tuned
+    # study's runs are checked after tuning, at the values it chooses then)
+    check_existing([*state.tune, *(state.main if state.study.tune is None else [])])  # type: ignore[list-item]
     made = _missing_parents(state.study_dir)
     try:
         freeze(state.study, state.study_dir, amend, finished_count(state))
@@ -158,19 +162,20 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
     events.line(f"study {state.study.name}: {len(state.tune)} tuning runs, {len(state.main)} runs, in {state.study_dir}")
     outcomes: list[Outcome] = []
     try:
-        phase = lambda runs: run_phase(runs, jobs, backend, events.outcome, ray_address, ray_gpus, place)  # noqa: E731
-        if state.study.tune is not None and state.study.tune.trials is not None:
-            from mmcore.plugins import get_registry
-            from mmcore.study.tpe import run_trials
+        with interruptible():  # kill -INT stops a study started in the background too, as it does a sweep
+            phase = lambda runs: run_phase(runs, jobs, backend, events.outcome, ray_address, ray_gpus, place)  # noqa: E731
+            if state.study.tune is not None and state.study.tune.trials is not None:
+                from mmcore.plugins import get_registry
+                from mmcore.study.tpe import run_trials
 
-            tune, found = run_trials(state.study, state.study_dir, get_registry(), phase,
-                                     lambda r: score(r, state.study.tune.select))  # type: ignore[union-attr]
-            outcomes += found
-            state = _after_tuning(StudyState(state.study, state.study_dir, tune, state.main, state.chosen))
-        elif state.tune:
-            outcomes += phase(state.tune)
-            state = _after_tuning(state)
-        outcomes += phase(state.main)
+                tune, found = run_trials(state.study, state.study_dir, get_registry(), phase,
+                                         lambda r: score(r, state.study.tune.select))  # type: ignore[union-attr]
+                outcomes += found
+                state = _after_tuning(StudyState(state.study, state.study_dir, tune, state.main, state.chosen))
+            elif state.tune:
+                outcomes += phase(state.tune)
+                state = _after_tuning(state)
+            outcomes += phase(state.main)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; finished runs are kept: run 'mmcore study run {path}' again to continue") from None
     failed = [o for o in outcomes if o.status in ("failed", "interrupted")]
@@ -236,7 +241,8 @@ def _after_tuning(state: StudyState) -> StudyState:
     if missing:
         raise MMCoreError(f"{state.study_dir}: tuning of arm '{missing[0]}' has no complete candidate; "
                           "see the failed runs above and run the study again")
-    (state.study_dir / TUNE_FILE).write_text(json.dumps(table, indent=1), encoding="utf-8")
+    with written_aside(state.study_dir / TUNE_FILE) as aside:  # whole or not at all: `study report` reads it
+        aside.write_text(json.dumps(table, indent=1), encoding="utf-8")
     from mmcore.plugins import get_registry
 
     main = main_runs(state.study, state.study_dir, chosen)

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.errors import MMCoreError, RecipeError
+from mmcore.metrics import METRICS_DIRECTION
 from mmcore.paths import is_readable_kind
 from mmcore.recipe.loader import parse_yaml
 from mmcore.registry import did_you_mean
@@ -367,7 +368,8 @@ def _analysis(path: Path, value: Any, arms: dict[str, Any], axes: dict[str, dict
     secondary = value.get("secondary") or []
     if not isinstance(secondary, list):
         raise _fail(path, "analysis.secondary", f"expected a list of split.condition.metric endpoints, got {secondary!r}")
-    higher = value.get("higher_is_better", True)
+    # absent: the primary metric's own direction (mae, mse: lower is better), else higher
+    higher = value.get("higher_is_better", METRICS_DIRECTION.get(str(value["primary"]).rsplit(".", 1)[-1], "max") == "max")
     if not isinstance(higher, bool):
         raise _fail(path, "analysis.higher_is_better", f"expected true or false (a YAML boolean), got {higher!r}")
     return Analysis(

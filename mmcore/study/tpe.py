@@ -25,6 +25,7 @@ from typing import Any
 from mmcore.errors import MMCoreError
 from mmcore.study.plan import StudyRun, resolve, tuned_arms
 from mmcore.study.spec import Study
+from mmcore.sweep.aggregate import written_aside
 
 INSTALL_HINT = "tune.optuna needs optuna, the optional extra 'tune': pip install 'mmcore[tune]'"
 RECORD = "values.json"
@@ -87,7 +88,8 @@ def _ask(study: Study, study_dir: Any, arm: str, k: int, book: Any, dists: dict[
                               "(another optuna version?); expected the same; move tune/ away to tune again")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"params": trial.params, "values": values}), encoding="utf-8")
+        with written_aside(path) as aside:  # whole or absent: a restart reads it back
+            aside.write_text(json.dumps({"params": trial.params, "values": values}), encoding="utf-8")
     return trial, trial_runs(study, study_dir, arm, k, values)
 
 

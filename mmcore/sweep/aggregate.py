@@ -9,9 +9,12 @@ spreadsheets and pandas pivot easily; the screen table shows one split and condi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+import os
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,9 +85,35 @@ def aggregate(per_point: list[tuple[Point, list[Results]]]) -> list[Row]:
     return rows
 
 
+@contextlib.contextmanager
+def written_aside(path: Path) -> Iterator[Path]:
+    """A path to write ``path``'s new content to, moved over ``path`` when the block ends without
+    error: a kill or a stop mid-write leaves the previous file (or none), never half of a table
+    that a reader would trust with rows missing. The aside name holds this process's pid, as two
+    invocations of one study may write its outputs at once."""
+    aside = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield aside
+        os.replace(aside, path)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this machine)."""
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def write_csv(path: Path, rows: list[Row], keys: list[str]) -> None:
-    """``point, <grid keys>, split, condition, metric, mean, std, n``; values at full precision."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    """``point, <grid keys>, split, condition, metric, mean, std, n``; values at full precision,
+    written aside and moved in whole."""
+    with written_aside(path) as aside, open(aside, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["point", *keys, "split", "condition", "metric", "mean", "std", "n"])
         for row in rows:

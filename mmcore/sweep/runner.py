@@ -125,10 +125,10 @@ def check_existing(runs: list[Run]) -> None:
         planned = parse_yaml(dump_yaml(run.recipe), "planned")  # the same round trip the saved file went through
         difference = _first_difference(parse_yaml(saved.read_text(encoding="utf-8"), str(saved)), planned)
         if difference is not None:
-            stale.append(f"{run.run_dir}: its recipe.yaml differs at '{difference}' from this sweep's recipe")
+            stale.append(f"{run.run_dir}: its recipe.yaml differs at '{difference}' from the recipe planned for it now")
     if stale:
         stale.append(
-            "the recipe or base overrides changed since these runs were made: "
+            "the recipe, the overrides or the study file changed since these runs were made: "
             "use another --out directory, or delete those runs to redo them"
         )
         raise MMCoreError("\n".join(stale))

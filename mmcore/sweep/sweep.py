@@ -28,12 +28,18 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.text import Text
 
+try:  # POSIX only; elsewhere the sweep lock is the pid in sweep.lock alone
+    import fcntl
+except ImportError:  # pragma: no cover - exercised on Windows only
+    fcntl = None  # type: ignore[assignment]
+
 from mmcore.errors import MMCoreError
 from mmcore.paths import check_output_dir
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.recipe.crosschecks import reported_metrics
 from mmcore.registry import Registry
-from mmcore.sweep.aggregate import Row, aggregate, metric_names, read_results, results_table, write_csv
+from mmcore.sweep.aggregate import (Row, aggregate, metric_names, pid_alive, read_results, results_table, write_csv,
+                                     written_aside)
 from mmcore.sweep.devices import Placement, placement, visible_gpus
 from mmcore.sweep.grid import Axis, Point, expand, parse_axes, parse_seeds, parsed_values
 from mmcore.sweep.runner import Outcome, Run, check_existing, interruptible, plan_runs, prepare, run_local, run_ray
@@ -276,42 +282,64 @@ def _execute(
 class _SweepLock:
     """One sweep process per directory: two would delete each other's half-made run directories.
 
-    The lock file holds the owner's pid; a lock whose process is gone (a killed sweep) is taken over.
+    An ``flock`` on sweep.lock, taken before the file is read, so two sweeps started together
+    cannot both see it free; the kernel drops it when its holder dies, however it dies, so a
+    killed sweep never blocks its restart. The holder writes its pid in it for the refusal to name.
+    A lock file naming a live process that holds no flock (a sweep of an earlier mmcore, without
+    one) is refused too.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.handle: Any = None
 
     def __enter__(self) -> "_SweepLock":
-        for _ in range(2):
+        for _ in range(3):
+            handle = open(self.path, "a+")
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                owner = self.path.read_text().strip()
-                if owner.isdigit() and _alive(int(owner)):
-                    raise MMCoreError(
-                        f"{self.path.parent}: another sweep (pid {owner}) is running in this directory; "
-                        f"wait for it, or delete {self.path.name} if that process is not a sweep"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its sweep was killed
+                owner = self._take(handle)
+            except BaseException:
+                handle.close()
+                raise
+            if owner is None:  # this file was removed by the sweep that just ended: lock its successor
+                handle.close()
                 continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
+            if owner.isdigit() and pid_alive(int(owner)):
+                handle.close()
+                raise self._refusal(owner)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            self.handle = handle
             return self
         raise MMCoreError(f"{self.path}: cannot take the sweep lock")
 
+    def _take(self, handle: Any) -> str | None:
+        """Lock the open file and return the pid text in it; None when the path no longer names it."""
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                raise self._refusal(handle.read().strip() or "unknown") from None
+        try:
+            if os.stat(self.path).st_ino != os.fstat(handle.fileno()).st_ino:
+                return None
+        except FileNotFoundError:
+            return None
+        handle.seek(0)
+        return handle.read().strip()
+
+    def _refusal(self, owner: str) -> MMCoreError:
+        return MMCoreError(
+            f"{self.path.parent}: another sweep (pid {owner}) is running in this directory; "
+            f"wait for it, or delete {self.path.name} if that process is not a sweep"
+        )
+
     def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+        self.path.unlink(missing_ok=True)  # before the flock goes, so no one locks a removed file unseen
+        self.handle.close()
 
 
 def _write_sweep_json(plan: _Plan) -> None:
@@ -332,7 +360,8 @@ def _write_sweep_json(plan: _Plan) -> None:
             for p in plan.points
         ],
     }
-    (plan.sweep_dir / "sweep.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+    with written_aside(plan.sweep_dir / "sweep.json") as aside:
+        aside.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def _print_summary(
