@@ -7,6 +7,7 @@ arguments of its kind), at tiny sizes, and raises ``AssertionError`` with a mess
 component and the broken rule. The functions are plain, so any test runner can call them; a
 plugin's whole suite is a few lines of pytest::
 
+    import pytest
     from mmcore.plugins import get_registry
     from mmcore.testing import contract_cases, run_contract
 
@@ -34,8 +35,9 @@ to hold a plugin to the coming rules). The check functions' docstrings list whic
 
 Layout: ``_common`` (sizes, helpers), ``modules`` (encoder, imputer, fusion), ``balancers``,
 ``datasets``, ``loggers``; ``recipes.tiny_recipe`` gives plugin tests a resolved recipe that
-trains in seconds, and ``pytest_plugin`` the fixtures. Every kind of ``mmcore.components.KIND_TABLE``
-has its check in ``CHECKS`` (a test keeps them in step).
+trains in seconds, ``training`` runs it (``short_run``, ``check_resume``), ``distributed`` checks
+balancers across gloo ranks, and ``pytest_plugin`` gives the fixtures. Every kind of
+``mmcore.components.KIND_TABLE`` has its check in ``CHECKS`` (a test keeps them in step).
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def check_existing(out: Path, force: bool) -> None:
         raise MMCoreError(f"{existing[0]} already exists; pass --force to replace it")
 
 
-def write_features(dataset: Dataset, out: Path, *, metadata: dict[str, str] | None = None, force: bool = False) -> list[Path]:
+def write_features(dataset: Dataset, out: Path | str, *, metadata: dict[str, str] | None = None, force: bool = False) -> list[Path]:
     """Write any dataset's three splits in this format; returns the files written.
 
     All three splits are read and checked (``mmcore.datacheck``: empty splits, shapes, targets)
@@ -255,6 +255,7 @@ def write_features(dataset: Dataset, out: Path, *, metadata: dict[str, str] | No
     of splits. Non-finite features are kept, with a warning: a run refuses them unless its recipe
     sets ``data.nonfinite: absent``. Existing files are replaced only with ``force``.
     """
+    out = Path(out)  # the docs call it with a plain folder name
     check_existing(out, force)
     splits = _checked_splits(dataset)
     targets = [out / f"{s}.safetensors" for s in SPLITS]
