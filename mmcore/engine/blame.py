@@ -71,12 +71,19 @@ def blame_forward(labels: dict[int, str], doing: str, unnamed: bool = True) -> I
 def check_finite_outputs(model: Any, names: list[str], out: Any, labels: dict[int, str], doing: str) -> None:
     """The first component, in the order data flows (encoders, imputer, fusion), whose output in
     ``out`` (a ``ModelOutput``) has a NaN or infinity, named as ``ComponentFault`` (one host read)."""
+    found = nonfinite_output(model, names, out, labels)
+    if found is not None:
+        raise ComponentFault(f"{doing}: {found}")
+
+
+def nonfinite_output(model: Any, names: list[str], out: Any, labels: dict[int, str]) -> str | None:
+    """``"<component>: <what> has non-finite values ..."`` for ``check_finite_outputs``, or None."""
     parts = [(model.encoders[m], "its output", out.h[:, i]) for i, m in enumerate(names)]
     parts += [(model.imputer, "z", out.z)] + [(model.imputer, f"losses['{g}']", t) for g, t in out.losses.items()]
     found = first_nonfinite(parts + [(model.fusion, "its prediction", out.prediction)])
-    if found is not None:
-        where = labels.get(id(found[0]), "a component of the model")
-        raise ComponentFault(f"{doing}: {where}: {found[1]} has non-finite values (NaN or infinity)")
+    if found is None:
+        return None
+    return f"{labels.get(id(found[0]), 'a component of the model')}: {found[1]} has non-finite values (NaN or infinity)"
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -46,6 +47,8 @@ class Session:
     # the splits before ``missing.frames`` dropped any frame (only those it changed): what the
     # manifest's checksums describe, and what a frame-rate curve starts from
     clean: dict[str, SplitData] = field(default_factory=dict)
+    # the run this session's model trained in (``mmcore.engine.guards``): a session trains once
+    trained_in: Path | None = None
 
     @property
     def plan(self) -> RunPlan:

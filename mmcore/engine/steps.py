@@ -86,13 +86,19 @@ def barrier(rt: Runtime) -> None:
     rt.all_agree(True)
 
 
+class Diverged(MMCoreError):
+    """The loss became non-finite. ``what`` says when; the message adds the usual remedy, which the
+    trainer replaces by a component's name when it can find one (``mmcore.engine.guards``)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}; lower train.optimizer.lr or set train.grad_clip")
+        self.what = what
+
+
 def check_finite(rt: Runtime, epoch_loss: torch.Tensor, step: int) -> None:
     """Divergence, checked at epoch ends (one host sync), before anything is saved."""
     if not rt.all_agree(bool(torch.isfinite(epoch_loss))):
-        raise MMCoreError(
-            f"training diverged: the loss became {float(epoch_loss)} before step {step} "
-            "(checkpoints keep the last finite epoch); lower train.optimizer.lr or set train.grad_clip"
-        )
+        raise Diverged(f"training diverged: the loss became {float(epoch_loss)} before step {step} (checkpoints keep the last finite epoch)")
 
 
 def save(rt: Runtime, path: Path, model: torch.nn.Module, optimizer: Any, state: TrainState) -> None:
@@ -130,9 +136,7 @@ def log_line(
         else:
             line[key] = value
     if not math.isfinite(line["loss"]):
-        raise MMCoreError(
-            f"training diverged: loss is {line['loss']} at epoch {epoch + 1}; lower train.optimizer.lr or set train.grad_clip"
-        )
+        raise Diverged(f"training diverged: loss is {line['loss']} at epoch {epoch + 1}")
     return line
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,9 @@ from mmcore.engine.calling import (as_path, callers_random_state, fresh_run_dir,
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable
+from mmcore.engine.guards import check_parameters, claim_session, divergence_named, refuse_retraining
 from mmcore.engine.record import VAL_LOSS
+from mmcore.engine.result import RunResult
 from mmcore.engine.resume_checks import check_folders, check_progress, check_result_paths
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.ownership import own_run_dir
@@ -60,17 +61,6 @@ class RunInterrupted(MMCoreError):
     """Ctrl-C or SIGTERM during training; the message says what can be resumed."""
 
     exit_code = 130
-
-
-@dataclass
-class RunResult:
-    """What a training call returns (also the documented test-level API)."""
-
-    run_dir: Path
-    step: int  # optimisation steps done in total
-    stopped_early: bool  # True when ``train.max_steps`` ended the run before its last epoch
-    best_epoch: int | None
-    results: dict[str, dict[str, dict[str, float]]] | None  # split -> condition -> metric; None if stopped early
 
 
 def run(
@@ -114,6 +104,7 @@ class Trainer:
         console: Console | None = None,
         show_progress: bool = True,
     ) -> None:
+        refuse_retraining(session, resume)  # before anything is swapped in the model or a directory made
         rt, model, plan = session.runtime, session.model, session.plan
         self.session, self.rt, self.model, self.task, self.names = session, rt, model, session.task, session.names
         self.plan, self.seed, cfg = plan, plan.seed, plan.train
@@ -146,7 +137,7 @@ class Trainer:
         spec = session.train_spec
         self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed, split=self.data), self.data) if spec.policy == "fixed" else None
         self.masks: torch.Tensor | None = self.fixed_masks  # this epoch's training masks
-        self.trained, self.target_checked, self.grad_norms = 0, False, None
+        self.trained, self.target_checked, self.grad_norms, self.fitted = 0, False, None, False
         self.values_checked = False  # the first step reads every component's output once (``_check_values``)
         # built before the run directory is made, so that a logger's bad option or missing extra leaves none behind
         self.loggers = build_loggers(plan.logging, session.plugins.registry, show_progress, console) if rt.is_main else []
@@ -211,7 +202,8 @@ class Trainer:
         started, final = time.perf_counter(), False
         stopping.reset()  # a command that trains several runs in turn: each is stoppable again
         try:
-            with self.owner, one_run_at_a_time():  # the second: also for a Trainer made without run()
+            with self.owner, one_run_at_a_time(), divergence_named(self):  # the second: also for a Trainer made without run()
+                claim_session(self)
                 try:
                     for epoch in range(self.state.step // self.steps_per_epoch, self.epochs):
                         with sizes.phase(f"training epoch {epoch + 1}"):
@@ -271,6 +263,7 @@ class Trainer:
         first = not self.values_checked  # the first step of this process also reads values (one host read each)
         if first:  # a component whose output is NaN from the start is named, not reported later as divergence
             self.values_checked = True
+            check_parameters(self.model, self.optimizer, self.blamed, f"training step {state.step}")
             check_finite_outputs(self.model, self.names, out, self.blamed, f"training step {state.step}")
         weights = self.calls.weights(read_values=first)
         loss, task_loss, groups = losses.combine(out, batch.target, self.loss_kind, self.unimodal_weight, balancer.target, weights)
