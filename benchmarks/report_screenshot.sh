@@ -4,6 +4,12 @@
 # Usage: benchmarks/report_screenshot.sh [OUT_DIR] [RUN_DIR]   (needs chromium: apt-get install -y chromium)
 # With RUN_DIR, the report of that run is taken instead of training a new one.
 set -euo pipefail
+# checked before training: the screenshot loop silences chromium's stderr, which hid "command not found"
+need() {  # need TOOL HINT: one line naming what is missing, exit 1
+  command -v "$1" >/dev/null || { echo "report_screenshot.sh: '$1' is not on PATH ($2)" >&2; exit 1; }
+}
+need chromium "install it: apt-get install -y chromium"
+need mmcore "activate the venv that has mmcore installed"
 out="${1:-docs/report_example}"
 work="$(mktemp -d)"
 mkdir -p "$out"

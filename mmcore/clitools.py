@@ -18,21 +18,32 @@ from typing import Any, Callable, Iterator
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.rule import Rule
 
 from mmcore.engine import stopping
 from mmcore.engine.launch import report_to_agent
 from mmcore.errors import MMCoreError
 
 PIPE_WIDTH = 1000  # columns when output is not a terminal: a table row or a hint stays one line
+PIPE_RULE_WIDTH = 100  # a rule (a section header) there: PIPE_WIDTH dashes made `... | head` unreadable
+
+
+class _PipeConsole(Console):
+    """A console that does not wrap text but draws its rules ``PIPE_RULE_WIDTH`` wide: a rule
+    fills the console's width, which is only a bound on text here, not a screen's."""
+
+    def rule(self, title: Any = "", *, characters: str = "─", style: Any = "rule.line", align: Any = "center") -> None:
+        self.print(Rule(title, characters=characters, style=style, align=align), width=PIPE_RULE_WIDTH)
 
 
 def make_console(stderr: bool = False) -> Console:
     """A console that wraps at the terminal's width, or not at all when the output is a file or
     a pipe (rich would otherwise assume 80 columns and break tables and paths into pieces a
-    log reader or ``grep`` cannot follow). ``COLUMNS`` still wins when set."""
+    log reader or ``grep`` cannot follow), where rules stay ``PIPE_RULE_WIDTH`` wide.
+    ``COLUMNS`` still wins when set."""
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ
-    return Console(stderr=stderr, width=PIPE_WIDTH if piped else None)
+    return _PipeConsole(stderr=stderr, width=PIPE_WIDTH) if piped else Console(stderr=stderr)
 
 
 err_console = make_console(stderr=True)

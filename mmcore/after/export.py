@@ -121,13 +121,15 @@ def export_run(run_dir: Path, fmt: str, *, checkpoint: str = "best") -> dict[str
                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
         _save(artifact, path)
         diff, patterns = _check_artifact(path, fmt, s, split, present, transform, blamed)
+        taken, specs = _artifact_inputs(path, fmt), s.specs
         record = {"format": fmt, "file": path.name, "checkpoint": checkpoint, "model_sha256": run.model_sha256,
-                  "modalities": names, "inputs": _input_doc(s.specs), "tolerance": ATOL, "max_abs_diff": diff,
+                  "modalities": names, "inputs": _input_doc(specs, taken),
+                  "tolerance": ATOL, "max_abs_diff": diff,
                   "checked_rows": n, "checked_patterns": patterns, "checked_single_rows": min(n, SINGLE_ROWS),
                   "input_form": "raw (the run's input transform is inside)", "precision": "fp32",
                   "run_precision": recipe_precision(Path(run_dir))}
     (out_dir / "export.json").write_text(json.dumps(record, indent=1))
-    (out_dir / "README.md").write_text(_example(fmt, path.name, record))
+    (out_dir / "README.md").write_text(_example(fmt, path.name, record, _example_code(path.name, specs, taken)))
     write_model_card(Path(run_dir))
     return record
 
@@ -187,9 +189,29 @@ def _components(recipe: dict[str, Any]) -> str:
     return f"encoders {', '.join(encoders)}; imputer {model['imputer']['type']}; fusion {model['fusion']['type']}"
 
 
-def _input_doc(specs: list[Any]) -> list[str]:
-    return [f"{s.name}: [B, {s.max_len}, {s.dim}] float32 + lengths [B] int64" if s.sequence
-            else f"{s.name}: [B, {s.dim}] float32 (lengths: any [B] int64)" for s in specs]
+def _input_doc(specs: list[Any], taken: list[str] | None) -> list[str]:
+    """One line per input the artifact reads. TorchScript (``taken`` None) takes a lengths tensor
+    for every modality, a vector's ignored; the ONNX exporter prunes those unused inputs, so its
+    lines are the file's own input names (``taken``), never an input the session would refuse."""
+    if taken is None:
+        return [f"{s.name}: [B, {s.max_len}, {s.dim}] float32 + lengths [B] int64" if s.sequence
+                else f"{s.name}: [B, {s.dim}] float32 (its lengths: any [B] int64, unused)" for s in specs] + [
+                f"present: [B, {len(specs)}] bool"]
+    shapes = {f"x.{s.name}": f"[B, {s.max_len}, {s.dim}] float32" if s.sequence else f"[B, {s.dim}] float32"
+              for s in specs}
+    shapes |= {f"len.{s.name}": "[B] int64" for s in specs} | {"present": f"[B, {len(specs)}] bool"}
+    return [f"{name}: {shapes[name]}" for name in taken]
+
+
+def _artifact_inputs(path: Path, fmt: str) -> list[str] | None:
+    """The ONNX file's input names in the exporter's order (None for TorchScript, whose inputs
+    are the three lists of ``Exported.forward``); read from the file, as a user's session sees them."""
+    if fmt == "torchscript":
+        return None
+    import onnxruntime as ort  # present: _check_artifact needed it
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [i.name for i in session.get_inputs()]
 
 
 def check_export_paths(run_dir: Path, fmt: str, checkpoint: str) -> Path:
@@ -267,19 +289,44 @@ def _run_artifact(path: Path, fmt: str, inputs: tuple, modalities: list[str]) ->
     return torch.from_numpy(session.run(None, {k: v for k, v in given.items() if k in wanted})[0]).float()
 
 
-def _example(fmt: str, file: str, record: dict[str, Any]) -> str:
+def _example(fmt: str, file: str, record: dict[str, Any], code: str) -> str:
     shapes = "\n".join(f"#   {line}" for line in record["inputs"])
-    if fmt == "torchscript":
-        code = (f"import torch\nmodel = torch.jit.load('{file}')\n"
-                "prediction = model([x_m0, x_m1, ...], [len_m0, len_m1, ...], present)  # present: [B, M] bool")
-    else:
-        code = (f"import onnxruntime as ort\nsession = ort.InferenceSession('{file}')\n"
-                "# inputs x.<modality>, len.<modality> (sequences only), present: numpy arrays\n"
-                "prediction = session.run(None, {'x.m0': ..., 'present': ...})[0]")
     return (f"# Exported model ({fmt})\n\nInputs in this order ({', '.join(record['modalities'])}), raw features "
-            f"(the run's input transform is inside):\n\n```\n{shapes}\n```\n\n```python\n{code}\n```\n\n"
+            f"(the run's input transform is inside):\n\n```\n{shapes}\n```\n\n"
+            f"A runnable example on {EXAMPLE_ROWS} rows of zeros with every modality present (put your own "
+            f"features in their place; an absent modality's rows may hold anything, NaN included):\n\n"
+            f"```python\n{code}\n```\n\n"
             f"Checked against `mmcore predict` on {record['checked_rows']} test rows with random presence masks and "
             f"{record['checked_patterns']} presence patterns, and on single rows: "
             f"max |difference| {record['max_abs_diff']:.2e} (tolerance {record['tolerance']:g}), both in float32"
             + (f"; the run evaluates in {record['run_precision']}, so `mmcore predict` differs by its rounding"
                if record["run_precision"] != "fp32" else "") + ".\n")
+
+
+EXAMPLE_ROWS = 2  # the README example's batch
+
+
+def _example_code(file: str, specs: list[Any], taken: list[str] | None) -> str:
+    """Code that loads the file and runs it on zeros shaped as the run's own inputs (``taken``:
+    the ONNX file's names; None for TorchScript), so a copied example runs as printed (a test
+    runs it for both formats)."""
+    b, m = EXAMPLE_ROWS, len(specs)
+    mask = f"({b}, {m}), dtype=bool"
+    if taken is None:
+        feats = ", ".join(f"torch.zeros({b}, {s.max_len}, {s.dim})" if s.sequence else f"torch.zeros({b}, {s.dim})"
+                          for s in specs)
+        lengths = ", ".join(f"torch.full(({b},), {s.max_len})" if s.sequence else f"torch.ones({b}, dtype=torch.int64)"
+                            for s in specs)
+        unused = "" if all(s.sequence for s in specs) else "  # a vector modality's is not read"
+        return (f"import torch\nmodel = torch.jit.load('{file}')\n"
+                f"features = [{feats}]  # {', '.join(s.name for s in specs)}\n"
+                f"lengths = [{lengths}]{unused}\n"
+                f"present = torch.ones({mask.replace('bool', 'torch.bool')})  # [B, M], False = absent\n"
+                "prediction = model(features, lengths, present)")
+    arrays = {f"x.{s.name}": (f"np.zeros(({b}, {s.max_len}, {s.dim}), dtype=np.float32)" if s.sequence
+                              else f"np.zeros(({b}, {s.dim}), dtype=np.float32)") for s in specs}
+    arrays |= {f"len.{s.name}": f"np.full(({b},), {s.max_len}, dtype=np.int64)" for s in specs}
+    arrays["present"] = f"np.ones({mask})"
+    lines = "".join(f"    '{name}': {arrays[name]},{'  # False = absent' if name == 'present' else ''}\n" for name in taken)
+    return (f"import numpy as np\nimport onnxruntime as ort\nsession = ort.InferenceSession('{file}')\n"
+            f"inputs = {{\n{lines}}}\nprediction = session.run(None, inputs)[0]")

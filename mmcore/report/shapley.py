@@ -34,6 +34,23 @@ class Contributions:
     reason: str | None = None  # why values is None
 
 
+def _unusable(missing: list[str], diverged: list[str], total: int) -> str:
+    """Why the values are missing: subsets not evaluated, and subsets evaluated to NaN or ±inf
+    (``"a+v = nan"``, a diverged model), said apart, since the fix differs (evaluate more; look at the run)."""
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of {total} subsets were not evaluated ({_shown(missing)}); "
+                     "evaluate with conditions: all")
+    if diverged:
+        parts.append(f"{len(diverged)} of {total} subsets were evaluated but are not finite ({_shown(diverged)}): "
+                     "the model diverged or the metric is undefined there")
+    return "; ".join(parts)
+
+
+def _shown(keys: list[str]) -> str:
+    return ", ".join(keys[:4]) + (", …" if len(keys) > 4 else "")
+
+
 def subset_key(subset: Sequence[str], modalities: Sequence[str]) -> str:
     """The condition name of a subset, in dataset modality order (``mmcore.conditions``)."""
     return "+".join(m for m in modalities if m in subset)
@@ -45,18 +62,12 @@ def shapley(results: Mapping[str, float], modalities: Sequence[str], baseline: f
     m = len(modalities)
     if m == 0 or m > MAX_MODALITIES:
         return Contributions(None, baseline, None, f"not available: exact values need 1 to {MAX_MODALITIES} modalities, got {m}")
-    missing = [
-        subset_key(s, modalities)
-        for k in range(1, m + 1)
-        for s in combinations(modalities, k)
-        if subset_key(s, modalities) not in results or not math.isfinite(float(results[subset_key(s, modalities)]))
-    ]
-    if missing:
-        shown = ", ".join(missing[:4]) + (", …" if len(missing) > 4 else "")
-        return Contributions(
-            None, baseline, None,
-            f"not available: {len(missing)} of {2**m - 1} subsets were not evaluated ({shown}); evaluate with conditions: all",
-        )
+    subsets = [subset_key(s, modalities) for k in range(1, m + 1) for s in combinations(modalities, k)]
+    missing = [key for key in subsets if key not in results]
+    diverged = [f"{key} = {float(results[key])}" for key in subsets
+                if key in results and not math.isfinite(float(results[key]))]
+    if missing or diverged:
+        return Contributions(None, baseline, None, "not available: " + _unusable(missing, diverged, 2**m - 1))
 
     def v(subset: tuple[str, ...]) -> float:
         return float(results[subset_key(subset, modalities)]) if subset else float(baseline)

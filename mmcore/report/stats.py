@@ -221,7 +221,8 @@ def compare(a_name: str, a: Mapping[int, float], b_name: str, b: Mapping[int, fl
 
 
 def compare_all(values: Mapping[str, Mapping[int, float]]) -> list[Comparison]:
-    """Every unordered pair of configurations, Holm-corrected as one family."""
+    """Every unordered pair of configurations; the pairs with a test are Holm-corrected as one
+    family (a pair without one, ``t`` None, is left out of it and keeps ``p_holm`` NaN)."""
     names = list(values)
     pairs = [compare(x, values[x], y, values[y]) for i, x in enumerate(names) for y in names[i + 1 :]]
     adjusted = holm([c.t.p if c.t is not None else math.nan for c in pairs])

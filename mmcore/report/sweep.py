@@ -2,7 +2,7 @@
 
 Sections: the configuration × metric table (mean ± std over seeds, from results.csv); paired
 tests over seeds between every pair of configurations on the test average (paired t-test and
-Wilcoxon signed-rank, Holm-corrected across the pairs, effect sizes; ``mmcore.report.stats``);
+Wilcoxon signed-rank, Holm-corrected across the pairs that have a test, effect sizes; ``mmcore.report.stats``);
 win/tie/loss per condition; a condition × configuration heatmap; robustness curves overlaid
 (mean over seeds of each configuration's ``evals/*/curve.json``).
 """
@@ -116,9 +116,20 @@ def _paired(doc: Document, points: list[dict[str, Any]], metric: str, higher: bo
     doc.table(["A", "B", "seeds", f"Δ {metric} (A − B)", "t-test p", "Holm p", "Wilcoxon p", "Cohen's d_z",
                "rank-biserial r", "A's verdict (Holm, 5 %)"], body, "paired")
     doc.text("Paired t-test and Wilcoxon signed-rank test (two-sided) on the per-seed differences; Holm's correction "
-             "across all pairs above; d_z = mean(d)/sd(d); r = (W+ − W−)/(W+ + W−). With n seeds the smallest exact "
+             f"{holm_family(comparisons)}; d_z = mean(d)/sd(d); r = (W+ − W−)/(W+ + W−). With n seeds the smallest exact "
              "Wilcoxon p is 2/2^n (0.0625 for 5 seeds). Formulas and sources: mmcore.report.stats. "
              + small_n_note([len(c.seeds) for c in comparisons]), note=True)
+
+
+def holm_family(comparisons: list[stats.Comparison]) -> str:
+    """The family Holm corrects over, as ``stats.compare_all`` forms it: the pairs with a t-test.
+    A pair without one (under two shared seeds, a diverged seed) is not counted in it, so the
+    others' Holm p are smaller than over every pair; the report says which."""
+    tested = sum(c.t is not None for c in comparisons)
+    if tested == len(comparisons):
+        return f"across the {tested} pair{'s' if tested != 1 else ''} above"
+    return (f"across the {tested} of the {len(comparisons)} pairs above that have a test "
+            f"(the {len(comparisons) - tested} shown n/a are not counted in the family)")
 
 
 def _win_tie_loss(doc: Document, points: list[dict[str, Any]], metric: str, higher: bool) -> None:

@@ -84,7 +84,9 @@ def _recipe_nodes(chosen: list[str], full: dict[str, str]) -> str:
 
 
 def _listing(chosen: list[str], full: dict[str, str]) -> str:
-    parts = [f"a {k}, `{full[k]}`" if k != "imputer" else f"an {k}, `{full[k]}`" for k in chosen]
+    """"a balancer (`x.flat`), an encoder (`x.conv`) and a fusion (`x.sum`)": each name in
+    brackets, since a name set off by commas ran into the list's own commas."""
+    parts = [f"{'an' if k[0] in 'aeiou' else 'a'} {k} (`{full[k]}`)" for k in chosen]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
