@@ -3,7 +3,7 @@ model and batch with two sequence modalities and a vector (absent-row skipping, 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
@@ -54,3 +54,12 @@ def mixed_batch() -> tuple[Batch, torch.Tensor]:
     features = {"s": torch.randn(5, 9, 5, generator=gen), "t": torch.randn(5, 6, 3, generator=gen), "v": torch.randn(5, 4, generator=gen)}
     present = torch.tensor([[0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=torch.bool)
     return Batch(features, lengths, torch.tensor([0, 1, 2, 0, 1]), torch.arange(5)), present
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module whose many tiny runs gain nothing from more (2 shared cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -78,12 +78,7 @@ def plugins():
     mmcore.plugins._cached = old
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(plugins, out: Path, modalities: int = 3, *overrides: str, **nodes: Any) -> Path:
