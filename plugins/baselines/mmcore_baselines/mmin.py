@@ -33,7 +33,12 @@ How the training signal is adapted — MMIN assumes complete training data:
   row from the autoencoder's input when a draw with probability ``hide_rate`` (0.5 by default)
   picks it; a row whose every present modality was drawn stays unhidden, so with three
   present modalities each is hidden 37.5% of the time at 0.5, not the 50% of MMIN's six
-  uniform patterns (``mmcore.hiding.hidden_fraction``; no rate reaches 50%). The recon target of a
+  uniform patterns (``mmcore.hiding.hidden_fraction``; no rate reaches 50%). ``hide_rule:
+  subsets`` draws MMIN's own way instead: a row is hidden with probability ``hide_rate`` and then
+  shows a uniformly drawn proper non-empty subset of its present modalities, so each is hidden
+  ``hide_rate``/2 of the time and ``hide_rate: 1`` with three complete modalities is MMIN's six
+  uniform patterns (``mmcore.hiding`` has the source and how rows missing modalities differ).
+  The default stays ``independent``, the rule every earlier run used. The recon target of a
   hidden modality is its real encoding, so those terms teach imagination; visible ones teach
   the autoencoder to pass its input through. With ``hide_rate: 0`` the input holds every
   target and the autoencoder can satisfy ``recon`` by copying: it then learns little about
@@ -62,9 +67,9 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
-from mmcore import Fraction, NonNegative, PositiveInt
+from mmcore import NonNegative, PositiveInt, Rate
 from mmcore.errors import DataError, checker
-from mmcore.hiding import HideScope, complete, hide
+from mmcore.hiding import HideRule, HideScope, complete, hide, rate_problem
 from mmcore.nn import ResidualCascade, mlp
 from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
@@ -100,7 +105,11 @@ class MMINImputer(nn.Module):
             removes the backward autoencoder and its ``cycle`` group.
         hide_rate: in training, probability of drawing each present modality for hiding from the
             autoencoder's input while it stays a reconstruction target; a row whose every
-            present modality is drawn hides none (mmcore.hiding: 0.5 hides 37.5% of three).
+            present modality is drawn hides none (mmcore.hiding: 0.5 hides 37.5% of three); under
+            hide_rule subsets, probability of hiding a row (1 is MMIN's own).
+        hide_rule: independent draws each present modality (the rule of every earlier run; 1 is
+            not a hide_rate here); subsets hides a row, then shows a uniform proper non-empty
+            subset of its present modalities, each hidden hide_rate/2 of the time, MMIN's draw.
         hide_scope: imputer hides from the autoencoder only; model also gives the fusion and
             unimodal heads the imagined value of a hidden modality (mmcore.hiding).
         detach_target: stop gradients through the reconstruction targets (the present latents).
@@ -119,9 +128,10 @@ class MMINImputer(nn.Module):
         blocks: PositiveInt = 5,  # MMIN scripts: n_blocks 5
         recon_weight: NonNegative = 4.0,  # MMIN scripts: mse_weight 4
         cycle_weight: NonNegative = 2.0,  # MMIN scripts: cycle_weight 2; 0 removes the backward autoencoder
-        hide_rate: Fraction = 0.5,
+        hide_rate: Rate = 0.5,
         hide_scope: HideScope = "imputer",
         detach_target: bool = True,
+        hide_rule: HideRule = "independent",  # subsets: MMIN's own draw (mmcore.hiding)
     ) -> None:
         super().__init__()
         names = [s.name for s in specs]
@@ -133,6 +143,9 @@ class MMINImputer(nn.Module):
         self.cycle_weight = float(cycle_weight)
         self.hide_rate = float(hide_rate)
         self.hide_scope = hide_scope
+        self.hide_rule = hide_rule
+        problem = rate_problem(self.hide_rate, hide_rule)  # cross-field: the signature checks [0, 1] alone
+        _check(problem is None, problem or "")
         self.detach_target = bool(detach_target)
         width = len(specs) * dim
         self.forward_ae = ResidualAutoencoder(width, hidden, blocks)
@@ -141,7 +154,7 @@ class MMINImputer(nn.Module):
 
     def visible(self, present: Tensor) -> Tensor:
         """``[B, M]`` modalities the autoencoder may read: present, minus those hidden in training."""
-        return hide(present, self.hide_rate, self.training)
+        return hide(present, self.hide_rate, self.training, self.hide_rule)
 
     def forward(self, h: Tensor, present: Tensor) -> ImputerOutput:
         m, d = len(self.names), self.dim
@@ -181,4 +194,5 @@ MMINImputer.contract_options = [  # type: ignore[attr-defined]
     {"hidden": [16, 8], "blocks": 2},
     {"hidden": [8], "blocks": 1, "cycle_weight": 0.0, "hide_rate": 0.0, "detach_target": False},
     {"hidden": [8], "blocks": 1, "hide_scope": "model"},
+    {"hidden": [8], "blocks": 1, "hide_rule": "subsets", "hide_rate": 1.0},
 ]

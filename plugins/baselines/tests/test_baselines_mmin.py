@@ -157,7 +157,7 @@ def test_hiding_is_what_teaches_it_to_imagine(one_thread: None) -> None:
 @pytest.mark.parametrize(
     "opts,message",
     [
-        ({"hide_rate": 1.0}, r"hide_rate: expected float in \[0, 1\), got float 1.0"),
+        ({"hide_rate": 1.5}, r"hide_rate: expected float in \[0, 1\], got float 1.5"),
         ({"hidden": []}, r"hidden: expected list\[int >= 1\] \(non-empty\), got list \[\]"),
         ({"blocks": 0}, "blocks: expected int >= 1, got int 0"),
         ({"recon_weight": -1.0}, r"recon_weight: expected float >= 0.0 \(finite\), got float -1.0"),

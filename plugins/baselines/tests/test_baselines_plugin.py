@@ -63,6 +63,7 @@ def test_options_are_read_from_the_signatures() -> None:
         "hide_rate": 0.5,
         "hide_scope": "imputer",
         "detach_target": True,
+        "hide_rule": "independent",
     }
     assert _defaults("balancer", "baselines.ogm_ge") == {
         "target": "unimodal",

@@ -46,7 +46,8 @@ How this relates to the reference code:
   ``zero_init: false`` restores the reference's init.
 - MMIN-style hiding (``hide_rate``, ``hide_scope``; off by default, as the reference has none):
   in training each present modality drawn with probability ``hide_rate`` is hidden from the
-  *other* modalities' predictors (unless the draw took every present one of its row) while its
+  *other* modalities' predictors (unless the draw took every present one of its row; ``hide_rule:
+  subsets`` draws MMIN's own way, a uniform proper non-empty subset of a hidden row stays) while its
   own latent stays the recon target, so the predictors
   practise on the sparser inputs they meet at test time (``mmcore.hiding`` has the rule and how
   it relates to ``train.modality_dropout``, which removes the target instead). A predictor never
@@ -60,9 +61,9 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor, nn
 
-from mmcore import Fraction, NonNegative, PositiveInt
+from mmcore import NonNegative, PositiveInt, Rate
 from mmcore.errors import checker
-from mmcore.hiding import HideScope, complete, hide
+from mmcore.hiding import HideRule, HideScope, complete, hide, rate_problem
 from mmcore.nn import ResidualCascade, mlp
 from mmcore.options.hints import NonEmpty
 from mmcore.types import ImputerOutput, ModalitySpec
@@ -112,9 +113,13 @@ class VIBImputer(nn.Module):
             init); false keeps the reference's Kaiming init everywhere.
         hide_rate: in training, probability of drawing each present modality for hiding from
             the other modalities' predictors; a row whose every present modality is drawn hides
-            none (MMIN-style; mmcore.hiding: 0.5 hides 37.5% of three); 0 turns it off.
+            none (MMIN-style; mmcore.hiding: 0.5 hides 37.5% of three); 0 turns it off. Under
+            hide_rule subsets, probability of hiding a row (1 hides every row, as MMIN).
         hide_scope: imputer hides from the predictors only; model also gives the fusion and
             unimodal heads the imputed value of a hidden modality (mmcore.hiding).
+        hide_rule: independent draws each present modality (the rule of every earlier run; 1 is
+            not a hide_rate here); subsets hides a row, then shows a uniform proper non-empty
+            subset of its present modalities, each hidden hide_rate/2 of the time, MMIN's draw.
     """
 
     loss_groups: tuple[str, ...] = ("kl", "recon")  # declared for mmcore.lossgroups (validate checks targets)
@@ -133,8 +138,9 @@ class VIBImputer(nn.Module):
         absent_input: Literal["learned", "zero"] = "learned",
         activation: Literal["none", "sigmoid"] = "none",
         zero_init: bool = True,
-        hide_rate: Fraction = 0.0,
+        hide_rate: Rate = 0.0,
         hide_scope: HideScope = "imputer",
+        hide_rule: HideRule = "independent",  # subsets: MMIN's own draw (mmcore.hiding)
     ) -> None:
         super().__init__()
         names = [s.name for s in specs]
@@ -150,6 +156,9 @@ class VIBImputer(nn.Module):
         self.activation = activation
         self.hide_rate = float(hide_rate)
         self.hide_scope = hide_scope
+        self.hide_rule = hide_rule
+        problem = rate_problem(self.hide_rate, hide_rule)  # cross-field: the signature checks [0, 1] alone
+        _check(problem is None, problem or "")
 
         m = len(specs)
         self.heads = nn.ModuleList(nn.Linear(dim, 2 * dim) for _ in range(m))  # -> [μ, log σ²]
@@ -184,7 +193,7 @@ class VIBImputer(nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
 
         # Predictors never read an absent (or, in training, hidden) modality's latent, only its placeholder.
-        shown = hide(present, self.hide_rate, self.training)
+        shown = hide(present, self.hide_rate, self.training, self.hide_rule)
         visible = torch.where(shown.unsqueeze(-1), z, self.absent.to(z.dtype).unsqueeze(0))
         if not self.training:  # evaluation: only the rows whose prediction is used, no recon term
             completed = z.clone()
@@ -240,6 +249,7 @@ VIBImputer.contract_options = [  # type: ignore[attr-defined]
     {"hidden": [8], "blocks": 1, "activation": "sigmoid", "zero_init": False},
     {"hidden": [8], "blocks": 1, "hide_rate": 0.5},
     {"hidden": [8], "blocks": 1, "hide_rate": 0.5, "hide_scope": "model"},
+    {"hidden": [8], "blocks": 1, "hide_rate": 0.5, "hide_rule": "subsets"},
 ]
 
 

@@ -45,6 +45,7 @@ def test_options_are_read_from_the_signatures() -> None:
         "zero_init": True,
         "hide_rate": 0.0,
         "hide_scope": "imputer",
+        "hide_rule": "independent",
     }
     balancer = {o.name: o.default for o in REGISTRY.get("balancer", "redcore.relative_advantage").options()}
     assert balancer == {
