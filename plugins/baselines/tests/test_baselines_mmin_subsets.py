@@ -5,7 +5,7 @@ reaches the imputer, changes what it trains on, and a run stopped mid-epoch resu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -14,19 +14,12 @@ from safetensors.torch import load_file
 from mmcore.recipe import load_yaml
 from mmcore.testing import check_resume, short_run, tiny_recipe
 
+from imputer_data import one_thread  # noqa: F401  (an autouse fixture: importing it applies it)
+
 IMPUTERS: dict[str, dict[str, Any]] = {
     "baselines.mmin": {"type": "baselines.mmin", "hidden": [8], "blocks": 1},
     "redcore.vib": {"type": "redcore.vib", "hidden": [8], "blocks": 1},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny loops run faster on one thread and do not fight other processes for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _recipe(tmp_path: Path, name: str, **hiding: object) -> dict[str, Any]:
