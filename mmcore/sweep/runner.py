@@ -16,6 +16,7 @@ stdout and stderr go to ``<sweep>/logs/<slug>/seed<s>.log``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -102,36 +103,78 @@ def run_state(run_dir: Path) -> State:
     return record_state(run_dir)
 
 
-def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
-    """The dotted path of the first value that differs between two recipe trees."""
+def _differences(old: Any, new: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(dotted path, saved value, planned value) of every value that differs between two recipe trees."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in [*old, *(k for k in new if k not in old)]:
+            where = f"{path}.{key}".lstrip(".")
             if key not in old or key not in new:
-                return f"{path}.{key}".lstrip(".")
-            found = _first_difference(old[key], new[key], f"{path}.{key}")
-            if found is not None:
-                return found.lstrip(".")
-        return None
-    return None if old == new else (path.lstrip(".") or "(top level)")
+                yield where, old.get(key, "(absent)"), new.get(key, "(absent)")
+            else:
+                yield from _differences(old[key], new[key], where)
+    elif old != new:
+        yield path or "(top level)", old, new
+
+
+def _saved_differences(saved: Path, planned: Any) -> list[tuple[str, Any, Any]]:
+    """How a run's saved recipe differs from the planned one, read as today's schema resolves it.
+
+    A run written by an older mmcore lacks the keys added since (``missing.train.mechanism``,
+    ...); resolved again, they take their defaults, which reproduce the older behaviour, so a
+    sweep restarted over an older sweep folder skips its finished runs instead of calling them
+    changed. A saved recipe that matches as written is never resolved again; one today's schema
+    refuses is compared as written."""
+    tree = parse_yaml(saved.read_text(encoding="utf-8"), str(saved))
+    differences = list(_differences(tree, planned))
+    if differences:
+        try:
+            resolved = parse_yaml(dump_yaml(validate_recipe(tree, None, str(saved))), str(saved))
+            differences = list(_differences(resolved, planned))
+        except RecipeError:
+            pass
+    return differences
 
 
 def check_existing(runs: list[Run]) -> None:
     """Refuse to reuse a run directory whose saved recipe differs from the one planned for it."""
     stale: list[str] = []
+    saved_values: dict[str, set[str]] = {}
     for run in runs:
         saved = run.run_dir / "recipe.yaml"
         if run_state(run.run_dir) == "fresh" or not saved.is_file():
             continue
         planned = parse_yaml(dump_yaml(run.recipe), "planned")  # the same round trip the saved file went through
-        difference = _first_difference(parse_yaml(saved.read_text(encoding="utf-8"), str(saved)), planned)
-        if difference is not None:
-            stale.append(f"{run.run_dir}: its recipe.yaml differs at '{difference}' from the recipe planned for it now")
+        differences = _saved_differences(saved, planned)
+        if differences:
+            key, was, now = differences[0]
+            stale.append(f"{run.run_dir}: its recipe.yaml differs at '{key}' from the recipe planned for it now "
+                         f"(saved: {_yaml_value(was)}, now: {_yaml_value(now)})")
+        for key, was, _ in differences:
+            saved_values.setdefault(key, set()).add(_yaml_value(was))
     if stale:
         stale.append(
             "the recipe, the overrides or the study file changed since these runs were made: "
-            "use another --out directory, or delete those runs to redo them"
+            "use another --out directory, or delete those runs to redo them" + _reuse_hint(saved_values)
         )
         raise MMCoreError("\n".join(stale))
+
+
+def _yaml_value(value: Any) -> str:
+    """A recipe value as an override writes it (flow style, so a list stays on one line)."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return "(absent)" if value == "(absent)" else dump_yaml(value).strip().removesuffix("...").strip()
+
+
+def _reuse_hint(saved_values: dict[str, set[str]]) -> str:
+    """The overrides that plan these runs as they were saved, when every run saved the same value:
+    runs made by an older mmcore whose defaults differed (train.log_every was 50, train.dropout_masks
+    torch) are then reused, and the runs still to do train with the same settings."""
+    if not saved_values or any(len(v) != 1 or "(absent)" in v for v in saved_values.values()):
+        return ""
+    overrides = " ".join(f"{key}={next(iter(v))}" for key, v in saved_values.items())
+    return (f"; if they were made by an older mmcore whose defaults differed, add {overrides} "
+            "(as overrides, or to the recipe) to reuse them")
 
 
 def prepare(run: Run) -> State:
