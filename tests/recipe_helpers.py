@@ -1,4 +1,5 @@
-"""Helpers of the recipe tests: write a recipe file, collect the problems a RecipeError lists."""
+"""Helpers of the recipe tests: write a recipe file, collect the problems a RecipeError lists, and
+the tiny recipe text that sweep, study and old-layout tests fill with their output folder."""
 
 from __future__ import annotations
 
@@ -21,3 +22,17 @@ def raises(fn: Any, *args: Any, **kwargs: Any) -> list[str]:
     with pytest.raises(RecipeError) as info:
         fn(*args, **kwargs)
     return info.value.problems
+
+
+SMALL_RECIPE = """\
+name: tiny
+device: cpu
+output: {output}
+dataset: {{type: mmcore.synthetic, modalities: 2, classes: 3, samples: 200, dim: 8}}
+missing: {{train: {{rates: {{m0: 0.3, m1: 0.3}}}}, eval: {{conditions: all}}}}
+model:
+  dim: 8
+  encoders: {{default: {{type: mmcore.mlp, layers: [8]}}}}
+  fusion: {{type: mmcore.concat, layers: [8]}}
+train: {{epochs: 1, batch_size: 64, log_every: 1}}
+"""  # .format(output=...): two modalities, 200 samples, one epoch, a line every step

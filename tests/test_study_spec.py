@@ -13,18 +13,9 @@ from mmcore.cli import app
 from mmcore.study.plan import cells, main_runs
 from mmcore.study.spec import StudyError, load_study
 
-RECIPE = """\
-name: tiny
-device: cpu
-output: {output}
-dataset: {{type: mmcore.synthetic, modalities: 2, classes: 3, samples: 200, dim: 8}}
-missing: {{train: {{rates: {{m0: 0.3, m1: 0.3}}}}, eval: {{conditions: all}}}}
-model:
-  dim: 8
-  encoders: {{default: {{type: mmcore.mlp, layers: [8]}}}}
-  fusion: {{type: mmcore.concat, layers: [8]}}
-train: {{epochs: 1, batch_size: 64, log_every: 1}}
-"""
+from recipe_helpers import SMALL_RECIPE
+
+RECIPE = SMALL_RECIPE
 
 STUDY = """\
 name: s

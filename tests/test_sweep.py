@@ -27,21 +27,11 @@ from mmcore.sweep.grid import Axis, expand, parse_axes, parse_axis, parse_seeds,
 from mmcore.sweep.runner import plan_runs, prepare, run_paths, run_state
 
 from process_helpers import processes_mentioning
+from recipe_helpers import SMALL_RECIPE
 
 runner = CliRunner()
 
-RECIPE = """\
-name: tiny
-device: cpu
-output: {output}
-dataset: {{type: mmcore.synthetic, modalities: 2, classes: 3, samples: 200, dim: 8}}
-missing: {{train: {{rates: {{m0: 0.3, m1: 0.3}}}}, eval: {{conditions: all}}}}
-model:
-  dim: 8
-  encoders: {{default: {{type: mmcore.mlp, layers: [8]}}}}
-  fusion: {{type: mmcore.concat, layers: [8]}}
-train: {{epochs: 1, batch_size: 64, log_every: 1}}
-"""
+RECIPE = SMALL_RECIPE
 
 
 @pytest.fixture
