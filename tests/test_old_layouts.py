@@ -1,21 +1,28 @@
 """Folders written by older mmcore versions, read by today's: a sweep restarted over an older
-sweep's folder. The old layouts are written here by hand, in the shapes those versions wrote."""
+sweep's folder, and a run resumed across a change of how numbers are computed. The old layouts are
+written here by hand, in the shapes those versions wrote."""
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from mmcore.cli import app
+from mmcore.engine.rundir import NUMERICS
+from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError
 from mmcore.plugins import get_registry
 from mmcore.recipe import dump_yaml, load_yaml, parse_yaml
 from mmcore.sweep import run_sweep
 from mmcore.sweep.grid import expand, parse_axes
 from mmcore.sweep.runner import plan_runs, run_state
+from mmcore.testing import tiny_recipe
 
 from recipe_helpers import SMALL_RECIPE
 
@@ -85,3 +92,39 @@ def test_a_key_today_refuses_is_named_without_a_reuse_hint(recipe, tmp_path):
     assert f"{run_dir}: its recipe.yaml differs at 'missing.train.mechanism'" in message  # compared as written
     assert message.endswith("use another --out directory, or delete those runs to redo them")
     assert run_state(run_dir) == "finished"
+
+
+def _stopped(tmp_path: Path, *overrides: str) -> Path:
+    """A tiny run stopped at step 3, resumable."""
+    recipe = tiny_recipe(tmp_path / "runs", "train.epochs=2", "train.max_steps=3", *overrides)
+    return run(recipe, show_progress=False).run_dir
+
+
+def _manifest(run_dir: Path, **changes: object) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(changes)
+    (run_dir / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
+
+
+def test_a_run_records_its_numerics_and_another_version_is_refused_on_resume(tmp_path):
+    run_dir = _stopped(tmp_path)
+    assert json.loads((run_dir / "manifest.json").read_text())["numerics"] == NUMERICS
+    _manifest(run_dir, numerics=NUMERICS + 1)
+    result = CliRunner().invoke(app, ["resume", str(run_dir), "train.max_steps=null", "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"manifest.json: 'numerics' is {NUMERICS + 1}, expected {NUMERICS}" in " ".join(result.output.split())
+    assert not (run_dir / "eval.json").exists()
+
+
+@pytest.mark.parametrize("sequence", [False, True], ids=["vectors", "sequences"])
+def test_a_run_from_before_the_record_resumes_and_a_sequence_run_warns(tmp_path, sequence):
+    extra = ("dataset.sequence=true", "dataset.max_len=6") if sequence else ()
+    run_dir = _stopped(tmp_path, *extra)
+    _manifest(run_dir, numerics=None)  # as every run written before 2026-12-08
+    recipe = load_yaml(run_dir / "recipe.yaml")
+    recipe["train"]["max_steps"] = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = run(recipe, run_dir=run_dir, resume=True, show_progress=False)
+    said = [str(w.message) for w in caught if "'numerics' record" in str(w.message)]
+    assert done.step == 10 and len(said) == int(sequence)

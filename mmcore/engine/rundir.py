@@ -13,6 +13,7 @@ import platform
 import resource
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,14 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
 
 
+NUMERICS = 1
+"""How a recipe's numbers are computed, recorded in ``manifest.json`` (``numerics``). Raise it with
+every change that makes the same recipe train to other numbers (the vector hash of
+``benchmarks/tiny_equivalence.py`` or a sequence run changes): resuming a run across such a
+change would mix two computations in one run. 1: recorded from 2026-12-08; runs written before
+carry no record (``check_same_numerics``)."""
+
+
 def write_manifest(
     path: Path,
     *,
@@ -104,6 +113,7 @@ def write_manifest(
         "data_sha256": checksums,
         "train_mask_sha256": mask_hash,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "numerics": NUMERICS,
         **(extra or {}),
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -122,6 +132,28 @@ def check_same_data(session: "Session", run_dir: Path) -> None:
             raise MMCoreError(f"{run_dir / 'manifest.json'}: 'data_sha256.{split}' differs from the {split} split loaded "
                               "now; expected the data the run started with: restore the dataset's files, or start a "
                               "new run with `mmcore run`")
+
+
+def check_same_numerics(session: "Session", run_dir: Path) -> None:
+    """A resumed run continues with the computation it started with (``NUMERICS``): another
+    recorded version is refused; a run from before the record warns when it has sequence
+    modalities, whose training batches ``frames: auto`` packs since 2026-12-07 (d33cd12), so such
+    a run made earlier and resumed now ends with numbers no straight run gives (vector runs did
+    not change)."""
+    from mmcore.engine.record import RunRecord
+
+    recorded = RunRecord(run_dir).manifest.get("numerics")
+    if recorded is None:
+        if any(spec.sequence for spec in session.specs):
+            warnings.warn(f"{run_dir / 'manifest.json'}: no 'numerics' record (written before 2026-12-08); a run with "
+                          "sequence modalities made before 2026-12-07 trains its remaining steps with frames packed "
+                          "that it trained padded, so its numbers will differ from a straight run's; start it again "
+                          "with `mmcore run` for exact numbers", stacklevel=2)
+        return
+    if recorded != NUMERICS:
+        raise MMCoreError(f"{run_dir / 'manifest.json'}: 'numerics' is {recorded!r}, expected {NUMERICS} (this mmcore "
+                          "computes the recipe's numbers differently from the one that started the run); start a new "
+                          "run with `mmcore run`, or resume with the mmcore that wrote it")
 
 
 def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch.Tensor | None) -> None:

@@ -43,7 +43,7 @@ from mmcore.engine.resume_checks import check_folders, check_progress, check_res
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.compiling import compile_for_training
-from mmcore.engine.rundir import check_same_data, cost_figures, new_run_dir, write_session_manifest
+from mmcore.engine.rundir import check_same_data, check_same_numerics, cost_figures, new_run_dir, write_session_manifest
 from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
@@ -179,6 +179,7 @@ class Trainer:
         if not (run_dir / "checkpoints" / "last").exists():
             raise MMCoreError(f"{run_dir}: nothing to resume ({describe_resumable(run_dir / 'checkpoints')})")
         check_same_data(self.session, run_dir)  # every rank: each raises alike, none waits in a collective
+        check_same_numerics(self.session, run_dir)
         state = load_last(run_dir / "checkpoints", self.model, self.optimizer)
         check_progress(run_dir / "checkpoints" / "last", state, self.steps_per_epoch, self.epochs)
         self.calls.load_state_dict(state.balancer, f"checkpoints/last (step {state.step})")
