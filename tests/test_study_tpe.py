@@ -3,6 +3,7 @@ redoing a trial; without optuna, one line naming the extra. Tiny synthetic runs 
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def _study(tmp_path: Path, text: str = STUDY) -> Path:
 def test_tpe_trials_choose_on_validation_and_restart_redoes_nothing(tmp_path):
     pytest.importorskip("optuna")
     path, out = _study(tmp_path), tmp_path / "d"
-    quiet = Console(file=open(tmp_path / "console.txt", "w"))
+    quiet = Console(file=io.StringIO())
     state, outcomes = run_study(path, out=out, console=quiet)
     assert [o.status for o in outcomes] == ["done"] * 4  # 3 trials x 1 tuning seed, then the run
     table = json.loads((out / "tune.json").read_text())["uniform"]
