@@ -122,24 +122,44 @@ class _NoRandomFills(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def checked_build(build: Callable[[], T]) -> T:
-    """``build()`` after a shape-only build on ``meta`` has shown the model is within the limits."""
-    limit = max_params()
+@contextlib.contextmanager
+def shape_only(limit: int) -> Iterator[None]:
+    """The shape-only build: on ``meta``, without random fills, the caller's random state left as it
+    was, counted against ``limit`` (``SizeError`` past it). Recipe validation builds components
+    in it too (``mmcore.recipe.buildcheck``), so that their constructors' checks run before a run."""
     counts = {"params": 0, "modules": 0}
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"), _NoRandomFills(), _counted(limit, counts):
-            build()
+            yield
     except _Stop:
         raise _too_big(counts, limit) from None
-    except Exception:  # noqa: BLE001 - not buildable on meta: the real build below is counted too
-        pass
+
+
+@contextlib.contextmanager
+def counted(limit: int) -> Iterator[None]:
+    """A real build counted against ``limit``: ``SizeError`` as soon as it passes it, before the
+    rest of the model is allocated."""
     counts = {"params": 0, "modules": 0}
-    _figures["phase"] = "building the model"
     try:
         with _counted(limit, counts):
-            model = build()
+            yield
     except _Stop:
         raise _too_big(counts, limit) from None
+
+
+def checked_build(build: Callable[[], T]) -> T:
+    """``build()`` after a shape-only build on ``meta`` has shown the model is within the limits."""
+    limit = max_params()
+    try:
+        with shape_only(limit):
+            build()
+    except SizeError:
+        raise
+    except Exception:  # noqa: BLE001 - not buildable on meta: the real build below is counted too
+        pass
+    _figures["phase"] = "building the model"
+    with counted(limit):
+        model = build()
     record(params=sum(p.numel() for p in model.parameters()) if isinstance(model, nn.Module) else None)
     return model
 

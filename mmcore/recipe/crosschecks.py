@@ -23,6 +23,7 @@ from mmcore.lossgroups import target_problems
 from mmcore.metrics import METRICS_DIRECTION, TASK_METRICS
 from mmcore.missing import MissingSpec, check_spec
 from mmcore.paths import PathError, check_output_dir
+from mmcore.recipe.buildcheck import build_problems
 from mmcore.recipe.plan import missing_spec
 from mmcore.registry import Registry, did_you_mean
 from mmcore.types import ModalitySpec, TaskSpec
@@ -213,6 +214,8 @@ def cross_problems(resolved: dict[str, Any], registry: Registry, found: Sequence
         if sound(found, "missing.frames"):
             problems += frame_problems(resolved, specs)
         problems += dataset_problems(resolved, names, task, found)
+        if specs is not None:  # the constructors' own cross-field checks (``buildcheck``)
+            problems += build_problems(resolved, registry, specs, task, found)
     else:
         if sound(found, "missing.train"):
             problems += train_missing_problems(resolved["missing"]["train"], None)
