@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmcore import Count, NonNegative
+from mmcore import Count, Fraction, NonNegative
 from mmcore.components import Balancer, EpochView, StepView
 from mmcore.errors import MMCoreError
 
@@ -88,13 +88,11 @@ class PMR(Balancer):
         modalities: list[str],
         target: str = "unimodal",
         alpha: NonNegative = 0.1,
-        momentum: float = 0.5,
+        momentum: Fraction = 0.5,
         start_epoch: Count = 1,
         end_epoch: Count | None = None,
     ) -> None:
         super().__init__(modalities, target=target)
-        if not 0.0 <= momentum < 1.0:
-            raise MMCoreError(f"{NAME}: momentum must be in [0, 1), got {momentum}")
         if end_epoch is not None and end_epoch < start_epoch:
             raise MMCoreError(f"{NAME}: end_epoch ({end_epoch}) must be >= start_epoch ({start_epoch}) or null")
         self.alpha, self.momentum = float(alpha), float(momentum)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mmcore.options.hints import type_name
 from mmcore.plugins import load_plugins
 from mmcore.registry import REQUIRED
 from mmcore.testing import contract_cases, run_contract
@@ -75,6 +76,8 @@ def test_options_are_read_from_the_signatures() -> None:
     }
     # missing_rates is injected by the framework, so the only option is the target group
     assert _defaults("balancer", "baselines.inverse_rate") == {"target": "recon", "norm": "mean", "total": 1.0}
+    momentum = next(o for o in REGISTRY.get("balancer", "baselines.pmr").options() if o.name == "momentum")
+    assert type_name(momentum.annotation) == "float in [0, 1)"  # in the signature, so `mmcore components` shows it
     for kind, name in CASES:
         assert REQUIRED not in _defaults(kind, name).values()
         assert REGISTRY.get(kind, name).doc  # every component says what it is in `mmcore components`
