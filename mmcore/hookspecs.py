@@ -55,7 +55,7 @@ def register_datasets(register: Register) -> None:
     ``TaskSpec`` (or None). It must be cheap (options or file headers, never tensors). Without
     it, or if it raises (files not there yet), validation skips those checks; the run makes them.
     What it returns must agree with the built dataset: a run warns when it does not (validation
-    judged the recipe by it) and the contract suite fails.
+    judged the recipe by it) and the contract suite warns (a ``FutureWarning``: it will fail later).
     The commands that run a recipe here (``mmcore validate``, ``run``, ``resume``) also report
     what it raises as ``DataError`` (or any ``MMCoreError``): bad options, unreadable headers; and
     an option named ``root`` must name an existing file or folder (``mmcore.recipe.machine``).
