@@ -25,15 +25,15 @@ import torch
 from torch import nn
 
 import mmcore.engine.trainer as trainer
-from mmcore import hookimpl
 from mmcore.engine import ownership, sizes, stopping
 from mmcore.engine.runlock import hold_run_lock
 from mmcore.engine.trainer import RunInterrupted, run
 from mmcore.errors import MMCoreError, RecipeError
-from mmcore.plugins import load_plugins
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.testing import tiny_recipe
 from mmcore.types import ModalitySpec
+
+from plugin_helpers import plugins_of
 
 ONE_EPOCH = "train.epochs=1"
 
@@ -135,14 +135,8 @@ class Extending(nn.Module):
         return self.net(x)
 
 
-class ExtendingPlugin:
-    @hookimpl
-    def register_encoders(self, register: Any) -> None:
-        register("extending.mlp", Extending)
-
-
 def test_the_callers_recipe_is_not_changed_by_a_run_so_it_repeats(tmp_path):
-    plugins = load_plugins(entry_points=[], extra={"extending": ExtendingPlugin()})
+    plugins = plugins_of("extending", encoders={"extending.mlp": Extending})
     tree = apply_overrides(tiny_recipe(tmp_path, ONE_EPOCH), ["model.encoders.default={type: extending.mlp, layers: [8]}"])
     recipe = validate_recipe(tree, plugins.registry, "test")
     first = run(recipe, plugins=plugins, show_progress=False)
@@ -152,7 +146,7 @@ def test_the_callers_recipe_is_not_changed_by_a_run_so_it_repeats(tmp_path):
 
 
 def test_each_build_gets_its_own_options_so_every_modality_has_the_same_encoder(tmp_path):
-    plugins = load_plugins(entry_points=[], extra={"extending": ExtendingPlugin()})
+    plugins = plugins_of("extending", encoders={"extending.mlp": Extending})
     component, options = plugins.registry.get("encoder", "extending.mlp"), {"layers": [8]}
     spec = ModalitySpec(name="m0", dim=4)
     widths = [[layer.out_features for layer in component.build({"spec": spec, "dim": 16}, options).net] for _ in range(3)]

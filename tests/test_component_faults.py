@@ -25,8 +25,10 @@ from mmcore import ImputerOutput, hookimpl
 from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError
 from mmcore.plugins import load_plugins
-from mmcore.recipe import apply_overrides, dump_yaml, validate_recipe
+from mmcore.recipe import apply_overrides, dump_yaml
 from mmcore.testing import check_balancer, check_encoder, check_fusion, check_logger, tiny_recipe
+
+from plugin_helpers import recipe_with, run_failure
 
 BROKEN = {"on": True}  # the mid-run fault is "fixed" by switching this off before the resume
 
@@ -136,19 +138,6 @@ def plugins() -> Any:
     return load_plugins(extra={"faulty": Faulty()})
 
 
-def _recipe(tmp_path: Any, plugins: Any, *overrides: str) -> dict[str, Any]:
-    tree = apply_overrides(tiny_recipe(tmp_path, "train.epochs=1"), list(overrides))
-    return validate_recipe(tree, plugins.registry, "test")
-
-
-def _failure(tmp_path: Any, plugins: Any, *overrides: str) -> str:
-    with pytest.raises(MMCoreError) as info:
-        run(_recipe(tmp_path, plugins, *overrides), plugins=plugins, show_progress=False)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
-
-
 ENC = "model.encoders.m1={type: faulty.enc, bug: %s}"
 CASES = [
     (ENC % "wide", "encoder 'faulty.enc' (plugin faulty) for modality 'm1': its output has shape [64, 17], expected [64, 16]"),
@@ -172,13 +161,13 @@ IDS = ["enc-wide", "enc-float64", "enc-detached", "enc-nan", "enc-exit", "imp-lo
 
 @pytest.mark.parametrize(("override", "expected"), CASES, ids=IDS)
 def test_a_faulty_component_stops_the_run_with_one_line_naming_it(tmp_path, plugins, override, expected):
-    assert expected in _failure(tmp_path, plugins, override)
+    assert expected in str(run_failure(tmp_path, plugins, override))
 
 
 def test_attached_weights_train_as_before_with_a_warning_naming_the_replacement(tmp_path, plugins):
-    plain = run(_recipe(tmp_path / "a", plugins, "balancer={type: faulty.bal}"), plugins=plugins, show_progress=False)
+    plain = run(recipe_with(tmp_path / "a", plugins, "balancer={type: faulty.bal}"), plugins=plugins, show_progress=False)
     with pytest.warns(FutureWarning, match=r"return weights.detach\(\)"):
-        attached = run(_recipe(tmp_path / "b", plugins, "balancer={type: faulty.bal, bug: attached}"), plugins=plugins,
+        attached = run(recipe_with(tmp_path / "b", plugins, "balancer={type: faulty.bal, bug: attached}"), plugins=plugins,
                        show_progress=False)
     assert json.loads((attached.run_dir / "eval.json").read_text())["results"] == \
         json.loads((plain.run_dir / "eval.json").read_text())["results"]
@@ -202,7 +191,7 @@ def test_sys_exit_in_a_component_is_exit_1_with_one_line_not_a_silent_exit_0(tmp
 
 def test_a_fault_after_a_checkpoint_says_how_to_resume_and_the_resume_finishes(tmp_path, plugins):
     BROKEN["on"] = True
-    recipe = _recipe(tmp_path, plugins, "train.epochs=2", "balancer={type: faulty.bal, bug: observe, at: 7}")
+    recipe = recipe_with(tmp_path, plugins, "train.epochs=2", "balancer={type: faulty.bal, bug: observe, at: 7}")
     with pytest.raises(MMCoreError) as info:
         run(recipe, plugins=plugins, show_progress=False)
     message = str(info.value)

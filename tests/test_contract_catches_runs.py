@@ -9,19 +9,19 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
-from mmcore import hookimpl
 from mmcore.builtins.balancers import Uniform
 from mmcore.builtins.synthetic import Synthetic
 from mmcore.components import Balancer
 from mmcore.engine.trainer import run
-from mmcore.plugins import load_plugins
 from mmcore.recipe import apply_overrides, validate_recipe
 from mmcore.types import ImputerOutput
 from mmcore.testing import check_balancer, check_dataset, tiny_recipe
 
 from contract_helpers import fails, passes_quietly, warns
+from plugin_helpers import plugins_of
 from test_contract_catches import FillsInPlace
 
 
@@ -205,21 +205,8 @@ class FillsWithWhere(FillsInPlace):
 def test_writing_into_h_in_place_changes_no_number_of_a_run(tmp_path: Any) -> None:
     """Why the suite warns about ``FillsInPlace`` instead of failing it: a run's results and
     weights are those of the same imputer written with ``torch.where``."""
-    from safetensors.torch import load_file
 
-    from mmcore import hookimpl
-    from mmcore.engine.trainer import run
-    from mmcore.plugins import load_plugins
-    from mmcore.recipe import validate_recipe
-    from mmcore.testing import tiny_recipe
-
-    class Plugin:
-        @hookimpl
-        def register_imputers(self, register: Any) -> None:
-            register("tcc.inplace", FillsInPlace)
-            register("tcc.where", FillsWithWhere)
-
-    plugins = load_plugins(extra={"tcc": Plugin()})
+    plugins = plugins_of("tcc", imputers={"tcc.inplace": FillsInPlace, "tcc.where": FillsWithWhere})
     results, weights = [], []
     for name in ("tcc.inplace", "tcc.where"):
         tree = tiny_recipe(tmp_path / name, "train.epochs=1")
@@ -240,15 +227,9 @@ class ZeroesWhatItObserves(Uniform):
             losses.zero_()
 
 
-class ZeroingPlugin:
-    @hookimpl
-    def register_balancers(self, register: Any) -> None:
-        register("zeroing.uniform", ZeroesWhatItObserves)
-
-
 def test_a_run_logs_the_losses_before_a_balancer_changes_them(tmp_path: Any) -> None:
     """The warning above aside, a run's metrics.jsonl is what the step computed (it was logged after observe())."""
-    plugins = load_plugins(entry_points=[], extra={"zeroing": ZeroingPlugin()})
+    plugins = plugins_of("zeroing", balancers={"zeroing.uniform": ZeroesWhatItObserves})
     logged = []
     for balancer in ("mmcore.uniform", "zeroing.uniform"):
         recipe = validate_recipe(apply_overrides(tiny_recipe(tmp_path / balancer), [f"balancer={balancer}"]), plugins.registry, "test")

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,16 +18,16 @@ import torch
 from torch import Tensor, nn
 from typer.testing import CliRunner
 
-from mmcore import hookimpl
 from mmcore.engine import guards, trainer as trainer_module
 from mmcore.engine.blame import ComponentFault
 from mmcore.engine.runtime import Runtime
 from mmcore.engine.session import build_session
 from mmcore.engine.trainer import Trainer, run, train
 from mmcore.errors import MMCoreError
-from mmcore.plugins import load_plugins
-from mmcore.recipe import apply_overrides, dump_yaml, validate_recipe
+from mmcore.recipe import apply_overrides, dump_yaml
 from mmcore.testing import tiny_recipe
+
+from plugin_helpers import plugins_of, recipe_with, run_failure
 
 LABEL = "encoder 'ends.enc' (plugin ends) for modality 'm1'"
 
@@ -54,27 +53,9 @@ class Encoder(nn.Module):
         return out
 
 
-class Ends:
-    @hookimpl
-    def register_encoders(self, register: Any) -> None:
-        register("ends.enc", Encoder)
-
-
 @pytest.fixture(scope="module")
 def plugins() -> Any:
-    return load_plugins(extra={"ends": Ends()})
-
-
-def _recipe(output: Any, plugins: Any, *overrides: str) -> dict[str, Any]:
-    tree = apply_overrides(tiny_recipe(output, "train.epochs=1"), list(overrides))
-    return validate_recipe(tree, plugins.registry, "test")
-
-
-def _failure(tmp_path: Path, plugins: Any, *overrides: str) -> MMCoreError:
-    with pytest.raises(MMCoreError) as info:
-        run(_recipe(tmp_path, plugins, *overrides), plugins=plugins, show_progress=False)
-    assert "\n" not in str(info.value)
-    return info.value
+    return plugins_of("ends", encoders={"ends.enc": Encoder})
 
 
 # ------------------------------------------------------------------------ 1. a layer made in forward
@@ -82,7 +63,7 @@ def _failure(tmp_path: Path, plugins: Any, *overrides: str) -> MMCoreError:
 
 def test_a_layer_made_in_the_first_forward_stops_the_run_naming_its_component(tmp_path, plugins):
     """Before: the run finished (5 steps, eval.json), ``extra`` never trained and absent from resume."""
-    error = _failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc, bug: late_layer}")
+    error = run_failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc, bug: late_layer}")
     assert isinstance(error, ComponentFault)
     assert str(error) == (
         f"training step 0: {LABEL}: parameters ['extra.weight', 'extra.bias'] appeared during forward, after the optimizer "
@@ -113,7 +94,7 @@ def test_the_parameter_check_runs_once_in_a_run(tmp_path, plugins, monkeypatch):
         guards.check_parameters(*args)
 
     monkeypatch.setattr(trainer_module, "check_parameters", counted)
-    result = run(_recipe(tmp_path, plugins, "train.epochs=2"), plugins=plugins, show_progress=False)
+    result = run(recipe_with(tmp_path, plugins, "train.epochs=2"), plugins=plugins, show_progress=False)
     assert result.step == 10 and calls == ["training step 0"]
 
 
@@ -122,7 +103,7 @@ def test_the_parameter_check_runs_once_in_a_run(tmp_path, plugins, monkeypatch):
 
 def test_nan_gradients_from_one_encoder_name_it_not_the_learning_rate(tmp_path, plugins):
     """Before: "training diverged: loss is nan at epoch 1; lower train.optimizer.lr or set train.grad_clip"."""
-    error = _failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc, bug: sqrt_at_zero}")
+    error = run_failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc, bug: sqrt_at_zero}")
     assert isinstance(error, ComponentFault)
     assert str(error) == (
         f"training diverged: loss is nan at epoch 1: {LABEL}: its gradients are non-finite (NaN or infinity) although the "
@@ -148,7 +129,7 @@ def test_after_a_checkpoint_the_probe_starts_from_it_and_the_message_says_how_to
         on["bug"] = True
 
     monkeypatch.setattr(Trainer, "end_epoch", switch_on)
-    error = _failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc}", "train.epochs=2")
+    error = run_failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc}", "train.epochs=2")
     message = str(error)
     assert message.startswith(f"training diverged: loss is nan at epoch 2: {LABEL}: its gradients are non-finite")
     assert "(one forward and backward pass from checkpoints/last, without a step, shows it)" in message
@@ -157,7 +138,7 @@ def test_after_a_checkpoint_the_probe_starts_from_it_and_the_message_says_how_to
 
 def test_a_divergence_no_component_shows_keeps_its_message(tmp_path, plugins):
     """An infinity at one step only (as a too-high learning rate gives): the probe finds nothing to name."""
-    error = _failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc, bug: glitch}")
+    error = run_failure(tmp_path, plugins, "model.encoders.m1={type: ends.enc, bug: glitch}")
     assert type(error) is not ComponentFault
     assert str(error) == "training diverged: loss is nan at epoch 1; lower train.optimizer.lr or set train.grad_clip"
 

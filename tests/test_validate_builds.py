@@ -19,13 +19,14 @@ from torch import Tensor, nn
 from typer.testing import CliRunner
 
 import mmcore.cli
-from mmcore import ImputerOutput, hookimpl
+from mmcore import ImputerOutput
 from mmcore.engine.trainer import run
 from mmcore.errors import DataError, RecipeError, checker
-from mmcore.plugins import load_plugins
 from mmcore.recipe import apply_overrides, dump_yaml, validate_recipe
 from mmcore.testing import tiny_recipe
 from mmcore.types import ModalitySpec, TaskSpec
+
+from plugin_helpers import plugins_of
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
 
@@ -95,22 +96,10 @@ class Files:
         return [ModalitySpec(f"m{i}", 8) for i in range(3)], TaskSpec("classification", 4)
 
 
-class Fake:
-    @hookimpl
-    def register_imputers(self, register: Any) -> None:
-        register("fake.pair", Pair)
-        register("fake.divides", Divides)
-        register("fake.reads", Reads)
-        register("fake.grows", ReadsThenGrows)
-
-    @hookimpl
-    def register_datasets(self, register: Any) -> None:
-        register("fake.files", Files)
-
-
 @pytest.fixture(scope="module")
 def plugins() -> Any:
-    return load_plugins(extra={"fake": Fake()})
+    imputers = {"fake.pair": Pair, "fake.divides": Divides, "fake.reads": Reads, "fake.grows": ReadsThenGrows}
+    return plugins_of("fake", imputers=imputers, datasets={"fake.files": Files})
 
 
 def _problems(plugins: Any, tree: dict[str, Any], *overrides: str, machine: bool = False) -> list[str]:
