@@ -3,10 +3,12 @@ the tiny recipe text that sweep, study and old-layout tests fill with their outp
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from mmcore.errors import RecipeError
 
@@ -36,3 +38,15 @@ model:
   fusion: {{type: mmcore.concat, layers: [8]}}
 train: {{epochs: 1, batch_size: 64, log_every: 1}}
 """  # .format(output=...): two modalities, 200 samples, one epoch, a line every step
+
+
+def small_recipe_file(tmp_path: Path, text: str = SMALL_RECIPE) -> Path:
+    """``text`` (``SMALL_RECIPE`` by default) written as ``tmp_path/tiny.yaml``, runs under ``tmp_path/runs``."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text.format(output=tmp_path / "runs"))
+    return path
+
+
+def quiet_console() -> Console:
+    """A console whose output goes nowhere (a sweep's or study's progress lines)."""
+    return Console(file=io.StringIO(), width=120)

@@ -5,12 +5,10 @@ written here by hand, in the shapes those versions wrote."""
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
 from mmcore.cli import app
@@ -24,20 +22,14 @@ from mmcore.sweep.grid import expand, parse_axes
 from mmcore.sweep.runner import plan_runs, run_state
 from mmcore.testing import tiny_recipe
 
-from recipe_helpers import SMALL_RECIPE
+from recipe_helpers import SMALL_RECIPE, quiet_console, small_recipe_file
 
 RECIPE = SMALL_RECIPE.replace(", log_every: 1", "")  # the default log_every, which changed since
 
 
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(RECIPE.format(output=tmp_path / "runs"))
-    return path
-
-
-def _quiet() -> Console:
-    return Console(file=open(os.devnull, "w"), width=120)
+    return small_recipe_file(tmp_path, RECIPE)
 
 
 def _old_finished_run(recipe: Path, sweep_dir: Path, **old_train: object) -> Path:
@@ -60,7 +52,7 @@ def test_a_key_added_since_the_old_run_does_not_make_it_stale(recipe, tmp_path):
     sweep_dir = tmp_path / "sw"
     run_dir = _old_finished_run(recipe, sweep_dir)
     before = (run_dir / "recipe.yaml").read_bytes()
-    run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=_quiet())
+    run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet_console())
     assert (run_dir / "recipe.yaml").read_bytes() == before and not (run_dir / "checkpoints").exists()  # skipped
     rows = (sweep_dir / "results.csv").read_text()
     assert "0.625" in rows and "0.25" in rows  # the old run's numbers, not a new training
@@ -70,14 +62,14 @@ def test_an_old_default_is_named_with_the_overrides_that_reuse_the_runs(recipe, 
     sweep_dir = tmp_path / "sw"
     run_dir = _old_finished_run(recipe, sweep_dir, log_every=50, dropout_masks="torch")
     with pytest.raises(MMCoreError) as error:
-        run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=_quiet())
+        run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet_console())
     message = str(error.value)
     assert "differs at 'train.log_every' from the recipe planned for it now (saved: 50, now: null)" in message
     assert message.endswith("if they were made by an older mmcore whose defaults differed, add train.log_every=50 "
                             "train.dropout_masks=torch (as overrides, or to the recipe) to reuse them")
     assert run_state(run_dir) == "finished"  # nothing touched
     reuse = ["train.log_every=50", "train.dropout_masks=torch"]
-    run_sweep(recipe, reuse, [], seeds="0", out=sweep_dir, console=_quiet())
+    run_sweep(recipe, reuse, [], seeds="0", out=sweep_dir, console=quiet_console())
     assert "0.625" in (sweep_dir / "results.csv").read_text() and not (run_dir / "checkpoints").exists()
 
 
@@ -87,7 +79,7 @@ def test_a_key_today_refuses_is_named_without_a_reuse_hint(recipe, tmp_path):
     sweep_dir = tmp_path / "sw"
     run_dir = _old_finished_run(recipe, sweep_dir, retired_option=3)
     with pytest.raises(MMCoreError) as error:
-        run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=_quiet())
+        run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet_console())
     message = str(error.value)
     assert f"{run_dir}: its recipe.yaml differs at 'missing.train.mechanism'" in message  # compared as written
     assert message.endswith("use another --out directory, or delete those runs to redo them")

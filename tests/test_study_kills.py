@@ -31,7 +31,8 @@ from mmcore.study.run import plan, run_study
 from mmcore.sweep import run_sweep
 from test_study_ports import RECIPE  # the tiny two-modality recipe
 from test_sweep import RECIPE as SWEEP_RECIPE
-from test_sweep import fake_finished, quiet
+from recipe_helpers import quiet_console
+from test_sweep import fake_finished
 from test_sweep import plan as sweep_plan
 
 STUDY = """\
@@ -129,7 +130,7 @@ def test_a_run_left_unfinished_by_another_invocation_is_run_here(tmp_path, train
         waited(runs)
 
     monkeypatch.setattr(execute, "wait_for", owner_dies_while_waited_for)
-    state, outcomes = run_study(path, out=out, console=quiet())
+    state, outcomes = run_study(path, out=out, console=quiet_console())
     holder.join()
     assert [o.status for o in outcomes] == ["done"] * 4
     assert sorted(trained) == sorted(r.rel for r in state.main) and trained[-1] == last.rel  # each once
@@ -220,9 +221,9 @@ def test_a_sweep_lock_taken_but_not_yet_named_is_refused(tmp_path):
     with open(sweep_dir / "sweep.lock", "a+") as other:  # another sweep, its pid not written yet
         fcntl.flock(other.fileno(), fcntl.LOCK_EX)
         with pytest.raises(MMCoreError, match=r"another sweep \(pid unknown\) is running"):
-            run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet())
+            run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet_console())
         assert (sweep_dir / "sweep.lock").exists()  # its lock is left alone
-    result = run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet())  # released: a dead sweep's
+    result = run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet_console())  # released: a dead sweep's
     assert [o.status for o in result.outcomes] == ["skipped"] and not (sweep_dir / "sweep.lock").exists()
 
 

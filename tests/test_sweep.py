@@ -27,7 +27,7 @@ from mmcore.sweep.grid import Axis, expand, parse_axes, parse_axis, parse_seeds,
 from mmcore.sweep.runner import plan_runs, prepare, run_paths, run_state
 
 from process_helpers import processes_mentioning
-from recipe_helpers import SMALL_RECIPE
+from recipe_helpers import SMALL_RECIPE, quiet_console, small_recipe_file
 
 runner = CliRunner()
 
@@ -36,13 +36,7 @@ RECIPE = SMALL_RECIPE
 
 @pytest.fixture
 def recipe(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(RECIPE.format(output=tmp_path / "runs"))
-    return path
-
-
-def quiet() -> Console:
-    return Console(file=open(os.devnull, "w"), width=120)
+    return small_recipe_file(tmp_path, RECIPE)
 
 
 def plan(recipe: Path, grid: list[str], seeds: list[int], sweep_dir: Path, overrides: list[str] = ()):
@@ -178,7 +172,7 @@ def test_aggregation_of_finished_runs_matches_hand_computed_values(recipe, tmp_p
     for seed in (0, 1, 2):
         fake_finished(by["model.dim=16", seed], 0.8, 0.8, {})
 
-    result = run_sweep(recipe, [], grid, seeds="0,1,2", out=sweep_dir, console=quiet(), metrics="macro_f1")
+    result = run_sweep(recipe, [], grid, seeds="0,1,2", out=sweep_dir, console=quiet_console(), metrics="macro_f1")
     assert [o.status for o in result.outcomes] == ["skipped"] * 6 and not result.failed
     rows = {(r["point"], r["split"], r["condition"], r["metric"]): r for r in read_csv(sweep_dir / "results.csv")}
     dim8 = by["model.dim=8", 0].point.slug
@@ -235,7 +229,7 @@ def test_a_changed_recipe_is_not_mixed_with_old_results(recipe, tmp_path):
     (run,) = plan(recipe, [], [0], sweep_dir)
     fake_finished(run, 0.5, 0.5, {})
     with pytest.raises(MMCoreError, match="differs at 'train.epochs'"):
-        run_sweep(recipe, ["train.epochs=2"], [], seeds="0", out=sweep_dir, console=quiet())
+        run_sweep(recipe, ["train.epochs=2"], [], seeds="0", out=sweep_dir, console=quiet_console())
     assert run_state(run.run_dir) == "finished"  # nothing was touched
 
 
@@ -254,11 +248,11 @@ def test_one_sweep_per_directory(recipe, tmp_path):
     fake_finished(run, 0.5, 0.5, {})
     (sweep_dir / "sweep.lock").write_text(str(os.getpid()))  # a live process holds it
     with pytest.raises(MMCoreError, match="another sweep"):
-        run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet())
+        run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet_console())
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     (sweep_dir / "sweep.lock").write_text(str(gone.pid))  # its process has exited: a stale lock
-    result = run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet())
+    result = run_sweep(recipe, [], [], seeds="0", out=sweep_dir, console=quiet_console())
     assert [o.status for o in result.outcomes] == ["skipped"] and not (sweep_dir / "sweep.lock").exists()
 
 
@@ -275,7 +269,7 @@ def test_two_by_two_sweep_resumes_restarts_and_then_skips(recipe, tmp_path):
     prepare(interrupted)  # stopped after one of its three steps: checkpoints/last, no eval.json
     stopped = train(
         {**interrupted.recipe, "train": {**interrupted.recipe["train"], "max_steps": 1}},
-        run_dir=interrupted.run_dir, console=quiet(), show_progress=False,
+        run_dir=interrupted.run_dir, console=quiet_console(), show_progress=False,
     )
     assert stopped.stopped_early and run_state(interrupted.run_dir) == "resume"
     half_made.run_dir.mkdir(parents=True)
@@ -334,9 +328,9 @@ def test_a_failing_run_is_reported_excluded_and_the_exit_code_is_non_zero(recipe
 def test_ray_backend_without_ray_says_how_to_install(recipe, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(MMCoreError, match=r"pip install 'mmcore\[ray\]'"):
-        run_sweep(recipe, [], [], seeds="0", out=tmp_path / "sw", backend="ray", console=quiet())
+        run_sweep(recipe, [], [], seeds="0", out=tmp_path / "sw", backend="ray", console=quiet_console())
     with pytest.raises(MMCoreError, match="not a backend"):
-        run_sweep(recipe, [], [], backend="slurm", console=quiet())
+        run_sweep(recipe, [], [], backend="slurm", console=quiet_console())
 
 
 def test_ray_backend_runs_the_same_worker(recipe, tmp_path):
@@ -344,7 +338,7 @@ def test_ray_backend_runs_the_same_worker(recipe, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         result = run_sweep(
-            recipe, [], ["model.dim=4"], seeds="0", jobs=2, out=tmp_path / "sw", backend="ray", console=quiet()
+            recipe, [], ["model.dim=4"], seeds="0", jobs=2, out=tmp_path / "sw", backend="ray", console=quiet_console()
         )
     finally:
         ray.shutdown()
