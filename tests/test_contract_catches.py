@@ -132,7 +132,22 @@ class Double(Linear):
         return self.lin(x).double()
 
 
-def test_encoder_with_batch_statistics_in_trainingwarns() -> None:
+@pytest.mark.parametrize(
+    "factory,fragment",
+    [
+        (Squeezes, "output shape (16,) for a batch of one"),
+        (CentresOnTheBatch, "a row's output depends on other rows of the batch"),
+        (BatchNormInTraining, "a batch of one row in training raises ValueError: Expected more than 1 value"),
+        (LazyLayer, "parameters ['lin.weight', 'lin.bias'] appear only after the first forward"),
+        (ScalesInPlace, "forward modifies its input x in place"),
+        (Double, "output has dtype float64, expected float32"),
+    ],
+)
+def test_broken_encoder_fails(factory: Any, fragment: str) -> None:
+    fails(check_encoder, factory, fragment)
+
+
+def test_encoder_with_batch_statistics_in_training_warns() -> None:
     message = warns(check_encoder, CentresInTraining, "in training a row's output depends on other rows")
     assert message.startswith("encoder 'CentresInTraining' (plugin local): ")
 
@@ -195,17 +210,17 @@ def test_encoder_with_layers_in_a_plain_list() -> None:
             check_encoder(LayersInAList)
 
 
-def test_encoder_that_clamps_its_input_in_placewarns() -> None:
+def test_encoder_that_clamps_its_input_in_place_warns() -> None:
     warns(check_encoder, ClampsInPlace, "forward modifies its input x in place")
 
 
-def test_encoder_with_nan_on_an_all_zero_rowwarns() -> None:
+def test_encoder_with_nan_on_an_all_zero_row_warns() -> None:
     """In a run (data.nonfinite: absent zero-fills a missing row) this stopped as 'training diverged: loss is nan'."""
     warns(check_encoder, UnitNorm, "an all-zero row (how absent rows arrive under data.nonfinite: absent) gives a non-finite")
     warns(check_encoder, UnitNormOfOutput, "an all-zero row gives non-finite gradients although its output is masked out")
 
 
-def test_encoder_that_makes_tensors_on_the_cpuwarns() -> None:
+def test_encoder_that_makes_tensors_on_the_cpu_warns() -> None:
     """Checked on the meta device where there is no GPU (shapes only), on the GPU where there is one."""
     device = "cuda" if torch.cuda.is_available() else "meta"
     warns(check_encoder, ZerosOnTheCpu, f"with its inputs on {device} it mixes devices")
@@ -303,19 +318,19 @@ class DeclaresAnotherGroup(DetachedLoss):
         return ImputerOutput(z=z, losses={"rec": (z - self.fill).square().mean(-1).mean(0)})
 
 
-def test_imputer_returning_other_loss_groups_than_declaredwarns() -> None:
+def test_imputer_returning_other_loss_groups_than_declared_warns() -> None:
     warns(check_imputer, DeclaresAnotherGroup, "declares loss_groups ['recon'] but returns ['rec']")
 
 
-def test_imputer_with_nan_for_a_row_with_nothing_presentwarns() -> None:
+def test_imputer_with_nan_for_a_row_with_nothing_present_warns() -> None:
     warns(check_imputer, MeanOfPresent, "non-finite z in a row where every modality is absent (min_present: 0)")
 
 
-def test_imputer_loss_without_gradientwarns() -> None:
+def test_imputer_loss_without_gradient_warns() -> None:
     warns(check_imputer, DetachedLoss, "loss 'recon' carries no gradient")
 
 
-def test_imputer_with_zero_loss_termspasses_quietly() -> None:
+def test_imputer_with_zero_loss_terms_passes_quietly() -> None:
     passes_quietly(check_imputer, ZeroLossTerms)
 
 
@@ -363,7 +378,7 @@ class ZeroesAbsentInPlace(Concat):
         return super().forward(z, present)
 
 
-def test_fusion_that_zeroes_z_in_placewarns() -> None:
+def test_fusion_that_zeroes_z_in_place_warns() -> None:
     warns(check_fusion, ZeroesAbsentInPlace, "forward modifies its input z in place (the unimodal heads read z")
 
 
@@ -376,5 +391,5 @@ def test_fusion_reading_imputed_latents_passes() -> None:
     passes_quietly(check_fusion, Concat)
 
 
-def test_fusion_with_nan_for_a_row_with_nothing_presentwarns() -> None:
+def test_fusion_with_nan_for_a_row_with_nothing_present_warns() -> None:
     warns(check_fusion, MeanOfPresentFusion, "non-finite output in a row where every modality is absent")

@@ -107,19 +107,19 @@ class OneWeight(InverseLoss):
         (OneWeight, "weights() shape (1,), expected (3,)"),
     ],
 )
-def test_broken_balancerfails(factory: Any, fragment: str) -> None:
+def test_broken_balancer_fails(factory: Any, fragment: str) -> None:
     fails(check_balancer, factory, fragment)
 
 
 @pytest.mark.parametrize("factory", [FloorsTheLosses, DoublesTheLosses])
-def test_balancer_that_changes_the_stats_it_receiveswarns(factory: Any) -> None:
+def test_balancer_that_changes_the_stats_it_receives_warns(factory: Any) -> None:
     """A warning naming the field, not a resume failure: the engine hands each observe() new stats."""
     message = warns(check_balancer, factory, "observe(stats) modifies stats.losses['recon'] in place")
     assert message.startswith(f"balancer '{factory.__qualname__}' (plugin local): ")
 
 
 @pytest.mark.parametrize("factory", [LoadsOnTheCpu, NeverMoves])
-def test_balancer_whose_state_stays_on_the_cpuwarns(factory: Any) -> None:
+def test_balancer_whose_state_stays_on_the_cpu_warns(factory: Any) -> None:
     """The engine moves a balancer with to(device), then loads a checkpoint's state into it."""
     warns(check_balancer, factory, "(then given load_state_dict(), as on resuming) it returns a tensor on cpu; weights() must be")
 
@@ -190,7 +190,7 @@ def test_dataset_with_labels_from_one() -> None:
     fails(check_dataset, OneBasedLabels, "targets must be int64 class indices in [0, 3)")
 
 
-def test_dataset_whose_describe_disagreeswarns() -> None:
+def test_dataset_whose_describe_disagrees_warns() -> None:
     warns(check_dataset, describes_too_few_classes, "describe")
 
 
