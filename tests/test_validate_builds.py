@@ -209,3 +209,40 @@ def test_a_study_with_one_bad_arm_is_refused_before_any_run(tmp_path):
     assert result.exit_code == 2, result.output
     assert "(arm all, " in result.output and "model.imputer (baselines.mmin): hide_rate: expected float in [0, 1)" in result.output
     assert not (tmp_path / "d").exists() and not (tmp_path / "runs").exists()
+
+
+class Counted(Passthrough):
+    """Counts its constructions, to see which validations built it."""
+
+    built = 0
+
+    def __init__(self, specs: Any, dim: int, low: int = 1, high: int = 2) -> None:
+        super().__init__(dim)
+        Counted.built += 1
+        checker("fake.counted")(low <= high, f"low: expected at most high ({high}), got {low}")
+
+
+def test_validations_inside_one_build_per_node_build_each_node_once_and_say_the_same(tmp_path):
+    from mmcore.recipe.buildcheck import one_build_per_node
+
+    counted = plugins_of("fake", imputers={"fake.counted": Counted})
+    tree = tiny_recipe(tmp_path)
+    good, bad = "model.imputer={type: fake.counted}", "model.imputer={type: fake.counted, low: 5, high: 3}"
+
+    def problems(*overrides: str) -> list[str]:
+        try:
+            validate_recipe(apply_overrides(tree, list(overrides)), counted.registry, "test")
+        except RecipeError as error:
+            return error.problems
+        return []
+
+    alone = [problems(bad, f"seed={seed}") for seed in range(3)]
+    Counted.built = 0
+    with one_build_per_node():
+        shared = [problems(bad, f"seed={seed}", f"train.optimizer.lr={lr}") for seed, lr in ((0, 0.1), (1, 0.2), (2, 0.3))]
+        assert Counted.built == 2  # on meta, then for real to confirm the refusal; not again for the other seeds
+        assert problems(good) == [] and Counted.built == 3  # another node is built
+        assert problems("model.dim=8", bad) == alone[0] and Counted.built == 5  # and so is the same node at another width
+    assert shared == alone == [["test: model.imputer (fake.counted): low: expected at most high (3), got 5"]] * 3
+    problems(bad)
+    assert Counted.built == 7  # outside, every validation builds

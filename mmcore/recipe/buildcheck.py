@@ -16,10 +16,18 @@ ops without a meta kernel) is never blamed on the recipe; and only the errors a 
 for bad options are reported: ``MMCoreError`` (``RegistryError``, ``mmcore.errors.checker``),
 ``ValueError`` and ``TypeError``. A model past the size limit is left to the run, whose limit
 (``--max-params``) this command does not know.
+
+A sweep or study validates hundreds of recipes that differ in seeds, rates and learning rates
+but share a few component nodes; inside ``one_build_per_node()`` each distinct node (with the
+values the engine passes it) is built once and its outcome reused (protocol-full's 500
+validations: 34 s without, most of it building the same encoders again).
 """
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -33,6 +41,21 @@ from mmcore.types import ModalitySpec, TaskSpec
 
 Build = Callable[[], Any]
 REPORTED = (MMCoreError, ValueError, TypeError)  # what a factory raises for options it refuses
+TOO_LARGE = "too large"  # a remembered outcome: past the size limit, left to the run
+_outcomes: ContextVar[dict[tuple[Any, ...], str | None] | None] = ContextVar("build_outcomes", default=None)
+
+
+@contextmanager
+def one_build_per_node() -> Iterator[None]:
+    """Validations inside share their builds: a node built with the same injected values again
+    gives the outcome of its first build. Constructors are deterministic in their options (the
+    contract suite checks it), so the outcome is the same; the registry's factory is part of the
+    key, so a component registered again under its name is built again."""
+    token = _outcomes.set({})
+    try:
+        yield
+    finally:
+        _outcomes.reset(token)
 
 
 def build_problems(
@@ -46,26 +69,43 @@ def build_problems(
         return []
     problems: list[str] = []
     failed: set[str] = set()  # a default encoder that fails for one modality is named once
-    for path, node, build in _builds(resolved, registry, specs, task, found):
+    memo = _outcomes.get()
+    for path, node, key, build in _builds(resolved, registry, specs, task, found):
         if path in failed:
             continue
-        try:
-            with shape_only(limit):
-                build()
-        except SizeError:  # the run checks it against its own --max-params
+        key = (limit, *key)
+        if memo is not None and key in memo:
+            message = memo[key]
+        else:
+            message = _outcome(build, limit)
+            if memo is not None:
+                memo[key] = message
+        if message == TOO_LARGE:  # the run checks it against its own --max-params
             return problems
-        except Exception:  # noqa: BLE001 - judged on a real build below
-            message = _real_failure(build, limit)
-            if message is not None:  # the component's own ``checker`` names it first: once is enough
-                failed.add(path)
-                problems.append(f"{path} ({node['type']}): {message.removeprefix(node['type'] + ': ')}")
+        if message is not None:  # the component's own ``checker`` names it first: once is enough
+            failed.add(path)
+            problems.append(f"{path} ({node['type']}): {message.removeprefix(node['type'] + ': ')}")
     return problems
+
+
+def _outcome(build: Build, limit: int) -> str | None:
+    """The refusal's line, ``TOO_LARGE``, or None when the node builds (on ``meta``, or for real
+    where only ``meta`` fails)."""
+    try:
+        with shape_only(limit):
+            build()
+    except SizeError:
+        return TOO_LARGE
+    except Exception:  # noqa: BLE001 - judged on a real build below
+        return _real_failure(build, limit)
+    return None
 
 
 def _builds(
     resolved: dict[str, Any], registry: Registry, specs: list[ModalitySpec], task: TaskSpec | None, found: Sequence[str]
-) -> Iterator[tuple[str, dict[str, Any], Build]]:
-    """``(path, node, build)`` of every component that can be built from sound values."""
+) -> Iterator[tuple[str, dict[str, Any], tuple[Any, ...], Build]]:
+    """``(path, node, key, build)`` of every component that can be built from sound values;
+    ``key`` says what the build depends on (``one_build_per_node``)."""
     from mmcore.recipe.crosschecks import sound  # here: crosschecks imports this module
 
     model = resolved["model"]
@@ -76,12 +116,12 @@ def _builds(
     for spec in specs:
         key = spec.name if spec.name in encoders else "default"
         if key in encoders and sound(found, f"model.encoders.{key}"):
-            yield f"model.encoders.{key}", encoders[key], _builder(registry, "encoder", encoders[key], spec=spec, dim=dim)
+            yield f"model.encoders.{key}", encoders[key], *_builder(registry, "encoder", encoders[key], spec=spec, dim=dim)
     if sound(found, "model.imputer"):
-        yield "model.imputer", model["imputer"], _builder(registry, "imputer", model["imputer"], specs=list(specs), dim=dim)
+        yield "model.imputer", model["imputer"], *_builder(registry, "imputer", model["imputer"], specs=list(specs), dim=dim)
     if task is not None and sound(found, "model.fusion"):
         fusion = model["fusion"]
-        yield "model.fusion", fusion, _builder(registry, "fusion", fusion, specs=list(specs), dim=dim, out_dim=task.out_dim)
+        yield "model.fusion", fusion, *_builder(registry, "fusion", fusion, specs=list(specs), dim=dim, out_dim=task.out_dim)
     if sound(found, "balancer", "missing.train"):
         yield from _balancer(resolved, registry, specs, names, dim)
 
@@ -97,16 +137,23 @@ def _balancer(
         rates = marginal_rates(missing_spec(resolved["missing"]["train"]), names)
     except (MMCoreError, ValueError, KeyError):  # missing.train's own checks report it
         return
-    yield "balancer", node, _builder(registry, "balancer", node, modalities=list(names), missing_rates=rates)
-    yield "balancer", node, lambda: build_calibration(node, list(specs), dim, registry)
+    yield "balancer", node, *_builder(registry, "balancer", node, modalities=list(names), missing_rates=rates)
+    calibration = ("calibration", registry.find("balancer", node.get("type", "")), _text(node), repr(specs), dim)
+    yield "balancer", node, calibration, lambda: build_calibration(node, list(specs), dim, registry)
 
 
-def _builder(registry: Registry, kind: str, node: dict[str, Any], **injected: Any) -> Build:
-    """A call that builds ``node`` as the engine does (``Component.build``: options checked, the
-    result of the kind's type); nothing when the name is unknown (reported as such already)."""
+def _builder(registry: Registry, kind: str, node: dict[str, Any], **injected: Any) -> tuple[tuple[Any, ...], Build]:
+    """The key and a call that builds ``node`` as the engine does (``Component.build``: options
+    checked, the result of the kind's type); nothing when the name is unknown (reported as such already)."""
     component = registry.find(kind, node.get("type", ""))
     options = {k: v for k, v in node.items() if k != "type"}
-    return (lambda: component.build(injected, options)) if component is not None else (lambda: None)
+    key = (kind, component, _text(node), repr(sorted(injected.items())))
+    return key, (lambda: component.build(injected, options)) if component is not None else (lambda: None)
+
+
+def _text(node: dict[str, Any]) -> str:
+    """A node as text, equal for equal nodes (a validated node holds plain data)."""
+    return json.dumps(node, sort_keys=True, default=repr)
 
 
 def _real_failure(build: Build, limit: int) -> str | None:

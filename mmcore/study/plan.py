@@ -24,6 +24,7 @@ from typing import Any
 
 from mmcore.errors import RecipeError
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
+from mmcore.recipe.buildcheck import one_build_per_node
 from mmcore.registry import Registry
 from mmcore.study.budget import StepBudget, scaled_schedule
 from mmcore.study.spec import Study, StudyError
@@ -173,24 +174,31 @@ def resolve(study: Study, runs: list[StudyRun], registry: Registry) -> None:
     tree = load_yaml(study.recipe)
     steps = StepBudget(study.path, study.budget["steps"], registry) if "steps" in study.budget else None
     problems: list[str] = []
-    for run in runs:
-        where = f"{study.path} (arm {run.arm}, {level_slug(run.levels)}, {run.kind})"
-
-        def validated(epochs: int | None = None) -> dict[str, Any]:
-            texts = overrides_for(study, run.arm, run.levels, run.values, run.seed, epochs, tree)
-            return validate_recipe(apply_overrides(tree, texts, where), registry, where)
-
-        try:
-            run.recipe = validated()
-            if steps is not None:
-                run.recipe = validated(steps.epochs(run.recipe, f"arm {run.arm}, {level_slug(run.levels)}"))
-        except RecipeError as error:
-            problems += [p for p in error.problems if p not in problems]
-        except StudyError as error:
-            problems += [str(error)] if str(error) not in problems else []
+    with one_build_per_node():  # the runs share most component nodes
+        for run in runs:
+            problems += [p for p in _resolve_one(study, run, tree, steps, registry) if p not in problems]
     if problems:
         raise StudyError("\n".join(problems))
     _check_budget(study, [r for r in runs if r.kind == "main"])
+
+
+def _resolve_one(study: Study, run: StudyRun, tree: dict[str, Any], steps: StepBudget | None, registry: Registry) -> list[str]:
+    """Validate ``run``'s recipe into ``run.recipe``; its problems, if any."""
+    where = f"{study.path} (arm {run.arm}, {level_slug(run.levels)}, {run.kind})"
+
+    def validated(epochs: int | None = None) -> dict[str, Any]:
+        texts = overrides_for(study, run.arm, run.levels, run.values, run.seed, epochs, tree)
+        return validate_recipe(apply_overrides(tree, texts, where), registry, where)
+
+    try:
+        run.recipe = validated()
+        if steps is not None:
+            run.recipe = validated(steps.epochs(run.recipe, f"arm {run.arm}, {level_slug(run.levels)}"))
+    except RecipeError as error:
+        return list(error.problems)
+    except StudyError as error:
+        return [str(error)]
+    return []
 
 
 def _check_budget(study: Study, runs: list[StudyRun]) -> None:

@@ -34,6 +34,7 @@ from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.record import run_state as record_state
 from mmcore.errors import MMCoreError, RecipeError
 from mmcore.recipe import apply_overrides, dump_yaml, parse_yaml, validate_recipe
+from mmcore.recipe.buildcheck import one_build_per_node
 from mmcore.registry import Registry
 from mmcore.sweep.devices import Placement, Slots
 from mmcore.sweep.grid import Point
@@ -84,16 +85,17 @@ def plan_runs(
     """Resolve the recipe of every (point, seed); every problem of every point is reported at once."""
     runs: list[Run] = []
     problems: list[str] = []
-    for point in points:
-        for seed in seeds:
-            overrides = [*base_overrides, *point.overrides, f"seed={seed}"]
-            where = source if not point.assignments else f"{source} (grid point {point.label})"
-            try:
-                recipe = validate_recipe(apply_overrides(tree, overrides), registry, where)
-            except RecipeError as error:
-                problems += [p for p in error.problems if p not in problems]  # seeds repeat the same problem
-                continue
-            runs.append(Run(point, seed, *run_paths(sweep_dir, point, seed), recipe=recipe))
+    with one_build_per_node():  # the points share most component nodes
+        for point in points:
+            for seed in seeds:
+                overrides = [*base_overrides, *point.overrides, f"seed={seed}"]
+                where = source if not point.assignments else f"{source} (grid point {point.label})"
+                try:
+                    recipe = validate_recipe(apply_overrides(tree, overrides), registry, where)
+                except RecipeError as error:
+                    problems += [p for p in error.problems if p not in problems]  # seeds repeat the same problem
+                    continue
+                runs.append(Run(point, seed, *run_paths(sweep_dir, point, seed), recipe=recipe))
     if problems:
         raise RecipeError(problems)
     return runs
