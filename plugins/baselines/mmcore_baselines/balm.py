@@ -15,10 +15,13 @@ step, with p the fused prediction's distribution and q_m modality m's unimodal h
     grad(W_f) += tau · ∂L_dir/∂W_f
 
 so the modality whose head closed in on the fused prediction fastest gets the smallest share
-(Σ_m coef_m = M − 1). W_f is the fusion's output-layer weight and W_m unimodal head m's (the
-last ``nn.Linear`` of each; they must have one shape, as the reference asserts); the direction
-gradient reaches W_f only (the reference zeroes what it leaves on the heads before their own
-step). Regression: p and q_m are (σ(−y), σ(y)) of the raw outputs, as the reference.
+(Σ_m coef_m = M − 1). The shares lie in [0, 1] only while every d_m ≥ 0: a KL that grew, or changes
+of mixed sign that nearly cancel in Σ_k d_k, give a coef below 0 (a reversed gradient) or far above
+1 (tens in a tiny run whose batches mostly lack a modality). The formula is kept unclipped.
+W_f is the fusion's output-layer weight and W_m unimodal head m's (the last ``nn.Linear`` of
+each; they must have one shape, as the reference asserts); the direction gradient reaches W_f
+only (the reference zeroes what it leaves on the heads before their own step). Regression: p and
+q_m are (σ(−y), σ(y)) of the raw outputs, as the reference.
 ``noise: true`` adds N(0, std(grad)²) to each modulated gradient, as ``--norm_modulation``.
 ``fcm: true`` (the reference always has it) adds the Feature Calibration Module before the
 imputer: ``mmcore_baselines.balm_fcm``, with its own deviations.

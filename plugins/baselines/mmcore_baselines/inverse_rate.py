@@ -48,7 +48,7 @@ def inverse_rate_weights(
         rate = float(missing_rates[m])
         _check(
             0.0 <= rate < 1.0,
-            f"modality '{m}' has missing rate {rate}; it must be in [0, 1) — a modality missing from every "
+            f"modality '{m}' has missing rate {round(rate, 12)}; it must be in [0, 1) — a modality missing from every "
             f"training sample has no inverse rate (lower missing.train.rates.{m} or drop the modality)",
         )
     inverse = [1.0 / (1.0 - float(missing_rates[m])) for m in modalities]

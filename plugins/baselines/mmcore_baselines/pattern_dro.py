@@ -26,6 +26,10 @@ Deviations:
 - The reference's generalisation adjustment (C/√n_g) is not included (its default is 0).
 - ``present`` is the mask after modality dropout, so dropout moves rows between patterns.
 - Works for classification and regression alike (ℓ is the engine's task loss).
+- The empty pattern (g = 0, a row with no modality, possible only under ``missing.train.min_present:
+  0``) is no group: its q stays 0, so such rows enter the objective only through the plain mean,
+  with weight (1 − mix)/B each (none at the default mix 1). Their loss is the label prior's, which
+  no encoder can lower; as a group it would soon hold nearly all of q and train the prior alone.
 """
 
 from __future__ import annotations
@@ -98,8 +102,11 @@ class PatternDRO(Balancer):
         pooled_counts = view.mean_over_ranks(counts)
         seen_loss = pooled_sums / pooled_counts.clamp_min(1e-12)
         seen_loss = torch.where(pooled_counts > 0, seen_loss, torch.zeros_like(seen_loss))
-        q = self.q * torch.exp(self.eta * seen_loss)
-        self.q = q / q.sum()
+        step = self.eta * seen_loss
+        q = self.q * torch.exp(step)
+        # exp overflows once η·L_g passes ~88 (a regression loss in the thousands): then the same
+        # update in log space, log q + η·L shifted by its largest finite entry (softmax does that)
+        self.q = torch.where(torch.isfinite(q.sum()), q / q.sum(), torch.softmax(self.q.log() + step, 0))
         local = torch.where(counts > 0, sums / counts.clamp_min(1.0), torch.zeros_like(sums))
         robust = (self.q * local).sum()
         return self.mix * (robust - rows.mean())
@@ -120,7 +127,7 @@ class PatternDRO(Balancer):
 
 
 def _uniform_q(groups: int) -> Tensor:
-    """Uniform over the non-empty patterns; the empty pattern (index 0) never occurs."""
+    """Uniform over the non-empty patterns; the empty pattern (index 0) is no group (module docstring)."""
     q = torch.full((groups,), 1.0 / (groups - 1)) if groups > 1 else torch.ones(1)
     if groups > 1:
         q[0] = 0.0

@@ -26,6 +26,11 @@ Generalisation and differences from the reference:
 - features are mmcore's completed latents z[:, m]; the scores, the CE and the prototypes use only
   the rows where m is present (imputed rows would measure the imputer, not the modality). A
   modality absent from the whole batch gets coef 0.
+- a class with no present training row for modality m (a class absent from the train split, or
+  never seen with m) has no prototype p[m, c]: it is left out of m's softmax (its logit is the
+  float minimum, not the distance to a zero vector, which would be a phantom class at the
+  origin), and rows of that class do not count for m. A prototype first seen at a later refresh
+  is taken as is, like the first set.
 - the reference's score is a sum over the batch; the ratio is the same for a mean except when the
   modalities' present counts differ, where the mean compares like with like.
 - prototypes come from the whole train split at each epoch's end (the reference: ~10% of the
@@ -99,12 +104,14 @@ class PMR(Balancer):
         self.first_epoch, self.last_epoch = max(int(start_epoch), 1), end_epoch  # not self.end_epoch: the hook
         self.epochs = 0  # epochs done
         self.proto: Tensor | None = None  # [M, C, d]
+        self.seen: Tensor | None = None  # [M, C] bool: p[m, c] came from at least one present row
         self.coef = torch.zeros(len(self.modalities))
 
     def to(self, device: torch.device | str) -> "PMR":
         super().to(device)
         self.coef = self.coef.to(self.device)
         self.proto = None if self.proto is None else self.proto.to(self.device)
+        self.seen = None if self.seen is None else self.seen.to(self.device)
         return self
 
     def active(self) -> bool:
@@ -116,11 +123,14 @@ class PMR(Balancer):
             return None
         assert self.proto is not None
         dist = torch.cdist(view.z.float().transpose(0, 1), self.proto.to(view.z.device))  # [M, B, C]
-        logits = -dist
-        present = view.present.t().float()  # [M, B]
+        seen = self._seen().to(view.z.device)
+        # a class without a prototype has no logit: the float minimum, finite so that no row gets NaN
+        logits = torch.where(seen.unsqueeze(1), -dist, torch.full_like(dist, torch.finfo(dist.dtype).min))
+        known = seen.gather(1, view.target.view(1, -1).expand(len(self.modalities), -1))  # [M, B]: y_i has p[m, y_i]
+        present = (view.present.t() & known).float()  # [M, B]
         counts = present.sum(1)
         ce = F.cross_entropy(logits.flatten(0, 1), view.target.repeat(len(self.modalities)), reduction="none").view_as(present)
-        ce = (ce * present).sum(1) / counts.clamp_min(1.0)
+        ce = torch.where(present > 0, ce, torch.zeros_like(ce)).sum(1) / counts.clamp_min(1.0)
         truth = logits.softmax(-1).gather(-1, view.target.view(1, -1, 1).expand(len(self.modalities), -1, 1)).squeeze(-1)
         score = (truth * present).sum(1) / counts.clamp_min(1.0)
         self.coef = pmr_coefficients(score.detach(), counts > 0).to(self.device)
@@ -133,8 +143,15 @@ class PMR(Balancer):
         new, seen = prototypes(z, target, present, classes)
         if self.proto is not None:
             blended = (1.0 - self.momentum) * new + self.momentum * self.proto
-            new = torch.where(seen.unsqueeze(-1), blended, self.proto)
-        self.proto, self.epochs = new.to(self.device), view.epoch
+            before, old = self._seen().to(seen.device), self.proto.to(new.device)
+            new = torch.where((seen & before).unsqueeze(-1), blended, torch.where(seen.unsqueeze(-1), new, old))
+            seen = seen | before
+        self.proto, self.seen, self.epochs = new.to(self.device), seen.to(self.device), view.epoch
+
+    def _seen(self) -> Tensor:
+        """``[M, C]`` which prototypes exist; all of them for prototypes set without a mask."""
+        assert self.proto is not None
+        return self.seen if self.seen is not None else torch.ones(self.proto.shape[:2], dtype=torch.bool, device=self.proto.device)
 
     def log_values(self) -> dict[str, Tensor]:
         return {"pmr_coef": self.coef}
@@ -146,6 +163,7 @@ class PMR(Balancer):
             "modalities": list(self.modalities),
             "epochs": self.epochs,
             "proto": None if self.proto is None else self.proto.cpu().tolist(),
+            "seen": None if self.seen is None else self.seen.cpu().tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -154,6 +172,9 @@ class PMR(Balancer):
         self.epochs = int(state["epochs"])
         proto = state["proto"]
         self.proto = None if proto is None else torch.tensor(proto, dtype=torch.float32, device=self.device)
+        # None (a checkpoint from before "seen" was saved): every prototype counts, as it did then
+        seen = state.get("seen")
+        self.seen = None if seen is None or proto is None else torch.tensor(seen, dtype=torch.bool, device=self.device)
 
 
 def _classification(target: Tensor) -> None:
