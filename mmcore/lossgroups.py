@@ -82,7 +82,8 @@ def target_message(
     else:
         fix = "use an imputer with loss terms, set model.unimodal_heads=true (group 'unimodal'), or balancer=mmcore.uniform"
     if target == UNIMODAL and not heads:
-        fix = "set model.unimodal_heads=true, or " + fix
+        # The heads are the fix here; without other groups, only the balancer swap remains.
+        fix = "set model.unimodal_heads=true, or " + (fix if available else "balancer=mmcore.uniform")
     return (
         f"balancer.target: '{target}' is not a loss group of this model (imputer '{imputer}'"
         f"{' + unimodal heads' if heads else ''}), and {balancer} "

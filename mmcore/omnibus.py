@@ -120,6 +120,6 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float 
     mean = sum(values) / n
     if n < 2:
         return mean, None, None
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    sd = math.sqrt(sum((v - mean) * (v - mean) for v in values) / (n - 1))  # x * x is inf where x ** 2 raises OverflowError
     half = t_quantile(1.0 - level, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half

@@ -11,9 +11,13 @@ their outputs under ``evals/`` and ``exports/``).
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
+
+from mmcore.report.html import number
+from mmcore.text import markdown_cell
 
 CARD_FILE = "MODEL_CARD.md"
 
@@ -41,20 +45,37 @@ def _metrics_section(results: dict[str, dict[str, float]]) -> list[str]:
     if not metrics:
         return ["No test results recorded (the run stopped before its final evaluation)."]
     by_count: dict[int, list[dict[str, float]]] = {}
-    lines = ["| condition | present | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 2)]
+    header = " | ".join(markdown_cell(m) for m in metrics)  # names from plugins and recipes: never markup
+    lines = ["| condition | present | " + header + " |", "|" + " --- |" * (len(metrics) + 2)]
     order = sorted(rows, key=lambda c: (_present(c, names) or 99, c))
     for c in order:
         k = _present(c, names)
         if k is not None:
             by_count.setdefault(k, []).append(rows[c])
-        lines.append(f"| {c} | {k if k is not None else '—'} | " + " | ".join(f"{rows[c].get(m, float('nan')):.4f}" for m in metrics) + " |")
+        shown = " | ".join(_number(rows[c].get(m)) for m in metrics)
+        lines.append(f"| {markdown_cell(c)} | {k if k is not None else '—'} | {shown} |")
     lines += ["", "Averages by number of present modalities:", "",
-              "| present | conditions | " + " | ".join(metrics) + " |", "|" + " --- |" * (len(metrics) + 2)]
+              "| present | conditions | " + header + " |", "|" + " --- |" * (len(metrics) + 2)]
     for k in sorted(by_count):
         group = by_count[k]
-        means = [statistics.fmean(r[m] for r in group if m in r) for m in metrics]
-        lines.append(f"| {k} | {len(group)} | " + " | ".join(f"{v:.4f}" for v in means) + " |")
+        means = [_mean([r[m] for r in group if m in r]) for m in metrics]
+        lines.append(f"| {k} | {len(group)} | " + " | ".join(_number(v) for v in means) + " |")
     return lines
+
+
+def _number(value: Any) -> str:
+    """A metric as the reports show it (NaN as n/a, not ``nan``); a missing or non-numeric one as n/a."""
+    return number(float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+
+def _mean(values: list[Any]) -> float:
+    """The mean of a group's numbers, NaN when one is not a number or the sum is not finite."""
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return math.nan
+    try:
+        return statistics.fmean(values)
+    except (OverflowError, ValueError):  # opposite infinities, or sums past the float range
+        return math.nan
 
 
 def _mechanism(train: dict[str, Any]) -> str:

@@ -76,6 +76,7 @@ def _curve_options(curve: bool, rates: str | None, draws: int | None, min_presen
 
 def _print_curve(curve: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     metric = curve.get("select") if curve.get("select") in curve["metrics"] else curve["metrics"][0]
     table = Table(title=f"robustness ({metric}): AUC by the trapezoid rule, relative = mean level / full ({curve['full'][metric]:.4f})")
@@ -83,7 +84,7 @@ def _print_curve(curve: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if column in ("curve", "rates") else "right")
     for name, c in curve["curves"].items():
         r = c["robustness"][metric]
-        table.add_row(name, f"{c['rates'][0]:g}–{c['rates'][-1]:g}", f"{r['auc']:.4f}", f"{r['mean']:.4f}", f"{r['relative']:.4f}")
+        table.add_row(Text(name), f"{c['rates'][0]:g}–{c['rates'][-1]:g}", f"{r['auc']:.4f}", f"{r['mean']:.4f}", f"{r['relative']:.4f}")
     console.print(table)
 
 

@@ -14,6 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from mmcore.conditions import AVERAGE
 
@@ -72,12 +73,12 @@ def results_table(
     metrics = metrics or list(next(iter(table.values())))
     gaps = gap_rows(table, oracle) if oracle else {}
     extra = [k for k in dict.fromkeys(k for row in gaps.values() for k in row)]
-    out = Table(title=title)
+    out = Table(title=Text(title))  # names from recipes and plugins are shown as written, never read as markup
     out.add_column("condition", overflow="fold")  # never cut a condition name
     for m in [*metrics, *extra]:
-        out.add_column(m.replace("_", " ") if m in extra else m, justify="right")
+        out.add_column(Text(m.replace("_", " ") if m in extra else m), justify="right")
     for condition, row in table.items():
         style = "bold" if condition == AVERAGE else None
         more = [f"{gaps[condition][k]:.4f}" if k in gaps.get(condition, {}) else "" for k in extra]
-        out.add_row(condition, *[f"{row[m]:.4f}" for m in metrics], *more, style=style)
+        out.add_row(Text(condition), *[f"{row[m]:.4f}" for m in metrics], *more, style=style)
     return out

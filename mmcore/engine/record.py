@@ -60,7 +60,23 @@ def read_eval(path: Path) -> dict[str, Any]:
     results = data.get("results") if isinstance(data, dict) else None
     if not isinstance(results, dict) or not all(isinstance(t, dict) for t in results.values()):
         raise MMCoreError(f"{path}: expected {{'results': {{split: {{condition: {{metric: value}}}}}}}}")
+    for split, table in results.items():
+        for condition, row in table.items():
+            _check_row(path, f"results.{split}.{condition}", row)
     return data
+
+
+def _check_row(path: Path, where: str, row: Any) -> None:
+    """Every value of ``{metric: value}`` a number. ``null`` becomes NaN: strict JSON writers
+    (JavaScript, ``allow_nan=False``) spell NaN so, and every reader then shows 'n/a' where one
+    failed on it and another skipped it."""
+    if not isinstance(row, dict):
+        raise MMCoreError(f"{path}: {where}: expected {{metric: value}}, got {repr(row)[:80]}")
+    for metric, value in row.items():
+        if value is None:
+            row[metric] = math.nan
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MMCoreError(f"{path}: {where}.{metric}: expected a number, got {repr(value)[:80]}")
 
 
 @dataclass

@@ -118,10 +118,14 @@ def effect(label: str, diffs: Mapping[int, float]) -> Effect:
     if n == 0 or nonfinite:
         return Effect(label, seeds, math.nan, math.nan, (math.nan, math.nan), math.nan, math.nan, math.nan, math.nan,
                       nonfinite=nonfinite)
-    mean = statistics.fmean(d)
+    mean = stats.mean_or_nan(d)
     if n < 2:
         return Effect(label, seeds, mean, math.nan, (math.nan, math.nan), math.nan, math.nan, math.nan, math.nan)
-    sd = statistics.stdev(d)
+    try:
+        sd = statistics.stdev(d)
+    except OverflowError:  # a spread past the float maximum (seeds near ±1.8e308): no test, every seed named
+        return Effect(label, seeds, mean, math.inf, (math.nan, math.nan), math.nan, math.nan, math.nan, math.nan,
+                      nonfinite=seeds)
     zeros = [0.0] * n
     t, w = stats.paired_t(d, zeros), stats.wilcoxon(d, zeros)
     se = sd / math.sqrt(n)
@@ -183,7 +187,7 @@ def by_present(table: Mapping[str, Mapping[str, float]], metric: str) -> dict[in
         if not set(parts) <= set(modalities) or metric not in table[condition]:
             continue
         groups.setdefault(len(parts), []).append(float(table[condition][metric]))
-    return {k: statistics.fmean(v) for k, v in sorted(groups.items())}
+    return {k: stats.mean_or_nan(v) for k, v in sorted(groups.items())}
 
 
 def endpoint_value(results: Mapping[str, Mapping[str, Mapping[str, float]]], endpoint: str) -> float | None:

@@ -18,7 +18,8 @@ def scatter(x: Sequence[float], y: Sequence[float], labels: Sequence[str], title
     """Points with a log x axis (counts span orders of magnitude), labelled when few."""
     plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.scatter([max(v, 0.5) for v in x], list(y), s=14, color="#4C72B0")
+    y = figures._drawable(y)
+    ax.scatter([max(v, 0.5) for v in x], y, s=14, color="#4C72B0")
     if len(labels) <= 15:
         for xi, yi, label in zip(x, y, labels):
             ax.annotate(label, (max(xi, 0.5), yi), fontsize=6, xytext=(2, 2), textcoords="offset points")

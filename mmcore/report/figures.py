@@ -18,6 +18,18 @@ INSTALL_HINT = "mmcore report needs matplotlib, the optional extra 'report': pip
 DPI = 100  # a 8-inch figure is 800 px: the page's text width, so 8-point labels stay about 11 px tall
 WIDTH = 8.0  # inches; every figure is drawn at the width it is shown at, never scaled down by the page
 GROUP_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+DRAW_MAX = 1e300  # beyond this matplotlib's axis margins overflow (a diverged loss of 1.7e308 failed the report)
+
+
+def _drawable(values: Sequence[Any]) -> list[float]:
+    """Values as matplotlib can place them: what is not a finite number within ``DRAW_MAX`` is
+    left out of the line (NaN), as inf already is; the page's tables keep every value."""
+    return [float(v) if isinstance(v, (int, float)) and abs(v) < DRAW_MAX else math.nan for v in values]
+
+
+def _legend(name: str) -> str:
+    """A series name as a legend entry: matplotlib drops labels that start with '_' from legends."""
+    return f" {name}" if str(name).startswith("_") else str(name)
 
 
 def pyplot() -> Any:
@@ -33,9 +45,17 @@ def pyplot() -> Any:
 
 
 def _png(fig: Any) -> bytes:
+    """The figure as PNG bytes, every text drawn as written: names come from users and plugins,
+    and matplotlib would read a pair of ``$`` in one (an arm ``a$^$``) as mathtext and fail."""
+    import matplotlib
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
     buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})  # no version stamp: stable bytes
+    with matplotlib.rc_context({"text.parse_math": False}):  # tick labels are made while drawing
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})  # no version stamp: stable bytes
     pyplot().close(fig)
     return buffer.getvalue()
 
@@ -50,12 +70,12 @@ def lines(
     if panels:
         fig, axes = _small_multiples(list(series), min(4, len(series)), sharey=False)
         for ax, (x, y) in zip(axes, series.values()):
-            ax.plot(list(x), list(y), linewidth=1.5, marker="o" if len(x) < 20 else None, markersize=3)
+            ax.plot(_drawable(x), _drawable(y), linewidth=1.5, marker="o" if len(x) < 20 else None, markersize=3)
         return _labelled(fig, title, xlabel, None)
     fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     for name, (x, y) in series.items():
-        ax.plot(list(x), list(y), label=name, linewidth=1.5, marker="o" if len(x) < 20 else None, markersize=3)
-    if logy and all(v > 0 for _, y in series.values() for v in y if math.isfinite(v)):
+        ax.plot(_drawable(x), _drawable(y), label=_legend(name), linewidth=1.5, marker="o" if len(x) < 20 else None, markersize=3)
+    if logy and all(v > 0 for _, y in series.values() for v in _drawable(y) if math.isfinite(v)):
         ax.set_yscale("log")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
@@ -72,15 +92,16 @@ def bars(
     the bars by group (conditions by number of present modalities) and labels the colours."""
     plt = pyplot()
     many = len(labels) > 12
+    values, errors = _drawable(values), _drawable(errors) if errors is not None else None
     colours = [GROUP_COLOURS[(g - 1) % len(GROUP_COLOURS)] for g in groups] if groups else "#4C72B0"
     fig, ax = plt.subplots(figsize=(WIDTH, max(3.0, 0.5 + 0.2 * len(labels))) if many else (WIDTH, 3.6))
     if many:
-        ax.barh(range(len(labels)), list(values), xerr=errors, color=colours, height=0.8)
+        ax.barh(range(len(labels)), values, xerr=errors, color=colours, height=0.8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_ylim(len(labels) - 0.5, -0.5)  # the first label on top
         ax.set(title=title, xlabel=ylabel)
     else:
-        ax.bar(range(len(labels)), list(values), yerr=errors, color=colours)
+        ax.bar(range(len(labels)), values, yerr=errors, color=colours)
         ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center", fontsize=8)
         ax.set(title=title, ylabel=ylabel)
     if groups:
@@ -97,6 +118,7 @@ def by_count(points: Sequence[tuple[int, float]], title: str, ylabel: str) -> by
     """One dot per condition at its number of present modalities, the mean per count joined by a line."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    points = list(zip([k for k, _ in points], _drawable([v for _, v in points])))
     counts = sorted({k for k, _ in points})
     for k in counts:
         ys = sorted(v for j, v in points if j == k)
@@ -116,7 +138,7 @@ def side_by_side(labels: Sequence[str], panels: Mapping[str, Sequence[float]], t
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH, 3.2), squeeze=False)
     for ax, (name, values) in zip(axes[0], panels.items()):
-        ax.barh(range(len(labels)), list(values), color="#4C72B0")
+        ax.barh(range(len(labels)), _drawable(values), color="#4C72B0")
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_ylim(len(labels) - 0.5, -0.5)
         ax.set_title(name, fontsize=9)
@@ -135,7 +157,7 @@ def heatmap(matrix: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequen
     label_height = 0.16 * max((x.count("\n") + 1 for x in labels), default=1)
     width = min(WIDTH, 2.6 + 1.3 * len(cols) + 0.06 * max((len(r) for r in rows), default=0))
     fig, ax = plt.subplots(figsize=(width, 1.4 + 0.28 * len(rows) + label_height))
-    data = [[v if math.isfinite(v) else float("nan") for v in row] for row in matrix]
+    data = [_drawable(row) for row in matrix]
     image = ax.imshow(data, aspect="auto", cmap="viridis")
     finite = [v for row in data for v in row if math.isfinite(v)]
     middle = (min(finite) + max(finite)) / 2 if finite else 0.0
@@ -184,7 +206,7 @@ def curves(
     for ax, (name, (x, mean, std)) in zip(axes, series.items()):
         for other, (xo, mo, _) in series.items():
             if other != name:
-                ax.plot(list(xo), list(mo), color="#bbb", linewidth=0.8)
+                ax.plot(_drawable(xo), _drawable(mo), color="#bbb", linewidth=0.8)
         _band(ax, x, mean, std, name)
     return _labelled(fig, title, xlabel, ylabel)
 
@@ -211,5 +233,6 @@ def _labelled(fig: Any, title: str, xlabel: str, ylabel: str | None) -> bytes:
 
 
 def _band(ax: Any, x: Sequence[float], mean: Sequence[float], std: Sequence[float], name: str) -> None:
-    ax.plot(list(x), list(mean), marker="o", markersize=3, label=name)
-    ax.fill_between(list(x), [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    x, mean, std = _drawable(x), _drawable(mean), _drawable(std)
+    ax.plot(x, mean, marker="o", markersize=3, label=_legend(name))
+    ax.fill_between(x, _drawable([m - s for m, s in zip(mean, std)]), _drawable([m + s for m, s in zip(mean, std)]), alpha=0.2)

@@ -29,8 +29,13 @@ pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;font-size:.8em;white-s
 .scroll{overflow-x:auto}
 """
 
+HUGE = 1e15  # from here the decimals are noise (floats 0.125 apart) and 1e300 in full is 301 digits: 1.0000e+300
+
+
 def number(value: Any, digits: int = DIGITS) -> str:
-    """A metric as the report shows it: fixed digits; NaN as 'n/a'."""
+    """A metric as the report shows it: fixed digits; NaN as 'n/a'; -0.0 as 0 (a sign on nothing
+    reads as a negative result); past ``HUGE`` in exponent form, so one diverged loss does not
+    widen its table past the page."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int):
@@ -39,11 +44,19 @@ def number(value: Any, digits: int = DIGITS) -> str:
         return "n/a"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}f}"
+    if abs(value) >= HUGE:
+        return f"{value:.{digits}e}"
+    return f"{value + 0.0:.{digits}f}"  # + 0.0 turns -0.0 into 0.0 and leaves every other value as it is
+
+
+SLUG_MAX = 100  # characters of a figure's file name before ".png": file systems refuse names past 255 bytes
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "figure"
+    """A file name from a figure's title: ASCII letters, digits, ``_.-`` only (no ``/``, so no
+    path; no leading dot, so no hidden file), cut to ``SLUG_MAX``; titles that then coincide are
+    told apart by :meth:`Document.figure`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:SLUG_MAX].strip("-.").lower() or "figure"
 
 
 @dataclass

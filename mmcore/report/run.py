@@ -18,7 +18,7 @@ from typing import Any
 from mmcore.conditions import AVERAGE
 from mmcore.report import figures
 from mmcore.report.diagnostics import diagnostics_section
-from mmcore.report.html import Document
+from mmcore.report.html import Document, number
 from mmcore.report.sources import (
     GRAD_NORM,
     VAL_LOSS,
@@ -121,7 +121,7 @@ def _summary(doc: Document, run_dir: Path, recipe: dict, evaluation: dict | None
     elif metric:
         test = evaluation["results"].get("test", {})
         if AVERAGE in test and metric in test[AVERAGE]:
-            doc.text(f"Test {metric}, average over {len(test) - 1} conditions: {test[AVERAGE][metric]:.4f}.")
+            doc.text(f"Test {metric}, average over {len(test) - 1} conditions: {number(test[AVERAGE][metric])}.")
 
 
 def _ceiling(doc: Document, evaluation: dict[str, Any], test: dict[str, dict[str, float]]) -> None:

@@ -91,6 +91,8 @@ def modalities_of(conditions: Sequence[str]) -> list[str] | None:
         return None
     best = max(parts, key=len)
     names = set(best)
+    if len(names) < len(best) or "" in names:  # "a++" (a modality named "+"): no modality order to read
+        return None
     if any(not set(p) <= names for p in parts if len(p) > 1):
         return None
     return best

@@ -96,11 +96,23 @@ class TTest:
     cohen_dz: float  # mean(d) / sd(d); ±inf or 0 at zero variance
 
 
+def mean_or_nan(values: Sequence[float]) -> float:
+    """The mean as ``statistics.fmean`` gives it, also where fmean raises: NaN where +inf meets -inf
+    (ValueError), and values near the float maximum divided before they are summed (OverflowError).
+    Diverged seeds or conditions ended reports with those tracebacks."""
+    if not all(math.isfinite(v) for v in values):
+        return sum(values) / len(values)  # inf, or NaN where +inf meets -inf
+    try:
+        return statistics.fmean(values)
+    except OverflowError:
+        return math.fsum(v / len(values) for v in values)
+
+
 def paired_t(a: Sequence[float], b: Sequence[float]) -> TTest:
     """Paired t-test of a against b (two-sided); needs at least two pairs."""
     d = _diffs(a, b)
-    n, mean = len(d), statistics.fmean(d)
-    sd = statistics.stdev(d)
+    n, mean = len(d), mean_or_nan(d)
+    sd = statistics.stdev(d)  # OverflowError when the spread passes the float maximum
     if sd == 0.0:
         t = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
         return TTest(n, mean, t, 1.0 if mean == 0.0 else 0.0, t)
@@ -217,7 +229,11 @@ def compare(a_name: str, a: Mapping[int, float], b_name: str, b: Mapping[int, fl
     if len(seeds) < 2 or nonfinite:
         return Comparison(a_name, b_name, seeds, None, None, nonfinite=nonfinite)
     xa, xb = [a[s] for s in seeds], [b[s] for s in seeds]
-    return Comparison(a_name, b_name, seeds, paired_t(xa, xb), wilcoxon(xa, xb))
+    try:
+        t = paired_t(xa, xb)
+    except OverflowError:  # differences whose spread passes the float maximum (seeds near ±1.8e308): no test
+        return Comparison(a_name, b_name, seeds, None, None, nonfinite=seeds)
+    return Comparison(a_name, b_name, seeds, t, wilcoxon(xa, xb))
 
 
 def compare_all(values: Mapping[str, Mapping[int, float]]) -> list[Comparison]:

@@ -66,14 +66,17 @@ def sweep_document(sweep_dir: Path, metric: str | None = None) -> Document:
     metric = chosen_metric(metric, select_metric(info.get("base_recipe") or {}) or next(iter(available), None), available)
     doc = Document(f"mmcore sweep report: {sweep_dir.name}")
     doc.text(f"Sweep directory {sweep_dir}; recipe {info.get('recipe', '?')}; seeds {info.get('seeds', '?')}; "
-             f"{len(points)} configurations. Split: {SPLIT}. Paired tests pair runs by seed.")
+             f"{len(points)} configuration{'s' if len(points) != 1 else ''}. Split: {SPLIT}. Paired tests pair runs by seed.")
     _table(doc, rows, points)
     if metric is None or not any(p["seeds"] for p in points):
         doc.text("No finished runs: nothing to compare.", note=True)
         return doc
     higher = METRICS_DIRECTION.get(metric, "max") == "max"
-    _paired(doc, points, metric, higher)
-    _win_tie_loss(doc, points, metric, higher)
+    if len(points) > 1:
+        _paired(doc, points, metric, higher)
+        _win_tie_loss(doc, points, metric, higher)
+    else:  # an empty table of pairs would read as a comparison that found nothing
+        doc.text("One configuration: no paired tests or win / tie / loss counts (they compare two or more).", note=True)
     _heatmap(doc, rows, points, metric)
     _curves(doc, points, metric)
     return doc
@@ -91,7 +94,7 @@ def _table(doc: Document, rows: list[dict[str, Any]], points: list[dict[str, Any
         line: list[Any] = [p["label"]]
         for m in metrics:
             r = cell.get((p["slug"], m))
-            line += [r["mean"], r["std"]] if r else ["—", "—"]
+            line += [r["mean"], r["std"] if r["n"] > 1 else "n/a"] if r else ["—", "—"]  # results.csv's 0 for one seed
         line.append(max((cell[(p["slug"], m)]["n"] for m in metrics if (p["slug"], m) in cell), default=0))
         body.append(line)
     header = ["configuration", *[f"{m} {s}" for m in metrics for s in ("mean", "std")], "n"]

@@ -70,16 +70,17 @@ def new_plugin(name: str, kinds: str | Sequence[str] = "balancer", directory: Pa
 
 
 def _recipe_nodes(chosen: list[str], full: dict[str, str]) -> str:
-    """The example recipe's nodes for the chosen components. The template imputer produces no
-    loss group, so beside it the template balancer weighs the unimodal heads' terms."""
-    both = "imputer" in chosen and "balancer" in chosen
+    """The example recipe's nodes for the chosen components. Neither the template imputer nor the
+    default one (``mmcore.zero``) produces a loss group, so the template balancer weighs the
+    unimodal heads' terms: without them it would have nothing to weigh."""
+    balancer = "balancer" in chosen
     model = [f"  {'encoders: {default: ' if k == 'encoder' else k + ': '}{{type: {full[k]}}}{'}' if k == 'encoder' else ''}"
              for k in MODEL_KINDS if k in chosen]
-    if both:
+    if balancer:
         model.append("  unimodal_heads: {layers: [32]}")
     lines = ["model:", *model] if model else []
-    if "balancer" in chosen:
-        lines.append(f"balancer: {{type: {full['balancer']}{', target: unimodal' if both else ''}}}")
+    if balancer:
+        lines.append(f"balancer: {{type: {full['balancer']}, target: unimodal}}")
     return "".join(line + "\n" for line in lines)
 
 

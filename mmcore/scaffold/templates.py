@@ -13,7 +13,11 @@ class Flat(mmcore.Balancer):
         weight: the weight of every modality's term.
     """
 
-    def __init__(self, modalities: list[str], target: str = "recon", weight: mmcore.NonNegative = 1.0) -> None:
+    # The unimodal heads' terms exist beside every imputer; a target that is missing is then an
+    # error at validation, not a balancer that silently weighs nothing.
+    target_required = True
+
+    def __init__(self, modalities: list[str], target: str = "unimodal", weight: mmcore.NonNegative = 1.0) -> None:
         super().__init__(modalities, target=target)
         self.weight = float(weight)  # the range is in the signature: checked before this runs
 

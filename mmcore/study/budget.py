@@ -46,6 +46,7 @@ class StepBudget:
     def __init__(self, study_path: Path, steps: int, registry: Registry) -> None:
         self.path, self.steps, self.registry = study_path, steps, registry
         self.rows: dict[str, int] = {}
+        self.refused: dict[tuple[int, int], str] = {}  # (rows, batch) -> the first run refused with them
 
     def train_rows(self, recipe: dict[str, Any]) -> int:
         key = json.dumps(recipe["dataset"], sort_keys=True)
@@ -61,10 +62,13 @@ class StepBudget:
         rows = self.train_rows(recipe)
         per_epoch = math.ceil(rows / batch)
         if self.steps % per_epoch:
+            # Every run with these rows and batch fails alike: one line for all of them, naming the
+            # first (the caller drops repeats), not one per arm, cell and seed.
+            first = self.refused.setdefault((rows, batch), where)
             low = max(per_epoch, self.steps - self.steps % per_epoch)
             raise StudyError(
-                f"{self.path}: budget.steps: {self.steps} is not a whole number of epochs at {where} "
-                f"({rows} training rows, batch {batch}: {per_epoch} steps per epoch); expected a multiple of "
-                f"{per_epoch}, e.g. {low} or {low + per_epoch}"
+                f"{self.path}: budget.steps: {self.steps} is not a whole number of epochs at {first} and every "
+                f"run with its data and batch ({rows} training rows, batch {batch}: {per_epoch} steps per epoch); "
+                f"expected a multiple of {per_epoch}, e.g. {low} or {low + per_epoch}"
             )
         return self.steps // per_epoch

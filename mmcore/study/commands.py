@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from mmcore.clitools import friendly_errors
 
@@ -35,10 +36,15 @@ def run(
     """Validate every run, freeze the analysis, tune, run every arm × axes × seed, write the outputs."""
     from mmcore.study.run import run_study
 
-    _, outcomes = run_study(file, jobs=jobs, backend=backend, out=out, amend=amend,
-                            ray_address=ray_address, ray_gpus=ray_gpus, console=console,
-                            jobs_per_device=jobs_per_device)
-    if any(o.status in ("failed", "interrupted") for o in outcomes):
+    state, outcomes = run_study(file, jobs=jobs, backend=backend, out=out, amend=amend,
+                                ray_address=ray_address, ray_gpus=ray_gpus, console=console,
+                                jobs_per_device=jobs_per_device)
+    unfinished = sum(o.status in ("failed", "interrupted") for o in outcomes)
+    if unfinished:  # the per-run lines scrolled by: say what the exit means and what to do next
+        typer.echo(f"error: {unfinished} of {len(outcomes)} runs did not finish (listed above; logs in "
+                   f"{state.study_dir / 'logs'}), so the study's outputs were not written: fix the cause and run "
+                   f"'mmcore study run {file}' again (finished runs are kept), or 'mmcore study report {file}' "
+                   "for the finished runs alone", err=True)
         raise typer.Exit(1)
 
 
@@ -87,7 +93,7 @@ def check(file: Path = typer.Argument(..., help="The study YAML file."),
     results = compare(state, read[0])
     table = Table("cell", "n", "expected", "actual", "tolerance", "", title=f"{file} against {expected}")
     for c in results:
-        table.add_row(c.cell, str(c.n), f"{c.expected:.10f}", "n/a" if c.actual is None else f"{c.actual:.10f}",
+        table.add_row(Text(c.cell), str(c.n), f"{c.expected:.10f}", "n/a" if c.actual is None else f"{c.actual:.10f}",
                       f"{c.tolerance:g}", "[green]pass[/]" if c.passed else "[red]FAIL[/]")
     console.print(table)
     if not all(c.passed for c in results) or any(o.status in ("failed", "interrupted") for o in outcomes):

@@ -16,6 +16,7 @@ None of these enter the pre-registered family: they describe, they do not decide
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,10 +86,19 @@ def friedman_by_cell(values: Mapping[Key, Values], arms: list[str], slugs: list[
     return out
 
 
+def not_finite(values: Iterable[float]) -> str | None:
+    """``n/a (n=3, 1 not finite)`` when a seed diverged: a mean and interval over it would print as nan."""
+    xs = list(values)
+    bad = sum(not math.isfinite(x) for x in xs)
+    return f"n/a (n={len(xs)}, {bad} not finite)" if bad else None
+
+
 def mean_with_ci(values: Values, digits: int = 4) -> str:
     """``mean [low, high] (n=k)``: the two-sided 95% Student-t interval (none for one seed)."""
     if not values:
         return "n/a"
+    if (note := not_finite(values.values())) is not None:
+        return note
     mean, low, high = mean_ci(list(values.values()))
     interval = "" if low is None else f" [{low:.{digits}f}, {high:.{digits}f}]"
     return f"{mean:.{digits}f}{interval} (n={len(values)})"

@@ -20,12 +20,14 @@ from typing import Any
 from mmcore.engine.record import RunRecord
 from mmcore.omnibus import mean_ci
 from mmcore.report.analysis import Effect, endpoint_higher_is_better, holm_scope, small_n_note, split_endpoint
+from mmcore.report.html import number
 from mmcore.study import extras, mechanism
 from mmcore.study.freeze import read_prereg
 from mmcore.study.plan import level_slug
 from mmcore.study.results import StudyNumbers, compute, endpoints
 from mmcore.study.spec import StudyError
 from mmcore.sweep.aggregate import pid_alive
+from mmcore.text import LINE_BREAK, markdown_cell
 
 DIGITS = 4
 OUTPUTS = ("study.md", "tables.tex", "results.csv", "report.html", "mechanism.csv")
@@ -41,8 +43,9 @@ class Table:
 
 
 def fmt(value: Any) -> str:
+    """A cell as every output shows it: floats as the HTML report does (``mmcore.report.html.number``)."""
     if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.{DIGITS}f}"
+        return number(value, DIGITS)
     return "" if value is None else str(value)
 
 
@@ -50,10 +53,13 @@ def _mean_sd(values: dict[int, float]) -> str:
     xs = list(values.values())
     if not xs:
         return "n/a"
+    if (note := extras.not_finite(xs)) is not None:  # a diverged seed: no mean, sd or interval to show
+        return note
     mean, low, high = mean_ci(xs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    interval = "" if low is None else f" [{low:.{DIGITS}f}, {high:.{DIGITS}f}]"
-    return f"{mean:.{DIGITS}f} ± {sd:.{DIGITS}f}{interval} (n={len(xs)})"
+    if low is None or high is None:  # one seed: no sd or interval, and "± 0.0000" would claim one
+        return f"{fmt(mean)} (n=1)"
+    sd = math.sqrt(sum((x - mean) * (x - mean) for x in xs) / (len(xs) - 1))  # inf, not OverflowError, past 1e154
+    return f"{fmt(mean)} ± {fmt(sd)} [{fmt(low)}, {fmt(high)}] (n={len(xs)})"
 
 
 def _effect_row(where: str, e: Effect, higher: bool) -> list[Any]:
@@ -70,6 +76,22 @@ def _small_n(rows: list[tuple[str, Effect]]) -> list[str]:
 
 EFFECT_HEADER = ["comparison", "cell", "n", "mean diff", "95% CI", "d_z", "t p", "Wilcoxon p", "Holm p",
                  "MDE (80%)", "verdict"]
+# Under every table of verdicts: a 95% CI that excludes 0 beside "tie" reads as a contradiction
+# unless the reader knows the word comes from the Holm p and the interval from the single test.
+VERDICT_NOTE = ("verdict: win or loss when the Holm p is below 0.05 (paired t-test), else tie; a tie is not "
+                "evidence of equal methods (a difference below the MDE would go unseen), and the 95% CI is "
+                "per comparison, not Holm-adjusted.")
+
+
+def scope_note(study: Any) -> str:
+    """What the verdicts stand on and what they leave open, under the primary's means: a reader
+    who takes one table out of the report should not take "win" beyond these settings."""
+    unit, count = next(((u, study.budget[k]) for k, u in (("steps", "optimiser step"), ("epochs", "epoch"))
+                        if k in study.budget), ("", 0))
+    budget = f"{count} {unit}{'s' if count != 1 else ''}" if unit else "the recipe's epochs"
+    tuning = "settings tuned on validation (the tuning table)" if study.tune is not None else "no tuning"
+    return (f"Scope: {len(study.seeds)} seeds per cell, {budget}, recipe {study.recipe.name}, {tuning}. Not shown: "
+            "other data, budgets or settings, cells not run, and equal methods behind a tie.")
 
 
 def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
@@ -85,13 +107,13 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
         vals = numbers.values[endpoint]
         out.append(Table(f"{endpoint} ({kind}): mean ± sd [95% t interval] over seeds", ["arm", *slugs],
                          [[arm, *(_mean_sd(vals.get((arm, s), {})) if (arm, s) in vals else "—" for s in slugs)]
-                          for arm in study.arms]))
+                          for arm in study.arms], [scope_note(study)] if kind == "primary" else []))
         for name, family in numbers.effects[endpoint].items():
             if family:
                 title = f"{endpoint} ({kind}): paired differences over seeds" + (f", family {name}" if name else "")
                 out.append(Table(title, EFFECT_HEADER, [_effect_row(slug, e, higher(endpoint)) for slug, e in family],
                                  [holm_scope([e for _, e in family], "declared comparisons") + ".",
-                                  *_small_n(family)]))
+                                  VERDICT_NOTE, *_small_n(family)]))
     for endpoint, declared in numbers.interactions.items():
         kind = "primary" if endpoint == study.analysis.primary else "secondary"
         for one, found in declared:
@@ -100,7 +122,7 @@ def tables(numbers: StudyNumbers, tune: dict[str, Any] | None) -> list[Table]:
                                  [_effect_row(slug, e, higher(endpoint)) for slug, e in found],
                                  ["per seed: difference of the two arms' differences at the two levels; "
                                   + holm_scope([e for _, e in found], "interaction tests") + ", a family of its own.",
-                                  *_small_n(found)]))
+                                  VERDICT_NOTE, *_small_n(found)]))
     out += condition_tables(numbers)
     ks = sorted({k for per in numbers.present.values() for k in per})
     if ks:
@@ -195,33 +217,47 @@ def unfinished_note(state: Any) -> list[str]:
     return [f"Not finished: {len(missing)} of {len(state.main)} runs ({shown}); they are missing from every table."]
 
 
+def _md(value: Any) -> str:
+    """A cell, heading or note as markdown text (``mmcore.text.markdown_cell``)."""
+    return markdown_cell(fmt(value))
+
+
 def markdown(name: str, prereg: dict[str, Any] | None, parts: list[Table], notes: list[str] | None = None) -> str:
     """The study as markdown; ``notes`` are lines under the title (the runs not finished)."""
-    lines = [f"# Study {name}", "", *(f"**{n}**" for n in notes or []), *([""] if notes else [])]
+    lines = [f"# Study {_md(name)}", "", *(f"**{_md(n)}**" for n in notes or []), *([""] if notes else [])]
     if prereg:
-        lines += [f"Analysis pre-registered at {prereg.get('frozen_at')} (study file sha256 {prereg.get('file_sha256', '')[:12]}).", ""]
+        lines += [f"Analysis pre-registered at {_md(prereg.get('frozen_at'))} "
+                  f"(study file sha256 {_md(prereg.get('file_sha256', '')[:12])}).", ""]
         for a in prereg.get("amendments", []):
-            lines.append(f"- Amendment at {a['at']} with {a['finished_runs']} finished runs: {a['reason']}")
-        lines += [f"- {line}" for line in changes(prereg)]
+            lines.append(f"- Amendment at {_md(a['at'])} with {_md(a['finished_runs'])} finished runs: {_md(a['reason'])}")
+        lines += [f"- {_md(line)}" for line in changes(prereg)]
         lines.append("")
     for t in parts:
-        lines += [f"## {t.title}", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
-        lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in t.rows]
-        lines += ["", *(f"{n}" for n in t.notes), ""] if t.notes else [""]
+        lines += [f"## {_md(t.title)}", "", "| " + " | ".join(_md(h) for h in t.header) + " |", "|" + "---|" * len(t.header)]
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in t.rows]
+        lines += ["", *(_md(n) for n in t.notes), ""] if t.notes else [""]
     return "\n".join(lines)
 
 
+TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+       "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+       "|": r"\textbar{}", "±": r"$\pm$", "−": "-", "\n": " ", "\r": " "}  # one pass: a replacement is never escaped again
+
+
 def _tex(text: Any) -> str:
-    s = fmt(text)
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("±", r"$\pm$"), ("−", "-")):
-        s = s.replace(a, b)
-    return s
+    """A cell as LaTeX text: an arm named ``a$^$`` or a condition with ``{`` would otherwise not compile."""
+    return "".join(TEX.get(c, c) for c in fmt(text))
+
+
+def _comment(text: str) -> str:
+    """A LaTeX comment line: a newline in it would end the comment and run the rest as LaTeX."""
+    return "% " + LINE_BREAK.sub(" ", text)
 
 
 def latex(parts: list[Table], notes: list[str] | None = None) -> str:
-    out = ["% booktabs tables written by mmcore study report; \\usepackage{booktabs}", *(f"% {n}" for n in notes or [])]
+    out = ["% booktabs tables written by mmcore study report; \\usepackage{booktabs}", *(_comment(n) for n in notes or [])]
     for t in parts:
-        out += [f"% {t.title}", "\\begin{tabular}{" + "l" * len(t.header) + "}", "\\toprule",
+        out += [_comment(t.title), "\\begin{tabular}{" + "l" * len(t.header) + "}", "\\toprule",
                 " & ".join(_tex(h) for h in t.header) + " \\\\", "\\midrule"]
         out += [" & ".join(_tex(c) for c in row) + " \\\\" for row in t.rows]
         out += ["\\bottomrule", "\\end{tabular}", ""]

@@ -11,12 +11,12 @@ other axes, with Holm over exactly that declaration's interaction tests.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from mmcore.engine.record import RunRecord
 from mmcore.report.analysis import Effect, by_present, endpoint_value, holm_family, interaction, paired, split_endpoint
+from mmcore.report.stats import mean_or_nan
 from mmcore.study.extras import Finished
 from mmcore.study.plan import StudyRun, cells, level_slug
 from mmcore.study.spec import Interaction, Study
@@ -109,7 +109,7 @@ def _per_cell_means(study: Study, runs: list[StudyRun], rows: Any) -> dict[tuple
         if record.finished:
             for key, value in rows(record.results.get(split) or {}, metric):
                 per.setdefault((run.arm, level_slug(run.levels)), {}).setdefault(key, []).append(value)
-    return {cell: {k: statistics.fmean(v) for k, v in found.items()} for cell, found in per.items()}
+    return {cell: {k: mean_or_nan(v) for k, v in found.items()} for cell, found in per.items()}
 
 
 def _present(study: Study, runs: list[StudyRun]) -> dict[tuple[str, str], dict[int, float]]:
@@ -153,7 +153,7 @@ def _ceilings(study: Study, runs: list[StudyRun]) -> dict[str, dict[str, float]]
         for condition, row in table.items():
             if isinstance(row, dict) and isinstance(row.get(metric), (int, float)):
                 per.setdefault(level_slug(run.levels), {}).setdefault(condition, []).append(float(row[metric]))
-    return {slug: {c: statistics.fmean(v) for c, v in found.items()} for slug, found in per.items()}
+    return {slug: {c: mean_or_nan(v) for c, v in found.items()} for slug, found in per.items()}
 
 
 def compute(study: Study, runs: list[StudyRun]) -> StudyNumbers:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mmcore.conditions import AVERAGE
 from mmcore.errors import MMCoreError
@@ -53,7 +55,11 @@ def mean_std(values: list[float]) -> Stat:
     if not all(math.isfinite(v) for v in values):  # e.g. a NaN *_nz metric: NaN in, NaN out
         return Stat(sum(values) / len(values), math.nan if len(values) > 1 else 0.0, len(values))
     # statistics computes with exact fractions: equal values give std exactly 0, mean exactly the value
-    return Stat(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+    try:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+    except OverflowError:  # a spread past the float maximum (seeds near ±1.8e308): inf, not a traceback
+        std = math.inf
+    return Stat(statistics.mean(values), std, len(values))
 
 
 def read_results(run_dir: Path) -> Results:
@@ -147,11 +153,11 @@ def results_table(
     digits: int = 4,
 ) -> Table:
     """Grid points as rows, ``mean ± std`` per metric as columns; points without results show n = 0."""
-    table = Table(title=f"{split}, {condition} over conditions: mean ± std over seeds")
+    table = Table(title=escape(f"{split}, {condition} over conditions: mean ± std over seeds"))  # names are not markup
     for key in keys or ["point"]:  # min widths: rich would rather shrink a column to nothing
-        table.add_column(key, overflow="fold", min_width=min(len(key), 16))
+        table.add_column(Text(key), overflow="fold", min_width=min(len(key), 16))
     for metric in metrics:  # on a narrow screen "mean ±" and "std" go on two lines
-        table.add_column(metric, justify="right", min_width=6)
+        table.add_column(Text(metric), justify="right", min_width=6)
     table.add_column("n", justify="right", no_wrap=True, min_width=1)
     cell = {(r.point.slug, r.metric): r.stat for r in rows if r.split == split and r.condition == condition}
     for point in points:
@@ -159,5 +165,5 @@ def results_table(
         stats = [cell.get((point.slug, m)) for m in metrics]
         n = max((s.n for s in stats if s is not None), default=0)
         shown = [f"{s.mean:.{digits}f} ± {s.std:.{digits}f}" if s is not None else "—" for s in stats]
-        table.add_row(*([values[k] for k in keys] or [point.label]), *shown, str(n))
+        table.add_row(*(Text(str(v)) for v in [values[k] for k in keys] or [point.label]), *shown, str(n))
     return table

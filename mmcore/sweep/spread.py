@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from mmcore.conditions import AVERAGE
 from mmcore.omnibus import friedman, mean_ci
@@ -40,7 +41,7 @@ def spread_table(outcomes: Sequence[Any], metrics: Sequence[str], digits: int = 
         for label, by_seed in values.items():
             mean, low, high = mean_ci(list(by_seed.values()))
             ci = "—" if low is None else f"[{low:.{digits}f}, {high:.{digits}f}]"
-            table.add_row(label, metric, f"{mean:.{digits}f}", ci, str(len(by_seed)))
+            table.add_row(Text(label), Text(metric), f"{mean:.{digits}f}", ci, str(len(by_seed)))
             rows += 1
         test = friedman(values)
         notes.append(f"{metric}: " + ("Friedman n/a (needs ≥ 3 points and ≥ 2 shared seeds)" if test is None else
