@@ -15,6 +15,7 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mmcore.clitools import command_ends_process, err_console, friendly_errors, make_console
 from mmcore.components import KINDS
@@ -80,7 +81,7 @@ def run(
 @friendly_errors
 def resume(
     run_dir: Path = typer.Argument(..., help="A run directory with checkpoints/last."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="Only train.max_steps, logging, device, compile."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="Only train.max_steps, logging, device, compile, rank_timeout."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
     nproc: int = typer.Option(1, min=1, help="Processes on this machine (DDP through torchrun)."),
     max_params: Optional[int] = MaxParamsOption,
@@ -208,8 +209,8 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON for t
     table.add_column("origin")
     table.add_column("components")
     for info in get_plugins().infos:
-        what = f"[red]{info.error}[/]" if info.error else ", ".join(c.split(":", 1)[1] for c in info.components)
-        table.add_row(info.name, info.version, info.origin, what)
+        what = Text(info.error, style="red") if info.error else Text(", ".join(c.split(":", 1)[1] for c in info.components))
+        table.add_row(Text(info.name), Text(info.version), Text(info.origin), what)  # third-party text: never markup
     console.print(table)
 
 

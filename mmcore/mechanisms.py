@@ -42,6 +42,12 @@ or batching. It is a function of the whole split, so subsetting the split change
 Rows with unusable modalities (``SplitData.unusable``) follow ``mmcore.missing``'s rule: θ is
 fitted as if every row were whole, so the other rows' masks do not change, and such a row draws
 from its own family restricted to its usable modalities, keeping min(``min_present``, usable).
+Under ``mar`` a row whose driver itself is unusable has no observed driver: its features are a
+fill (zeros under ``data.nonfinite: absent``), and P(R | X_obs) may not read them. Such a row
+draws as under ``mcar`` with the same rates (``mmcore.missing.draw_masks``, restricted to its
+usable modalities): the unconditional distribution, the same for any fill. The split's driver
+statistics and θ stay as if every row were whole, so rows with a usable driver keep their masks
+bit for bit -- and, as before, still see the fill through those split-wide statistics.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ import torch
 from torch import Tensor
 
 from mmcore.errors import MMCoreError
-from mmcore.missing import MissingSpec, check_spec, unusable_groups, usable_rows, usable_support
+from mmcore.missing import MissingSpec, check_spec, draw_masks, unusable_groups, usable_rows, usable_support
 from mmcore.patterns import all_patterns, calibration_support, fit_natural_params, format_rates
 from mmcore.types import SplitData
 
@@ -173,7 +179,8 @@ def _rows_inverse_cdf(patterns: np.ndarray, probs: np.ndarray, u: np.ndarray) ->
 
 def draw_dependent(spec: MissingSpec, modalities: Sequence[str], u: Tensor, split: SplitData) -> Tensor:
     """Masks bool ``[N, M]`` by inverse CDF over each sample's own pattern distribution; a row
-    with unusable modalities over its family restricted to the usable ones (module docstring)."""
+    with unusable modalities over its family restricted to the usable ones, or under mcar when
+    the mar driver is one of them (module docstring)."""
     if len(u) != len(split):
         raise MMCoreError(f"mechanism '{spec.mechanism}': {len(u)} uniforms for a split of {len(split)} rows")
     patterns, probs, natural = _fitted(spec, modalities, split)
@@ -183,7 +190,11 @@ def draw_dependent(spec: MissingSpec, modalities: Sequence[str], u: Tensor, spli
     usable = usable_rows(split, len(u), len(modalities))
     if usable is not None:
         x = all_patterns(len(modalities))
+        driver = list(modalities).index(spec.depends_on) if spec.mechanism == "mar" else None
         for key, rows in unusable_groups(usable):
+            if driver is not None and not key[driver]:  # no observed driver: the unconditional draw
+                out[rows] = draw_masks(spec, modalities, u[torch.from_numpy(rows)], usable[rows]).numpy()
+                continue
             own = x[usable_support(spec, modalities, key)]
             logits = natural[rows] @ own.T.astype(np.float64)
             out[rows] = _rows_inverse_cdf(own, _rows_softmax(logits), u.numpy()[rows])

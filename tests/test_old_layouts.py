@@ -108,6 +108,20 @@ def test_a_run_records_its_numerics_and_another_version_is_refused_on_resume(tmp
     assert not (run_dir / "eval.json").exists()
 
 
+def test_a_run_whose_fixed_masks_are_drawn_differently_now_is_refused_on_resume(tmp_path):
+    run_dir = _stopped(tmp_path)
+    recorded = json.loads((run_dir / "manifest.json").read_text())["train_mask_sha256"]
+    assert isinstance(recorded, str) and len(recorded) == 64
+    _manifest(run_dir, train_mask_sha256="0" * 64)  # as an mmcore that drew other masks for this recipe
+    result = CliRunner().invoke(app, ["resume", str(run_dir), "train.max_steps=null", "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "manifest.json: 'train_mask_sha256' differs from the training masks drawn now" in " ".join(result.output.split())
+    assert not (run_dir / "eval.json").exists()
+    _manifest(run_dir, train_mask_sha256=recorded)
+    result = CliRunner().invoke(app, ["resume", str(run_dir), "train.max_steps=null", "--no-progress"])
+    assert result.exit_code == 0 and (run_dir / "eval.json").exists()
+
+
 @pytest.mark.parametrize("sequence", [False, True], ids=["vectors", "sequences"])
 def test_a_run_from_before_the_record_resumes_and_a_sequence_run_warns(tmp_path, sequence):
     extra = ("dataset.sequence=true", "dataset.max_len=6") if sequence else ()

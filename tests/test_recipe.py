@@ -177,9 +177,10 @@ def test_required_keys(registry: Registry) -> None:
 def test_defaults_are_filled_in(registry: Registry) -> None:
     resolved = validate_recipe({"name": "d", "dataset": "mmcore.synthetic"}, registry, "d.yaml")
     assert list(resolved) == [
-        "name", "seed", "device", "precision", "compile", "output", "dataset", "data", "missing", "model", "balancer",
-        "train", "logging",
+        "name", "seed", "device", "precision", "compile", "rank_timeout", "output", "dataset", "data", "missing", "model",
+        "balancer", "train", "logging",
     ]  # fmt: skip
+    assert resolved["rank_timeout"] == 600  # seconds a rank waits for the others (mmcore.engine.ddp)
     assert resolved["logging"] == [{"type": "mmcore.jsonl"}, {"type": "mmcore.console"}]
     assert resolved["dataset"] == {"type": "mmcore.synthetic", "samples": 100, "noise": 1.0, "seed": 0}
     assert resolved["missing"] == {

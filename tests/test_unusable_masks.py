@@ -172,17 +172,22 @@ def test_pattern_counts_add_up_to_the_rows() -> None:
 # --------------------------------------------------------------------------- a whole run
 
 
+def with_nan_rows(s: SplitData) -> SplitData:
+    """``s`` with m0 NaN in every fifth row (by id), m1 NaN in every seventh (also the data of
+    tests/test_ddp_features.py's two-process run)."""
+    features = dict(s.features)
+    for modality, every in (("m0", 5), ("m1", 7)):
+        x = features[modality].clone()
+        x[s.ids % every == 0] = float("nan")
+        features[modality] = x
+    return SplitData(features, dict(s.lengths), s.target, s.ids, s.unusable)
+
+
 class WithNaN(Synthetic):
-    """Synthetic data with m0 NaN in every fifth row (by id) of every split, m1 NaN in every seventh."""
+    """Synthetic data with NaN rows in every split (``with_nan_rows``)."""
 
     def split(self, name: str) -> SplitData:
-        s = super().split(name)
-        features = dict(s.features)
-        for modality, every in (("m0", 5), ("m1", 7)):
-            x = features[modality].clone()
-            x[s.ids % every == 0] = float("nan")
-            features[modality] = x
-        return SplitData(features, dict(s.lengths), s.target, s.ids, s.unusable)
+        return with_nan_rows(super().split(name))
 
 
 class Plugin:

@@ -2,7 +2,8 @@
 plugin's bug is one line, not a traceback.
 
 Only on failure: the traceback's frames are searched for the innermost ``self`` that is one of
-the model's components (an encoder, the imputer, the fusion head); nothing runs on the happy path.
+the model's components (an encoder, the imputer, the fusion head, a balancer's calibration module,
+a unimodal head); nothing runs on the happy path.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import contextlib
 import sys
 from typing import Any, Iterator
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from mmcore.components import Logger
 from mmcore.engine.outputs import BadOutput, first_nonfinite
@@ -38,6 +40,8 @@ def component_labels(model: Any, plan: RunPlan, registry: Registry) -> dict[int,
     labels[id(model.fusion)] = label("fusion", plan.model.fusion)
     if getattr(model, "calibration", None) is not None:
         labels[id(model.calibration)] = label("balancer", plan.balancer, " (its calibration module)")
+    for m, head in (getattr(model, "unimodal_heads", None) or {}).items():  # the engine's, not a plugin's
+        labels[id(head)] = f"the unimodal head for modality '{m}' (model.unimodal_heads)"
     return labels
 
 
@@ -68,22 +72,51 @@ def blame_forward(labels: dict[int, str], doing: str, unnamed: bool = True) -> I
         raise ComponentFault(f"{doing}: {where} raised {type(exc).__name__}: {exc}") from exc
 
 
-def check_finite_outputs(model: Any, names: list[str], out: Any, labels: dict[int, str], doing: str) -> None:
-    """The first component, in the order data flows (encoders, imputer, fusion), whose output in
-    ``out`` (a ``ModelOutput``) has a NaN or infinity, named as ``ComponentFault`` (one host read)."""
-    found = nonfinite_output(model, names, out, labels)
+def check_finite_outputs(
+    model: Any, names: list[str], out: Any, labels: dict[int, str], doing: str, present: Tensor | None = None
+) -> None:
+    """The first component, in the order data flows (encoders, calibration, imputer, fusion,
+    unimodal heads), whose output in ``out`` (a ``ModelOutput``) has a NaN or infinity, named as
+    ``ComponentFault`` (one host read; ``present``: see ``nonfinite_output``)."""
+    found = nonfinite_output(model, names, out, labels, present)
     if found is not None:
         raise ComponentFault(f"{doing}: {found}")
 
 
-def nonfinite_output(model: Any, names: list[str], out: Any, labels: dict[int, str]) -> str | None:
-    """``"<component>: <what> has non-finite values ..."`` for ``check_finite_outputs``, or None."""
-    parts = [(model.encoders[m], "its output", out.h[:, i]) for i, m in enumerate(names)]
-    parts += [(model.imputer, "z", out.z)] + [(model.imputer, f"losses['{g}']", t) for g, t in out.losses.items()]
-    found = first_nonfinite(parts + [(model.fusion, "its prediction", out.prediction)])
+def nonfinite_output(model: Any, names: list[str], out: Any, labels: dict[int, str], present: Tensor | None = None) -> str | None:
+    """``"<component>: <what> has non-finite values ..."`` for ``check_finite_outputs``, or None.
+
+    ``ModelOutput`` does not keep a balancer's calibration module's output, so when the imputer's
+    looks guilty and ``present`` is given, the calibration is run again on ``out.h`` (this failure
+    path only) and named instead when its output on present rows is non-finite. The unimodal
+    heads come last: they read ``z`` beside the fusion and feed only the loss."""
+    found = first_nonfinite(_output_parts(model, names, out))
+    calibration = getattr(model, "calibration", None)
+    if found is not None and found[0] is model.imputer and calibration is not None and present is not None:
+        found = first_nonfinite([(calibration, "its output", _calibrated(calibration, out.h, present))]) or found
     if found is None:
         return None
     return f"{labels.get(id(found[0]), 'a component of the model')}: {found[1]} has non-finite values (NaN or infinity)"
+
+
+def _output_parts(model: Any, names: list[str], out: Any) -> list[tuple[Any, str, Tensor | None]]:
+    """What each component returned, in the order data flows."""
+    parts = [(model.encoders[m], "its output", out.h[:, i]) for i, m in enumerate(names)]
+    parts += [(model.imputer, "z", out.z)] + [(model.imputer, f"losses['{g}']", t) for g, t in out.losses.items()]
+    parts += [(model.fusion, "its prediction", out.prediction)]
+    if getattr(out, "unimodal", None) is not None:
+        parts += [(model.unimodal_heads[m], "its prediction", out.unimodal[:, i]) for i, m in enumerate(names)]
+    return parts
+
+
+def _calibrated(calibration: nn.Module, h: Tensor, present: Tensor) -> Tensor | None:
+    """The calibration's output on the present rows (absent ones are dropped after it, as in
+    ``MultimodalModel.complete``), or None when it cannot be computed again (the imputer keeps the blame)."""
+    try:
+        with torch.no_grad():
+            return calibration(h.detach(), present).where(present.unsqueeze(-1), 0.0)
+    except Exception:  # noqa: BLE001 - a second look must not replace the fault being reported
+        return None
 
 
 @contextlib.contextmanager

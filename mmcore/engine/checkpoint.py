@@ -2,8 +2,9 @@
 
 A checkpoint directory holds ``model.safetensors``, ``optimizer.safetensors`` (the optimiser's
 per-parameter tensors flattened to ``state.<param index>.<key>``), ``rng.safetensors`` (the RNG
-states) and ``state.json``: the ``TrainState``, the optimiser's hyper-parameters, and the sha256
-and size of each tensor file, which loading verifies.
+states; under data parallelism every rank's too, ``mmcore.engine.ddp``) and ``state.json``: the
+``TrainState``, the optimiser's hyper-parameters, and the sha256 and size of each tensor file,
+which loading verifies.
 
 Writing: every file goes into a sibling ``.<name>.tmp-<pid>`` directory and is fsynced; the old
 checkpoint is renamed aside to ``.<name>.old-<pid>``, the new one into place, and the old one is
@@ -96,8 +97,10 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
+def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+                    rank_rng: dict[str, torch.Tensor] | None = None) -> None:
     """Write a complete checkpoint at ``path``: aside, fsynced, then renamed into place.
+    ``rank_rng``: every rank's random state under data parallelism (``mmcore.engine.ddp.rank_rng``).
 
     Any OS error (disk full, read-only folder) leaves the previous checkpoint as it was, removes
     the partial one and becomes a one-line ``CheckpointError``.
@@ -113,7 +116,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         tensors = {
             "model.safetensors": {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()},
             "optimizer.safetensors": opt_tensors,
-            "rng.safetensors": {k: v.contiguous() for k, v in rng_state().items()},
+            "rng.safetensors": {k: v.contiguous() for k, v in {**rng_state(), **(rank_rng or {})}.items()},
         }
         files = {}
         for name, content in tensors.items():

@@ -9,8 +9,9 @@
 - ``divergence_named``: when the loss turns non-finite, the evidence of which component made it
   is gone (after one more step every weight is NaN), so on that path only, one forward and
   backward pass from the last finite weights looks for a component whose output or gradients are
-  non-finite and names it; an ordinary divergence (too high a learning rate) finds none and keeps
-  its message.
+  non-finite and names it -- every part of the model with parameters: encoders, a balancer's
+  calibration module, the imputer, the fusion and the unimodal heads; an ordinary divergence (too
+  high a learning rate) finds none and keeps its message.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _probe_batch(trainer: Any, batch: Any, present: torch.Tensor | None) -> str 
         h = model.encode(batch, present)
         h.retain_grad()  # the gradient that reaches each encoder's output
         out = model.complete(h, present)
-    culprit = nonfinite_output(model, names, out, trainer.blamed)
+        culprit = nonfinite_output(model, names, out, trainer.blamed, present)
     if culprit is not None:
         return culprit
     weights = torch.ones(len(names), device=trainer.rt.device)
@@ -155,8 +156,10 @@ def _probe_batch(trainer: Any, batch: Any, present: torch.Tensor | None) -> str 
 
 def _nonfinite_gradients(model: Any, names: list[str], arriving: torch.Tensor | None, labels: dict[int, str]) -> str | None:
     """The component whose parameters' gradients are non-finite, walking against the data's flow
-    (fusion, imputer, calibration, encoders): the first found is where the backward pass made them."""
-    downstream = [model.fusion, model.imputer, getattr(model, "calibration", None)]
+    (fusion and unimodal heads, imputer, calibration, encoders): the first found is where the
+    backward pass made them (a head's NaN also reaches the imputer and encoders through ``z``)."""
+    heads = list((getattr(model, "unimodal_heads", None) or {}).values())
+    downstream = [model.fusion, *heads, model.imputer, getattr(model, "calibration", None)]
     parts = [(m, "its gradients", p.grad) for m in downstream if m is not None for p in m.parameters()]
     found = first_nonfinite(parts)
     if found is not None:

@@ -24,7 +24,7 @@ from typing import Any
 from mmcore.errors import RecipeError
 
 # Keys a resumed run may change: they alter where and how long it runs, never what a step computes.
-RESUMABLE_KEYS = ("train.max_steps", "logging", "device", "compile")
+RESUMABLE_KEYS = ("train.max_steps", "logging", "device", "compile", "rank_timeout")
 RANK_ERRORS_ENV = "MMCORE_RANK_ERRORS"  # the folder where ranks leave their one-line errors
 
 

@@ -156,6 +156,35 @@ def check_same_numerics(session: "Session", run_dir: Path) -> None:
                           "run with `mmcore run`, or resume with the mmcore that wrote it")
 
 
+def check_same_masks(run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
+    """A resumed run with fixed training masks continues on the masks it started with
+    (``manifest.json``'s ``train_mask_sha256``): the same recipe and data can draw other masks
+    under another mmcore (rows whose ``mar`` driver is unusable draw as under ``mcar`` since
+    2026-12-08), and the remaining steps would train on other rows in silence. Runs without the
+    record, or whose masks are redrawn every epoch, are not checked."""
+    from mmcore.engine.record import RunRecord
+
+    recorded = RunRecord(run_dir).manifest.get("train_mask_sha256")
+    if fixed_masks is not None and isinstance(recorded, str) and recorded != mask_hash(fixed_masks):
+        raise MMCoreError(f"{run_dir / 'manifest.json'}: 'train_mask_sha256' differs from the training masks drawn now; "
+                          "expected the masks the run started with (this mmcore draws the recipe's missingness "
+                          "differently); start a new run with `mmcore run`, or resume with the mmcore that wrote it")
+
+
+def check_same_threads(session: "Session", run_dir: Path) -> None:
+    """Warn when a CPU run resumes under another CPU thread count than it started with
+    (``manifest.json``'s ``threads``): PyTorch's CPU kernels split some sums (LayerNorm's weight
+    gradient, for one) by thread, so the remaining steps round differently and the run ends with
+    numbers no straight run gives. Only a warning: the run is valid, just not bit-reproducible."""
+    from mmcore.engine.record import RunRecord
+
+    recorded, now = RunRecord(run_dir).manifest.get("threads"), torch.get_num_threads()
+    if session.runtime.device.type == "cpu" and isinstance(recorded, int) and recorded != now:
+        warnings.warn(f"{run_dir / 'manifest.json'}: the run started with {recorded} CPU threads and resumes with {now}; "
+                      "its remaining steps round differently from a straight run's; resume with "
+                      f"OMP_NUM_THREADS={recorded} for exact numbers", stacklevel=2)
+
+
 def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch.Tensor | None) -> None:
     """The manifest of a run built from ``session`` (plugins, device, data and mask hashes), and
     the dataset's input transform beside it (``mmcore.transform``), before any checkpoint records it."""
@@ -175,6 +204,7 @@ def write_session_manifest(session: "Session", run_dir: Path, fixed_masks: torch
             "train_mask_policy": session.train_spec.policy,
             "seed": session.plan.seed,
             "world_size": session.runtime.world_size,
+            "threads": torch.get_num_threads(),  # CPU numbers depend on it (check_same_threads)
             "precision": session.runtime.precision,
             "input_transform": transform.describe() if transform is not None else None,
             "recipe": session.recipe,  # as the run started: `mmcore resume` refuses an edited recipe.yaml

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from mmcore.engine.ddp import collective_errors, init_group
+from mmcore.engine.ddp import wrap as wrap_ddp
 from mmcore.errors import MMCoreError
 from mmcore.recipe.plan import plan_of
 from mmcore.types import StepStats
@@ -67,10 +69,12 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     owns_process_group: bool = False  # True when ``create`` initialised torch.distributed
+    rank_timeout: float | None = None  # seconds a collective waits for the other ranks (None: torch's default)
 
     @classmethod
-    def create(cls, device: str = "auto", precision: str = "fp32") -> "Runtime":
-        """One process, or one rank of a torchrun job when ``WORLD_SIZE`` > 1 is set."""
+    def create(cls, device: str = "auto", precision: str = "fp32", rank_timeout: float | None = None) -> "Runtime":
+        """One process, or one rank of a torchrun job when ``WORLD_SIZE`` > 1 is set (the recipe's
+        ``rank_timeout`` bounds every wait for the other ranks: ``mmcore.engine.ddp``)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0
         target = resolve_device(device, local_rank)
@@ -83,9 +87,9 @@ class Runtime:
             backend = "nccl" if target.type == "cuda" else "gloo"
             if target.type == "cuda":
                 torch.cuda.set_device(target)
-            dist.init_process_group(backend=backend)
+            init_group(backend, rank_timeout)
             owns = True
-        return cls(target, precision, dist.get_rank(), dist.get_world_size(), owns)
+        return cls(target, precision, dist.get_rank(), dist.get_world_size(), owns, rank_timeout)
 
     # --- who does what -------------------------------------------------------------------------
     @property
@@ -142,12 +146,12 @@ class Runtime:
         """DistributedDataParallel around the model under torchrun; the model itself otherwise.
 
         ``find_unused_parameters`` is on because a component may leave parameters out of a
-        step's graph (a modality absent from the whole local batch, a head that is skipped).
+        step's graph (a modality absent from the whole local batch, a head that is skipped);
+        ``mmcore.engine.ddp.wrap`` keeps torch's advice to turn it off from printing.
         """
         if not self.distributed:
             return model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+        return wrap_ddp(model, self.device)
 
     # --- collectives (identity on one process) -------------------------------------------------
     def all_reduce_sum(self, tensor: Tensor) -> Tensor:
@@ -229,10 +233,11 @@ class Runtime:
 def runtime_for(recipe: dict[str, Any]) -> Iterator[Runtime]:
     """The runtime a resolved recipe asks for, closed on exit."""
     plan = plan_of(recipe)
-    runtime = Runtime.create(plan.device, plan.precision)
-    try:
-        yield runtime
-    except BaseException:
-        runtime.close()
-        raise
-    runtime.close(wait_for_all=True)
+    runtime = Runtime.create(plan.device, plan.precision, plan.rank_timeout)
+    with collective_errors(runtime):  # a collective that waited rank_timeout, or lost a rank: one line
+        try:
+            yield runtime
+        except BaseException:
+            runtime.close()
+            raise
+        runtime.close(wait_for_all=True)

@@ -16,6 +16,7 @@ import torch
 from mmcore import missbench
 from mmcore.engine import losses
 from mmcore.engine.checkpoint import save_checkpoint
+from mmcore.engine.ddp import rank_rng
 from mmcore.engine.evaluate import usable, write_eval
 from mmcore.engine.outputs import check_log_values
 from mmcore.engine.runtime import Runtime
@@ -104,9 +105,10 @@ def check_finite(rt: Runtime, epoch_loss: torch.Tensor, step: int) -> None:
 def save(rt: Runtime, path: Path, model: torch.nn.Module, optimizer: Any, state: TrainState) -> None:
     """Rank 0 writes; every rank learns whether it worked, so all stop together on failure."""
     error: MMCoreError | None = None
+    ranks = rank_rng(rt)  # every rank's random state (a gather): each resumes with its own
     if rt.is_main:
         try:
-            save_checkpoint(path, model, optimizer, state)
+            save_checkpoint(path, model, optimizer, state, ranks)
         except MMCoreError as exc:
             error = exc
     if not rt.all_agree(error is None):

@@ -34,6 +34,7 @@ from mmcore.engine.build import build_balancer, build_loggers
 from mmcore.engine.calling import (as_path, callers_random_state, fresh_run_dir, one_run_at_a_time, resolved_copy, resume_dir,
                                    step_reader)
 from mmcore.engine.checkpoint import describe_resumable, load_last, load_model_weights, recover
+from mmcore.engine.ddp import restore_rank_rng, same_draws_on_every_rank
 from mmcore.engine.dropout import apply_dropout, dropout_uniforms
 from mmcore.engine.evaluate import evaluate, usable
 from mmcore.engine.guards import check_parameters, claim_session, divergence_named, refuse_retraining
@@ -43,7 +44,8 @@ from mmcore.engine.resume_checks import check_folders, check_progress, check_res
 from mmcore.engine.optim import build_optimizer, lr_factor, set_lr
 from mmcore.engine.ownership import own_run_dir
 from mmcore.engine.compiling import compile_for_training
-from mmcore.engine.rundir import check_same_data, check_same_numerics, cost_figures, new_run_dir, write_session_manifest
+from mmcore.engine.rundir import (check_same_data, check_same_masks, check_same_numerics, check_same_threads, cost_figures,
+                                  new_run_dir, write_session_manifest)
 from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
@@ -57,8 +59,12 @@ from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
 
 
-class RunInterrupted(MMCoreError):
-    """Ctrl-C or SIGTERM during training; the message says what can be resumed."""
+class RunInterrupted(MMCoreError, KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training; the message says what can be resumed.
+
+    Also a ``KeyboardInterrupt``, so a library loop's ``except KeyboardInterrupt`` stops on it as on
+    a Ctrl-C outside training; still an ``MMCoreError`` (exit code 130, one line in the CLI), so
+    ``except MMCoreError`` handlers behave as before (a loop that must stop catches it first)."""
 
     exit_code = 130
 
@@ -132,7 +138,8 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(self.data) / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         self.max_steps = cfg.max_steps or self.total_steps
-        self.log_every = log_interval(cfg.log_every, min(self.total_steps, self.max_steps))
+        # from the whole run, never ``max_steps``: a stopped run then resumed logs the straight run's lines
+        self.log_every = log_interval(cfg.log_every, self.total_steps)
         self.base_lr, self.lr_factor = cfg.lr, lr_factor(cfg.schedule, self.steps_per_epoch, self.epochs)
         spec = session.train_spec
         self.fixed_masks = usable(train_masks(spec, self.names, self.data.ids, self.seed, split=self.data), self.data) if spec.policy == "fixed" else None
@@ -180,7 +187,10 @@ class Trainer:
             raise MMCoreError(f"{run_dir}: nothing to resume ({describe_resumable(run_dir / 'checkpoints')})")
         check_same_data(self.session, run_dir)  # every rank: each raises alike, none waits in a collective
         check_same_numerics(self.session, run_dir)
+        check_same_masks(run_dir, self.fixed_masks)
+        check_same_threads(self.session, run_dir)
         state = load_last(run_dir / "checkpoints", self.model, self.optimizer)
+        restore_rank_rng(self.rt, run_dir / "checkpoints" / "last")  # each rank its own, not rank 0's
         check_progress(run_dir / "checkpoints" / "last", state, self.steps_per_epoch, self.epochs)
         self.calls.load_state_dict(state.balancer, f"checkpoints/last (step {state.step})")
         return state, run_dir
@@ -265,7 +275,7 @@ class Trainer:
         if first:  # a component whose output is NaN from the start is named, not reported later as divergence
             self.values_checked = True
             check_parameters(self.model, self.optimizer, self.blamed, f"training step {state.step}")
-            check_finite_outputs(self.model, self.names, out, self.blamed, f"training step {state.step}")
+            check_finite_outputs(self.model, self.names, out, self.blamed, f"training step {state.step}", present)
         weights = self.calls.weights(read_values=first)
         loss, task_loss, groups = losses.combine(out, batch.target, self.loss_kind, self.unimodal_weight, balancer.target, weights)
         self._check_target(groups)
@@ -284,11 +294,12 @@ class Trainer:
         logging_step = (state.step + 1) % self.log_every == 0
         if logging_step:  # the field's imbalance signal, before any balancer touches it
             self.grad_norms = losses.encoder_grad_norms(model, self.names)
-        self.calls.modulate_gradients(model, stats, read_values=first)
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.calls.observe(stats)
+        with same_draws_on_every_rank(rt, self.seed, state.step):  # a balancer's gradient noise keeps replicas equal
+            self.calls.modulate_gradients(model, stats, read_values=first)
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            self.optimizer.step()
+            self.calls.observe(stats)
         state.step += 1
         self.trained += len(index)
         state.epoch_loss = state.epoch_loss + loss.detach().float()

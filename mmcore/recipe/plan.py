@@ -91,6 +91,7 @@ class RunPlan:
     device: str
     precision: str
     compile: bool
+    rank_timeout: int  # seconds a rank waits for the others at a collective (mmcore.engine.ddp)
     dataset: Node
     nonfinite: str  # data.nonfinite: error | absent
     model: ModelPlan
@@ -167,6 +168,7 @@ def plan_of(recipe: Mapping[str, Any]) -> RunPlan:
         device=recipe["device"],
         precision=recipe["precision"],
         compile=recipe["compile"],
+        rank_timeout=recipe["rank_timeout"],
         dataset=recipe["dataset"],
         nonfinite=recipe["data"]["nonfinite"],
         model=model_plan(recipe["model"]),

@@ -250,6 +250,9 @@ class Recipe:
     device: Device = "auto"  # auto: cuda when available, else cpu
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (CUDA, or the CPU's bf16 autocast)
     compile: bool = False  # torch.compile the model
+    # seconds a process of a multi-process run (--nproc, torchrun) waits for the others at a
+    # collective before the run stops with one line (gloo's own wait is 30 minutes); resumable
+    rank_timeout: PositiveInt = 600  # NCCL's default wait (10 minutes), so one bound fits CPU and GPU runs
     output: str = "runs"  # root of the run directories
     dataset: DatasetNode  # a registered dataset and its options
     data: Data = field(default_factory=Data)  # checks of the loaded data
