@@ -16,6 +16,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mmcore.report.html import number
 from mmcore.text import markdown_cell
 
@@ -136,15 +138,24 @@ def _listing(run_dir: Path, folder: str) -> list[str]:
     return [f"- `{folder}/{p.name}`" for p in sorted(base.iterdir()) if not p.name.startswith(".")]
 
 
+def _run_recipe(run_dir: Path) -> dict[str, Any]:
+    """The run's ``recipe.yaml`` as plain data, ``{}`` when damaged (a card still says what is known).
+
+    Read with libyaml's safe loader where PyYAML has it: the card is rewritten at every checkpoint,
+    and ``load_yaml``'s recipe checks (duplicate keys, size bounds) on the file mmcore wrote cost
+    a tenth of a tiny run's time and change nothing a card shows."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        recipe = yaml.load((run_dir / "recipe.yaml").read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
+    except Exception:  # noqa: BLE001 - unreadable, not UTF-8, not YAML
+        return {}
+    return recipe if isinstance(recipe, dict) else {}
+
+
 def model_card(run_dir: Path) -> str:
     """The card's Markdown text (see the module docstring for its sources)."""
-    from mmcore.recipe import load_yaml
-
     run_dir = Path(run_dir)
-    try:
-        recipe = load_yaml(run_dir / "recipe.yaml")
-    except Exception:  # a damaged recipe still gets a card saying what is known
-        recipe = {}
+    recipe = _run_recipe(run_dir)
     manifest = _read_json(run_dir / "manifest.json")
     evaluation = _read_json(run_dir / "eval.json")
     transform = _read_json(run_dir / "transform.json")
