@@ -29,6 +29,16 @@ class DataError(MMCoreError):
     """Dataset files missing, malformed or inconsistent."""
 
 
+class Interrupted(MMCoreError, KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run, sweep or study; the message says how to continue.
+
+    Also a ``KeyboardInterrupt``, so a library loop's ``except KeyboardInterrupt`` stops on it as
+    on a Ctrl-C anywhere else; still an ``MMCoreError`` (exit code 130, one line in the CLI), so
+    ``except MMCoreError`` handlers behave as before (a loop that must stop catches it first)."""
+
+    exit_code = 130
+
+
 def checker(where: str) -> "Callable[[bool, str], None]":
     """``check(ok, message)`` raising ``MMCoreError("<where>: <message>")`` when ``ok`` is false: the
     one-line option checks of a component, named once (``_check = checker(NAME)``)."""

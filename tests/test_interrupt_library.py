@@ -83,3 +83,40 @@ def test_the_command_line_still_says_it_in_one_line_with_exit_130(tmp_path: Path
     assert result.exit_code == 130 and len(lines) == 1, result.output
     assert lines[0].startswith("error: interrupted at step 7: checkpoints/last holds step 5")
     assert "continue with: mmcore resume " in lines[0]
+
+
+def _ctrl_c(*args: Any, **kwargs: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def test_a_sweep_or_study_stopped_by_ctrl_c_stops_a_loop_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep's and the study's own ``Interrupted`` were ``MMCoreError`` only, as
+    ``RunInterrupted`` was: all three are ``mmcore.errors.Interrupted`` now."""
+    from mmcore.errors import Interrupted
+    from mmcore.study import run as study_run
+    from mmcore.sweep import sweep as sweep_module
+    from mmcore.sweep import Interrupted as exported
+
+    from recipe_helpers import quiet_console, small_recipe_file
+
+    monkeypatch.setattr(sweep_module, "run_local", _ctrl_c)
+    monkeypatch.setattr(study_run, "run_phase", _ctrl_c)
+    recipe = small_recipe_file(tmp_path)
+    (tmp_path / "study.yaml").write_text(f"name: s\nrecipe: {recipe}\nseeds: 2\narms:\n  uniform: {{balancer: mmcore.uniform}}\n"
+                                         "  dropout: {from: uniform, train.modality_dropout: 0.3}\n"
+                                         "analysis:\n  primary: test.average.macro_f1\n  compare: [[dropout, uniform]]\n")
+    calls = {"sweep": lambda: sweep_module.run_sweep(recipe, [], [], seeds="0", out=tmp_path / "sw", console=quiet_console()),
+             "study": lambda: study_run.run_study(tmp_path / "study.yaml", out=tmp_path / "st", console=quiet_console())}
+    for name, call in calls.items():
+        stopped_by = None
+        for _ in range(2):  # a loop over sweeps: the first Ctrl-C ends it
+            try:
+                call()
+            except KeyboardInterrupt as exc:
+                stopped_by = exc
+                break
+            except MMCoreError:
+                continue
+        assert isinstance(stopped_by, Interrupted) and isinstance(stopped_by, MMCoreError), name
+        assert stopped_by.exit_code == 130 and "again" in str(stopped_by), (name, str(stopped_by))
+    assert exported is sweep_module.SweepInterrupted  # the name mmcore.sweep exported before

@@ -50,7 +50,7 @@ from mmcore.engine.runtime import runtime_for
 from mmcore.engine.session import Session, build_session
 from mmcore.engine.state import TrainState
 from mmcore.engine.steps import barrier, check_finite, log_interval, log_line, save, split_losses, train_latents, write_results
-from mmcore.errors import MMCoreError
+from mmcore.errors import Interrupted, MMCoreError
 from mmcore.fastdropout import apply_dropout_masks
 from mmcore.lossgroups import check_target
 from mmcore.metrics import better
@@ -59,14 +59,8 @@ from mmcore.plugins import Plugins
 from mmcore.types import EVAL_SPLITS, StepStats
 
 
-class RunInterrupted(MMCoreError, KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during training; the message says what can be resumed.
-
-    Also a ``KeyboardInterrupt``, so a library loop's ``except KeyboardInterrupt`` stops on it as on
-    a Ctrl-C outside training; still an ``MMCoreError`` (exit code 130, one line in the CLI), so
-    ``except MMCoreError`` handlers behave as before (a loop that must stop catches it first)."""
-
-    exit_code = 130
+class RunInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM during training; the message says what can be resumed."""
 
 
 def run(

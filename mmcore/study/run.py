@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mmcore.engine.record import RunRecord, read_yaml, run_state
-from mmcore.errors import MMCoreError
+from mmcore.errors import Interrupted, MMCoreError
 from mmcore.paths import PathError, check_output_dir
 from mmcore.study.execute import run_phase
 from mmcore.study.freeze import freeze
@@ -38,8 +38,8 @@ BACKENDS = ("local", "ray")
 TUNE_FILE = "tune.json"
 
 
-class Interrupted(MMCoreError):
-    exit_code = 130
+class StudyInterrupted(Interrupted):
+    """Ctrl-C during a study: finished runs are kept, the same command continues."""
 
 
 @dataclass
@@ -177,7 +177,7 @@ def run_study(path: Path, *, jobs: int = 1, backend: str = "local", out: Path | 
                 state = _after_tuning(state)
             outcomes += phase(state.main)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; finished runs are kept: run 'mmcore study run {path}' again to continue") from None
+        raise StudyInterrupted(f"interrupted; finished runs are kept: run 'mmcore study run {path}' again to continue") from None
     failed = [o for o in outcomes if o.status in ("failed", "interrupted")]
     if write_outputs and not failed:
         from mmcore.study.outputs import write_outputs as write

@@ -9,6 +9,8 @@ Layout: ``grid`` (axes, points, seeds), ``runner`` (run directories, local and R
 from mmcore.sweep.grid import Axis, Point
 from mmcore.sweep.runner import Outcome, Run
 from mmcore.sweep.aggregate import Row
-from mmcore.sweep.sweep import Interrupted, SweepResult, run_sweep, sweep_dir_for
+from mmcore.sweep.sweep import SweepInterrupted, SweepResult, run_sweep, sweep_dir_for
 
-__all__ = ["Axis", "Interrupted", "Outcome", "Point", "Row", "Run", "SweepResult", "run_sweep", "sweep_dir_for"]
+Interrupted = SweepInterrupted  # the name exported before mmcore.errors.Interrupted, kept for callers
+
+__all__ = ["Axis", "Interrupted", "Outcome", "Point", "Row", "Run", "SweepInterrupted", "SweepResult", "run_sweep", "sweep_dir_for"]

@@ -33,7 +33,7 @@ try:  # POSIX only; elsewhere the sweep lock is the pid in sweep.lock alone
 except ImportError:  # pragma: no cover - exercised on Windows only
     fcntl = None  # type: ignore[assignment]
 
-from mmcore.errors import MMCoreError
+from mmcore.errors import Interrupted, MMCoreError
 from mmcore.paths import check_output_dir
 from mmcore.recipe import apply_overrides, load_yaml, validate_recipe
 from mmcore.recipe.crosschecks import reported_metrics
@@ -50,10 +50,8 @@ BACKENDS = ("local", "ray")
 SWEEP_ENTRIES = frozenset({"sweep.json", "sweep.log", "sweep.lock", "points", "logs", "results.csv"})
 
 
-class Interrupted(MMCoreError):
+class SweepInterrupted(Interrupted):
     """Ctrl-C during a sweep: one line on how to continue, and the shell's exit code for SIGINT."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -272,7 +270,7 @@ def _execute(
                 done = run_local(todo, jobs, log.outcome, place)
     except KeyboardInterrupt:
         log.line("interrupted (Ctrl-C)", "yellow")
-        raise Interrupted(
+        raise SweepInterrupted(
             "sweep interrupted: start the same command again; finished runs are skipped, interrupted ones resume"
         ) from None
     outcomes.update({id(o.run): o for o in done})
