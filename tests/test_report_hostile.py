@@ -327,3 +327,26 @@ def test_model_card_tables_keep_their_columns_and_say_n_a() -> None:
     assert "| a | 1 | 0.5000 | n/a |" in lines and "| b | 1 | n/a | 0.2500 |" in lines
     assert "| a\\|\\<b> | — | 0.1250 | 0.5000 |" in lines
     assert "| 1 | 2 | n/a | n/a |" in lines and "| 2 | 1 | 0.7500 | 1.0000 |" in lines  # a mean over a None or a NaN is n/a
+
+
+def test_sweep_curves_with_a_null_draw_are_drawn_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    """A seed whose curve has a null (a diverged draw's NaN, as JSON writes it) made the sweep
+    report's mean over seeds a TypeError; it reads as NaN, as eval.json's null does."""
+    pytest.importorskip("matplotlib")
+    from test_report import fake_sweep
+
+    from mmcore.report import build_report, figures
+
+    sweep = fake_sweep(tmp_path, n_seeds=2)
+    for seed, values in (("0", [0.9, None]), ("1", [0.8, 0.6])):
+        info = json.loads((sweep / "sweep.json").read_text())
+        folder = sweep / info["points"][0]["runs"][seed] / "evals" / "curve"
+        folder.mkdir(parents=True)
+        curve = {"uniform": {"rates": [0.0, 0.5], "mean": {"macro_f1": values}, "std": {"macro_f1": [0.0, 0.0]}}}
+        (folder / "curve.json").write_text(json.dumps({"split": "test", "metrics": ["macro_f1"], "curves": curve}))
+    drawn = {}
+    real = figures.curves
+    monkeypatch.setattr(figures, "curves", lambda series, *a: drawn.update(series) or real(series, *a))
+    build_report(sweep, tmp_path / "s.html", metric="macro_f1")
+    ((rates, mean, std),) = drawn.values()
+    assert rates == [0.0, 0.5] and mean[0] == pytest.approx(0.85) and math.isnan(mean[1])

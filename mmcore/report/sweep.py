@@ -181,6 +181,11 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
+def _nan_for_null(values: list[Any]) -> list[float]:
+    """A curve's values, null (a diverged draw's NaN as JSON writes it) read as NaN as in eval.json."""
+    return [math.nan if v is None else v for v in values]
+
+
 def _curves(doc: Document, points: list[dict[str, Any]], metric: str) -> None:
     doc.heading("Robustness curves (uniform missing rate), mean ± std over seeds")
     series = {}
@@ -190,7 +195,7 @@ def _curves(doc: Document, points: list[dict[str, Any]], metric: str) -> None:
         if not per_seed:
             continue
         rates = per_seed[0]["curves"]["uniform"]["rates"]
-        same = [c["curves"]["uniform"]["mean"][metric] for c in per_seed if c["curves"]["uniform"]["rates"] == rates]
+        same = [_nan_for_null(c["curves"]["uniform"]["mean"][metric]) for c in per_seed if c["curves"]["uniform"]["rates"] == rates]
         mean = [sum(v) / len(v) for v in zip(*same)]
         std = [math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0 for v, m in zip(zip(*same), mean)]
         series[p["label"]] = (rates, mean, std)
