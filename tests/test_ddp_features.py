@@ -75,7 +75,6 @@ import os
 if os.environ.get("RANK") == "0":
     import time
     from mmcore.engine.runtime import Runtime
-from mmcore.engine.trainer import run
     original = Runtime.close
     def close(self, wait_for_all=False):
         if wait_for_all:  # SIGTERM is ignored once the results are written: torchrun would wait 30 s more
