@@ -200,6 +200,7 @@ def test_bf16_autocast_on_cpu_trains_and_selects(tmp_path):
     assert 0.0 <= result.results["test"]["average"]["accuracy"] <= 1.0
 
 
+@pytest.mark.slow  # 31 s: an inductor compilation of a whole run (tests/test_compile.py checks the regions quickly)
 def test_compile_on_cpu(tmp_path):
     result = compiled_or_skip(lambda: run(tiny_recipe(tmp_path, "compile=true", "train.epochs=1"), show_progress=False))
     assert result.step == 5 and result.results is not None

@@ -125,6 +125,7 @@ print(json.dumps(base))
 """
 
 
+@pytest.mark.slow  # 15 s: an inductor compilation in a child process
 @x86_linux
 def test_a_compilation_under_mmcores_settings_runs_only_the_one_base_check(tmp_path):
     """The verdict reaches inductor: a real compilation in a fresh process (its caches empty, a

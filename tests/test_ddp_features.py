@@ -195,10 +195,10 @@ NOT_STARTED = ("error: rank_timeout: rank 0 waited 10 s for the other processes 
 
 @linux_only
 @pytest.mark.parametrize(("hook", "line", "rank"), [
-    (HANG_IN_RANK_1, WAITED.format(rank=0), 0),
-    (SLOW_RANK_0_AT_THE_END, WAITED.format(rank=1), 1),
-    (STUCK_BEFORE_RANK_1_STARTS, NOT_STARTED, 0),
-], ids=["mid-epoch", "final-barrier", "before-the-group"])
+    pytest.param(HANG_IN_RANK_1, WAITED.format(rank=0), 0, id="mid-epoch"),
+    pytest.param(SLOW_RANK_0_AT_THE_END, WAITED.format(rank=1), 1, id="final-barrier", marks=pytest.mark.slow),  # 44 s
+    pytest.param(STUCK_BEFORE_RANK_1_STARTS, NOT_STARTED, 0, id="before-the-group", marks=pytest.mark.slow),  # 20 s
+])
 def test_a_hung_rank_ends_the_run_within_rank_timeout(tmp_path: Path, hook: str, line: str, rank: int) -> None:
     path = _recipe(tmp_path, "train.epochs=1", f"output={tmp_path / 'runs'}")
     started = time.monotonic()
@@ -211,6 +211,7 @@ def test_a_hung_rank_ends_the_run_within_rank_timeout(tmp_path: Path, hook: str,
     assert processes_mentioning(str(tmp_path)) == []
 
 
+@pytest.mark.slow  # 42 s: three 2-process launches
 def test_a_resumed_two_process_run_continues_exactly_when_the_ranks_draw_differently(tmp_path: Path) -> None:
     pytest.importorskip("mmcore_baselines")
     # batch 65 of 280 rows: shares of 33 and 32 rows, so dropout and hiding draw more in rank 0,
@@ -253,6 +254,7 @@ def test_a_balancers_gradient_noise_keeps_the_replicas_equal(tmp_path: Path) -> 
     (NAN_AFTER_SIX, "error: training diverged: loss is nan at epoch 2: fusion 'mmcore.concat' (plugin mmcore): its "
                     "prediction has non-finite values (NaN or infinity) (one forward and backward pass from checkpoints/last"),
 ], ids=["layer-in-forward", "divergence-probe"])
+@pytest.mark.slow  # 25 s: two 2-process launches
 def test_the_engine_guards_stop_every_rank_with_the_one_process_line(tmp_path: Path, hook: str, expected: str) -> None:
     path = _recipe(tmp_path, "train.epochs=2", f"output={tmp_path / 'runs'}")
     done = _mmcore(tmp_path, ["run", str(path)], 2, hook)

@@ -103,6 +103,7 @@ def test_an_unexpected_error_in_one_rank_names_the_rank_and_the_cause(tmp_path: 
     assert _gone(str(tmp_path)) == []
 
 
+@pytest.mark.slow  # 28 s: three 2-process launches
 @linux_only
 def test_sigterm_mid_epoch_stops_every_process_in_one_line_and_resumes(tmp_path: Path) -> None:
     main = _launch(tmp_path, "train.epochs=20")

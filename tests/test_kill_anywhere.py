@@ -158,6 +158,7 @@ def test_kill_9_of_a_sweep_leaves_no_worker_and_frees_every_run(tmp_path):
     assert len(runs) == 2 and all(_free(run_dir) for run_dir in runs)  # a restarted sweep may resume them
 
 
+@pytest.mark.slow  # 19 s: a sweep killed and restarted in worker processes
 @linux_only
 def test_a_killed_sweep_restarted_finishes_every_run_once_and_leaves_no_process(tmp_path):
     """The issue's case: a restarted sweep must not train a run beside its orphan. After kill -9

@@ -57,6 +57,7 @@ def _mmcore(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedP
                           text=True, timeout=600)
 
 
+@pytest.mark.slow  # 59 s: a 15-run study in worker processes
 def test_scaffolded_balancer_against_redcore_gets_a_verdict_per_comparison(tmp_path: Path) -> None:
     package = tmp_path / "mmcore-newbal"
     made = CliRunner().invoke(app, ["new", "plugin", "newbal", "--kinds", "balancer", "--dir", str(package)])

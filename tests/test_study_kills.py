@@ -256,6 +256,7 @@ def test_an_edited_study_file_is_on_record_or_refused(tmp_path):
     assert len(json.loads((out / "prereg.json").read_text())["changes"]) == 1
 
 
+@pytest.mark.slow  # 29 s: a background study, SIGINT, restart and a straight study
 def test_a_background_study_stopped_by_sigint_resumes_to_a_straight_runs_numbers(tmp_path):
     """A study of 2 arms × 1 seed started in the background (SIGINT ignored, as a shell's ``&``
     does) and sent ``kill -INT`` mid-way through its second run. Before: the signal was ignored and the study ran

@@ -27,6 +27,7 @@ def _small(tmp_path: Path) -> Path:
     return study
 
 
+@pytest.mark.slow  # 45 s: a study's reproduction pack run end to end
 def test_reproduction_pack_matches_its_expected_numbers(tmp_path):
     proc = _mmcore("study", "check", str(PACK / "study.yaml"), "--expected", str(PACK / "expected.yaml"),
                    "--out", str(tmp_path / "repro"))
@@ -55,6 +56,7 @@ def test_ray_backend_runs_a_study(tmp_path):
     assert (tmp_path / "out" / "study.md").is_file()
 
 
+@pytest.mark.slow  # 39 s: a study killed and restarted in worker processes
 def test_killed_study_keeps_finished_runs_and_continues(tmp_path):
     import signal
     import time
