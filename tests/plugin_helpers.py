@@ -4,6 +4,7 @@ error a run ends with."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,9 +13,12 @@ import pytest
 from mmcore import hookimpl
 from mmcore.engine.trainer import run
 from mmcore.errors import MMCoreError
-from mmcore.plugins import Plugins, load_plugins
+from mmcore.plugins import Plugins, get_registry, load_plugins
+from mmcore.registry import Component
 from mmcore.recipe import apply_overrides, validate_recipe
 from mmcore.testing import tiny_recipe
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def plugin_of(**kinds: dict[str, Callable[..., Any]]) -> Any:
@@ -48,3 +52,16 @@ def run_failure(output: Path | str, plugins: Plugins, *overrides: str) -> MMCore
         run(recipe_with(output, plugins, *overrides), plugins=plugins, show_progress=False)
     assert "\n" not in str(info.value)
     return info.value
+
+
+def bundled(kind: str) -> list[Component]:
+    """The registered components of ``kind`` whose code lives in this repository (the core and
+    the plugins under ``plugins/``), not those of whatever else is installed."""
+    def here(c: Component) -> bool:
+        try:
+            source = inspect.getsourcefile(c.factory)
+        except TypeError:  # a built-in or a class defined outside any file
+            return False
+        return source is not None and Path(source).resolve().is_relative_to(REPO)
+
+    return [c for c in get_registry().all(kind) if here(c)]
